@@ -1,0 +1,40 @@
+# Berth: the README's commands. `make` builds, `make test` runs every test (Docker ones included),
+# `make bench` prints the benchmark tables.
+SWIFT ?= swift
+SOCKET ?= /var/run/docker.sock
+TEST_TIMEOUT ?= 1500
+
+.PHONY: all build engine test bench clean-test-containers
+
+all: build
+
+build:
+	$(SWIFT) build -c release
+
+# Packages and a running Docker engine (installs and starts them when root).
+engine:
+	@scripts/ensure-engine.sh
+
+test: engine
+	$(SWIFT) build --build-tests
+	timeout $(TEST_TIMEOUT) $(SWIFT) test --skip-build
+	@$(MAKE) --no-print-directory clean-test-containers
+
+bench: engine
+	$(SWIFT) build -c release --product berth-bench --product berth-agent
+	@$(MAKE) --no-print-directory test-image
+	.build/release/berth-bench --socket $(SOCKET)
+
+# The busybox image the tests and benchmarks use, imported through the Engine API (no registry).
+.PHONY: test-image
+test-image:
+	@if ! .build/release/berth-agent api-dump --socket $(SOCKET) GET /images/berth-test-busybox:latest/json >/dev/null 2>&1; then \
+		scripts/busybox-rootfs.sh /tmp/berth-test-rootfs.tar && \
+		.build/release/berth-agent api-dump --socket $(SOCKET) POST '/images/create?fromSrc=-&repo=berth-test-busybox&tag=latest&changes=CMD%20%5B%22%2Fbin%2Fsh%22%5D' --data @/tmp/berth-test-rootfs.tar >/dev/null && \
+		rm -f /tmp/berth-test-rootfs.tar; \
+	fi
+
+# Tests label their containers berth.test; a killed run must not leave them behind.
+clean-test-containers:
+	@ids=$$(curl -sf --unix-socket $(SOCKET) 'http://docker/containers/json?all=1&filters=%7B%22label%22%3A%5B%22berth.test%22%5D%7D' | grep -o '"Id":"[0-9a-f]*"' | cut -d'"' -f4); \
+	for id in $$ids; do curl -sf -X DELETE --unix-socket $(SOCKET) "http://docker/containers/$$id?force=1" >/dev/null; done; true

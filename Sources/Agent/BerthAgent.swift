@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// `berth-agent`: owns one host's Docker engine on behalf of the Berth manager.
+@main
+struct BerthAgent: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "berth-agent",
+        abstract: "Runs Berth unit containers on this host's Docker engine.",
+        subcommands: [APIDump.self]
+    )
+}

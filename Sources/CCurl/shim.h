@@ -1,0 +1,51 @@
+#ifndef BERTH_CCURL_SHIM_H
+#define BERTH_CCURL_SHIM_H
+
+#include <curl/curl.h>
+
+/* curl_easy_setopt and curl_easy_getinfo are variadic, which Swift cannot call.
+   These typed, non-variadic wrappers are the only C in Berth. */
+
+static inline CURLcode berth_setopt_long(CURL *handle, CURLoption option, long value) {
+    return curl_easy_setopt(handle, option, value);
+}
+
+static inline CURLcode berth_setopt_off(CURL *handle, CURLoption option, curl_off_t value) {
+    return curl_easy_setopt(handle, option, value);
+}
+
+static inline CURLcode berth_setopt_string(CURL *handle, CURLoption option, const char *value) {
+    return curl_easy_setopt(handle, option, value);
+}
+
+static inline CURLcode berth_setopt_pointer(CURL *handle, CURLoption option, void *value) {
+    return curl_easy_setopt(handle, option, value);
+}
+
+static inline CURLcode berth_setopt_slist(CURL *handle, CURLoption option, struct curl_slist *value) {
+    return curl_easy_setopt(handle, option, value);
+}
+
+typedef size_t (*berth_data_callback)(char *buffer, size_t size, size_t count, void *userdata);
+typedef int (*berth_xferinfo_callback)(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
+                                       curl_off_t ultotal, curl_off_t ulnow);
+typedef int (*berth_debug_callback)(CURL *handle, curl_infotype type, char *data, size_t size,
+                                    void *userdata);
+
+static inline CURLcode berth_setopt_data_callback(CURL *handle, CURLoption option, berth_data_callback value) {
+    return curl_easy_setopt(handle, option, value);
+}
+
+static inline CURLcode berth_setopt_xferinfo_callback(CURL *handle, berth_xferinfo_callback value) {
+    return curl_easy_setopt(handle, CURLOPT_XFERINFOFUNCTION, value);
+}
+
+static inline CURLcode berth_setopt_debug_callback(CURL *handle, berth_debug_callback value) {
+    return curl_easy_setopt(handle, CURLOPT_DEBUGFUNCTION, value);
+}
+
+static inline CURLcode berth_getinfo_long(CURL *handle, CURLINFO info, long *value) {
+    return curl_easy_getinfo(handle, info, value);
+}
+
+#endif

@@ -1,0 +1,82 @@
+import Foundation
+
+/// One piece of a container's output, typed by where it came from.
+public enum OutputFrame: Sendable, Equatable {
+    case stdout(Data)
+    case stderr(Data)
+    /// Output of a container or exec with a TTY: one merged stream, no framing.
+    case console(Data)
+
+    public var data: Data {
+        switch self {
+        case .stdout(let data), .stderr(let data), .console(let data): data
+        }
+    }
+}
+
+/// Splits Docker's multiplexed stream (`[stream, 0, 0, 0, size:UInt32 BE]` then `size` bytes)
+/// into frames, whatever chunk boundaries the bytes arrive with.
+public struct StreamDemux: Sendable {
+    private var buffer = Data()
+    private let raw: Bool
+
+    /// `tty: true` passes bytes through as `.console`; otherwise they are demultiplexed.
+    public init(tty: Bool) {
+        raw = tty
+    }
+
+    /// Feeds bytes and returns every frame they complete.
+    public mutating func feed(_ bytes: Data) -> [OutputFrame] {
+        if raw { return bytes.isEmpty ? [] : [.console(bytes)] }
+        buffer.append(bytes)
+        var frames: [OutputFrame] = []
+        var offset = buffer.startIndex
+        while buffer.endIndex - offset >= 8 {
+            let kind = buffer[offset]
+            let size = buffer[(offset + 4)..<(offset + 8)].reduce(0) { ($0 << 8) | Int($1) }
+            guard buffer.endIndex - offset - 8 >= size else { break }
+            let payload = Data(buffer[(offset + 8)..<(offset + 8 + size)])
+            offset += 8 + size
+            guard size > 0 else { continue }
+            frames.append(kind == 2 ? .stderr(payload) : .stdout(payload))
+        }
+        if offset != buffer.startIndex {
+            buffer = Data(buffer[offset...])
+        }
+        return frames
+    }
+
+    /// Bytes of an incomplete frame left when the stream ended.
+    public var pendingByteCount: Int { buffer.count }
+
+    /// Whether the start of a body looks multiplexed (a stream byte 0–2 then three zero bytes).
+    public static func looksMultiplexed(_ prefix: Data) -> Bool {
+        guard prefix.count >= 8 else { return false }
+        let start = prefix.startIndex
+        return prefix[start] <= 2 && prefix[start + 1] == 0 && prefix[start + 2] == 0 && prefix[start + 3] == 0
+    }
+}
+
+/// A stream of frames from a log or exec body.
+public typealias OutputStream = AsyncThrowingStream<OutputFrame, any Error>
+
+extension HTTPStreamingResponse {
+    /// The body as typed frames, demultiplexed unless `tty`.
+    func frames(tty: Bool) -> OutputStream {
+        let chunks = body
+        return OutputStream { continuation in
+            let task = Task {
+                var demux = StreamDemux(tty: tty)
+                do {
+                    for try await chunk in chunks {
+                        for frame in demux.feed(chunk) { continuation.yield(frame) }
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+}

@@ -1,0 +1,314 @@
+import CCurl
+import Foundation
+import Synchronization
+
+/// One request in flight on a worker's easy handle. Its mutable state is touched only by the worker
+/// thread until `finish` hands the outcome to the waiting task.
+final class Transfer: @unchecked Sendable {
+    /// How the response body reaches the caller.
+    enum Delivery {
+        /// Collect the whole body, then complete.
+        case buffered(CheckedContinuation<HTTPResponse, any Error>)
+        /// Complete the head as soon as headers arrive, then yield chunks.
+        case streaming(
+            head: CheckedContinuation<HTTPStreamingResponse, any Error>,
+            body: AsyncThrowingStream<Data, any Error>,
+            chunks: AsyncThrowingStream<Data, any Error>.Continuation
+        )
+    }
+
+    let request: HTTPRequest
+    let endpoint: EngineEndpoint
+    let connectTimeout: Duration
+    /// Called with each block of request headers as actually sent (for `api-dump`).
+    let traceRequest: (@Sendable (String) -> Void)?
+    /// Streams normally read an error response whole and throw it; a debugging tool wants it raw.
+    let streamErrorResponses: Bool
+    private let delivery: Delivery
+    private let cancelledFlag = Atomic<Bool>(false)
+
+    private var head = HTTPResponseHead(status: 0)
+    private var headComplete = false
+    private var headDelivered = false
+    private var body = Data()
+    private var uploadFile: UnsafeMutablePointer<FILE>?
+
+    init(
+        request: HTTPRequest, endpoint: EngineEndpoint, connectTimeout: Duration, delivery: Delivery,
+        traceRequest: (@Sendable (String) -> Void)? = nil, streamErrorResponses: Bool = false
+    ) {
+        self.streamErrorResponses = streamErrorResponses
+        self.request = request
+        self.endpoint = endpoint
+        self.connectTimeout = connectTimeout
+        self.delivery = delivery
+        self.traceRequest = traceRequest
+    }
+
+    var isCancelled: Bool { cancelledFlag.load(ordering: .relaxed) }
+
+    /// Aborts the transfer at libcurl's next callback (data or progress, at least once a second).
+    func cancel() {
+        cancelledFlag.store(true, ordering: .relaxed)
+    }
+
+    private var isStreaming: Bool {
+        if case .streaming = delivery { return true }
+        return false
+    }
+
+    // MARK: - Running on a worker thread
+
+    /// Runs the transfer to its end and returns what hands the outcome to the caller. The worker
+    /// calls that only after marking itself free, so the caller's next request finds it free.
+    func run(on handle: UnsafeMutableRawPointer) -> () -> Void {
+        if isCancelled {
+            return finish(.failure(EngineError.cancelled))
+        }
+        curl_easy_reset(handle)
+        var headerList: UnsafeMutablePointer<curl_slist>?
+        defer {
+            curl_slist_free_all(headerList)
+            if let file = uploadFile { fclose(file) }
+            uploadFile = nil
+        }
+        let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        defer { errorBuffer.deallocate() }
+        let url = endpoint.baseURL + request.target
+        let this = Unmanaged.passUnretained(self).toOpaque()
+
+        var setupError: EngineError?
+        func check(_ code: CURLcode, _ what: String) {
+            if code != CURLE_OK && setupError == nil {
+                setupError = .transport("libcurl refused \(what): \(String(cString: curl_easy_strerror(code)))")
+            }
+        }
+        check(berth_setopt_string(handle, CURLOPT_URL, url), "the URL \(url)")
+        if case .unix(let path) = endpoint.kind {
+            check(berth_setopt_string(handle, CURLOPT_UNIX_SOCKET_PATH, path), "the socket path")
+        }
+        berth_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+        berth_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(connectTimeout.milliseconds))
+        if let timeout = request.timeout {
+            berth_setopt_long(handle, CURLOPT_TIMEOUT_MS, max(1, Int(timeout.milliseconds)))
+        }
+        berth_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer)
+
+        // Without this libcurl waits for `100 Continue` before large bodies.
+        var headers = ["Expect:"]
+        for header in request.headers { headers.append("\(header.name): \(header.value)") }
+
+        switch request.method {
+        case "GET": berth_setopt_long(handle, CURLOPT_HTTPGET, 1)
+        case "HEAD": berth_setopt_long(handle, CURLOPT_NOBODY, 1)
+        default:
+            check(berth_setopt_string(handle, CURLOPT_CUSTOMREQUEST, request.method), "the method")
+        }
+
+        var bodyData: Data?
+        switch request.body {
+        case .none:
+            if request.method == "POST" || request.method == "PUT" {
+                berth_setopt_long(handle, CURLOPT_POST, 1)
+                berth_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, 0)
+                berth_setopt_string(handle, CURLOPT_POSTFIELDS, "")
+            }
+        case .data(let data, let contentType):
+            headers.append("Content-Type: \(contentType)")
+            berth_setopt_long(handle, CURLOPT_POST, 1)
+            berth_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(data.count))
+            bodyData = data
+        case .file(let path, let contentType):
+            guard let file = fopen(path, "rb") else {
+                return finish(.failure(EngineError.transport("cannot read \(path): \(String(cString: strerror(errno)))")))
+            }
+            uploadFile = file
+            fseeko(file, 0, SEEK_END)
+            let size = ftello(file)
+            fseeko(file, 0, SEEK_SET)
+            headers.append("Content-Type: \(contentType)")
+            berth_setopt_long(handle, CURLOPT_POST, 1)
+            berth_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(size))
+            berth_setopt_pointer(handle, CURLOPT_READDATA, this)
+            berth_setopt_data_callback(handle, CURLOPT_READFUNCTION) { buffer, size, count, userdata in
+                let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
+                if transfer.isCancelled { return Int(CURL_READFUNC_ABORT) }
+                return fread(buffer, 1, size * count, transfer.uploadFile)
+            }
+        }
+        for header in headers { headerList = curl_slist_append(headerList, header) }
+        berth_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList)
+
+        berth_setopt_pointer(handle, CURLOPT_WRITEDATA, this)
+        berth_setopt_data_callback(handle, CURLOPT_WRITEFUNCTION) { buffer, size, count, userdata in
+            let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
+            let length = size * count
+            if transfer.isCancelled { return 0 }
+            transfer.receiveBody(UnsafeRawBufferPointer(start: buffer, count: length))
+            return length
+        }
+        berth_setopt_pointer(handle, CURLOPT_HEADERDATA, this)
+        berth_setopt_data_callback(handle, CURLOPT_HEADERFUNCTION) { buffer, size, count, userdata in
+            let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
+            let length = size * count
+            transfer.receiveHeaderLine(UnsafeRawBufferPointer(start: buffer, count: length))
+            return length
+        }
+        berth_setopt_long(handle, CURLOPT_NOPROGRESS, 0)
+        berth_setopt_pointer(handle, CURLOPT_XFERINFODATA, this)
+        berth_setopt_xferinfo_callback(handle) { userdata, _, _, _, _ in
+            let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
+            return transfer.isCancelled ? 1 : 0
+        }
+        if traceRequest != nil {
+            berth_setopt_long(handle, CURLOPT_VERBOSE, 1)
+            berth_setopt_pointer(handle, CURLOPT_DEBUGDATA, this)
+            berth_setopt_debug_callback(handle) { _, type, data, size, userdata in
+                guard type == CURLINFO_HEADER_OUT, let data else { return 0 }
+                let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
+                let text = String(decoding: UnsafeRawBufferPointer(start: data, count: size), as: UTF8.self)
+                transfer.traceRequest?(text)
+                return 0
+            }
+        }
+
+        if let setupError {
+            return finish(.failure(setupError))
+        }
+
+        let code: CURLcode
+        if let bodyData {
+            code = bodyData.withUnsafeBytes { bytes in
+                berth_setopt_pointer(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress))
+                return curl_easy_perform(handle)
+            }
+        } else {
+            code = curl_easy_perform(handle)
+        }
+        // The error buffer belongs to this frame; libcurl must not keep a pointer to it.
+        berth_setopt_pointer(handle, CURLOPT_ERRORBUFFER, nil)
+
+        if code == CURLE_OK {
+            return finish(.success(()))
+        }
+        let detail = errorBuffer.pointee == 0
+            ? String(cString: curl_easy_strerror(code)) : String(cString: errorBuffer)
+        return finish(.failure(classify(code, detail: detail, handle: handle)))
+    }
+
+    private func classify(_ code: CURLcode, detail: String, handle: UnsafeMutableRawPointer) -> EngineError {
+        if isCancelled { return .cancelled }
+        switch code {
+        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST:
+            var osError = 0
+            berth_getinfo_long(handle, CURLINFO_OS_ERRNO, &osError)
+            let reason = osError != 0 ? String(cString: strerror(Int32(osError))).lowercased() : detail
+            return .unreachable(endpoint: endpoint.description, reason: reason)
+        case CURLE_OPERATION_TIMEDOUT:
+            var connected = 0
+            berth_getinfo_long(handle, CURLINFO_CONNECT_TIME_T, &connected)
+            if connected == 0 && !headComplete {
+                return .unreachable(endpoint: endpoint.description, reason: "no connection within \(connectTimeout.formattedSeconds)")
+            }
+            return .timeout(method: request.method, path: request.path, after: request.timeout ?? connectTimeout)
+        case CURLE_GOT_NOTHING where !headComplete:
+            return .unreachable(endpoint: endpoint.description, reason: "the engine closed the connection without answering")
+        default:
+            return .transport("\(request.method) \(request.path): \(detail)")
+        }
+    }
+
+    // MARK: - libcurl callbacks
+
+    /// Parses one header line at the byte level: this runs a dozen times per request, and
+    /// character-wise `String` work here cost more than the rest of the client together.
+    private func receiveHeaderLine(_ bytes: UnsafeRawBufferPointer) {
+        var end = bytes.count
+        while end > 0 && (bytes[end - 1] == 0x0A || bytes[end - 1] == 0x0D) { end -= 1 }
+        if end == 0 {
+            if head.status >= 200 {
+                headComplete = true
+                deliverHeadIfStreaming()
+            }
+            return
+        }
+        func text(_ range: Range<Int>) -> String {
+            String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+        }
+        if end > 5 && bytes[0] == UInt8(ascii: "H") && bytes[4] == UInt8(ascii: "/") {
+            // A new status line (after `100 Continue` or a redirect) starts a new head.
+            let firstSpace = bytes[0..<end].firstIndex(of: UInt8(ascii: " ")) ?? end
+            var status = 0
+            var index = firstSpace + 1
+            while index < end, bytes[index] >= 0x30, bytes[index] <= 0x39 {
+                status = status * 10 + Int(bytes[index] - 0x30)
+                index += 1
+            }
+            head = HTTPResponseHead(
+                version: text(0..<firstSpace), status: status,
+                reason: index < end ? text((index + 1)..<end) : "")
+            headComplete = false
+        } else if let colon = bytes[0..<end].firstIndex(of: UInt8(ascii: ":")) {
+            var valueStart = colon + 1
+            while valueStart < end && (bytes[valueStart] == 0x20 || bytes[valueStart] == 0x09) { valueStart += 1 }
+            head.headers.append((name: text(0..<colon), value: text(valueStart..<end)))
+        }
+    }
+
+    private func receiveBody(_ bytes: UnsafeRawBufferPointer) {
+        if case .streaming(_, _, let chunks) = delivery, headDelivered {
+            chunks.yield(Data(bytes))
+        } else {
+            body.append(contentsOf: bytes)
+        }
+    }
+
+    private func deliverHeadIfStreaming() {
+        guard case .streaming(let headContinuation, let stream, _) = delivery, !headDelivered else { return }
+        // Error responses are read whole so their message can be reported.
+        guard head.status < 400 || streamErrorResponses else { return }
+        headDelivered = true
+        headContinuation.resume(returning: HTTPStreamingResponse(head: head, body: stream))
+    }
+
+    private func finish(_ outcome: Result<Void, EngineError>) -> () -> Void {
+        switch delivery {
+        case .buffered(let continuation):
+            let response = HTTPResponse(head: head, body: body)
+            return {
+                switch outcome {
+                case .success: continuation.resume(returning: response)
+                case .failure(let error): continuation.resume(throwing: error)
+                }
+            }
+        case .streaming(let headContinuation, _, let chunks):
+            if headDelivered {
+                return {
+                    switch outcome {
+                    case .success, .failure(.cancelled): chunks.finish()
+                    case .failure(let error): chunks.finish(throwing: error)
+                    }
+                }
+            }
+            // Only error statuses get here with success: the head was held back to read the message.
+            let error: any Error = switch outcome {
+            case .success:
+                EngineError.fromResponse(HTTPResponse(head: head, body: body), method: request.method, path: request.path)
+            case .failure(let error):
+                error
+            }
+            return {
+                chunks.finish()
+                headContinuation.resume(throwing: error)
+            }
+        }
+    }
+}
+
+extension Duration {
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+
+/// HTTP/1.1 to one engine through libcurl: pooled kept-alive connections, blocking work on the
+/// pool's own threads, async to callers, and cancellation that aborts the transfer.
+public final class Transport: Sendable {
+    public let endpoint: EngineEndpoint
+    /// How long establishing a connection may take; an engine that is not there fails this fast.
+    public let connectTimeout: Duration
+    private let pool: CurlWorkerPool
+
+    public init(endpoint: EngineEndpoint, connectTimeout: Duration = .seconds(2)) {
+        self.endpoint = endpoint
+        self.connectTimeout = connectTimeout
+        self.pool = CurlWorkerPool()
+    }
+
+    /// Sends a request and returns the whole response, whatever its status.
+    public func send(_ request: HTTPRequest, traceRequest: (@Sendable (String) -> Void)? = nil) async throws -> HTTPResponse {
+        let box = TransferBox()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let transfer = Transfer(
+                    request: request, endpoint: endpoint, connectTimeout: connectTimeout,
+                    delivery: .buffered(continuation), traceRequest: traceRequest)
+                box.set(transfer)
+                pool.submit(transfer)
+            }
+        } onCancel: {
+            box.cancel()
+        }
+    }
+
+    /// Sends a request and returns as soon as the response head arrives; the body follows as a
+    /// stream. A status of 400 or more throws, with the engine's message, unless
+    /// `streamErrorResponses` asks for every response as it comes.
+    public func stream(
+        _ request: HTTPRequest, traceRequest: (@Sendable (String) -> Void)? = nil, streamErrorResponses: Bool = false
+    ) async throws -> HTTPStreamingResponse {
+        let box = TransferBox()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let (body, chunks) = AsyncThrowingStream<Data, any Error>.makeStream()
+                let transfer = Transfer(
+                    request: request, endpoint: endpoint, connectTimeout: connectTimeout,
+                    delivery: .streaming(head: continuation, body: body, chunks: chunks),
+                    traceRequest: traceRequest, streamErrorResponses: streamErrorResponses)
+                chunks.onTermination = { termination in
+                    if case .cancelled = termination { transfer.cancel() }
+                }
+                box.set(transfer)
+                pool.submit(transfer)
+            }
+        } onCancel: {
+            box.cancel()
+        }
+    }
+}
+
+/// Lets a cancellation handler reach a transfer created inside the continuation closure, in
+/// whichever order the two run.
+private final class TransferBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var transfer: Transfer?
+    private var cancelled = false
+
+    func set(_ transfer: Transfer) {
+        lock.lock()
+        self.transfer = transfer
+        let cancelNow = cancelled
+        lock.unlock()
+        if cancelNow { transfer.cancel() }
+    }
+
+    func cancel() {
+        lock.lock()
+        cancelled = true
+        let transfer = self.transfer
+        lock.unlock()
+        transfer?.cancel()
+    }
+}

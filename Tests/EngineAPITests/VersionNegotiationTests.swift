@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+
+@testable import EngineAPI
+
+@Suite struct VersionNegotiationTests {
+    @Test func engineVersionInRangeIsUsed() throws {
+        #expect(try APIVersion.negotiate(engine: "1.41") == APIVersion(1, 41))
+        #expect(try APIVersion.negotiate(engine: "1.45") == APIVersion(1, 45))
+    }
+
+    @Test func newerEngineIsCappedAtTheClientMaximum() throws {
+        #expect(try APIVersion.negotiate(engine: "1.51") == APIVersion.maximumSupported)
+    }
+
+    @Test func olderEngineIsRefusedClearly() {
+        #expect(throws: EngineError.unsupportedEngine(engineVersion: "1.40", minimum: "1.41")) {
+            try APIVersion.negotiate(engine: "1.40")
+        }
+    }
+
+    @Test func versionsCompareNumerically() {
+        #expect(APIVersion("1.9")! < APIVersion("1.41")!)
+        #expect(APIVersion("x.y") == nil)
+    }
+
+    @Test func clientRefusesAnOldEngineOverTheWire() async throws {
+        let engine = try FakeEngine(response: "HTTP/1.1 200 OK\r\nApi-Version: 1.30\r\nContent-Length: 2\r\n\r\nOK")
+        defer { engine.stop() }
+        let client = DockerClient(endpoint: .unix(engine.path))
+        await #expect(throws: EngineError.unsupportedEngine(engineVersion: "1.30", minimum: "1.41")) {
+            _ = try await client.version()
+        }
+    }
+
+    @Test func requestsUseTheNegotiatedPrefix() async throws {
+        let engine = try FakeEngine(response: "HTTP/1.1 200 OK\r\nApi-Version: 1.43\r\nContent-Length: 2\r\n\r\nOK")
+        defer { engine.stop() }
+        let client = DockerClient(endpoint: .unix(engine.path))
+        let request = try await client.makeRequest("GET", "/containers/json")
+        #expect(request.path == "/v1.43/containers/json")
+    }
+}
+
+@Suite struct UnreachableEngineTests {
+    @Test func missingSocketFailsFastAndSaysWhere() async {
+        let client = DockerClient(endpoint: .unix("/nonexistent/docker.sock"))
+        let start = ContinuousClock.now
+        do {
+            try await client.ping()
+            Issue.record("ping succeeded without an engine")
+        } catch let error as EngineError {
+            guard case .unreachable(let endpoint, _) = error else {
+                Issue.record("expected unreachable, got \(error)")
+                return
+            }
+            #expect(endpoint == "/nonexistent/docker.sock")
+            #expect(error.description.hasPrefix("Docker engine not reachable at /nonexistent/docker.sock: "))
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+        #expect(ContinuousClock.now - start < .seconds(2))
+    }
+
+    @Test func silentEngineTimesOutInsteadOfHanging() async throws {
+        let engine = try FakeEngine(response: nil)
+        defer { engine.stop() }
+        let client = DockerClient(endpoint: .unix(engine.path), timeout: .milliseconds(500))
+        let start = ContinuousClock.now
+        await #expect(throws: EngineError.self) { try await client.ping() }
+        #expect(ContinuousClock.now - start < .seconds(3))
+    }
+
+    @Test func cancellingTheTaskAbortsTheTransfer() async throws {
+        let engine = try FakeEngine(response: nil)
+        defer { engine.stop() }
+        let client = DockerClient(endpoint: .unix(engine.path), timeout: .seconds(60))
+        let task = Task { try await client.ping() }
+        try await Task.sleep(for: .milliseconds(200))
+        let start = ContinuousClock.now
+        task.cancel()
+        await #expect(throws: EngineError.cancelled) { try await task.value }
+        #expect(ContinuousClock.now - start < .seconds(3))
+    }
+}

@@ -1,0 +1,133 @@
+import EngineAPI
+import Foundation
+import Testing
+
+/// The real engine the integration tests run against, and the busybox image they use.
+enum DockerTestSupport {
+    static let socketPath = ProcessInfo.processInfo.environment["BERTH_TEST_SOCKET"] ?? EngineEndpoint.defaultSocketPath
+    static let image = "berth-test-busybox:latest"
+    static let testLabel = "berth.test"
+
+    /// In CI the Docker tests always run, so a missing engine fails them; elsewhere they run
+    /// when a socket exists.
+    static var shouldRun: Bool {
+        ProcessInfo.processInfo.environment["CI"] == "true" || FileManager.default.fileExists(atPath: socketPath)
+    }
+
+    static let client = DockerClient(endpoint: .unix(socketPath))
+
+    private static let imageReady = Task { try await importBusyboxImage() }
+
+    /// The client, once the engine answers and the test image exists (imported once per run).
+    static func ready() async throws -> DockerClient {
+        try await client.ping()
+        try await imageReady.value
+        return client
+    }
+
+    /// Imports `scripts/busybox-rootfs.sh`'s tarball through the Engine API (no registry here).
+    private static func importBusyboxImage() async throws {
+        if (try? await client.inspectImage(image)) != nil { return }
+        let tarball = NSTemporaryDirectory() + "berth-rootfs-\(UUID().uuidString.prefix(8)).tar"
+        defer { try? FileManager.default.removeItem(atPath: tarball) }
+        try run("/bin/sh", [repositoryRoot + "/scripts/busybox-rootfs.sh", tarball])
+        try await client.importImage(tarball: tarball, repository: "berth-test-busybox", tag: "latest", changes: ["CMD [\"/bin/sh\"]"])
+    }
+
+    /// The checkout this test file belongs to.
+    static let repositoryRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw TestSetupError("\(executable) \(arguments) exited \(process.terminationStatus)") }
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    /// A port nothing listens on right now.
+    static func freePort(host: String = "127.0.0.1") throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        inet_pton(AF_INET, host, &address.sin_addr)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
+                guard bind(fd, pointer, length) == 0 else { return -1 }
+                return getsockname(fd, pointer, &length)
+            }
+        }
+        guard bound == 0 else { throw TestSetupError("cannot find a free port on \(host)") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Connects to `host:port` and returns what the server sends first, retrying until `deadline`.
+    static func readBanner(host: String, port: Int, within deadline: Duration = .seconds(10)) async throws -> String {
+        let clock = ContinuousClock()
+        let end = clock.now + deadline
+        while clock.now < end {
+            if let text = tryReadBanner(host: host, port: port), !text.isEmpty { return text }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestSetupError("nothing answered on \(host):\(port)")
+    }
+
+    private static func tryReadBanner(host: String, port: Int) -> String? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        inet_pton(AF_INET, host, &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = read(fd, &buffer, buffer.count)
+        return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : nil
+    }
+
+    /// A unique container name for one test.
+    static func uniqueName(_ purpose: String) -> String {
+        "berth-test-\(purpose)-\(UUID().uuidString.prefix(8).lowercased())"
+    }
+
+    /// Runs `body` with a created container, then force-removes it whatever happened.
+    static func withContainer<T>(
+        _ purpose: String, config: ContainerConfig, start: Bool = true,
+        _ body: (DockerClient, String) async throws -> T
+    ) async throws -> T {
+        let client = try await ready()
+        var config = config
+        config.image = config.image ?? image
+        config.labels = (config.labels ?? [:]).merging([testLabel: "1"]) { a, _ in a }
+        let created = try await client.createContainer(name: uniqueName(purpose), config: config)
+        do {
+            if start { try await client.startContainer(created.id) }
+            let result = try await body(client, created.id)
+            try await client.removeContainer(created.id, force: true)
+            return result
+        } catch {
+            try? await client.removeContainer(created.id, force: true)
+            throw error
+        }
+    }
+}
+
+struct TestSetupError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,183 @@
+import ArgumentParser
+import EngineAPI
+import Foundation
+
+/// `berth-bench`: Berth against the floor and the alternatives, measured in one run.
+@main
+struct BerthBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "berth-bench",
+        abstract: "Measure EngineAPI against a raw-socket floor, docker-py and the docker CLI; print and record the tables."
+    )
+
+    @Option(help: "The engine's Unix socket.")
+    var socket = EngineEndpoint.defaultSocketPath
+
+    @Option(help: "Requests per client per latency row.")
+    var requests = 2000
+
+    @Option(help: "Full container lifecycles per client.")
+    var lifecycles = 12
+
+    @Option(help: "Directory the tables are written to.")
+    var results = "bench/results"
+
+    @Option(help: "Image with busybox for the lifecycle rows (imported by `make bench` if missing).")
+    var image = "berth-test-busybox:latest"
+
+    func run() async throws {
+        let client = DockerClient(endpoint: .unix(socket))
+        let version = try await client.apiVersion()
+        let raw = try RawHTTP(socketPath: socket)
+        var report = Report(title: "EngineAPI latency and container lifecycle")
+        report.header(machine: try await machineLine(client))
+
+        let bench = BenchContainers(client: client, image: image)
+        try await bench.removeLeftovers()
+
+        var latency = Table(columns: ["call", "client", "median", "p90", "× floor"])
+        for containerCount in [0, 10] {
+            let created = try await bench.createIdle(count: containerCount)
+            if containerCount == 0 {
+                try await compareLatency(into: &latency, call: "GET /_ping", raw: raw, client: client,
+                                         rawTarget: "/_ping", engineRequest: HTTPRequest(method: "GET", path: "/_ping", timeout: .seconds(10)),
+                                         cli: nil, python: "c.api.ping()")
+            }
+            try await compareLatency(into: &latency, call: "GET /containers/json (\(created.count) containers)", raw: raw, client: client,
+                                     rawTarget: "/v\(version)/containers/json?all=1",
+                                     engineRequest: HTTPRequest(method: "GET", path: "/v\(version)/containers/json", query: [(name: "all", value: "1")], timeout: .seconds(10)),
+                                     cli: ["ps", "-a", "-q"], python: "c.api.containers(all=True)",
+                                     typed: { _ = try await client.listContainers(all: true) })
+            try await bench.remove(created)
+        }
+        report.section(latency, note: "Median of \(requests) sequential requests per client, interleaved in rounds. EngineAPI goes through the pooled libcurl transport (worker thread hop and async resume included); the floor is one persistent blocking socket with hand-written HTTP.")
+
+        var lifecycle = Table(columns: ["lifecycle", "client", "median", "p90", "× floor"])
+        var floorTimes: [Duration] = []
+        var engineTimes: [Duration] = []
+        for _ in 0..<lifecycles {
+            floorTimes.append(try await bench.rawLifecycle(raw: raw, version: version))
+            engineTimes.append(try await bench.engineLifecycle())
+        }
+        let floor = Stats(floorTimes)
+        lifecycle.row(["create → start → port-ready → stop → remove", "raw socket (floor)", floor.medianText, floor.p90Text, "1.00"])
+        let engine = Stats(engineTimes)
+        lifecycle.row(["", "EngineAPI", engine.medianText, engine.p90Text, ratio(engine, floor)])
+        report.section(lifecycle, note: "\(lifecycles) lifecycles per client, alternating; stop uses t=1 on a busybox nc listener under tini (Init).")
+
+        report.command("make bench")
+        try report.write(to: results, name: "engine.md")
+    }
+
+    private func compareLatency(
+        into table: inout Table, call: String, raw: RawHTTP, client: DockerClient, rawTarget: String,
+        engineRequest: HTTPRequest, cli: [String]?, python: String?, typed: (() async throws -> Void)? = nil
+    ) async throws {
+        let rounds = 5
+        let perRound = max(1, requests / rounds)
+        var floorTimes: [Duration] = []
+        var engineTimes: [Duration] = []
+        var typedTimes: [Duration] = []
+        let clock = ContinuousClock()
+        // Warm both connections.
+        for _ in 0..<50 {
+            _ = try raw.request("GET", rawTarget)
+            _ = try await client.transport.send(engineRequest)
+        }
+        for _ in 0..<rounds {
+            for _ in 0..<perRound {
+                let start = clock.now
+                let response = try raw.request("GET", rawTarget)
+                floorTimes.append(clock.now - start)
+                guard response.status == 200 else { throw BenchError("floor got \(response.status)") }
+            }
+            for _ in 0..<perRound {
+                let start = clock.now
+                let response = try await client.transport.send(engineRequest)
+                engineTimes.append(clock.now - start)
+                guard response.status == 200 else { throw BenchError("EngineAPI got \(response.status)") }
+            }
+            if let typed {
+                for _ in 0..<perRound {
+                    let start = clock.now
+                    try await typed()
+                    typedTimes.append(clock.now - start)
+                }
+            }
+        }
+        let floor = Stats(floorTimes)
+        table.row([call, "raw socket (floor)", floor.medianText, floor.p90Text, "1.00"])
+        let engine = Stats(engineTimes)
+        table.row(["", "EngineAPI", engine.medianText, engine.p90Text, ratio(engine, floor)])
+        if !typedTimes.isEmpty {
+            let typedStats = Stats(typedTimes)
+            table.row(["", "EngineAPI, decoded to models", typedStats.medianText, typedStats.p90Text, ratio(typedStats, floor)])
+        }
+        if let python, let pythonStats = try? pythonLatency(python) {
+            table.row(["", "docker-py", pythonStats.medianText, pythonStats.p90Text, ratio(pythonStats, floor)])
+        }
+        if let cli, let docker = which("docker") {
+            var times: [Duration] = []
+            for _ in 0..<30 {
+                let start = clock.now
+                try runProcess(docker, cli, environment: ["DOCKER_HOST": "unix://\(socket)"])
+                times.append(clock.now - start)
+            }
+            let cliStats = Stats(times)
+            table.row(["", "docker CLI (spawned)", cliStats.medianText, cliStats.p90Text, ratio(cliStats, floor)])
+        }
+    }
+
+    /// docker-py timed in its own process, so interpreter start-up is not counted against it.
+    private func pythonLatency(_ call: String) throws -> Stats? {
+        guard let python = which("python3") else { return nil }
+        let script = """
+            import docker, time, json
+            c = docker.DockerClient(base_url='unix://\(socket)')
+            for _ in range(50): \(call)
+            t = []
+            for _ in range(\(min(requests, 1000))):
+                s = time.perf_counter_ns(); \(call); t.append(time.perf_counter_ns() - s)
+            print(json.dumps(t))
+            """
+        let output = try runProcess(python, ["-c", script])
+        guard let nanos = try? JSONDecoder().decode([Int64].self, from: Data(output.utf8)) else { return nil }
+        return Stats(nanos.map { .nanoseconds($0) })
+    }
+
+    private func machineLine(_ client: DockerClient) async throws -> String {
+        let version = try await client.version()
+        let info = try await client.info()
+        let cpus = ProcessInfo.processInfo.activeProcessorCount
+        let memory = ProcessInfo.processInfo.physicalMemory >> 30
+        return "\(cpus) cores, \(memory) GiB, kernel \(version.kernelVersion ?? "?"), Docker \(version.version) (API \(version.apiVersion)), cgroup \(info.cgroupVersion ?? "?")"
+    }
+}
+
+func ratio(_ value: Stats, _ floor: Stats) -> String {
+    String(format: "%.2f", Double(value.median.nanoseconds) / Double(max(1, floor.median.nanoseconds)))
+}
+
+func which(_ name: String) -> String? {
+    for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+        let path = "\(directory)/\(name)"
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    return nil
+}
+
+@discardableResult
+func runProcess(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let output = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { throw BenchError("\(executable) exited \(process.terminationStatus)") }
+    return String(decoding: output, as: UTF8.self)
+}
