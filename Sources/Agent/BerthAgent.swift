@@ -6,6 +6,6 @@ struct BerthAgent: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "berth-agent",
         abstract: "Runs Berth unit containers on this host's Docker engine.",
-        subcommands: [APIDump.self]
+        subcommands: [Serve.self, PS.self, APIDump.self]
     )
 }

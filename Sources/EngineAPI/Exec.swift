@@ -15,7 +15,7 @@ extension DockerClient {
     }
 
     /// `POST /exec/{id}/start`, attached: the output as typed frames until the process ends.
-    public func startExec(_ id: String, tty: Bool = false) async throws -> OutputStream {
+    public func startExec(_ id: String, tty: Bool = false) async throws -> OutputFrames {
         struct Start: Encodable { var detach = false; var tty: Bool }
         return try await stream("POST", "/exec/\(id)/start", body: try EngineJSON.body(Start(tty: tty))).frames(tty: tty)
     }

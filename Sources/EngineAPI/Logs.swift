@@ -25,7 +25,7 @@ public struct LogOptions: Sendable {
 extension DockerClient {
     /// `GET /containers/{id}/logs` as typed frames. The framing follows the container's `Tty`,
     /// read from inspect unless given. A followed stream ends when the container exits.
-    public func logs(_ id: String, options: LogOptions = LogOptions(), tty: Bool? = nil) async throws -> OutputStream {
+    public func logs(_ id: String, options: LogOptions = LogOptions(), tty: Bool? = nil) async throws -> OutputFrames {
         let isTTY: Bool
         if let tty { isTTY = tty } else { isTTY = try await inspectContainer(id).config.tty ?? false }
         var query = Query()

@@ -58,13 +58,13 @@ public struct StreamDemux: Sendable {
 }
 
 /// A stream of frames from a log or exec body.
-public typealias OutputStream = AsyncThrowingStream<OutputFrame, any Error>
+public typealias OutputFrames = AsyncThrowingStream<OutputFrame, any Error>
 
 extension HTTPStreamingResponse {
     /// The body as typed frames, demultiplexed unless `tty`.
-    func frames(tty: Bool) -> OutputStream {
+    func frames(tty: Bool) -> OutputFrames {
         let chunks = body
-        return OutputStream { continuation in
+        return OutputFrames { continuation in
             let task = Task {
                 var demux = StreamDemux(tty: tty)
                 do {
@@ -78,5 +78,21 @@ extension HTTPStreamingResponse {
             }
             continuation.onTermination = { _ in task.cancel() }
         }
+    }
+}
+
+extension OutputFrame {
+    /// The frame in Docker's multiplexed framing, to pass a stream on unchanged.
+    public var multiplexed: Data {
+        let kind: UInt8
+        switch self {
+        case .stdout, .console: kind = 1
+        case .stderr: kind = 2
+        }
+        var bytes = Data([kind, 0, 0, 0])
+        let size = UInt32(data.count).bigEndian
+        withUnsafeBytes(of: size) { bytes.append(contentsOf: $0) }
+        bytes.append(data)
+        return bytes
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthCLI
 import EngineAPI
 import Foundation
 
@@ -110,12 +111,6 @@ struct APIDump: AsyncParsableCommand {
             throw failure("\(source) is not valid JSON (\(error.localizedDescription))")
         }
     }
-}
-
-/// Prints a one-line `error: …` to stderr and returns the exit status to throw.
-func failure(_ message: String) -> ExitCode {
-    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
-    return ExitCode.failure
 }
 
 /// Writes the dump to stdout unbuffered, so streams show as they arrive.

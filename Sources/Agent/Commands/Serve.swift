@@ -1,0 +1,70 @@
+import ArgumentParser
+import BerthCLI
+import BerthCore
+import BerthServer
+import EngineAPI
+import Foundation
+import Hummingbird
+import Logging
+
+/// `berth-agent serve`: the agent daemon.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the manager's requests on <Server> and run unit containers on this host's engine."
+    )
+
+    @Option(help: ArgumentHelp("This host's docker_server.xml.", valueName: "file"))
+    var config: String
+
+    func run() async throws {
+        let server = try loadServerConfig(config)
+        let secret: [UInt8]
+        do {
+            secret = try server.readSecret()
+        } catch {
+            throw failure("\(error)")
+        }
+        let template: UnitTemplate
+        do {
+            template = try server.template.map(UnitTemplate.load(path:)) ?? .builtIn
+        } catch {
+            throw failure("\(error)")
+        }
+        var logger = Logger(label: "berth-agent")
+        logger.logLevel = .info
+        let endpoint: EngineEndpoint
+        do {
+            endpoint = try EngineEndpoint(parsing: server.docker)
+        } catch {
+            throw failure("\(server.file): <Docker>: \(error)")
+        }
+        let docker = DockerClient(endpoint: endpoint)
+        do {
+            try await docker.ping()
+        } catch {
+            // The agent still starts: it reports the engine as down and recovers when it returns.
+            logger.warning("Docker engine not answering yet", metadata: ["error": "\(error)"])
+        }
+        let service = UnitService(docker: docker, config: server, template: template, logger: logger)
+        let router = AgentServer.router(service: service, verifier: RequestVerifier(secret: secret))
+        let app = Application(
+            router: router,
+            server: .http1(configuration: .init(idleTimeout: .seconds(60))),
+            configuration: .init(address: .hostname(server.server.host, port: server.server.port), serverName: "berth-agent"),
+            logger: logger)
+        logger.info("berth-agent serving", metadata: ["address": "\(server.server)", "engine": "\(endpoint)", "template": "\(template.source)"])
+        do {
+            try await app.runService()
+        } catch {
+            throw failure("cannot serve on \(server.server): \(error)")
+        }
+    }
+}
+
+/// Loads docker_server.xml, printing every problem; a file with errors is fatal.
+func loadServerConfig(_ path: String) throws -> ServerConfig {
+    let (config, problems) = ServerConfig.load(path: path)
+    for problem in problems { FileHandle.standardError.write(Data("\(problem)\n".utf8)) }
+    guard let config else { throw ExitCode.failure }
+    return config
+}

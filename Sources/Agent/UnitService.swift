@@ -1,0 +1,262 @@
+import BerthCore
+import EngineAPI
+import Foundation
+import Logging
+
+/// What the agent does with its engine on the manager's behalf: start, stop, list, log and exec
+/// unit containers. Docker labels are the only record of what runs.
+final class UnitService: Sendable {
+    let docker: DockerClient
+    let config: ServerConfig
+    let template: UnitTemplate
+    let logger: Logger
+    private let networks: UserNetworks
+
+    init(docker: DockerClient, config: ServerConfig, template: UnitTemplate, logger: Logger) {
+        self.docker = docker
+        self.config = config
+        self.template = template
+        self.logger = logger
+        self.networks = UserNetworks(docker: docker, host: config.server.host)
+    }
+
+    var hostLabel: String { config.server.description }
+
+    // MARK: - Start
+
+    /// Creates and starts one unit container and returns once its port serves. On any failure
+    /// the container is removed and the error names the unit, the cause and its last log lines.
+    func start(_ request: StartUnitRequest) async throws -> UnitStatus {
+        let unit = request.unit
+        let memory = try validate(request)
+        try prepareHome(request.home)
+        let owner = try homeOwner(request.home)
+        let network = try await networks.ensure(user: request.user)
+        let spec = UnitSpec(
+            request: request, memory: memory, share: config.share, defaultImage: config.image,
+            hostLabel: hostLabel, network: network, owner: owner)
+
+        try await removeStale(named: spec.containerName, user: request.user, unit: unit)
+        try await checkPortFree(unit)
+
+        let body = try spec.createBody(template: template)
+        let image = body.image ?? config.image
+        let id: String
+        do {
+            id = try await docker.createContainer(name: spec.containerName, config: body).id
+        } catch EngineError.notFound {
+            throw AgentError("unit \(unit): image \(image) is not on host \(config.server.host) (build it with `make image`, or `docker load` it there)")
+        } catch EngineError.conflict(let message, _, _) {
+            throw AgentError("unit \(unit): \(message)")
+        }
+        do {
+            try await docker.startContainer(id)
+            try await Readiness(docker: docker, timeout: .seconds(config.readyTimeoutSeconds)).wait(container: id, unit: unit)
+        } catch {
+            let cause = describe(error, unit: unit)
+            let tail = (try? await docker.logTail(id, lines: 10))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            try? await docker.removeContainer(id, force: true)
+            logger.warning("unit failed to start", metadata: ["unit": "\(unit)", "user": "\(request.user)", "cause": "\(cause)"])
+            throw AgentError(tail.isEmpty ? cause : "\(cause); last log lines:\n\(tail)")
+        }
+        logger.info("unit ready", metadata: ["unit": "\(unit)", "user": "\(request.user)", "container": "\(id.prefix(12))"])
+        return UnitStatus(unit: unit, user: request.user, session: request.session, state: "running", container: id)
+    }
+
+    private func validate(_ request: StartUnitRequest) throws -> MemorySpec {
+        guard request.user.range(of: #"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"#, options: .regularExpression) != nil else {
+            throw AgentError("user name \"\(request.user)\" is not allowed")
+        }
+        guard request.unit.host == config.server.host else {
+            throw AgentError("unit \(request.unit) is not on this host (\(config.server.host))")
+        }
+        guard request.unit.port != config.communicationPort else {
+            throw AgentError("unit \(request.unit) uses the communication port")
+        }
+        guard request.home.hasPrefix("/"), !request.home.split(separator: "/").contains("..") else {
+            throw AgentError("home \(request.home) must be an absolute path without ..")
+        }
+        guard request.cpu >= 2 else { throw AgentError("CPU shares \(request.cpu) must be at least 2") }
+        do {
+            return try MemorySpec(parsing: request.memory)
+        } catch {
+            throw AgentError("memory: \(error)")
+        }
+    }
+
+    private func describe(_ error: any Error, unit: HostPort) -> String {
+        switch error {
+        case Readiness.Failure.exited(let code, let oomKilled):
+            oomKilled
+                ? "unit \(unit): container was killed for exceeding its memory limit before its port served"
+                : "unit \(unit): container exited with code \(code) before its port served"
+        case Readiness.Failure.timedOut:
+            "unit \(unit): port did not serve within \(config.readyTimeoutSeconds) s"
+        case let error as EngineError:
+            "unit \(unit): \(error)"
+        default:
+            "unit \(unit): \(error)"
+        }
+    }
+
+    /// Creates the home and its `script/ data/ config/ logs/` when missing, owned like the home.
+    /// Several units of one user start at once, so "already exists" is success.
+    private func prepareHome(_ home: String) throws {
+        if mkdir(home, 0o750) != 0 && errno != EEXIST {
+            throw AgentError("cannot create home \(home): \(String(cString: strerror(errno)))")
+        }
+        let owner = try homeOwner(home)
+        for sub in ["script", "data", "config", "logs"] {
+            let path = home + "/" + sub
+            if mkdir(path, 0o755) == 0 {
+                chown(path, owner.uid, owner.gid)
+            } else if errno != EEXIST {
+                throw AgentError("cannot create \(path): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    private func homeOwner(_ home: String) throws -> (uid: UInt32, gid: UInt32) {
+        var info = stat()
+        guard stat(home, &info) == 0 else { throw AgentError("home \(home) is not accessible: \(String(cString: strerror(errno)))") }
+        return (info.st_uid, info.st_gid)
+    }
+
+    /// A container left from an earlier session under the unit's name is removed; a foreign
+    /// container with that name is the admin's to sort out.
+    private func removeStale(named name: String, user: String, unit: HostPort) async throws {
+        guard let existing = try? await docker.inspectContainer(name) else { return }
+        guard existing.config.labels?[UnitLabel.user] == user else {
+            throw AgentError("unit \(unit): a container named \(name) exists and is not this user's Berth unit; remove it")
+        }
+        logger.notice("removing stale unit container", metadata: ["unit": "\(unit)", "container": "\(existing.id.prefix(12))"])
+        try await docker.removeContainer(existing.id, force: true)
+    }
+
+    private func checkPortFree(_ unit: HostPort) async throws {
+        let result = await onBlockingThread { PortProbe.isFree(host: unit.host, port: unit.port) }
+        guard case .failure(let error) = result else { return }
+        guard error.code == .EADDRINUSE else {
+            throw AgentError("unit \(unit): cannot use the address: \(error.localizedDescription)")
+        }
+        let holders = (try? await docker.listContainers(labels: ["\(UnitLabel.unit)=\(unit)"])) ?? []
+        if let holder = holders.first, let owner = holder.labels?[UnitLabel.user] {
+            throw AgentError("unit \(unit): port in use by user \(owner)'s unit container")
+        }
+        throw AgentError("unit \(unit): port in use by another process on \(unit.host)")
+    }
+
+    // MARK: - Stop, list
+
+    /// Removes the user's unit containers here (all, one session's, or the given units), saving
+    /// each one's log into the home first.
+    func stop(_ request: StopUnitsRequest) async throws -> [HostPort] {
+        var labels = ["\(UnitLabel.user)=\(request.user)", "\(UnitLabel.host)=\(hostLabel)"]
+        if let session = request.session { labels.append("\(UnitLabel.session)=\(session)") }
+        let containers = try await docker.listContainers(all: true, labels: labels)
+        var removed: [HostPort] = []
+        for container in containers {
+            guard let unitText = container.labels?[UnitLabel.unit], let unit = HostPort(parsing: unitText) else { continue }
+            if let only = request.units, !only.contains(unit) { continue }
+            if request.saveLogs { await saveLog(container: container, unit: unit) }
+            do {
+                try await docker.removeContainer(container.id, force: true)
+            } catch EngineError.notFound {}
+            removed.append(unit)
+        }
+        let left = try await docker.listContainers(all: true, labels: ["\(UnitLabel.user)=\(request.user)", "\(UnitLabel.host)=\(hostLabel)"])
+        if left.isEmpty { await networks.remove(user: request.user) }
+        if !removed.isEmpty {
+            logger.info("units removed", metadata: ["user": "\(request.user)", "units": "\(removed.map(\.description))"])
+        }
+        return removed.sorted()
+    }
+
+    /// Writes the container's whole log to `<home>/logs/<ip>-<port>-<time>.log`, so it outlives the container.
+    private func saveLog(container: ContainerSummary, unit: HostPort) async {
+        do {
+            let inspect = try await docker.inspectContainer(container.id)
+            guard let home = inspect.mounts?.first(where: { $0.destination == "/app" })?.source else { return }
+            let directory = home + "/logs"
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+            let path = "\(directory)/\(unit.host)-\(unit.port)-\(stamp).log"
+            var text = Data()
+            for try await frame in try await docker.logs(container.id, options: LogOptions(timestamps: true), tty: inspect.config.tty ?? false) {
+                text.append(frame.data)
+            }
+            FileManager.default.createFile(atPath: path, contents: text)
+            if let owner = try? homeOwner(home) { chown(path, owner.uid, owner.gid) }
+        } catch {
+            logger.warning("could not save a unit's log", metadata: ["unit": "\(unit)", "error": "\(error)"])
+        }
+    }
+
+    /// The unit containers this agent manages (labelled with its host), of one user or of all.
+    func list(user: String?) async throws -> [UnitStatus] {
+        let labels = [user.map { "\(UnitLabel.user)=\($0)" } ?? UnitLabel.user, "\(UnitLabel.host)=\(hostLabel)"]
+        return try await docker.listContainers(all: true, labels: labels).compactMap { container in
+            guard let labels = container.labels, let unitText = labels[UnitLabel.unit], let unit = HostPort(parsing: unitText) else { return nil }
+            return UnitStatus(
+                unit: unit, user: labels[UnitLabel.user] ?? "", session: labels[UnitLabel.session] ?? "",
+                state: container.state ?? "unknown", container: container.id, detail: container.status)
+        }.sorted { $0.unit < $1.unit }
+    }
+
+    // MARK: - Logs, exec
+
+    /// The user's container for a unit, or a 404-worthy error.
+    func container(user: String, unit: HostPort) async throws -> ContainerSummary {
+        let found = try await docker.listContainers(
+            all: true, labels: ["\(UnitLabel.user)=\(user)", "\(UnitLabel.unit)=\(unit)", "\(UnitLabel.host)=\(hostLabel)"])
+        guard let container = found.first else { throw AgentError("unit \(unit) is not running for \(user)") }
+        return container
+    }
+
+    func logs(user: String, unit: HostPort, options: LogOptions) async throws -> OutputFrames {
+        let container = try await container(user: user, unit: unit)
+        return try await docker.logs(container.id, options: options, tty: false)
+    }
+
+    func exec(_ request: ExecRequest) async throws -> ExecResponse {
+        guard !request.command.isEmpty else { throw AgentError("exec needs a command") }
+        let container = try await container(user: request.user, unit: request.unit)
+        guard container.state == "running" else { throw AgentError("unit \(request.unit) is \(container.state ?? "not running")") }
+        let result = try await docker.exec(container: container.id, config: ExecConfig(cmd: request.command, workingDir: "/app"))
+        return ExecResponse(stdout: result.stdout, stderr: result.stderr, exitCode: result.exitCode)
+    }
+}
+
+/// Per-user bridge networks: a user's units on this host share one; Docker keeps different
+/// bridges apart, so one user's container cannot reach another's.
+actor UserNetworks {
+    let docker: DockerClient
+    let host: String
+    private var pending: [String: Task<String, any Error>] = [:]
+
+    init(docker: DockerClient, host: String) {
+        self.docker = docker
+        self.host = host
+    }
+
+    func ensure(user: String) async throws -> String {
+        if let task = pending[user] { return try await task.value }
+        let name = UnitSpec.networkName(user: user, host: host)
+        let task = Task { [docker] in
+            if (try? await docker.inspectNetwork(name)) != nil { return name }
+            do {
+                try await docker.createNetwork(NetworkCreate(name: name, labels: [UnitLabel.user: user, UnitLabel.host: host]))
+            } catch EngineError.conflict {
+                // Created meanwhile by an earlier agent process: fine.
+            }
+            return name
+        }
+        pending[user] = task
+        defer { pending[user] = nil }
+        return try await task.value
+    }
+
+    func remove(user: String) async {
+        try? await docker.removeNetwork(UnitSpec.networkName(user: user, host: host))
+    }
+}

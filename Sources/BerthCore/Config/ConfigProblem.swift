@@ -1,0 +1,92 @@
+/// A value in a configuration file that cannot be used, with the sentence that says what is wrong
+/// with it; made where the cause is known so the message can name the value.
+public struct ConfigError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+
+    public init(_ message: String) {
+        self.message = message
+    }
+}
+
+/// One finding of configuration validation, pointing at the line an administrator has to fix.
+///
+/// Validation reports every problem of a file in one pass, so that one edit fixes them all.
+/// Line 0 stands for the file as a whole (for example when it cannot be read at all).
+public struct ConfigProblem: Sendable, Equatable, CustomStringConvertible {
+    /// Errors stop a configuration from loading; warnings are shown and then ignored.
+    public enum Severity: Sendable {
+        case error, warning
+    }
+
+    public var file: String
+    public var line: Int
+    public var message: String
+    public var severity: Severity
+
+    public init(file: String, line: Int, message: String, severity: Severity = .error) {
+        self.file = file
+        self.line = line
+        self.message = message
+        self.severity = severity
+    }
+
+    /// Whether this problem stops the file from loading.
+    public var isError: Bool { severity == .error }
+
+    /// `FILE:LINE: message`, or `FILE:LINE: warning: message`: the shape compilers use, so
+    /// editors and terminals can jump to the line.
+    public var description: String {
+        let location = line > 0 ? "\(file):\(line)" : file
+        switch severity {
+        case .error: return "\(location): \(message)"
+        case .warning: return "\(location): warning: \(message)"
+        }
+    }
+}
+
+/// The problems of one file, gathered while validation walks it.
+struct ConfigProblemList {
+    let file: String
+    private var found: [ConfigProblem] = []
+
+    init(file: String) {
+        self.file = file
+    }
+
+    var hasErrors: Bool { found.contains { $0.severity == .error } }
+
+    mutating func error(line: Int, _ message: String) {
+        found.append(ConfigProblem(file: file, line: line, message: message, severity: .error))
+    }
+
+    mutating func warning(line: Int, _ message: String) {
+        found.append(ConfigProblem(file: file, line: line, message: message, severity: .warning))
+    }
+
+    /// In file order, so the list reads top to bottom like the file; problems found on the same
+    /// line keep the order in which validation found them.
+    var inFileOrder: [ConfigProblem] {
+        found.enumerated()
+            .sorted { ($0.element.line, $0.offset) < ($1.element.line, $1.offset) }
+            .map(\.element)
+    }
+}
+
+/// Lexical checks shared by the configuration parsers, in ASCII only: a full-width digit or a
+/// letter with an accent is never a valid number or name in these files.
+enum ConfigSyntax {
+    static func isDigits<Text: StringProtocol>(_ text: Text) -> Bool {
+        !text.isEmpty && text.utf8.allSatisfy(isDigit)
+    }
+
+    static func isDigit(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+    }
+
+    static func isLetterOrDigit(_ byte: UInt8) -> Bool {
+        isDigit(byte)
+            || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+            || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+    }
+}

@@ -1,0 +1,273 @@
+import Foundation
+
+/// A host's `docker_server.xml`: where its agent listens, the shared directory, whether it is the
+/// entry host, and how to reach the manager and the Docker engine.
+public struct ServerConfig: Sendable, Equatable {
+    /// The file this was loaded from, for messages.
+    public var file: String
+    /// `<Server>`: this host's agent listens here; its port is the communication port.
+    public var server: HostPort
+    /// `<Share>`: an existing directory, mounted read-only at `/share` in every container.
+    public var share: String
+    /// `<NodeType>manager</NodeType>`: this is the entry host, where the manager runs.
+    public var isManager: Bool
+    /// `<Manager>`: where the manager listens for clients; `server.host:9000` by default.
+    public var manager: HostPort
+    /// `<Secret>`: the file holding the secret shared by the manager and the agents. A relative
+    /// path is resolved against the configuration file's folder.
+    public var secretFile: String?
+    /// `<Image>`: the image of unit containers unless the template names another.
+    public var image: String
+    /// `<Template>`: the container template (JSON); relative paths as for `secretFile`.
+    public var template: String?
+    /// `<Docker>`: the engine's endpoint, `unix://PATH` or `tcp://HOST:PORT`.
+    public var docker: String
+    /// `<ReadyTimeout>`: how long a starting unit may take to accept connections.
+    public var readyTimeoutSeconds: Int
+
+    /// The port every host's agent listens on.
+    public var communicationPort: Int { server.port }
+
+    public static let defaultManagerPort = 9000
+    public static let defaultImage = "berth-unit:latest"
+    public static let defaultDocker = "unix:///var/run/docker.sock"
+    public static let defaultReadyTimeoutSeconds = 60
+    public static let readyTimeoutRange = 1...3600
+
+    /// Builds a configuration directly (tests, tools); `load(path:)` is the validating way in.
+    public init(
+        file: String = "docker_server.xml", server: HostPort, share: String, isManager: Bool = false,
+        manager: HostPort? = nil, secretFile: String? = nil, image: String = ServerConfig.defaultImage,
+        template: String? = nil, docker: String = ServerConfig.defaultDocker,
+        readyTimeoutSeconds: Int = ServerConfig.defaultReadyTimeoutSeconds
+    ) {
+        self.file = file
+        self.server = server
+        self.share = share
+        self.isManager = isManager
+        self.manager = manager ?? HostPort(host: server.host, port: ServerConfig.defaultManagerPort)
+        self.secretFile = secretFile
+        self.image = image
+        self.template = template
+        self.docker = docker
+        self.readyTimeoutSeconds = readyTimeoutSeconds
+    }
+
+    static let elementNames = [
+        "Server", "Share", "NodeType", "Manager", "Secret", "Image", "Template", "Docker", "ReadyTimeout",
+    ]
+
+    /// Loads and validates; returns the config only if there is no error (warnings allowed), plus every problem found.
+    public static func load(path: String) -> (config: ServerConfig?, problems: [ConfigProblem]) {
+        let root: LineXMLElement
+        switch LineXML.load(path: path) {
+        case .failure(let unusable): return (nil, [unusable.problem])
+        case .success(let element): root = element
+        }
+        var problems = ConfigProblemList(file: path)
+        guard root.name == "Config" else {
+            problems.error(line: root.line, "the root element must be <Config>, not <\(root.name)>")
+            return (nil, problems.inFileOrder)
+        }
+        var reader = ServerConfigReader(path: path, root: root, problems: problems)
+        let config = reader.read()
+        problems = reader.problems
+        return (problems.hasErrors ? nil : config, problems.inFileOrder)
+    }
+
+    /// The secret's bytes (file contents, trailing whitespace trimmed); throws ConfigError naming the file when unreadable or empty.
+    public func readSecret() throws(ConfigError) -> [UInt8] {
+        guard let secretFile else {
+            throw ConfigError("\(file): no <Secret> is configured; add <Secret>/etc/berth/cluster.key</Secret>")
+        }
+        return try ServerConfig.readSecret(at: secretFile)
+    }
+
+    /// Trailing whitespace is dropped because `echo … > key` and editors add a newline that the
+    /// other hosts' copies may not have.
+    static func readSecret(at path: String) throws(ConfigError) -> [UInt8] {
+        var bytes: [UInt8]
+        do throws(ConfigError) {
+            bytes = try ConfigFileReader.contents(of: path)
+        } catch {
+            throw ConfigError("secret \(path) is not readable: \(error.message)")
+        }
+        while let last = bytes.last, [0x20, 0x09, 0x0A, 0x0D].contains(last) {
+            bytes.removeLast()
+        }
+        guard !bytes.isEmpty else {
+            throw ConfigError("secret \(path) is empty")
+        }
+        return bytes
+    }
+}
+
+/// Validates the elements of one `docker_server.xml`, collecting every problem.
+private struct ServerConfigReader {
+    let path: String
+    let root: LineXMLElement
+    var problems: ConfigProblemList
+
+    mutating func read() -> ServerConfig? {
+        let elements = root.valueChildren(known: ServerConfig.elementNames, problems: &problems)
+
+        let server = readServer(elements["Server"])
+        let share = readShare(elements["Share"])
+        let isManager = readNodeType(elements["NodeType"])
+        let manager = readManager(elements["Manager"], server: server)
+        let secretFile = elements["Secret"].flatMap { readSecret($0) }
+        let image = elements["Image"].map { readImage($0) } ?? ServerConfig.defaultImage
+        let template = elements["Template"].flatMap { readTemplate($0) }
+        let docker = elements["Docker"].map { readDocker($0) } ?? ServerConfig.defaultDocker
+        let readyTimeout = elements["ReadyTimeout"].map { readReadyTimeout($0) } ?? ServerConfig.defaultReadyTimeoutSeconds
+
+        guard let server, let share, let manager else { return nil }
+        return ServerConfig(
+            file: path, server: server, share: share, isManager: isManager, manager: manager,
+            secretFile: secretFile, image: image, template: template, docker: docker,
+            readyTimeoutSeconds: readyTimeout)
+    }
+
+    private mutating func readServer(_ element: LineXMLElement?) -> HostPort? {
+        guard let element else {
+            problems.error(line: root.line, "missing <Server> (the ip:port this host's agent listens on, e.g. 192.168.0.76:9001)")
+            return nil
+        }
+        do throws(ConfigError) {
+            return try HostPort.parse(element.value)
+        } catch {
+            problems.error(line: element.line, "server \"\(element.value)\": \(error.message)")
+            return nil
+        }
+    }
+
+    private mutating func readShare(_ element: LineXMLElement?) -> String? {
+        guard let element else {
+            problems.error(line: root.line, "missing <Share> (the directory mounted read-only at /share in every container)")
+            return nil
+        }
+        let share = element.value
+        guard !share.isEmpty else {
+            problems.error(line: element.line, "<Share> is empty; give the directory mounted read-only at /share")
+            return nil
+        }
+        guard share.hasPrefix("/") else {
+            problems.error(line: element.line, "share \"\(share)\": must be an absolute path")
+            return nil
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: share, isDirectory: &isDirectory) else {
+            problems.error(line: element.line, "share \(share) does not exist")
+            return nil
+        }
+        guard isDirectory.boolValue else {
+            problems.error(line: element.line, "share \(share) is not a directory")
+            return nil
+        }
+        return share
+    }
+
+    private mutating func readNodeType(_ element: LineXMLElement?) -> Bool {
+        guard let element else { return false }
+        guard element.value == "manager" else {
+            problems.error(line: element.line,
+                "NodeType \"\(element.value)\": the only value is manager (leave <NodeType> out on the other hosts)")
+            return false
+        }
+        return true
+    }
+
+    /// Every host runs an agent on the communication port, the manager's host included, so the
+    /// manager cannot listen on that port too.
+    private mutating func readManager(_ element: LineXMLElement?, server: HostPort?) -> HostPort? {
+        guard let element else {
+            guard let server else { return nil }
+            let manager = HostPort(host: server.host, port: ServerConfig.defaultManagerPort)
+            if manager.port == server.port {
+                problems.error(line: root.line,
+                    "the default manager address \(manager) uses the communication port \(server.port); add <Manager> with another port")
+            }
+            return manager
+        }
+        let manager: HostPort
+        do throws(ConfigError) {
+            manager = try HostPort.parse(element.value)
+        } catch {
+            problems.error(line: element.line, "manager \"\(element.value)\": \(error.message)")
+            return nil
+        }
+        if let server, manager.port == server.port {
+            problems.error(line: element.line, "manager \(manager) uses the communication port \(server.port)")
+        }
+        return manager
+    }
+
+    /// Relative paths are resolved against the file's folder, because the daemons run from `/`
+    /// under systemd and a path relative to that would surprise.
+    private func resolve(_ path: String) -> String {
+        guard !path.hasPrefix("/") else { return path }
+        let folder = URL(fileURLWithPath: self.path).deletingLastPathComponent()
+        return folder.appendingPathComponent(path).standardizedFileURL.path
+    }
+
+    private mutating func readSecret(_ element: LineXMLElement) -> String? {
+        guard !element.value.isEmpty else {
+            problems.error(line: element.line, "<Secret> is empty; give the file holding the cluster secret")
+            return nil
+        }
+        let secretFile = resolve(element.value)
+        do throws(ConfigError) {
+            _ = try ServerConfig.readSecret(at: secretFile)
+        } catch {
+            problems.error(line: element.line, error.message)
+        }
+        return secretFile
+    }
+
+    private mutating func readImage(_ element: LineXMLElement) -> String {
+        let image = element.value
+        if image.isEmpty {
+            problems.error(line: element.line, "<Image> is empty; leave it out to use \(ServerConfig.defaultImage)")
+        } else if image.contains(where: \.isWhitespace) {
+            problems.error(line: element.line, "image \"\(image)\": must not contain spaces")
+        }
+        return image
+    }
+
+    private mutating func readTemplate(_ element: LineXMLElement) -> String? {
+        guard !element.value.isEmpty else {
+            problems.error(line: element.line, "<Template> is empty; leave it out to use the built-in template")
+            return nil
+        }
+        let template = resolve(element.value)
+        var isDirectory: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: template, isDirectory: &isDirectory) {
+            problems.error(line: element.line, "template \(template) does not exist")
+        } else if isDirectory.boolValue {
+            problems.error(line: element.line, "template \(template) is a directory, not a file")
+        }
+        return template
+    }
+
+    private mutating func readDocker(_ element: LineXMLElement) -> String {
+        let docker = element.value
+        let scheme = ["unix://", "tcp://"].first { docker.hasPrefix($0) }
+        if let scheme {
+            if docker.count == scheme.count {
+                problems.error(line: element.line, "docker \"\(docker)\": missing the \(scheme == "unix://" ? "socket path" : "host:port") after \(scheme)")
+            }
+        } else {
+            problems.error(line: element.line, "docker \"\(docker)\": must start with unix:// or tcp://")
+        }
+        return docker
+    }
+
+    private mutating func readReadyTimeout(_ element: LineXMLElement) -> Int {
+        let text = element.value
+        guard ConfigSyntax.isDigits(text), let seconds = Int(text), ServerConfig.readyTimeoutRange.contains(seconds) else {
+            problems.error(line: element.line, "ReadyTimeout \"\(text)\": must be a whole number of seconds from 1 to 3600")
+            return ServerConfig.defaultReadyTimeoutSeconds
+        }
+        return seconds
+    }
+}

@@ -1,0 +1,108 @@
+import EngineAPI
+import Foundation
+
+/// A failure talking to a Berth daemon (manager or agent), worded for a person.
+public enum ServiceError: Error, Sendable, CustomStringConvertible {
+    /// Nothing answers at the address.
+    case unreachable(what: String, reason: String)
+    case timeout(what: String, after: Duration)
+    /// The daemon answered with an error status and this message.
+    case refused(status: Int, message: String)
+    case invalidAnswer(what: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case .unreachable(let what, let reason): "\(what) is not reachable: \(reason)"
+        case .timeout(let what, let after): "\(what) did not answer within \(Int(after.components.seconds)) s"
+        case .refused(_, let message): message
+        case .invalidAnswer(let what, let detail): "unreadable answer from \(what): \(detail)"
+        }
+    }
+}
+
+/// JSON over HTTP to one Berth daemon through the libcurl transport, optionally signing every
+/// request with the cluster secret.
+public struct ServiceClient: Sendable {
+    public let address: HostPort
+    /// How the daemon is named in errors: "agent 127.0.0.2:9001", "the Berth manager at …".
+    public let name: String
+    private let transport: Transport
+    private let signer: RequestSigner?
+
+    public init(address: HostPort, name: String, signer: RequestSigner? = nil, connectTimeout: Duration = .seconds(3)) {
+        self.address = address
+        self.name = name
+        self.signer = signer
+        transport = Transport(endpoint: EngineEndpoint(.tcp(host: address.host, port: address.port)), connectTimeout: connectTimeout)
+    }
+
+    /// Sends `body` (if any) as JSON and decodes the answer as `Answer`.
+    public func call<Answer: Decodable>(
+        _ method: String, _ path: String, query: [(name: String, value: String)] = [], body: (some Encodable)? = nil as String?,
+        token: String? = nil, timeout: Duration = .seconds(30), as answer: Answer.Type = Answer.self
+    ) async throws -> Answer {
+        let request = try makeRequest(method, path, query: query, body: body, token: token, timeout: timeout)
+        let response: HTTPResponse
+        do {
+            response = try await transport.send(request)
+        } catch let error as EngineError {
+            throw translate(error)
+        }
+        try check(response.head.status, body: response.body)
+        do {
+            return try BerthJSON.decoder.decode(Answer.self, from: response.body)
+        } catch {
+            throw ServiceError.invalidAnswer(what: name, detail: "\(error)")
+        }
+    }
+
+    /// Opens a streaming request; the body arrives as it is produced. Error statuses throw.
+    public func stream(
+        _ method: String, _ path: String, query: [(name: String, value: String)] = [], body: (some Encodable)? = nil as String?,
+        token: String? = nil
+    ) async throws -> HTTPStreamingResponse {
+        let request = try makeRequest(method, path, query: query, body: body, token: token, timeout: nil)
+        do {
+            let response = try await transport.stream(request, streamErrorResponses: true)
+            if response.head.status >= 400 {
+                var body = Data()
+                for try await chunk in response.body { body.append(chunk) }
+                try check(response.head.status, body: body)
+            }
+            return response
+        } catch let error as EngineError {
+            throw translate(error)
+        }
+    }
+
+    private func makeRequest(
+        _ method: String, _ path: String, query: [(name: String, value: String)], body: (some Encodable)?, token: String?, timeout: Duration?
+    ) throws -> HTTPRequest {
+        var request = HTTPRequest(method: method, path: path, query: query, timeout: timeout)
+        var payload = Data()
+        if let body {
+            payload = try BerthJSON.encoder.encode(body)
+            request.body = .data(payload, contentType: "application/json")
+        }
+        if let token { request.headers.append((name: "Authorization", value: "Bearer \(token)")) }
+        if let signer {
+            request.headers += signer.headers(method: method, target: request.target, body: payload)
+        }
+        return request
+    }
+
+    private func check(_ status: Int, body: Data) throws {
+        guard status >= 400 else { return }
+        let message = (try? BerthJSON.decoder.decode(ErrorBody.self, from: body))?.error
+            ?? "\(name) answered HTTP \(status)"
+        throw ServiceError.refused(status: status, message: message)
+    }
+
+    private func translate(_ error: EngineError) -> ServiceError {
+        switch error {
+        case .unreachable(_, let reason): .unreachable(what: name, reason: reason)
+        case .timeout(_, _, let after): .timeout(what: name, after: after)
+        default: .invalidAnswer(what: name, detail: error.description)
+        }
+    }
+}

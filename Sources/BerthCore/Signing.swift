@@ -1,0 +1,117 @@
+import Crypto
+import Foundation
+import Synchronization
+
+/// Proves knowledge of the cluster secret on a request without sending it: an HMAC-SHA256 over
+/// the method, target, body digest, a timestamp and a nonce. The verifier accepts each nonce once
+/// within a short window, so a captured request cannot be replayed.
+public struct RequestSigner: Sendable {
+    public static let timestampHeader = "X-Berth-Timestamp"
+    public static let nonceHeader = "X-Berth-Nonce"
+    public static let signatureHeader = "X-Berth-Signature"
+
+    private let secret: [UInt8]
+
+    public init(secret: [UInt8]) {
+        self.secret = secret
+    }
+
+    private var key: SymmetricKey { SymmetricKey(data: secret) }
+
+    /// The headers to add to a request for `method target` with `body`.
+    public func headers(method: String, target: String, body: Data, now: Date = Date()) -> [(name: String, value: String)] {
+        let timestamp = String(Int64(now.timeIntervalSince1970))
+        let nonce = SymmetricKey(size: .bits128).withUnsafeBytes { Data($0).hexString }
+        let signature = sign(method: method, target: target, body: body, timestamp: timestamp, nonce: nonce)
+        return [
+            (name: Self.timestampHeader, value: timestamp),
+            (name: Self.nonceHeader, value: nonce),
+            (name: Self.signatureHeader, value: signature.hexString),
+        ]
+    }
+
+    func sign(method: String, target: String, body: Data, timestamp: String, nonce: String) -> Data {
+        let canonical = [method.uppercased(), target, timestamp, nonce, Data(SHA256.hash(data: body)).hexString].joined(separator: "\n")
+        return Data(HMAC<SHA256>.authenticationCode(for: Data(canonical.utf8), using: key))
+    }
+
+    func isValid(signature: Data, method: String, target: String, body: Data, timestamp: String, nonce: String) -> Bool {
+        let canonical = [method.uppercased(), target, timestamp, nonce, Data(SHA256.hash(data: body)).hexString].joined(separator: "\n")
+        return HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: Data(canonical.utf8), using: key)
+    }
+}
+
+/// Checks signed requests and remembers nonces for the validity window.
+public final class RequestVerifier: Sendable {
+    /// Why a request was refused; the server answers 401 and logs this.
+    public enum Refusal: Error, Equatable, CustomStringConvertible {
+        case unsigned
+        case malformed
+        case expired
+        case replayed
+        case badSignature
+
+        public var description: String {
+            switch self {
+            case .unsigned: "request is not signed"
+            case .malformed: "signature headers are malformed"
+            case .expired: "request timestamp is outside the validity window"
+            case .replayed: "request was already seen (replay)"
+            case .badSignature: "signature does not match the cluster secret"
+            }
+        }
+    }
+
+    private let signer: RequestSigner
+    private let window: TimeInterval
+    private let seen = Mutex<[String: TimeInterval]>([:])
+
+    public init(secret: [UInt8], window: TimeInterval = 30) {
+        signer = RequestSigner(secret: secret)
+        self.window = window
+    }
+
+    public func verify(
+        method: String, target: String, body: Data, header: (String) -> String?, now: Date = Date()
+    ) throws(Refusal) {
+        guard let timestamp = header(RequestSigner.timestampHeader),
+              let nonce = header(RequestSigner.nonceHeader),
+              let signatureText = header(RequestSigner.signatureHeader)
+        else { throw .unsigned }
+        guard let seconds = TimeInterval(timestamp), nonce.count == 32, let signature = Data(hex: signatureText) else {
+            throw .malformed
+        }
+        let current = now.timeIntervalSince1970
+        guard abs(current - seconds) <= window else { throw .expired }
+        guard signer.isValid(signature: signature, method: method, target: target, body: body, timestamp: timestamp, nonce: nonce) else {
+            throw .badSignature
+        }
+        let fresh = seen.withLock { seen -> Bool in
+            if seen.count > 4096 { seen = seen.filter { $0.value > current } }
+            if let expiry = seen[nonce], expiry > current { return false }
+            seen[nonce] = current + 2 * window
+            return true
+        }
+        guard fresh else { throw .replayed }
+    }
+}
+
+extension Data {
+    public var hexString: String {
+        map { String(format: "%02x", $0) }.joined()
+    }
+
+    public init?(hex: String) {
+        guard hex.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(hex.count / 2)
+        var index = hex.startIndex
+        while index < hex.endIndex {
+            let next = hex.index(index, offsetBy: 2)
+            guard let byte = UInt8(hex[index..<next], radix: 16) else { return nil }
+            bytes.append(byte)
+            index = next
+        }
+        self.init(bytes)
+    }
+}

@@ -1,0 +1,217 @@
+import Foundation
+
+// What crosses the network between client, manager and agents. All bodies are JSON with
+// camelCase keys; streams are JSON lines.
+
+/// Docker labels on every unit container: the truth of what runs.
+public enum UnitLabel {
+    public static let user = "berth.user"
+    public static let unit = "berth.unit"
+    public static let session = "berth.session"
+    public static let host = "berth.host"
+}
+
+// MARK: - Manager → agent
+
+/// Start one unit container for a user and wait until its port serves.
+public struct StartUnitRequest: Codable, Sendable {
+    public var user: String
+    public var session: String
+    public var unit: HostPort
+    public var memory: String
+    public var cpu: Int
+    public var home: String
+
+    public init(user: String, session: String, unit: HostPort, memory: String, cpu: Int, home: String) {
+        self.user = user
+        self.session = session
+        self.unit = unit
+        self.memory = memory
+        self.cpu = cpu
+        self.home = home
+    }
+}
+
+/// Remove a user's unit containers on one host: all of them, those of one session, or only some units.
+public struct StopUnitsRequest: Codable, Sendable {
+    public var user: String
+    public var session: String?
+    public var units: [HostPort]?
+    /// Save each container's log into the home before removing it.
+    public var saveLogs: Bool
+
+    public init(user: String, session: String? = nil, units: [HostPort]? = nil, saveLogs: Bool = true) {
+        self.user = user
+        self.session = session
+        self.units = units
+        self.saveLogs = saveLogs
+    }
+}
+
+public struct StopUnitsResponse: Codable, Sendable {
+    public var removed: [HostPort]
+
+    public init(removed: [HostPort]) {
+        self.removed = removed
+    }
+}
+
+/// A unit container as its host's engine reports it.
+public struct UnitStatus: Codable, Sendable, Equatable {
+    public var unit: HostPort
+    public var user: String
+    public var session: String
+    /// Docker's state: `running`, `exited`, `created`, …; `missing` when no container exists.
+    public var state: String
+    public var container: String?
+    public var detail: String?
+
+    public init(unit: HostPort, user: String, session: String, state: String, container: String? = nil, detail: String? = nil) {
+        self.unit = unit
+        self.user = user
+        self.session = session
+        self.state = state
+        self.container = container
+        self.detail = detail
+    }
+}
+
+public struct UnitList: Codable, Sendable {
+    public var units: [UnitStatus]
+
+    public init(units: [UnitStatus]) {
+        self.units = units
+    }
+}
+
+/// Run a command in a unit container (non-interactive).
+public struct ExecRequest: Codable, Sendable {
+    public var user: String
+    public var unit: HostPort
+    public var command: [String]
+
+    public init(user: String, unit: HostPort, command: [String]) {
+        self.user = user
+        self.unit = unit
+        self.command = command
+    }
+}
+
+public struct ExecResponse: Codable, Sendable {
+    public var stdout: Data
+    public var stderr: Data
+    public var exitCode: Int
+
+    public init(stdout: Data, stderr: Data, exitCode: Int) {
+        self.stdout = stdout
+        self.stderr = stderr
+        self.exitCode = exitCode
+    }
+}
+
+/// Every error body: one line a person can act on.
+public struct ErrorBody: Codable, Sendable {
+    public var error: String
+
+    public init(error: String) {
+        self.error = error
+    }
+}
+
+// MARK: - Client → manager
+
+public struct LoginRequest: Codable, Sendable {
+    public var user: String
+    public var password: String
+    public var force: Bool
+
+    public init(user: String, password: String, force: Bool) {
+        self.user = user
+        self.password = password
+        self.force = force
+    }
+}
+
+/// One line of the login stream: per-unit progress, then `done` or `failed`.
+public struct LoginEvent: Codable, Sendable {
+    public enum Kind: String, Codable, Sendable {
+        case unit
+        case notice
+        case done
+        case failed
+    }
+
+    public var kind: Kind
+    public var unit: HostPort?
+    /// For `unit`: `queued`, `starting`, `ready`, `failed`, `removed`.
+    public var state: String?
+    public var message: String?
+    public var token: String?
+    public var units: [HostPort]?
+
+    public init(kind: Kind, unit: HostPort? = nil, state: String? = nil, message: String? = nil, token: String? = nil, units: [HostPort]? = nil) {
+        self.kind = kind
+        self.unit = unit
+        self.state = state
+        self.message = message
+        self.token = token
+        self.units = units
+    }
+}
+
+public struct StatusResponse: Codable, Sendable {
+    public var user: String
+    public var since: Date
+    public var from: String
+    public var units: [UnitStatus]
+
+    public init(user: String, since: Date, from: String, units: [UnitStatus]) {
+        self.user = user
+        self.since = since
+        self.from = from
+        self.units = units
+    }
+}
+
+public struct ClientExecRequest: Codable, Sendable {
+    public var unit: HostPort
+    public var command: [String]
+
+    public init(unit: HostPort, command: [String]) {
+        self.unit = unit
+        self.command = command
+    }
+}
+
+/// A session as `berth-manager sessions` shows it.
+public struct SessionSummary: Codable, Sendable {
+    public var user: String
+    public var since: Date
+    public var lastSeen: Date
+    public var from: String
+    public var units: [HostPort]
+
+    public init(user: String, since: Date, lastSeen: Date, from: String, units: [HostPort]) {
+        self.user = user
+        self.since = since
+        self.lastSeen = lastSeen
+        self.from = from
+        self.units = units
+    }
+}
+
+/// JSON as Berth writes it on the wire and on disk.
+public enum BerthJSON {
+    public static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }()
+
+    public static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }()
+}

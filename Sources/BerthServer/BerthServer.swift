@@ -1,0 +1,134 @@
+import BerthCore
+import Foundation
+import Hummingbird
+import NIOCore
+
+/// A failure with the HTTP status it deserves and one line a person can act on.
+public struct APIError: Error, Sendable, CustomStringConvertible {
+    public var status: HTTPResponse.Status
+    public var message: String
+
+    public init(_ status: HTTPResponse.Status, _ message: String) {
+        self.status = status
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// The request context of both daemons: Hummingbird's, plus who is on the other end.
+public struct BerthRequestContext: RequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: SocketAddress?
+    /// Request bodies are JSON commands; nothing legitimate comes near this.
+    public var maxUploadSize: Int { 1 << 20 }
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+
+    /// The client's IP address as text, for sessions and the audit log.
+    public var clientAddress: String {
+        remoteAddress?.ipAddress ?? "unknown"
+    }
+}
+
+/// Turns every error into `{"error": "…"}` with a fitting status; nothing else leaks.
+public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            return Self.response(error.status, error.message)
+        } catch let error as HTTPError {
+            return Self.response(error.status, error.body ?? error.status.reasonPhrase)
+        } catch is DecodingError {
+            return Self.response(.badRequest, "request body is not the expected JSON")
+        } catch {
+            context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            return Self.response(.internalServerError, "\(error)")
+        }
+    }
+
+    static func response(_ status: HTTPResponse.Status, _ message: String) -> Response {
+        let body = (try? BerthJSON.encoder.encode(ErrorBody(error: message))) ?? Data()
+        return Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}
+
+/// Refuses (401) every request that does not prove knowledge of the cluster secret.
+public struct SignatureMiddleware<Context: RequestContext>: RouterMiddleware {
+    let verifier: RequestVerifier
+
+    public init(verifier: RequestVerifier) {
+        self.verifier = verifier
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var request = request
+        let body = try await request.collectBody(upTo: 1 << 20)
+        do {
+            try verifier.verify(
+                method: request.method.rawValue, target: request.uri.description, body: Data(buffer: body),
+                header: { name in request.headers.first { $0.name.canonicalName == name.lowercased() }?.value })
+        } catch {
+            context.logger.warning("refused request", metadata: ["path": "\(request.uri.path)", "reason": "\(error)"])
+            throw APIError(.unauthorized, "unauthorized: \(error)")
+        }
+        return try await next(request, context)
+    }
+}
+
+extension Request {
+    /// The body decoded as `T`, or a 400 that names what is wrong.
+    public func decodeJSON<T: Decodable>(_ type: T.Type) async throws -> T {
+        let buffer = try await body.collect(upTo: 1 << 20)
+        do {
+            return try BerthJSON.decoder.decode(type, from: Data(buffer: buffer))
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw APIError(.badRequest, "request body is missing \"\(key.stringValue)\"")
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw APIError(.badRequest, "request body field \"\(field)\" has the wrong type")
+        } catch let DecodingError.dataCorrupted(context) {
+            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw APIError(.badRequest, field.isEmpty ? "request body is not valid JSON" : "request body field \"\(field)\" is invalid: \(context.debugDescription)")
+        }
+    }
+}
+
+/// A JSON response.
+public func jsonResponse<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+    Response(
+        status: status, headers: [.contentType: "application/json"],
+        body: ResponseBody(byteBuffer: ByteBuffer(bytes: try BerthJSON.encoder.encode(value))))
+}
+
+/// A body of JSON lines written as the producer yields them, e.g. login progress.
+public func jsonLinesResponse<T: Encodable & Sendable>(
+    _ produce: @escaping @Sendable (_ emit: @escaping @Sendable (T) async throws -> Void) async throws -> Void
+) -> Response {
+    Response(
+        status: .ok, headers: [.contentType: "application/x-ndjson"],
+        body: ResponseBody { writer in
+            let (stream, continuation) = AsyncStream<T>.makeStream()
+            // The work goes on to its end even if the client goes away: a login half done would
+            // leave containers nobody owns.
+            let producer = Task {
+                defer { continuation.finish() }
+                try await produce { value in continuation.yield(value) }
+            }
+            for await value in stream {
+                var line = try BerthJSON.encoder.encode(value)
+                line.append(UInt8(ascii: "\n"))
+                try await writer.write(ByteBuffer(bytes: line))
+            }
+            try await producer.value
+            try await writer.finish(nil)
+        })
+}

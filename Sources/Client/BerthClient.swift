@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// `berth`: the user's client.
+@main
+struct BerthClient: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "berth",
+        abstract: "Log in to a Berth cluster, run scripts on your units, log out.",
+        subcommands: [Login.self, Logout.self, Status.self, Logs.self, Exec.self]
+    )
+}

@@ -1,0 +1,94 @@
+import ArgumentParser
+import BerthCLI
+import BerthCore
+import EngineAPI
+import Foundation
+
+struct Logs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show your units' output (all units in order, or one with --unit).")
+
+    @Option(help: ArgumentHelp("Only this unit.", valueName: "ip:port"))
+    var unit: String?
+
+    @Flag(name: [.short, .long], help: "Keep printing new output (needs --unit when you have several units).")
+    var follow = false
+
+    @Option(help: ArgumentHelp("Only output since this time: RFC 3339, Unix seconds, or a duration like 10m.", valueName: "when"))
+    var since: String?
+
+    @Option(help: ArgumentHelp("Only the last N lines of each unit.", valueName: "n"))
+    var tail: Int?
+
+    @Flag(name: [.short, .long], help: "Prefix each line with its time.")
+    var timestamps = false
+
+    func run() async throws {
+        let session = try SessionFile.load()
+        var units = session.units
+        if let unit {
+            guard let chosen = HostPort(parsing: unit), session.units.contains(chosen) else {
+                throw failure("--unit \(unit) is not one of your units: \(session.units.map(\.description).joined(separator: ", "))")
+            }
+            units = [chosen]
+        }
+        if follow && units.count > 1 {
+            throw failure("--follow needs --unit: you have \(units.count) units (\(units.map(\.description).joined(separator: ", ")))")
+        }
+        var query: [(name: String, value: String)] = []
+        if follow { query.append((name: "follow", value: "1")) }
+        if let since { query.append((name: "since", value: try Self.dockerTime(since))) }
+        if let tail { query.append((name: "tail", value: String(tail))) }
+        if timestamps { query.append((name: "timestamps", value: "1")) }
+        for unit in units {
+            if units.count > 1 { print("==> \(unit) <==") }
+            let response = try await managerCall {
+                try await session.manager.stream("GET", "/v1/logs", query: [(name: "unit", value: unit.description)] + query, token: session.token)
+            }
+            var demux = StreamDemux(tty: false)
+            for try await chunk in response.body {
+                for frame in demux.feed(chunk) {
+                    switch frame {
+                    case .stderr(let data): FileHandle.standardError.write(data)
+                    case .stdout(let data), .console(let data): FileHandle.standardOutput.write(data)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Docker takes Unix seconds or RFC 3339; a duration like `10m` means that long ago.
+    static func dockerTime(_ text: String) throws -> String {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        if let last = text.last, let scale = units[last], let amount = Double(text.dropLast()), amount >= 0 {
+            return String(Int(Date().timeIntervalSince1970 - amount * scale))
+        }
+        if Double(text) != nil || ISO8601DateFormatter().date(from: text) != nil { return text }
+        throw failure("--since \(text): use RFC 3339 (2026-01-02T15:04:05Z), Unix seconds, or a duration like 10m")
+    }
+}
+
+struct Exec: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a command in one of your units; its output and exit status pass through.")
+
+    @Option(help: ArgumentHelp("The unit.", valueName: "ip:port"))
+    var unit: String
+
+    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.")
+    var command: [String] = []
+
+    func run() async throws {
+        let session = try SessionFile.load()
+        guard let target = HostPort(parsing: unit) else { throw failure("--unit \(unit) is not IP:PORT") }
+        var command = self.command
+        if command.first == "--" { command.removeFirst() }
+        guard !command.isEmpty else { throw failure("no command; e.g. berth exec --unit \(unit) -- ls /app") }
+        let result: ExecResponse = try await managerCall {
+            try await session.manager.call("POST", "/v1/exec", body: ClientExecRequest(unit: target, command: command), token: session.token, timeout: .seconds(3600))
+        }
+        FileHandle.standardOutput.write(result.stdout)
+        FileHandle.standardError.write(result.stderr)
+        if result.exitCode != 0 { throw ExitCode(Int32(clamping: result.exitCode)) }
+    }
+}

@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// `berth-manager`: the entry host's service: authenticates users and coordinates the agents.
+@main
+struct BerthManager: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "berth-manager",
+        abstract: "Authenticates Berth users and starts their units on the agents.",
+        subcommands: [Serve.self, CheckConfig.self, HashPassword.self, Sessions.self]
+    )
+}

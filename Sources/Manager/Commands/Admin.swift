@@ -1,0 +1,87 @@
+import ArgumentParser
+import BerthCLI
+import BerthCore
+import Foundation
+
+/// `berth-manager check-config`: every problem of both files, then a summary.
+struct CheckConfig: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Validate docker_server.xml and docker_user.xml; print every problem as FILE:LINE: message."
+    )
+
+    @Option(help: ArgumentHelp("docker_server.xml.", valueName: "file"))
+    var config: String
+
+    @Option(help: ArgumentHelp("docker_user.xml.", valueName: "file"))
+    var users: String
+
+    func run() async throws {
+        let (server, userList) = try loadConfigs(config: config, users: users)
+        let units = userList.users.reduce(0) { $0 + $1.units.count }
+        let hosts = Set(userList.users.flatMap { $0.units.map(\.host) })
+        print("ok: \(userList.users.count) users, \(units) units on \(hosts.count) hosts; agents on port \(server.communicationPort), manager on \(server.manager)")
+    }
+}
+
+/// `berth-manager hash-password`: a `<PwdHash>` value for a password read on stdin.
+struct HashPassword: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hash-password",
+        abstract: "Read a password on stdin and print its <PwdHash> value (scrypt)."
+    )
+
+    func run() async throws {
+        guard let line = readLine(strippingNewline: true), !line.isEmpty else {
+            throw failure("no password on stdin; e.g. printf '%s' 'secret' | berth-manager hash-password")
+        }
+        print(try PasswordHash.make(line))
+    }
+}
+
+/// `berth-manager sessions`: who is logged in, asked of the running manager.
+struct Sessions: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the sessions of the running manager (or end one with --end USER)."
+    )
+
+    @Option(help: ArgumentHelp("The entry host's docker_server.xml (for <Manager> and <Secret>).", valueName: "file"))
+    var config: String
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    @Option(help: ArgumentHelp("End this user's session: remove their units and forget the session.", valueName: "user"))
+    var end: String?
+
+    func run() async throws {
+        let (server, problems) = ServerConfig.load(path: config)
+        for problem in problems { FileHandle.standardError.write(Data("\(problem)\n".utf8)) }
+        guard let server else { throw ExitCode.failure }
+        let client: ServiceClient
+        do {
+            client = ServiceClient(address: server.manager, name: "the Berth manager at \(server.manager)", signer: RequestSigner(secret: try server.readSecret()))
+        } catch {
+            throw failure("\(error)")
+        }
+        do {
+            if let end {
+                struct End: Encodable { var user: String }
+                let removed = try await client.call("POST", "/v1/admin/sessions/end", body: End(user: end), as: StopUnitsResponse.self).removed
+                print("ended \(end)'s session; removed \(removed.count) unit container\(removed.count == 1 ? "" : "s")")
+                return
+            }
+            let sessions = try await client.call("GET", "/v1/admin/sessions", as: [SessionSummary].self)
+            if json {
+                try printJSON(sessions)
+                return
+            }
+            let format = ISO8601DateFormatter()
+            print(formatTable(["USER", "SINCE", "FROM", "LAST SEEN", "UNITS"], sessions.map {
+                [$0.user, format.string(from: $0.since), $0.from, format.string(from: $0.lastSeen), $0.units.map(\.description).joined(separator: ",")]
+            }))
+        } catch {
+            throw failure("\(error)")
+        }
+    }
+}

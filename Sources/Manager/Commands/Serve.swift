@@ -1,0 +1,89 @@
+import ArgumentParser
+import BerthCLI
+import BerthCore
+import BerthServer
+import Foundation
+import Hummingbird
+import Logging
+
+/// `berth-manager serve`: the manager daemon.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve logins on <Manager> and coordinate the agents. SIGHUP reloads the user file."
+    )
+
+    @Option(help: ArgumentHelp("The entry host's docker_server.xml.", valueName: "file"))
+    var config: String
+
+    @Option(help: ArgumentHelp("docker_user.xml.", valueName: "file"))
+    var users: String
+
+    @Option(help: ArgumentHelp("Where sessions are kept.", valueName: "dir"))
+    var stateDir = "/var/lib/berth"
+
+    func run() async throws {
+        let (server, userList) = try loadConfigs(config: config, users: users)
+        let secret: [UInt8]
+        do {
+            secret = try server.readSecret()
+        } catch {
+            throw failure("\(error)")
+        }
+        var logger = Logger(label: "berth-manager")
+        logger.logLevel = .info
+        let sessions: SessionStore
+        do {
+            sessions = try SessionStore(stateDirectory: stateDir)
+        } catch {
+            throw failure("\(error)")
+        }
+        let planner = Planner(
+            communicationPort: server.communicationPort, signer: RequestSigner(secret: secret),
+            readyTimeout: .seconds(server.readyTimeoutSeconds))
+        let coordinator = Coordinator(users: userList, planner: planner, sessions: sessions, auth: Auth(), logger: logger)
+        let reload = installReload(coordinator: coordinator, server: server, usersPath: users, logger: logger)
+        defer { reload.cancel() }
+
+        let app = Application(
+            router: ManagerServer.router(coordinator: coordinator, verifier: RequestVerifier(secret: secret)),
+            server: .http1(configuration: .init(idleTimeout: .seconds(60))),
+            configuration: .init(address: .hostname(server.manager.host, port: server.manager.port), serverName: "berth-manager"),
+            logger: logger)
+        let sessionCount = await sessions.all.count
+        logger.info("berth-manager serving", metadata: [
+            "address": "\(server.manager)", "users": "\(userList.users.count)", "sessions": "\(sessionCount)",
+        ])
+        do {
+            try await app.runService()
+        } catch {
+            throw failure("cannot serve on \(server.manager): \(error)")
+        }
+    }
+
+    /// SIGHUP re-reads docker_user.xml; a file with errors is reported and the old one kept.
+    private func installReload(coordinator: Coordinator, server: ServerConfig, usersPath: String, logger: Logger) -> any DispatchSourceSignal {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP)
+        source.setEventHandler {
+            let (reloaded, problems) = UsersConfig.load(path: usersPath, server: server)
+            for problem in problems { logger.warning("\(problem)") }
+            if let reloaded {
+                coordinator.reload(users: reloaded)
+                logger.info("reloaded users", metadata: ["users": "\(reloaded.users.count)"])
+            } else {
+                logger.error("reload refused: \(usersPath) has errors; keeping the previous users")
+            }
+        }
+        source.resume()
+        return source
+    }
+}
+
+/// Loads both files, printing every problem (errors and warnings); any error is fatal.
+func loadConfigs(config: String, users: String) throws -> (ServerConfig, UsersConfig) {
+    let (server, serverProblems) = ServerConfig.load(path: config)
+    let (userList, userProblems) = UsersConfig.load(path: users, server: server)
+    for problem in serverProblems + userProblems { FileHandle.standardError.write(Data("\(problem)\n".utf8)) }
+    guard let server, let userList else { throw ExitCode.failure }
+    return (server, userList)
+}

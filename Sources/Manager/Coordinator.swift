@@ -1,0 +1,177 @@
+import BerthCore
+import Foundation
+import Logging
+import Synchronization
+
+/// Logs users in and out across the agents: all of a user's units start in parallel, and a login
+/// succeeds only when every one serves; otherwise everything it started is removed.
+final class Coordinator: Sendable {
+    let sessions: SessionStore
+    let auth: Auth
+    let logger: Logger
+    private let state: Mutex<(users: UsersConfig, planner: Planner)>
+
+    init(users: UsersConfig, planner: Planner, sessions: SessionStore, auth: Auth, logger: Logger) {
+        self.sessions = sessions
+        self.auth = auth
+        self.logger = logger
+        state = Mutex((users, planner))
+    }
+
+    var users: UsersConfig { state.withLock { $0.users } }
+    var planner: Planner { state.withLock { $0.planner } }
+
+    /// Swaps in a reloaded user list (SIGHUP); sessions already running keep their units.
+    func reload(users: UsersConfig) {
+        state.withLock { $0.users = users }
+    }
+
+    typealias Emit = @Sendable (LoginEvent) async throws -> Void
+
+    func login(_ request: LoginRequest, from address: String, emit: @escaping Emit) async throws {
+        let user: UserConfig
+        do {
+            user = try await auth.check(name: request.user, password: request.password, users: users)
+        } catch {
+            logger.notice("login refused", metadata: ["user": "\(request.user)", "from": "\(address)", "reason": "\(error)"])
+            try await emit(LoginEvent(kind: .failed, message: "\(error)"))
+            return
+        }
+        guard await sessions.claim(user.name) else {
+            try await emit(LoginEvent(kind: .failed, message: "a login or logout of \(user.name) is already under way; try again in a moment"))
+            return
+        }
+        defer { Task { await sessions.release(user.name) } }
+
+        if let existing = await sessions.session(user: user.name) {
+            guard request.force else {
+                let since = ISO8601DateFormatter().string(from: existing.since)
+                try await emit(LoginEvent(kind: .failed, message: "\(user.name) is already logged in since \(since) from \(existing.from); log out there, or use --force to end that session"))
+                return
+            }
+            try await emit(LoginEvent(kind: .notice, message: "ending the session since \(ISO8601DateFormatter().string(from: existing.since)) from \(existing.from)"))
+            try await stopUnits(of: existing)
+            try await sessions.remove(user: user.name)
+            logger.notice("session ended by --force", metadata: ["user": "\(user.name)", "from": "\(address)"])
+        }
+
+        let session = Session(
+            id: UUID().uuidString.lowercased(), tokenHash: "", user: user.name, units: user.units,
+            from: address, since: Date(), lastSeen: Date())
+        for unit in user.units { try? await emit(LoginEvent(kind: .unit, unit: unit, state: "starting")) }
+        let failures = await startAll(user: user, session: session.id, emit: emit)
+        if !failures.isEmpty {
+            let removed = (try? await stopUnits(of: session, saveLogs: false)) ?? []
+            for unit in removed { try? await emit(LoginEvent(kind: .unit, unit: unit, state: "removed")) }
+            logger.warning("login rolled back", metadata: ["user": "\(user.name)", "failures": "\(failures)"])
+            try await emit(LoginEvent(kind: .failed, message: "login failed, nothing was left running: " + failures.joined(separator: "\n")))
+            return
+        }
+        let token = Session.newToken()
+        var saved = session
+        saved.tokenHash = Session.hash(token: token)
+        try await sessions.save(saved)
+        logger.info("logged in", metadata: ["user": "\(user.name)", "from": "\(address)", "units": "\(user.units.count)"])
+        try await emit(LoginEvent(kind: .done, message: "\(user.units.count) unit\(user.units.count == 1 ? "" : "s") ready", token: token, units: user.units))
+    }
+
+    /// Starts every unit in parallel; returns one message per failed unit.
+    private func startAll(user: UserConfig, session: String, emit: @escaping Emit) async -> [String] {
+        let planner = self.planner
+        return await withTaskGroup(of: String?.self) { group in
+            for (agent, units) in planner.byHost(user.units) {
+                for unit in units {
+                    group.addTask {
+                        let request = StartUnitRequest(
+                            user: user.name, session: session, unit: unit, memory: user.memory.text, cpu: user.cpu, home: user.home)
+                        let clock = ContinuousClock()
+                        let started = clock.now
+                        do {
+                            _ = try await agent.start(request)
+                            let seconds = Double((clock.now - started).components.attoseconds) / 1e18 + Double((clock.now - started).components.seconds)
+                            try? await emit(LoginEvent(kind: .unit, unit: unit, state: "ready", message: String(format: "%.1f s", seconds)))
+                            return nil
+                        } catch {
+                            let message = Self.unitFailure(error, unit: unit)
+                            try? await emit(LoginEvent(kind: .unit, unit: unit, state: "failed", message: message))
+                            return message
+                        }
+                    }
+                }
+            }
+            var failures: [String] = []
+            for await failure in group { if let failure { failures.append(failure) } }
+            return failures
+        }
+    }
+
+    private static func unitFailure(_ error: any Error, unit: HostPort) -> String {
+        let text = "\(error)"
+        return text.contains(unit.description) ? text : "unit \(unit): \(text)"
+    }
+
+    /// Removes a session's containers on every host it used. Throws naming the hosts that failed.
+    @discardableResult
+    func stopUnits(of session: Session, saveLogs: Bool = true) async throws -> [HostPort] {
+        let groups = planner.byHost(session.units)
+        let results = await withTaskGroup(of: Result<[HostPort], any Error>.self) { group in
+            for (agent, _) in groups {
+                group.addTask {
+                    do {
+                        return .success(try await agent.stop(StopUnitsRequest(user: session.user, session: session.id, saveLogs: saveLogs)))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+            }
+            var all: [Result<[HostPort], any Error>] = []
+            for await result in group { all.append(result) }
+            return all
+        }
+        var removed: [HostPort] = []
+        var problems: [String] = []
+        for result in results {
+            switch result {
+            case .success(let units): removed += units
+            case .failure(let error): problems.append("\(error)")
+            }
+        }
+        guard problems.isEmpty else { throw ManagerError(problems.joined(separator: "; ")) }
+        return removed.sorted()
+    }
+
+    func logout(_ session: Session) async throws -> [HostPort] {
+        guard await sessions.claim(session.user) else {
+            throw ManagerError("a login or logout of \(session.user) is already under way; try again in a moment")
+        }
+        defer { Task { await sessions.release(session.user) } }
+        let removed = try await stopUnits(of: session)
+        try await sessions.remove(user: session.user)
+        logger.info("logged out", metadata: ["user": "\(session.user)", "units": "\(removed.count)"])
+        return removed
+    }
+
+    /// Each unit of the session as its agent sees it; an agent that does not answer is named.
+    func status(_ session: Session) async -> [UnitStatus] {
+        let groups = planner.byHost(session.units)
+        let found = await withTaskGroup(of: [UnitStatus].self) { group in
+            for (agent, units) in groups {
+                group.addTask {
+                    do {
+                        let live = try await agent.list(user: session.user)
+                        return units.map { unit in
+                            live.first { $0.unit == unit && $0.session == session.id }
+                                ?? UnitStatus(unit: unit, user: session.user, session: session.id, state: "missing", detail: "no container")
+                        }
+                    } catch {
+                        return units.map { UnitStatus(unit: $0, user: session.user, session: session.id, state: "unknown", detail: "\(error)") }
+                    }
+                }
+            }
+            var all: [UnitStatus] = []
+            for await part in group { all += part }
+            return all
+        }
+        return session.units.compactMap { unit in found.first { $0.unit == unit } }
+    }
+}

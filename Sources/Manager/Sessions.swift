@@ -1,0 +1,102 @@
+import BerthCore
+import Crypto
+import Foundation
+
+/// One user's live login. Only the token's hash is kept.
+struct Session: Codable, Sendable {
+    var id: String
+    var tokenHash: String
+    var user: String
+    var units: [HostPort]
+    var from: String
+    var since: Date
+    var lastSeen: Date
+
+    var summary: SessionSummary {
+        SessionSummary(user: user, since: since, lastSeen: lastSeen, from: from, units: units)
+    }
+
+    static func hash(token: String) -> String {
+        Data(SHA256.hash(data: Data(token.utf8))).hexString
+    }
+
+    /// A fresh 256-bit token, hex encoded.
+    static func newToken() -> String {
+        SymmetricKey(size: .bits256).withUnsafeBytes { Data($0).hexString }
+    }
+}
+
+/// The sessions, durable in `<state-dir>/sessions.json` (written atomically on every change), so
+/// a restarted manager keeps every login.
+actor SessionStore {
+    private let path: String
+    private var sessions: [String: Session] = [:]
+    /// Users whose login or logout is under way: one at a time per user.
+    private var busy: Set<String> = []
+
+    init(stateDirectory: String) throws {
+        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        path = stateDirectory + "/sessions.json"
+        if let data = FileManager.default.contents(atPath: path) {
+            do {
+                let list = try BerthJSON.decoder.decode([Session].self, from: data)
+                sessions = Dictionary(list.map { ($0.user, $0) }, uniquingKeysWith: { _, new in new })
+            } catch {
+                throw ManagerError("\(path) is unreadable (\(error)); move it aside to start with no sessions")
+            }
+        }
+    }
+
+    var all: [Session] { sessions.values.sorted { $0.user < $1.user } }
+
+    func session(user: String) -> Session? { sessions[user] }
+
+    /// The session a bearer token belongs to; marks it seen.
+    func session(token: String) throws -> Session? {
+        let hash = Session.hash(token: token)
+        guard var session = sessions.values.first(where: { constantTimeEqual(Data($0.tokenHash.utf8), Data(hash.utf8)) }) else {
+            return nil
+        }
+        session.lastSeen = Date()
+        sessions[session.user] = session
+        return session
+    }
+
+    func save(_ session: Session) throws {
+        sessions[session.user] = session
+        try persist()
+    }
+
+    func remove(user: String) throws {
+        sessions[user] = nil
+        try persist()
+    }
+
+    /// Claims the user for a login or logout; false if one is already running.
+    func claim(_ user: String) -> Bool {
+        busy.insert(user).inserted
+    }
+
+    func release(_ user: String) {
+        busy.remove(user)
+    }
+
+    private func persist() throws {
+        let data = try BerthJSON.encoder.encode(all)
+        let temporary = path + ".tmp"
+        guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw ManagerError("cannot write \(temporary)")
+        }
+        let fd = open(temporary, O_RDONLY)
+        if fd >= 0 { fsync(fd); close(fd) }
+        guard rename(temporary, path) == 0 else {
+            throw ManagerError("cannot replace \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
+/// A manager failure worded for the user.
+struct ManagerError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,172 @@
+import BerthCore
+import EngineAPI
+import Foundation
+import Testing
+
+/// A whole Berth cluster on loopback: agents on 127.0.0.2 and 127.0.0.3, the manager on
+/// 127.0.0.1, users' homes and the share under a temporary directory, all against the real engine.
+final class ClusterFixture: @unchecked Sendable {
+    let root: String
+    let share: String
+    let communicationPort: Int
+    let managerAddress: HostPort
+    let serverConfig: String
+    let usersConfig: String
+    let secret: [UInt8]
+    /// Unit ports per user.
+    let units: [String: [HostPort]]
+    private var processes: [Process] = []
+
+    static let hosts = ["127.0.0.2", "127.0.0.3"]
+    static let password = "s3cret-pass"
+
+    static var binaries: String { DockerTestSupport.repositoryRoot + "/.build/debug" }
+
+    init() async throws {
+        _ = try await DockerTestSupport.ready()
+        root = NSTemporaryDirectory() + "berth-cluster-\(UUID().uuidString.prefix(8))"
+        share = root + "/share"
+        try FileManager.default.createDirectory(atPath: share, withIntermediateDirectories: true)
+        try "shared\n".write(toFile: share + "/readme.txt", atomically: true, encoding: .utf8)
+        communicationPort = try Self.portFreeOnAllHosts()
+        managerAddress = HostPort(host: "127.0.0.1", port: try DockerTestSupport.freePort())
+        secret = Array("cluster-secret-\(UUID().uuidString)".utf8)
+        FileManager.default.createFile(atPath: root + "/cluster.key", contents: Data(secret), attributes: [.posixPermissions: 0o600])
+        let template = root + "/unit.json"
+        try """
+            {"Image": "\(DockerTestSupport.image)",
+             "Cmd": ["nc", "-ll", "-p", "{{port}}", "-e", "echo", "unit {{user}} {{ip}}:{{port}} memory {{memory}}"]}
+            """.write(toFile: template, atomically: true, encoding: .utf8)
+
+        var units: [String: [HostPort]] = [:]
+        for (user, hosts) in [("aaa", Self.hosts), ("bbb", [Self.hosts[1]]), ("ccc", Self.hosts), ("ddd", [Self.hosts[0]])] {
+            units[user] = try hosts.map { HostPort(host: $0, port: try Self.portFreeOnAllHosts()) }
+        }
+        self.units = units
+        let hash = try PasswordHash.make(Self.password)
+        var usersXML = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Users>\n"
+        for (user, list) in units.sorted(by: { $0.key < $1.key }) {
+            let home = root + "/home/" + user
+            try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+            usersXML += """
+                  <User>
+                    <Name>\(user)</Name>
+                    <Alias>用户 \(user)</Alias>
+                    <PwdHash>\(hash)</PwdHash>
+                    <Memory>64m</Memory>
+                    <CPU>512</CPU>
+                    <Home>\(home)</Home>
+                    <Unit>\(list.map(\.description).joined(separator: ","))</Unit>
+                  </User>\n
+                """
+        }
+        usersXML += "</Users>\n"
+        usersConfig = root + "/docker_user.xml"
+        try usersXML.write(toFile: usersConfig, atomically: true, encoding: .utf8)
+        serverConfig = root + "/docker_server_manager.xml"
+        for host in Self.hosts + ["manager"] {
+            let server = host == "manager" ? Self.hosts[0] : host
+            try """
+                <Config>
+                  <Server>\(server):\(communicationPort)</Server>
+                  <Share>\(share)</Share>
+                  \(host == "manager" ? "<NodeType>manager</NodeType>\n  <Manager>\(managerAddress)</Manager>" : "")
+                  <Secret>\(root)/cluster.key</Secret>
+                  <Template>\(template)</Template>
+                  <ReadyTimeout>20</ReadyTimeout>
+                </Config>
+                """.write(toFile: root + "/docker_server_\(host).xml", atomically: true, encoding: .utf8)
+        }
+        for host in Self.hosts {
+            try launch("berth-agent", ["serve", "--config", root + "/docker_server_\(host).xml"], log: "agent-\(host)")
+        }
+        try launch("berth-manager", ["serve", "--config", serverConfig, "--users", usersConfig, "--state-dir", root + "/state"], log: "manager")
+        for address in Self.hosts.map({ HostPort(host: $0, port: communicationPort) }) + [managerAddress] {
+            try await Self.waitListening(address)
+        }
+    }
+
+    func home(_ user: String) -> String { root + "/home/" + user }
+
+    private func launch(_ binary: String, _ arguments: [String], log: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binaries + "/" + binary)
+        process.arguments = arguments
+        FileManager.default.createFile(atPath: root + "/\(log).log", contents: nil)
+        let output = FileHandle(forWritingAtPath: root + "/\(log).log")
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        processes.append(process)
+    }
+
+    /// Stops every daemon and removes whatever containers the tests' users still have.
+    func shutdown() async {
+        for process in processes where process.isRunning { process.terminate() }
+        for process in processes { process.waitUntilExit() }
+        let client = DockerTestSupport.client
+        for user in units.keys {
+            for container in (try? await client.listContainers(all: true, labels: ["\(UnitLabel.user)=\(user)"])) ?? [] {
+                try? await client.removeContainer(container.id, force: true)
+            }
+            try? await client.removeNetwork("berth-\(user)")
+        }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    /// Runs `berth` with this cluster's session file for `user`.
+    func berth(_ arguments: [String], user: String, stdin: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binaries + "/berth")
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["BERTH_SESSION"] = root + "/session-\(user).json"
+        process.environment = environment
+        let out = Pipe(), err = Pipe(), input = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = input
+        try process.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try input.fileHandleForWriting.close()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    }
+
+    func login(_ user: String, password: String = ClusterFixture.password, force: Bool = false) throws -> (status: Int32, stdout: String, stderr: String) {
+        try berth(["login", "--server", managerAddress.description, "--user", user, "--password-stdin"] + (force ? ["--force"] : []), user: user, stdin: password + "\n")
+    }
+
+    func expectLogin(_ user: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let result = try login(user)
+        #expect(result.status == 0, "login \(user) failed: \(result.stderr)", sourceLocation: sourceLocation)
+    }
+
+    /// The user's unit containers as Docker reports them.
+    func containers(of user: String) async throws -> [ContainerInspect] {
+        let client = DockerTestSupport.client
+        var result: [ContainerInspect] = []
+        for summary in try await client.listContainers(all: true, labels: ["\(UnitLabel.user)=\(user)"]) {
+            result.append(try await client.inspectContainer(summary.id))
+        }
+        return result.sorted { ($0.config.labels?[UnitLabel.unit] ?? "") < ($1.config.labels?[UnitLabel.unit] ?? "") }
+    }
+
+    static func portFreeOnAllHosts() throws -> Int {
+        for _ in 0..<50 {
+            let port = try DockerTestSupport.freePort()
+            if hosts.allSatisfy({ DockerTestSupport.canBind(host: $0, port: port) }) { return port }
+        }
+        throw TestSetupError("no port free on every test host")
+    }
+
+    static func waitListening(_ address: HostPort) async throws {
+        for _ in 0..<300 {
+            if DockerTestSupport.canConnect(host: address.host, port: address.port) { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestSetupError("nothing listens on \(address)")
+    }
+}

@@ -1,0 +1,183 @@
+import BerthCore
+import EngineAPI
+import Foundation
+import Testing
+
+/// The seeds' login / work / logout cycle through the real binaries: a manager on 127.0.0.1,
+/// agents on 127.0.0.2 and 127.0.0.3, the real engine underneath.
+@Suite(.serialized, .enabled(if: DockerTestSupport.shouldRun, "needs a Docker engine"))
+final class ClusterTests {
+    let cluster: ClusterFixture
+
+    init() async throws {
+        cluster = try await ClusterFixture()
+    }
+
+    deinit {
+        let cluster = self.cluster
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            await cluster.shutdown()
+            done.signal()
+        }
+        done.wait()
+    }
+
+    @Test func loginStartsEveryUnitAsTheAdminConfiguredItAndLogoutKeepsFiles() async throws {
+        let units = cluster.units["aaa"]!
+        let login = try cluster.login("aaa")
+        #expect(login.status == 0, "\(login.stderr)")
+        #expect(login.stdout.contains("logged in as aaa: 2 units ready"))
+        for unit in units { #expect(login.stderr.contains("unit \(unit)  ready")) }
+
+        let containers = try await cluster.containers(of: "aaa")
+        #expect(containers.count == 2)
+        for (container, unit) in zip(containers, units) {
+            let host = container.hostConfig
+            #expect(host.memory == 64 << 20)
+            #expect(host.cpuShares == 512)
+            #expect(host.`init` == true)
+            #expect(host.binds?.contains("\(cluster.share):/share:ro") == true)
+            #expect(host.binds?.contains("\(cluster.home("aaa")):/app") == true)
+            #expect(host.portBindings?["\(unit.port)/tcp"] == [PortBinding(hostIp: unit.host, hostPort: String(unit.port))])
+            #expect(host.securityOpt?.contains("no-new-privileges") == true)
+            let labels = container.config.labels ?? [:]
+            #expect(labels[UnitLabel.user] == "aaa")
+            #expect(labels[UnitLabel.unit] == unit.description)
+            #expect(labels[UnitLabel.host] == "\(unit.host):\(cluster.communicationPort)")
+            #expect(labels[UnitLabel.session]?.isEmpty == false)
+            #expect(container.mounts?.first { $0.destination == "/share" }?.rw == false)
+            #expect(container.mounts?.first { $0.destination == "/app" }?.rw == true)
+            // Reached on its own ip:port, serving the admin's template.
+            let banner = try await DockerTestSupport.readBanner(host: unit.host, port: unit.port)
+            #expect(banner == "unit aaa \(unit) memory 64m\n")
+        }
+        for sub in ["script", "data", "config"] {
+            #expect(FileManager.default.fileExists(atPath: cluster.home("aaa") + "/" + sub))
+        }
+
+        let status = try cluster.berth(["status", "--json"], user: "aaa")
+        #expect(status.status == 0, "\(status.stderr)")
+        let parsed = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+        #expect(parsed?["user"] as? String == "aaa")
+        let listed = (parsed?["units"] as? [[String: Any]]) ?? []
+        #expect(listed.map { $0["unit"] as? String } == units.map(\.description))
+        #expect(listed.allSatisfy { $0["state"] as? String == "running" })
+
+        // The home is writable from inside, the share is not.
+        let write = try cluster.berth(["exec", "--unit", units[0].description, "--", "sh", "-c", "echo kept > /app/data/result.txt"], user: "aaa")
+        #expect(write.status == 0, "\(write.stderr)")
+        let denied = try cluster.berth(["exec", "--unit", units[1].description, "--", "touch", "/share/x"], user: "aaa")
+        #expect(denied.status != 0)
+        #expect(denied.stderr.contains("Read-only file system"))
+        let read = try cluster.berth(["exec", "--unit", units[1].description, "--", "cat", "/share/readme.txt"], user: "aaa")
+        #expect(read.stdout == "shared\n")
+
+        let logout = try cluster.berth(["logout"], user: "aaa")
+        #expect(logout.status == 0, "\(logout.stderr)")
+        #expect(try await cluster.containers(of: "aaa").isEmpty)
+        let kept = try String(contentsOfFile: cluster.home("aaa") + "/data/result.txt", encoding: .utf8)
+        #expect(kept == "kept\n")
+        let after = try cluster.berth(["status"], user: "aaa")
+        #expect(after.status != 0)
+        #expect(after.stderr.hasPrefix("error: not logged in"))
+    }
+
+    @Test func secondLoginIsRefusedUnlessForced() async throws {
+        try cluster.expectLogin("bbb")
+        let firstSession = try await cluster.containers(of: "bbb").first?.config.labels?[UnitLabel.session]
+        let second = try cluster.login("bbb")
+        #expect(second.status != 0)
+        #expect(second.stderr.contains("error: bbb is already logged in since"))
+        #expect(second.stderr.contains("--force"))
+
+        let forced = try cluster.login("bbb", force: true)
+        #expect(forced.status == 0, "\(forced.stderr)")
+        let containers = try await cluster.containers(of: "bbb")
+        #expect(containers.count == 1)
+        #expect(containers.first?.config.labels?[UnitLabel.session] != firstSession)
+        #expect(try cluster.berth(["logout"], user: "bbb").status == 0)
+    }
+
+    @Test func wrongPasswordAndUnknownUserLookTheSame() throws {
+        let wrong = try cluster.login("ccc", password: "not-the-password")
+        let unknown = try cluster.login("nobody", password: "whatever")
+        #expect(wrong.status != 0 && unknown.status != 0)
+        #expect(wrong.stderr == "error: wrong user name or password\n")
+        #expect(unknown.stderr == wrong.stderr)
+    }
+
+    @Test func oneUsersContainerCannotReachAnothers() async throws {
+        try cluster.expectLogin("aaa")
+        try cluster.expectLogin("ddd")
+        let unit = cluster.units["aaa"]![0]
+        let target = try await cluster.containers(of: "aaa").first { $0.config.labels?[UnitLabel.unit] == unit.description }
+        let address = try #require(target?.networkSettings?.networks?["berth-aaa-\(unit.host)"]?.ipAddress)
+        // The address serves (from the host), so a refusal below is the isolation, not a dead port.
+        let banner = try await DockerTestSupport.readBanner(host: address, port: unit.port)
+        #expect(banner.hasPrefix("unit aaa"))
+        let ddd = cluster.units["ddd"]![0]
+        #expect(ddd.host == unit.host)
+        let probe = try cluster.berth(["exec", "--unit", ddd.description, "--", "sh", "-c", "nc -w 2 \(address) \(unit.port) </dev/null"], user: "ddd")
+        #expect(probe.status != 0, "ddd reached aaa's container at \(address):\(unit.port): \(probe.stdout)")
+        #expect(!probe.stdout.contains("unit aaa"))
+        #expect(try cluster.berth(["logout"], user: "aaa").status == 0)
+        #expect(try cluster.berth(["logout"], user: "ddd").status == 0)
+    }
+
+    @Test func aPortHeldByAnotherProcessRollsTheWholeLoginBack() async throws {
+        let blocked = cluster.units["ccc"]![1]
+        let holder = try PortHolder(host: blocked.host, port: blocked.port)
+        defer { holder.close() }
+        let login = try cluster.login("ccc")
+        #expect(login.status != 0)
+        #expect(login.stderr.contains("unit \(blocked): port in use"), "\(login.stderr)")
+        #expect(login.stderr.contains("nothing was left running"))
+        #expect(try await cluster.containers(of: "ccc").isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: cluster.root + "/session-ccc.json"))
+    }
+
+    @Test func agentsRefuseUnsignedAndReplayedRequests() async throws {
+        let agent = HostPort(host: ClusterFixture.hosts[0], port: cluster.communicationPort)
+        let start = StartUnitRequest(user: "aaa", session: "forged", unit: cluster.units["aaa"]![0], memory: "64m", cpu: 512, home: cluster.home("aaa"))
+        let unsigned = ServiceClient(address: agent, name: "agent")
+        await #expect(throws: ServiceError.self) {
+            _ = try await unsigned.call("POST", "/v1/units/start", body: start, as: UnitStatus.self)
+        }
+        let wrongKey = ServiceClient(address: agent, name: "agent", signer: RequestSigner(secret: Array("wrong".utf8)))
+        do {
+            _ = try await wrongKey.call("GET", "/v1/units", as: UnitList.self)
+            Issue.record("a request signed with the wrong key was accepted")
+        } catch ServiceError.refused(let status, _) {
+            #expect(status == 401)
+        }
+
+        // A correctly signed request, captured and sent again, is refused the second time.
+        let signer = RequestSigner(secret: cluster.secret)
+        let headers = signer.headers(method: "GET", target: "/v1/units", body: Data())
+        let transport = Transport(endpoint: EngineEndpoint(.tcp(host: agent.host, port: agent.port)))
+        let request = HTTPRequest(method: "GET", path: "/v1/units", headers: headers, timeout: .seconds(5))
+        #expect(try await transport.send(request).status == 200)
+        #expect(try await transport.send(request).status == 401)
+        #expect(try await cluster.containers(of: "aaa").isEmpty)
+    }
+}
+
+/// Holds a TCP port the way a stray process would.
+final class PortHolder {
+    private let fd: Int32
+
+    init(host: String, port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        inet_pton(AF_INET, host, &address.sin_addr)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 4) == 0 else { throw TestSetupError("cannot hold \(host):\(port)") }
+    }
+
+    func close() { Glibc.close(fd) }
+}
