@@ -18,6 +18,7 @@ final class ClusterFixture: @unchecked Sendable {
     private var processes: [Process] = []
 
     static let hosts = ["127.0.0.2", "127.0.0.3"]
+    static let absentHost = "127.0.0.4"
     static let password = "s3cret-pass"
 
     static var binaries: String { DockerTestSupport.repositoryRoot + "/.build/debug" }
@@ -39,7 +40,8 @@ final class ClusterFixture: @unchecked Sendable {
             """.write(toFile: template, atomically: true, encoding: .utf8)
 
         var units: [String: [HostPort]] = [:]
-        for (user, hosts) in [("aaa", Self.hosts), ("bbb", [Self.hosts[1]]), ("ccc", Self.hosts), ("ddd", [Self.hosts[0]])] {
+        // eee's second host has no agent.
+        for (user, hosts) in [("aaa", Self.hosts), ("bbb", [Self.hosts[1]]), ("ccc", Self.hosts), ("ddd", [Self.hosts[0]]), ("eee", [Self.hosts[0], Self.absentHost])] {
             units[user] = try hosts.map { HostPort(host: $0, port: try Self.portFreeOnAllHosts()) }
         }
         self.units = units
@@ -116,12 +118,15 @@ final class ClusterFixture: @unchecked Sendable {
 
     /// Runs `berth` with this cluster's session file for `user`.
     func berth(_ arguments: [String], user: String, stdin: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+        try Self.run("berth", arguments, environment: ["BERTH_SESSION": root + "/session-\(user).json"], stdin: stdin)
+    }
+
+    /// Runs one of the built binaries and collects what it prints.
+    static func run(_ binary: String, _ arguments: [String], environment extra: [String: String] = [:], stdin: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binaries + "/berth")
+        process.executableURL = URL(fileURLWithPath: binaries + "/" + binary)
         process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment["BERTH_SESSION"] = root + "/session-\(user).json"
-        process.environment = environment
+        process.environment = ProcessInfo.processInfo.environment.merging(extra) { _, new in new }
         let out = Pipe(), err = Pipe(), input = Pipe()
         process.standardOutput = out
         process.standardError = err

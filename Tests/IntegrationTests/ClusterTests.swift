@@ -137,6 +137,57 @@ final class ClusterTests {
         #expect(!FileManager.default.fileExists(atPath: cluster.root + "/session-ccc.json"))
     }
 
+    @Test func logsShowEachStreamAndRespectTail() async throws {
+        try cluster.expectLogin("ddd")
+        let unit = cluster.units["ddd"]![0]
+        let container = try #require(try await cluster.containers(of: "ddd").first)
+        let exec = try await DockerTestSupport.client.exec(container: container.id, config: ExecConfig(cmd: ["true"]))
+        #expect(exec.exitCode == 0)
+        let logs = try cluster.berth(["logs", "--unit", unit.description, "--tail", "5", "--timestamps"], user: "ddd")
+        #expect(logs.status == 0, "\(logs.stderr)")
+        let refused = try cluster.berth(["logs", "--unit", cluster.units["aaa"]![0].description], user: "ddd")
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("is not one of your units"))
+        let badSince = try cluster.berth(["logs", "--since", "yesterday-ish"], user: "ddd")
+        #expect(badSince.stderr.hasPrefix("error: --since yesterday-ish:"))
+        #expect(try cluster.berth(["logout"], user: "ddd").status == 0)
+    }
+
+    @Test func anAgentThatDoesNotAnswerIsNamedAndNothingIsLeft() async throws {
+        let login = try cluster.login("eee")
+        #expect(login.status != 0)
+        #expect(login.stderr.contains("agent \(ClusterFixture.absentHost):\(cluster.communicationPort) is not reachable"), "\(login.stderr)")
+        #expect(try await cluster.containers(of: "eee").isEmpty)
+    }
+
+    @Test func checkConfigReportsEveryProblemWithItsLine() throws {
+        let ok = try ClusterFixture.run("berth-manager", ["check-config", "--config", cluster.serverConfig, "--users", cluster.usersConfig])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        #expect(ok.stdout.hasPrefix("ok: 5 users"))
+        let bad = cluster.root + "/bad_user.xml"
+        try """
+            <Users>
+              <User><Name>aaa</Name><Pwd>x</Pwd><Memory>1.5g</Memory><CPU>1</CPU><Home>relative</Home><Unit>127.0.0.2:\(cluster.communicationPort)</Unit></User>
+            </Users>
+            """.write(toFile: bad, atomically: true, encoding: .utf8)
+        let result = try ClusterFixture.run("berth-manager", ["check-config", "--config", cluster.serverConfig, "--users", bad])
+        #expect(result.status != 0)
+        let lines = result.stderr.split(separator: "\n").filter { $0.hasPrefix("\(bad):2: ") && !$0.contains("warning:") }
+        #expect(lines.count >= 4, "\(result.stderr)")
+    }
+
+    @Test func hashPasswordMakesAHashTheManagerAccepts() throws {
+        let result = try ClusterFixture.run("berth-manager", ["hash-password"], stdin: "correct horse\n")
+        #expect(result.status == 0)
+        let hash = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(hash.hasPrefix("scrypt$"))
+        #expect(PasswordHash.verify("correct horse", against: hash))
+        #expect(!PasswordHash.verify("correct horse ", against: hash))
+        let empty = try ClusterFixture.run("berth-manager", ["hash-password"], stdin: "")
+        #expect(empty.status != 0)
+        #expect(empty.stderr.hasPrefix("error: no password on stdin"))
+    }
+
     @Test func agentsRefuseUnsignedAndReplayedRequests() async throws {
         let agent = HostPort(host: ClusterFixture.hosts[0], port: cluster.communicationPort)
         let start = StartUnitRequest(user: "aaa", session: "forged", unit: cluster.units["aaa"]![0], memory: "64m", cpu: 512, home: cluster.home("aaa"))
