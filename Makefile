@@ -4,7 +4,7 @@ SWIFT ?= swift
 SOCKET ?= /var/run/docker.sock
 TEST_TIMEOUT ?= 1500
 
-.PHONY: all build engine test bench clean-test-containers
+.PHONY: all build engine image test bench clean-test-containers
 
 all: build
 
@@ -15,22 +15,27 @@ build:
 engine:
 	@scripts/ensure-engine.sh
 
-test: engine
+# berth-unit:latest, the default unit image, built here (no registry needed).
+image: engine
+	scripts/build-unit-image.sh
+
+test: engine image
 	$(SWIFT) build --build-tests
 	timeout $(TEST_TIMEOUT) $(SWIFT) test --skip-build
 	@$(MAKE) --no-print-directory clean-test-containers
 
 bench: engine
-	$(SWIFT) build -c release --product berth-bench --product berth-agent
+	$(SWIFT) build -c release --product berth-bench
 	@$(MAKE) --no-print-directory test-image
 	.build/release/berth-bench --socket $(SOCKET)
 
 # The busybox image the tests and benchmarks use, imported through the Engine API (no registry).
 .PHONY: test-image
 test-image:
-	@if ! .build/release/berth-agent api-dump --socket $(SOCKET) GET /images/berth-test-busybox:latest/json >/dev/null 2>&1; then \
+	@if ! curl -sf --unix-socket $(SOCKET) http://docker/images/berth-test-busybox:latest/json >/dev/null; then \
 		scripts/busybox-rootfs.sh /tmp/berth-test-rootfs.tar && \
-		.build/release/berth-agent api-dump --socket $(SOCKET) POST '/images/create?fromSrc=-&repo=berth-test-busybox&tag=latest&changes=CMD%20%5B%22%2Fbin%2Fsh%22%5D' --data @/tmp/berth-test-rootfs.tar >/dev/null && \
+		curl -sSf --unix-socket $(SOCKET) -X POST -H 'Content-Type: application/x-tar' --data-binary @/tmp/berth-test-rootfs.tar \
+			'http://docker/images/create?fromSrc=-&repo=berth-test-busybox&tag=latest&changes=CMD%20%5B%22%2Fbin%2Fsh%22%5D' >/dev/null && \
 		rm -f /tmp/berth-test-rootfs.tar; \
 	fi
 

@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "berth-agent", targets: ["Agent"]),
         .executable(name: "berth-manager", targets: ["Manager"]),
         .executable(name: "berth", targets: ["Client"]),
+        .executable(name: "berth-unit", targets: ["Unit"]),
         .executable(name: "berth-bench", targets: ["Bench"]),
         .library(name: "EngineAPI", targets: ["EngineAPI"]),
     ],
@@ -39,10 +40,20 @@ let package = Package(
         .target(name: "BerthCLI", dependencies: [argumentParser]),
         .executableTarget(name: "Agent", dependencies: ["EngineAPI", "BerthCore", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging]),
         .executableTarget(name: "Manager", dependencies: ["EngineAPI", "BerthCore", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging]),
-        .executableTarget(name: "Client", dependencies: ["EngineAPI", "BerthCore", "BerthCLI", argumentParser]),
+        .executableTarget(name: "Client", dependencies: ["EngineAPI", "BerthCore", "BerthCLI", "UnitProtocol", argumentParser]),
+        /// The call protocol of `berth call` and `berth-unit`, free of Foundation.
+        .target(name: "UnitProtocol"),
+        /// `berth-unit`: small, static, no Foundation beyond FoundationEssentials.
+        .executableTarget(name: "Unit", dependencies: [
+            "UnitProtocol",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         .executableTarget(name: "Bench", dependencies: ["EngineAPI", argumentParser], path: "bench/Sources"),
         .testTarget(name: "EngineAPITests", dependencies: ["EngineAPI"]),
         .testTarget(name: "BerthCoreTests", dependencies: ["BerthCore"]),
+        .testTarget(name: "UnitTests", dependencies: ["UnitProtocol"]),
         .testTarget(name: "IntegrationTests", dependencies: ["EngineAPI", "BerthCore"]),
     ]
 )

@@ -79,6 +79,7 @@ struct UnitSpec: Sendable {
         config.user = config.user ?? "\(owner.uid):\(owner.gid)"
         config.workingDir = config.workingDir ?? "/app"
         config.tty = false
+        config.env = (config.env ?? []).filter { !$0.hasPrefix("BERTH_UNIT_SECRET=") } + ["BERTH_UNIT_SECRET=\(request.unitSecret)"]
         var labels = config.labels ?? [:]
         labels[UnitLabel.user] = request.user
         labels[UnitLabel.unit] = unit.description

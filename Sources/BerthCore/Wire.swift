@@ -21,14 +21,17 @@ public struct StartUnitRequest: Codable, Sendable {
     public var memory: String
     public var cpu: Int
     public var home: String
+    /// Given to the unit's payload (`BERTH_UNIT_SECRET`): only the session's owner may call it.
+    public var unitSecret: String
 
-    public init(user: String, session: String, unit: HostPort, memory: String, cpu: Int, home: String) {
+    public init(user: String, session: String, unit: HostPort, memory: String, cpu: Int, home: String, unitSecret: String) {
         self.user = user
         self.session = session
         self.unit = unit
         self.memory = memory
         self.cpu = cpu
         self.home = home
+        self.unitSecret = unitSecret
     }
 }
 
@@ -148,8 +151,14 @@ public struct LoginEvent: Codable, Sendable {
     public var message: String?
     public var token: String?
     public var units: [HostPort]?
+    /// With `done`: what `berth call` presents to the units.
+    public var unitSecret: String?
 
-    public init(kind: Kind, unit: HostPort? = nil, state: String? = nil, message: String? = nil, token: String? = nil, units: [HostPort]? = nil) {
+    public init(
+        kind: Kind, unit: HostPort? = nil, state: String? = nil, message: String? = nil, token: String? = nil,
+        units: [HostPort]? = nil, unitSecret: String? = nil
+    ) {
+        self.unitSecret = unitSecret
         self.kind = kind
         self.unit = unit
         self.state = state

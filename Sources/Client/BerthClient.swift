@@ -6,6 +6,6 @@ struct BerthClient: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "berth",
         abstract: "Log in to a Berth cluster, run scripts on your units, log out.",
-        subcommands: [Login.self, Logout.self, Status.self, Logs.self, Exec.self]
+        subcommands: [Login.self, Logout.self, Status.self, Logs.self, Exec.self, Call.self]
     )
 }

@@ -56,11 +56,11 @@ struct Login: AsyncParsableCommand {
             throw failure("the connection to \(address) broke during login (\(error)); run berth status, or log in again with --force")
         }
         guard let outcome else { throw failure("the manager at \(address) ended the login without an answer; try again") }
-        guard outcome.kind == .done, let token = outcome.token else {
+        guard outcome.kind == .done, let token = outcome.token, let unitSecret = outcome.unitSecret else {
             throw failure(outcome.message ?? "login failed")
         }
         let units = outcome.units ?? []
-        try SessionFile(server: address, user: user, token: token, units: units, since: Date()).save()
+        try SessionFile(server: address, user: user, token: token, units: units, unitSecret: unitSecret, since: Date()).save()
         print("logged in as \(user): \(outcome.message ?? "\(units.count) units ready")")
     }
 

@@ -9,6 +9,8 @@ struct SessionFile: Codable {
     var user: String
     var token: String
     var units: [HostPort]
+    /// Presented to the units by `berth call`.
+    var unitSecret: String
     var since: Date
 
     static var path: String {

@@ -59,7 +59,8 @@ final class Coordinator: Sendable {
             id: UUID().uuidString.lowercased(), tokenHash: "", user: user.name, units: user.units,
             from: address, since: Date(), lastSeen: Date())
         for unit in user.units { try? await emit(LoginEvent(kind: .unit, unit: unit, state: "starting")) }
-        let failures = await startAll(user: user, session: session.id, emit: emit)
+        let unitSecret = Session.newToken()
+        let failures = await startAll(user: user, session: session.id, unitSecret: unitSecret, emit: emit)
         if !failures.isEmpty {
             let removed = (try? await stopUnits(of: session, saveLogs: false)) ?? []
             for unit in removed { try? await emit(LoginEvent(kind: .unit, unit: unit, state: "removed")) }
@@ -72,18 +73,19 @@ final class Coordinator: Sendable {
         saved.tokenHash = Session.hash(token: token)
         try await sessions.save(saved)
         logger.info("logged in", metadata: ["user": "\(user.name)", "from": "\(address)", "units": "\(user.units.count)"])
-        try await emit(LoginEvent(kind: .done, message: "\(user.units.count) unit\(user.units.count == 1 ? "" : "s") ready", token: token, units: user.units))
+        try await emit(LoginEvent(kind: .done, message: "\(user.units.count) unit\(user.units.count == 1 ? "" : "s") ready", token: token, units: user.units, unitSecret: unitSecret))
     }
 
     /// Starts every unit in parallel; returns one message per failed unit.
-    private func startAll(user: UserConfig, session: String, emit: @escaping Emit) async -> [String] {
+    private func startAll(user: UserConfig, session: String, unitSecret: String, emit: @escaping Emit) async -> [String] {
         let planner = self.planner
         return await withTaskGroup(of: String?.self) { group in
             for (agent, units) in planner.byHost(user.units) {
                 for unit in units {
                     group.addTask {
                         let request = StartUnitRequest(
-                            user: user.name, session: session, unit: unit, memory: user.memory.text, cpu: user.cpu, home: user.home)
+                            user: user.name, session: session, unit: unit, memory: user.memory.text, cpu: user.cpu, home: user.home,
+                            unitSecret: unitSecret)
                         let clock = ContinuousClock()
                         let started = clock.now
                         do {

@@ -23,8 +23,19 @@ final class ClusterFixture: @unchecked Sendable {
 
     static var binaries: String { DockerTestSupport.repositoryRoot + "/.build/debug" }
 
-    init() async throws {
-        _ = try await DockerTestSupport.ready()
+    /// What the unit containers run.
+    enum Payload {
+        /// The busybox image with an admin template: `nc` answering a banner made of placeholders.
+        case bannerTemplate
+        /// The shipped default: the berth-unit image and the built-in template.
+        case berthUnit
+    }
+
+    init(payload: Payload = .bannerTemplate, users userHosts: [(String, [String])]? = nil) async throws {
+        let client = try await DockerTestSupport.ready()
+        if payload == .berthUnit, (try? await client.inspectImage("berth-unit:latest")) == nil {
+            throw TestSetupError("berth-unit:latest is missing; `make image` builds it (make test does)")
+        }
         root = NSTemporaryDirectory() + "berth-cluster-\(UUID().uuidString.prefix(8))"
         share = root + "/share"
         try FileManager.default.createDirectory(atPath: share, withIntermediateDirectories: true)
@@ -33,15 +44,18 @@ final class ClusterFixture: @unchecked Sendable {
         managerAddress = HostPort(host: "127.0.0.1", port: try DockerTestSupport.freePort())
         secret = Array("cluster-secret-\(UUID().uuidString)".utf8)
         FileManager.default.createFile(atPath: root + "/cluster.key", contents: Data(secret), attributes: [.posixPermissions: 0o600])
-        let template = root + "/unit.json"
-        try """
+        let template = payload == .berthUnit ? nil : root + "/unit.json"
+        if let template {
+            try """
             {"Image": "\(DockerTestSupport.image)",
              "Cmd": ["nc", "-ll", "-p", "{{port}}", "-e", "echo", "unit {{user}} {{ip}}:{{port}} memory {{memory}}"]}
             """.write(toFile: template, atomically: true, encoding: .utf8)
+        }
 
         var units: [String: [HostPort]] = [:]
         // eee's second host has no agent.
-        for (user, hosts) in [("aaa", Self.hosts), ("bbb", [Self.hosts[1]]), ("ccc", Self.hosts), ("ddd", [Self.hosts[0]]), ("eee", [Self.hosts[0], Self.absentHost])] {
+        let defaultUsers = [("aaa", Self.hosts), ("bbb", [Self.hosts[1]]), ("ccc", Self.hosts), ("ddd", [Self.hosts[0]]), ("eee", [Self.hosts[0], Self.absentHost])]
+        for (user, hosts) in userHosts ?? defaultUsers {
             units[user] = try hosts.map { HostPort(host: $0, port: try Self.portFreeOnAllHosts()) }
         }
         self.units = units
@@ -74,7 +88,7 @@ final class ClusterFixture: @unchecked Sendable {
                   <Share>\(share)</Share>
                   \(host == "manager" ? "<NodeType>manager</NodeType>\n  <Manager>\(managerAddress)</Manager>" : "")
                   <Secret>\(root)/cluster.key</Secret>
-                  <Template>\(template)</Template>
+                  \(template.map { "<Template>\($0)</Template>" } ?? "")
                   <ReadyTimeout>20</ReadyTimeout>
                 </Config>
                 """.write(toFile: root + "/docker_server_\(host).xml", atomically: true, encoding: .utf8)

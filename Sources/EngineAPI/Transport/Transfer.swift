@@ -26,6 +26,9 @@ final class Transfer: @unchecked Sendable {
     let streamErrorResponses: Bool
     private let delivery: Delivery
     private let cancelledFlag = Atomic<Bool>(false)
+    /// Bytes handed to the stream's reader and not yet taken; the worker waits above a limit,
+    /// so a slow reader slows the sender instead of filling memory.
+    let flow = FlowControl()
 
     private var head = HTTPResponseHead(status: 0)
     private var headComplete = false
@@ -50,6 +53,7 @@ final class Transfer: @unchecked Sendable {
     /// Aborts the transfer at libcurl's next callback (data or progress, at least once a second).
     func cancel() {
         cancelledFlag.store(true, ordering: .relaxed)
+        flow.wake()
     }
 
     private var isStreaming: Bool {
@@ -259,6 +263,7 @@ final class Transfer: @unchecked Sendable {
     private func receiveBody(_ bytes: UnsafeRawBufferPointer) {
         if case .streaming(_, _, let chunks) = delivery, headDelivered {
             chunks.yield(Data(bytes))
+            flow.produced(bytes.count, isCancelled: { self.isCancelled })
         } else {
             body.append(contentsOf: bytes)
         }
@@ -310,5 +315,37 @@ extension Duration {
     var milliseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}
+
+/// A byte budget between a transfer's worker thread (which may block) and its async reader.
+final class FlowControl: @unchecked Sendable {
+    static let limit = 4 << 20
+
+    private let condition = NSCondition()
+    private var pending = 0
+
+    /// Called on the worker: waits while the reader is more than `limit` bytes behind.
+    func produced(_ count: Int, isCancelled: () -> Bool) {
+        condition.lock()
+        pending += count
+        while pending > Self.limit && !isCancelled() {
+            condition.wait(until: Date(timeIntervalSinceNow: 0.05))
+        }
+        condition.unlock()
+    }
+
+    /// Called by the reader for every chunk it takes.
+    func consumed(_ count: Int) {
+        condition.lock()
+        pending -= count
+        if pending <= Self.limit { condition.signal() }
+        condition.unlock()
+    }
+
+    func wake() {
+        condition.lock()
+        condition.signal()
+        condition.unlock()
     }
 }

@@ -39,11 +39,14 @@ public final class Transport: Sendable {
         let box = TransferBox()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let (body, chunks) = AsyncThrowingStream<Data, any Error>.makeStream()
+                let (raw, chunks) = AsyncThrowingStream<Data, any Error>.makeStream()
+                let reader = ChunkReader(raw.makeAsyncIterator())
+                // Delivered through `reader`, which tells the transfer what has been taken.
                 let transfer = Transfer(
                     request: request, endpoint: endpoint, connectTimeout: connectTimeout,
-                    delivery: .streaming(head: continuation, body: body, chunks: chunks),
+                    delivery: .streaming(head: continuation, body: AsyncThrowingStream { try await reader.next() }, chunks: chunks),
                     traceRequest: traceRequest, streamErrorResponses: streamErrorResponses)
+                reader.flow = transfer.flow
                 chunks.onTermination = { termination in
                     if case .cancelled = termination { transfer.cancel() }
                 }
@@ -77,5 +80,21 @@ private final class TransferBox: @unchecked Sendable {
         let transfer = self.transfer
         lock.unlock()
         transfer?.cancel()
+    }
+}
+
+/// Reads a transfer's chunks for the caller and credits each one back to its flow control.
+private final class ChunkReader: @unchecked Sendable {
+    private var iterator: AsyncThrowingStream<Data, any Error>.AsyncIterator
+    var flow: FlowControl?
+
+    init(_ iterator: AsyncThrowingStream<Data, any Error>.AsyncIterator) {
+        self.iterator = iterator
+    }
+
+    func next() async throws -> Data? {
+        let chunk = try await iterator.next()
+        if let chunk { flow?.consumed(chunk.count) }
+        return chunk
     }
 }

@@ -1,0 +1,176 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import UnitProtocol
+
+/// One running script: spawned in its own process group with stdout and stderr on pipes, read by
+/// a thread of its own, stopped as a group on timeout, cancellation or shutdown.
+final class ScriptRun: @unchecked Sendable {
+    let pid: pid_t
+    private let stdoutFD: Int32
+    private let stderrFD: Int32
+    private let lock = Mutex()
+    private var cancelled = false
+
+    private init(pid: pid_t, stdoutFD: Int32, stderrFD: Int32) {
+        self.pid = pid
+        self.stdoutFD = stdoutFD
+        self.stderrFD = stderrFD
+    }
+
+    /// Starts `/bin/sh` running the script with `arguments` in `workingDirectory`. A script without
+    /// its executable bit runs under `sh` anyway: users copy files in and forget `chmod`.
+    static func start(script: String, arguments: [String], environment: [String], workingDirectory: String) throws(UnitError) -> ScriptRun {
+        let launcher = #"cd "$1" || exit 126; shift; if [ -x "$0" ]; then exec "$0" "$@"; else exec /bin/sh "$0" "$@"; fi"#
+        let argv = ["/bin/sh", "-c", launcher, script, workingDirectory] + arguments
+        var outPipe: [Int32] = [-1, -1]
+        var errPipe: [Int32] = [-1, -1]
+        guard pipe(&outPipe) == 0, pipe(&errPipe) == 0 else { throw UnitError(500, "cannot create pipes: \(errnoText())") }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        for fd in outPipe + errPipe { posix_spawn_file_actions_addclose(&actions, fd) }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        let cArguments = argv.map { strdup($0) } + [nil]
+        let cEnvironment = environment.map { strdup($0) } + [nil]
+        defer {
+            for pointer in cArguments { free(pointer) }
+            for pointer in cEnvironment { free(pointer) }
+        }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, "/bin/sh", &actions, &attributes, cArguments, cEnvironment)
+        close(outPipe[1])
+        close(errPipe[1])
+        guard result == 0 else {
+            close(outPipe[0])
+            close(errPipe[0])
+            throw UnitError(500, "cannot start /bin/sh: \(String(cString: strerror(result)))")
+        }
+        return ScriptRun(pid: pid, stdoutFD: outPipe[0], stderrFD: errPipe[0])
+    }
+
+    /// Reads both pipes until they close, handing each chunk to `emit` (which may block: that is
+    /// the back-pressure), then reaps the process. Returns the exit status; 124 after `timeout`.
+    func pump(timeoutSeconds: Int, emit: (UnitFrame) -> Bool) -> Int32 {
+        var descriptors = [pollfd(fd: stdoutFD, events: Int16(POLLIN), revents: 0), pollfd(fd: stderrFD, events: Int16(POLLIN), revents: 0)]
+        var open = 2
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let deadline = monotonicSeconds() + Double(timeoutSeconds)
+        var timedOut = false
+        while open > 0 {
+            if isCancelled { break }
+            let remaining = deadline - monotonicSeconds()
+            if remaining <= 0 {
+                timedOut = true
+                break
+            }
+            let ready = poll(&descriptors, 2, Int32(min(remaining, 0.5) * 1000))
+            if ready <= 0 { continue }
+            for index in 0..<2 where descriptors[index].fd >= 0 && descriptors[index].revents != 0 {
+                let count = read(descriptors[index].fd, &buffer, buffer.count)
+                if count <= 0 {
+                    close(descriptors[index].fd)
+                    descriptors[index].fd = -1
+                    open -= 1
+                    continue
+                }
+                let bytes = Array(buffer[0..<count])
+                if !emit(index == 0 ? .stdout(bytes) : .stderr(bytes)) { cancel() }
+            }
+        }
+        for descriptor in descriptors where descriptor.fd >= 0 { close(descriptor.fd) }
+        if timedOut || isCancelled { stopGroup() }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        if timedOut { return 124 }
+        let signal = status & 0x7F
+        return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
+    }
+
+    var isCancelled: Bool { lock.withLock { cancelled } }
+
+    /// Stops the run (the client went away, or the unit is shutting down).
+    func cancel() {
+        lock.withLock { cancelled = true }
+    }
+
+    /// SIGTERM to the whole group, SIGKILL a moment later for whatever is left.
+    private func stopGroup() {
+        kill(-pid, SIGTERM)
+        for _ in 0..<20 {
+            if kill(-pid, 0) != 0 { return }
+            usleep(50_000)
+        }
+        kill(-pid, SIGKILL)
+    }
+}
+
+/// A refusal with its HTTP status.
+struct UnitError: Error {
+    let status: Int
+    let message: String
+
+    init(_ status: Int, _ message: String) {
+        self.status = status
+        self.message = message
+    }
+}
+
+/// A small pthread mutex: berth-unit avoids Foundation.
+final class Mutex: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return try body()
+    }
+}
+
+func errnoText() -> String { String(cString: strerror(errno)) }
+
+func monotonicSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
+/// Runs `body` on a new detached thread: a call's pump blocks, so it gets a thread of its own.
+func startThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box { let body: @Sendable () -> Void; init(_ body: @escaping @Sendable () -> Void) { self.body = body } }
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    var thread = pthread_t()
+    pthread_create(&thread, nil, { argument in
+        let box = Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue()
+        box.body()
+        return nil
+    }, box)
+    pthread_detach(thread)
+}
+
+/// One `error: …` line on stderr.
+func writeError(_ message: String) {
+    let line = Array("error: \(message)\n".utf8)
+    _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}

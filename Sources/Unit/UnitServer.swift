@@ -1,0 +1,279 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+import UnitProtocol
+
+/// What a unit needs to know: its port, the session's secret, where scripts live, its limits.
+struct UnitSettings: Sendable {
+    var port = 0
+    var secret: String?
+    var scriptDirectory = "/app/script"
+    var workingDirectory = "/app"
+    var maxCalls = 4
+    var callTimeoutSeconds = 3600
+    var user = "unknown"
+
+    /// Defaults from the environment the agent gives the container, then the command line.
+    static func parse(_ arguments: [String], environment: [String: String]) throws(UnitError) -> UnitSettings {
+        var settings = UnitSettings()
+        settings.secret = environment["BERTH_UNIT_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
+        settings.user = environment["BERTH_USER"] ?? "unknown"
+        // Two calls per 512 CPU shares (Docker's default is 1024), at least one, at most 64.
+        if let shares = environment["BERTH_CPU_SHARES"].flatMap(Int.init) {
+            settings.maxCalls = max(1, min(64, shares / 256))
+        }
+        var rest = arguments.dropFirst()
+        guard rest.first == "serve" else { throw UnitError(2, usage) }
+        rest = rest.dropFirst()
+        while let option = rest.popFirst() {
+            guard let value = rest.popFirst() else { throw UnitError(2, "\(option) needs a value\n\(usage)") }
+            switch option {
+            case "--port": settings.port = Int(value) ?? 0
+            case "--max-calls": settings.maxCalls = Int(value) ?? 0
+            case "--call-timeout": settings.callTimeoutSeconds = Int(value) ?? 0
+            case "--script-dir": settings.scriptDirectory = value
+            case "--work-dir": settings.workingDirectory = value
+            default: throw UnitError(2, "unknown option \(option)\n\(usage)")
+            }
+        }
+        guard (1...65535).contains(settings.port) else { throw UnitError(2, "--port must be 1...65535\n\(usage)") }
+        guard settings.maxCalls >= 1, settings.callTimeoutSeconds >= 1 else { throw UnitError(2, "--max-calls and --call-timeout must be positive") }
+        return settings
+    }
+
+    static let usage = """
+        usage: berth-unit serve --port PORT [--max-calls N] [--call-timeout SECONDS] [--script-dir DIR] [--work-dir DIR]
+          Serves one Berth unit: POST /call runs DIR/<script> for the session's owner (BERTH_UNIT_SECRET).
+        """
+}
+
+/// The unit's state shared by all connections: running calls and the shutdown flag.
+final class UnitState: Sendable {
+    let settings: UnitSettings
+    private let running = Atomic<Int>(0)
+    private let runs = Mutex()
+    nonisolated(unsafe) private var active: [Int32: ScriptRun] = [:]
+
+    init(settings: UnitSettings) {
+        self.settings = settings
+    }
+
+    /// Takes a call slot, or nil when all are busy.
+    func admit() -> Bool {
+        while true {
+            let current = running.load(ordering: .relaxed)
+            if current >= settings.maxCalls { return false }
+            if running.compareExchange(expected: current, desired: current + 1, ordering: .acquiringAndReleasing).exchanged { return true }
+        }
+    }
+
+    func track(_ run: ScriptRun) { runs.withLock { active[run.pid] = run } }
+
+    func finish(_ run: ScriptRun) {
+        runs.withLock { active[run.pid] = nil }
+        running.subtract(1, ordering: .relaxed)
+    }
+
+    func release() { running.subtract(1, ordering: .relaxed) }
+
+    var runningCount: Int { running.load(ordering: .relaxed) }
+
+    func cancelAll() { runs.withLock { for run in active.values { run.cancel() } } }
+}
+
+/// One HTTP connection: routes `/health` and `/call`.
+final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let state: UnitState
+    private var head: HTTPRequestHead?
+    private var body = ByteBuffer()
+    private var currentRun: ScriptRun?
+    private static let maxBody = 1 << 20
+
+    init(state: UnitState) {
+        self.state = state
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let requestHead):
+            head = requestHead
+            body.clear()
+        case .body(var chunk):
+            if body.readableBytes + chunk.readableBytes > Self.maxBody {
+                respond(context, 413, "request too large")
+                head = nil
+                return
+            }
+            body.writeBuffer(&chunk)
+        case .end:
+            guard let requestHead = head else { return }
+            head = nil
+            route(context, requestHead)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // The caller went away (Ctrl-C): stop its script.
+        currentRun?.cancel()
+        context.fireChannelInactive()
+    }
+
+    private func route(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
+        switch (head.method, head.uri) {
+        case (.GET, UnitPath.health):
+            respond(context, 200, "ok")
+        case (.POST, UnitPath.call):
+            do {
+                try startCall(context, head)
+            } catch {
+                respond(context, error.status, error.message)
+            }
+        default:
+            respond(context, 404, "no such path: \(head.uri)")
+        }
+    }
+
+    private func startCall(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) throws(UnitError) {
+        guard let secret = state.settings.secret else { throw UnitError(403, "this unit has no session secret; it accepts no calls") }
+        let presented = head.headers.first(name: "authorization") ?? ""
+        guard constantTimeEqual(Array(presented.utf8), Array("Bearer \(secret)".utf8)) else {
+            throw UnitError(401, "not the owner of this unit's session")
+        }
+        let request: CallRequest
+        do {
+            request = try JSONDecoder().decode(CallRequest.self, from: Data(body.readableBytesView))
+        } catch {
+            throw UnitError(400, "request body is not a call")
+        }
+        let script = try resolve(request.script)
+        guard state.admit() else {
+            throw UnitError(503, "unit busy: \(state.settings.maxCalls) calls already running")
+        }
+        var environment = [
+            "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=\(state.settings.workingDirectory)",
+            "BERTH_USER=\(state.settings.user)", "LANG=C.UTF-8",
+        ]
+        if let part = request.part, let parts = request.parts {
+            environment += ["BERTH_PART=\(part)", "BERTH_PARTS=\(parts)"]
+        }
+        let run: ScriptRun
+        do {
+            run = try ScriptRun.start(
+                script: script, arguments: request.arguments, environment: environment,
+                workingDirectory: state.settings.workingDirectory)
+        } catch {
+            state.release()
+            throw error
+        }
+        state.track(run)
+        currentRun = run
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/vnd.berth.frames")
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+
+        let channel = context.channel
+        let settings = state.settings
+        let state = self.state
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let started = monotonicSeconds()
+        startThread {
+            let status = run.pump(timeoutSeconds: settings.callTimeoutSeconds) { frame in
+                Self.send(frame, on: channel)
+            }
+            if status == 124 && !run.isCancelled {
+                _ = Self.send(.stderr(Array("berth-unit: \(request.script) timed out after \(settings.callTimeoutSeconds) s\n".utf8)), on: channel)
+            }
+            _ = Self.send(.exit(status), on: channel)
+            channel.eventLoop.execute {
+                loopBound.value.currentRun = nil
+                channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: nil)
+            }
+            state.finish(run)
+            let seconds = monotonicSeconds() - started
+            let part = request.part.map { " part \($0)/\(request.parts ?? 0)" } ?? ""
+            logLine("call \(request.script) \(request.arguments)\(part) exit \(status) in \(formatSeconds(seconds))\(run.isCancelled ? " (cancelled by the caller)" : "")")
+        }
+    }
+
+    /// Writes one frame and waits until it is on its way: a slow reader slows the script.
+    private static func send(_ frame: UnitFrame, on channel: any Channel) -> Bool {
+        let buffer = channel.allocator.buffer(bytes: frame.encoded())
+        do {
+            try channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(buffer))).wait()
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// The script's real path, which must lie inside the script directory.
+    private func resolve(_ name: String) throws(UnitError) -> String {
+        if let problem = ScriptName.problem(with: name) { throw UnitError(400, problem) }
+        let directory = state.settings.scriptDirectory
+        guard let root = realPath(directory) else { throw UnitError(404, "\(directory) does not exist") }
+        guard let path = realPath(directory + "/" + name) else { throw UnitError(404, "no script \(name) in \(directory)") }
+        guard path.hasPrefix(root + "/") else { throw UnitError(403, "script \(name) resolves outside \(directory)") }
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { throw UnitError(400, "\(name) is not a file") }
+        return path
+    }
+
+    /// Answers with `{"error": …}` like the other Berth daemons (or `{"status": "ok"}`).
+    private func respond(_ context: ChannelHandlerContext, _ status: Int, _ message: String) {
+        struct Answer: Encodable { var error: String?; var status: String? }
+        var headers = HTTPHeaders()
+        let answer = status < 400 ? Answer(status: message) : Answer(error: message)
+        let body = Array((try? JSONEncoder().encode(answer)) ?? Data()) + [10]
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(body.count))
+        let responseHead = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
+        context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+}
+
+func realPath(_ path: String) -> String? {
+    guard let resolved = realpath(path, nil) else { return nil }
+    defer { free(resolved) }
+    return String(cString: resolved)
+}
+
+func constantTimeEqual(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
+    guard lhs.count == rhs.count else { return false }
+    var difference: UInt8 = 0
+    for index in lhs.indices { difference |= lhs[index] ^ rhs[index] }
+    return difference == 0
+}
+
+func formatSeconds(_ seconds: Double) -> String {
+    let milliseconds = Int(seconds * 1000)
+    return "\(milliseconds / 1000).\(String(milliseconds % 1000).leftPadded(to: 3)) s"
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}
+
+/// One line to stdout, so `berth logs` shows the unit's history.
+func logLine(_ text: String) {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    var parts = tm()
+    var seconds = now.tv_sec
+    gmtime_r(&seconds, &parts)
+    let stamp = "\(parts.tm_year + 1900)-\(String(parts.tm_mon + 1).leftPadded(to: 2))-\(String(parts.tm_mday).leftPadded(to: 2))T\(String(parts.tm_hour).leftPadded(to: 2)):\(String(parts.tm_min).leftPadded(to: 2)):\(String(parts.tm_sec).leftPadded(to: 2))Z"
+    // One write per line, unbuffered: the log is a pipe, and lines must not wait for a buffer.
+    let line = Array("\(stamp) \(text)\n".utf8)
+    _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+}

@@ -1,0 +1,138 @@
+import BerthCore
+import EngineAPI
+import Foundation
+import Testing
+import UnitProtocol
+
+/// `berth call` on the real berth-unit image, through a real login: the seeds' Employee examples.
+@Suite(.serialized, .enabled(if: DockerTestSupport.shouldRun, "needs a Docker engine"))
+final class CallTests {
+    let cluster: ClusterFixture
+
+    static let columns = ["EID", "NAME", "SURNAME", "GENDER", "STATE", "BIRTHDAY", "HIREDATE", "DEPT", "SALARY"]
+
+    init() async throws {
+        cluster = try await ClusterFixture(payload: .berthUnit, users: [("aaa", ClusterFixture.hosts), ("bbb", [ClusterFixture.hosts[1]])])
+        let home = cluster.home("aaa")
+        try FileManager.default.createDirectory(atPath: home + "/data", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: home + "/script", withIntermediateDirectories: true)
+        try Self.employees().write(toFile: home + "/data/EMPLOYEE.txt", atomically: true, encoding: .utf8)
+        try Self.write(home + "/script/Employee.sh", #"awk -F '\t' -v state="$1" 'NR == 1 || $5 == state' /app/data/EMPLOYEE.txt"#)
+        try Self.write(home + "/script/Emp.sh", #"""
+            awk -F '\t' -v state="$1" -v part="$BERTH_PART" -v parts="$BERTH_PARTS" '
+              NR == 1 { print; next }
+              (NR - 2) % parts == part - 1 && $5 == state' /app/data/EMPLOYEE.txt
+            """#)
+        try Self.write(home + "/script/fail.sh", "echo partial\necho 'no such table' >&2\nexit 3")
+        try Self.write(home + "/script/header.sh", #"echo "H$BERTH_PART"; echo row"#)
+        try Self.write(home + "/data/outside.sh", "echo escaped")
+        try FileManager.default.createSymbolicLink(atPath: home + "/script/link.sh", withDestinationPath: "/app/data/outside.sh")
+        let login = try cluster.login("aaa")
+        #expect(login.status == 0, "\(login.stderr)")
+    }
+
+    deinit {
+        let cluster = self.cluster
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            await cluster.shutdown()
+            done.signal()
+        }
+        done.wait()
+    }
+
+    static func write(_ path: String, _ text: String) throws {
+        try (text + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    /// 40 employees in the seeds' columns; every third lives in New York.
+    static func employees() -> String {
+        var lines = [columns.joined(separator: "\t")]
+        let names = ["Rebecca", "Ashley", "Rachel", "Emily", "Ashley", "Matthew", "Alexis", "Megan", "Victoria", "Ryan"]
+        for id in 1...40 {
+            let state = id % 3 == 0 ? "New York" : (id % 3 == 1 ? "Texas" : "California")
+            lines.append(["\(id)", names[id % names.count], "Smith", id % 2 == 0 ? "F" : "M", state, "1980-01-0\(id % 9 + 1)", "2005-03-01", "\(id % 6 + 1)", "\(5000 + id * 100)"].joined(separator: "\t"))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func newYorkRows() -> [String] {
+        employees().split(separator: "\n").dropFirst().map(String.init).filter { $0.split(separator: "\t")[4] == "New York" }
+    }
+
+    @Test func singleUnitQueryReturnsTheMatchingRows() throws {
+        let unit = cluster.units["aaa"]![0]
+        let result = try cluster.berth(["call", "Employee.sh", "New York", "--unit", unit.description], user: "aaa")
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == Self.columns.joined(separator: "\t"))
+        #expect(Array(lines.dropFirst()) == Self.newYorkRows())
+    }
+
+    @Test func splitQueryMergesBothHalvesWithOneHeader() throws {
+        let result = try cluster.berth(["call", "Emp.sh", "New York", "--split", "--header"], user: "aaa")
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == Self.columns.joined(separator: "\t"))
+        #expect(lines.filter { $0.hasPrefix("EID") }.count == 1)
+        // Part 1 holds the rows at even offsets, part 2 the odd ones; together, every New York row once.
+        #expect(Set(lines.dropFirst()) == Set(Self.newYorkRows()))
+        #expect(lines.count - 1 == Self.newYorkRows().count)
+        // Unit order: part 1's rows come first.
+        let all = Self.employees().split(separator: "\n").dropFirst().map(String.init)
+        let firstPart = all.enumerated().filter { $0.offset % 2 == 0 }.map(\.element).filter { Self.newYorkRows().contains($0) }
+        #expect(Array(lines.dropFirst().prefix(firstPart.count)) == firstPart)
+    }
+
+    @Test func differingHeadersAreAnError() throws {
+        let result = try cluster.berth(["call", "header.sh", "--split", "--header"], user: "aaa")
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("header differs"), "\(result.stderr)")
+    }
+
+    @Test func aFailingScriptFailsTheCallWithItsStderrAndUnit() throws {
+        let unit = cluster.units["aaa"]![1]
+        let result = try cluster.berth(["call", "fail.sh", "--unit", unit.description], user: "aaa")
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("error: unit \(unit): fail.sh exited with status 3: no such table"), "\(result.stderr)")
+    }
+
+    @Test func scriptsOutsideTheScriptDirectoryAreRefused() throws {
+        let traversal = try cluster.berth(["call", "../data/outside.sh"], user: "aaa")
+        #expect(traversal.status != 0)
+        #expect(traversal.stderr.contains(".. and empty path parts are not allowed"))
+        let link = try cluster.berth(["call", "link.sh", "--unit", cluster.units["aaa"]![0].description], user: "aaa")
+        #expect(link.status != 0)
+        #expect(link.stderr.contains("resolves outside /app/script"), "\(link.stderr)")
+        #expect(!link.stdout.contains("escaped"))
+    }
+
+    @Test func anotherUsersCallIsRefused() async throws {
+        try cluster.expectLogin("bbb")
+        let bbbSecret = try BerthJSON.decoder.decode(SessionSecret.self, from: Data(contentsOf: URL(fileURLWithPath: cluster.root + "/session-bbb.json"))).unitSecret
+        let aaaUnit = cluster.units["aaa"]![1]
+        let client = ServiceClient(address: aaaUnit, name: "unit \(aaaUnit)")
+        for token in [bbbSecret, nil] {
+            do {
+                let response = try await client.stream("POST", UnitPath.call, body: CallRequest(script: "Employee.sh", arguments: ["Texas"]), token: token)
+                for try await _ in response.body {}
+                Issue.record("aaa's unit ran a call for \(token == nil ? "an anonymous caller" : "bbb")")
+            } catch ServiceError.refused(let status, _) {
+                #expect(status == 401 || status == 403)
+            }
+        }
+        #expect(try cluster.berth(["logout"], user: "bbb").status == 0)
+    }
+
+    @Test func everyCallLeavesALogLine() throws {
+        let unit = cluster.units["aaa"]![0]
+        #expect(try cluster.berth(["call", "Employee.sh", "Texas", "--unit", unit.description], user: "aaa").status == 0)
+        let logs = try cluster.berth(["logs", "--unit", unit.description], user: "aaa")
+        #expect(logs.status == 0)
+        #expect(logs.stdout.contains("call Employee.sh [\"Texas\"] exit 0"), "\(logs.stdout)")
+    }
+
+    struct SessionSecret: Decodable {
+        var unitSecret: String
+    }
+}
