@@ -1,10 +1,10 @@
-# Berth: the README's commands. `make` builds, `make test` runs every test (Docker ones included),
-# `make bench` prints the benchmark tables.
+# Berth: the README's commands. `make demo` shows it working, `make test` runs every test (Docker
+# ones included), `make bench` prints the benchmark tables, `make` builds, `make install` installs.
 SWIFT ?= swift
 SOCKET ?= /var/run/docker.sock
 TEST_TIMEOUT ?= 1500
 
-.PHONY: all build engine image test bench clean-test-containers
+.PHONY: all build engine image demo test bench clean-test-containers
 
 all: build
 
@@ -18,6 +18,10 @@ engine:
 # berth-unit:latest, the default unit image, built here (no registry needed).
 image: engine
 	scripts/build-unit-image.sh
+
+# A cluster on loopback, the seeds' Employee example, and a clean exit.
+demo:
+	@scripts/demo.sh
 
 test: engine image
 	$(SWIFT) build --build-tests
