@@ -4,7 +4,10 @@ SWIFT ?= swift
 SOCKET ?= /var/run/docker.sock
 TEST_TIMEOUT ?= 1500
 
-.PHONY: all build engine image demo test bench clean-test-containers
+.PHONY: all build engine image demo test bench install clean-test-containers
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc/berth
+UNITDIR ?= /etc/systemd/system
 
 all: build
 
@@ -42,6 +45,23 @@ test-image:
 			'http://docker/images/create?fromSrc=-&repo=berth-test-busybox&tag=latest&changes=CMD%20%5B%22%2Fbin%2Fsh%22%5D' >/dev/null && \
 		rm -f /tmp/berth-test-rootfs.tar; \
 	fi
+
+# Binaries, templates, systemd units, and sample configs (never over existing ones).
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/berth/templates $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/templates
+	install -m 755 .build/release/berth-agent .build/release/berth-manager .build/release/berth $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 Resources/templates/unit.json Resources/templates/esproc.json $(DESTDIR)$(PREFIX)/share/berth/templates/
+	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/berth/
+	install -m 644 Resources/templates/systemd/berth-agent.service Resources/templates/systemd/berth-manager.service $(DESTDIR)$(UNITDIR)/
+	for f in docker_server.xml docker_user.xml; do \
+		[ -e $(DESTDIR)$(SYSCONFDIR)/$$f ] || install -m 640 Resources/templates/samples/$$f $(DESTDIR)$(SYSCONFDIR)/; \
+	done
+	for f in unit.json esproc.json; do \
+		[ -e $(DESTDIR)$(SYSCONFDIR)/templates/$$f ] || install -m 644 Resources/templates/$$f $(DESTDIR)$(SYSCONFDIR)/templates/; \
+	done
+	@echo "installed; next: edit $(SYSCONFDIR)/docker_server.xml (and docker_user.xml on the entry host), then"
+	@echo "  systemctl daemon-reload && systemctl enable --now berth-agent   (every host)"
+	@echo "  systemctl enable --now berth-manager                            (the entry host)"
 
 # Tests label their containers berth.test; a killed run must not leave them behind.
 clean-test-containers:

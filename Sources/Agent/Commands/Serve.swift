@@ -51,6 +51,7 @@ struct Serve: AsyncParsableCommand {
             router: router,
             server: .http1(configuration: .init(idleTimeout: .seconds(60))),
             configuration: .init(address: .hostname(server.server.host, port: server.server.port), serverName: "berth-agent"),
+            onServerRunning: { _ in SystemdNotifier.ready(status: "serving on \(server.server)") },
             logger: logger)
         logger.info("berth-agent serving", metadata: ["address": "\(server.server)", "engine": "\(endpoint)", "template": "\(template.source)"])
         do {

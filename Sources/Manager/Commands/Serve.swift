@@ -48,6 +48,7 @@ struct Serve: AsyncParsableCommand {
             router: ManagerServer.router(coordinator: coordinator, verifier: RequestVerifier(secret: secret)),
             server: .http1(configuration: .init(idleTimeout: .seconds(60))),
             configuration: .init(address: .hostname(server.manager.host, port: server.manager.port), serverName: "berth-manager"),
+            onServerRunning: { _ in SystemdNotifier.ready(status: "serving on \(server.manager)") },
             logger: logger)
         let sessionCount = await sessions.all.count
         logger.info("berth-manager serving", metadata: [

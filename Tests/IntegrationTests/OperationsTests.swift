@@ -1,0 +1,31 @@
+import Foundation
+import Testing
+
+/// What an operator relies on: the systemd units are valid and the daemons say when they are ready.
+@Suite struct OperationsTests {
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")))
+    func systemdUnitsVerify() throws {
+        let directory = NSTemporaryDirectory() + "berth-units-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for name in ["berth-agent.service", "berth-manager.service"] {
+            // The shipped units name /usr/local/bin; verify them against the binaries just built.
+            let text = try String(contentsOfFile: DockerTestSupport.repositoryRoot + "/Resources/templates/systemd/" + name, encoding: .utf8)
+            #expect(text.contains("Type=notify"))
+            #expect(text.contains("Restart=on-failure"))
+            try text.replacingOccurrences(of: "/usr/local/bin", with: ClusterFixture.binaries)
+                .write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-analyze")
+        process.arguments = ["verify", directory + "/berth-agent.service", directory + "/berth-manager.service"]
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let problems = output.split(separator: "\n").filter { $0.contains("berth-") }
+        #expect(problems.isEmpty, "\(output)")
+        #expect(process.terminationStatus == 0, "\(output)")
+    }
+}
