@@ -8,12 +8,14 @@ import Synchronization
 final class Coordinator: Sendable {
     let sessions: SessionStore
     let auth: Auth
+    let audit: Audit
     let logger: Logger
     private let state: Mutex<(users: UsersConfig, planner: Planner)>
 
-    init(users: UsersConfig, planner: Planner, sessions: SessionStore, auth: Auth, logger: Logger) {
+    init(users: UsersConfig, planner: Planner, sessions: SessionStore, auth: Auth, audit: Audit, logger: Logger) {
         self.sessions = sessions
         self.auth = auth
+        self.audit = audit
         self.logger = logger
         state = Mutex((users, planner))
     }
@@ -34,6 +36,7 @@ final class Coordinator: Sendable {
             user = try await auth.check(name: request.user, password: request.password, users: users)
         } catch {
             logger.notice("login refused", metadata: ["user": "\(request.user)", "from": "\(address)", "reason": "\(error)"])
+            await audit.record("login.failed", user: request.user, from: address, detail: "\(error)")
             try await emit(LoginEvent(kind: .failed, message: "\(error)"))
             return
         }
@@ -53,11 +56,14 @@ final class Coordinator: Sendable {
             try await stopUnits(of: existing)
             try await sessions.remove(user: user.name)
             logger.notice("session ended by --force", metadata: ["user": "\(user.name)", "from": "\(address)"])
+            await audit.record("session.forced_end", user: user.name, from: address, detail: "session since \(existing.since) from \(existing.from)")
         }
 
         let session = Session(
             id: UUID().uuidString.lowercased(), tokenHash: "", user: user.name, units: user.units,
             from: address, since: Date(), lastSeen: Date())
+        await sessions.beginPending(session: session.id)
+        defer { Task { await sessions.endPending(session: session.id) } }
         for unit in user.units { try? await emit(LoginEvent(kind: .unit, unit: unit, state: "starting")) }
         let unitSecret = Session.newToken()
         let failures = await startAll(user: user, session: session.id, unitSecret: unitSecret, emit: emit)
@@ -65,6 +71,7 @@ final class Coordinator: Sendable {
             let removed = (try? await stopUnits(of: session, saveLogs: false)) ?? []
             for unit in removed { try? await emit(LoginEvent(kind: .unit, unit: unit, state: "removed")) }
             logger.warning("login rolled back", metadata: ["user": "\(user.name)", "failures": "\(failures)"])
+            await audit.record("login.rolled_back", user: user.name, from: address, detail: failures.joined(separator: "; "))
             try await emit(LoginEvent(kind: .failed, message: "login failed, nothing was left running: " + failures.joined(separator: "\n")))
             return
         }
@@ -73,6 +80,7 @@ final class Coordinator: Sendable {
         saved.tokenHash = Session.hash(token: token)
         try await sessions.save(saved)
         logger.info("logged in", metadata: ["user": "\(user.name)", "from": "\(address)", "units": "\(user.units.count)"])
+        await audit.record("login.ok", user: user.name, from: address, detail: user.units.map(\.description).joined(separator: ","))
         try await emit(LoginEvent(kind: .done, message: "\(user.units.count) unit\(user.units.count == 1 ? "" : "s") ready", token: token, units: user.units, unitSecret: unitSecret))
     }
 
@@ -150,6 +158,7 @@ final class Coordinator: Sendable {
         let removed = try await stopUnits(of: session)
         try await sessions.remove(user: session.user)
         logger.info("logged out", metadata: ["user": "\(session.user)", "units": "\(removed.count)"])
+        await audit.record("logout", user: session.user, detail: "\(removed.count) units removed")
         return removed
     }
 

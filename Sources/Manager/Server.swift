@@ -40,6 +40,7 @@ enum ManagerServer {
                 throw APIError(.forbidden, "unit \(exec.unit) is not one of your units (\(session.units.map(\.description).joined(separator: ", ")))")
             }
             let agent = coordinator.planner.agent(for: exec.unit.host)
+            await coordinator.audit.record("exec", user: session.user, detail: "\(exec.unit) \(exec.command)")
             return try jsonResponse(try await relay { try await agent.exec(ExecRequest(user: session.user, unit: exec.unit, command: exec.command)) })
         }
         api.get("logs") { request, _ in
@@ -76,6 +77,7 @@ enum ManagerServer {
             guard let session = await coordinator.sessions.session(user: end.user) else {
                 throw APIError(.notFound, "\(end.user) has no session")
             }
+            await coordinator.audit.record("admin.end_session", user: end.user)
             return try jsonResponse(StopUnitsResponse(removed: try await relay { try await coordinator.logout(session) }))
         }
         return router

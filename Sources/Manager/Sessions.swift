@@ -33,6 +33,8 @@ actor SessionStore {
     private var sessions: [String: Session] = [:]
     /// Users whose login or logout is under way: one at a time per user.
     private var busy: Set<String> = []
+    /// Sessions being created: their containers exist before the session is saved.
+    private var pending: Set<String> = []
 
     init(stateDirectory: String) throws {
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -80,6 +82,10 @@ actor SessionStore {
     func release(_ user: String) {
         busy.remove(user)
     }
+
+    func beginPending(session: String) { pending.insert(session) }
+    func endPending(session: String) { pending.remove(session) }
+    func isPending(session: String) -> Bool { pending.contains(session) }
 
     private func persist() throws {
         let data = try BerthJSON.encoder.encode(all)

@@ -96,7 +96,7 @@ final class ClusterFixture: @unchecked Sendable {
         for host in Self.hosts {
             try launch("berth-agent", ["serve", "--config", root + "/docker_server_\(host).xml"], log: "agent-\(host)")
         }
-        try launch("berth-manager", ["serve", "--config", serverConfig, "--users", usersConfig, "--state-dir", root + "/state"], log: "manager")
+        try startManager()
         for address in Self.hosts.map({ HostPort(host: $0, port: communicationPort) }) + [managerAddress] {
             try await Self.waitListening(address)
         }
@@ -104,7 +104,27 @@ final class ClusterFixture: @unchecked Sendable {
 
     func home(_ user: String) -> String { root + "/home/" + user }
 
-    private func launch(_ binary: String, _ arguments: [String], log: String) throws {
+    private var manager: Process?
+
+    private func startManager() throws {
+        manager = try launch(
+            "berth-manager",
+            ["serve", "--config", serverConfig, "--users", usersConfig, "--state-dir", root + "/state", "--reconcile-seconds", "1"],
+            log: "manager")
+    }
+
+    /// `kill -9` of the manager, then a new one on the same state directory.
+    func restartManagerHard() async throws {
+        if let manager {
+            kill(manager.processIdentifier, SIGKILL)
+            manager.waitUntilExit()
+        }
+        try startManager()
+        try await Self.waitListening(managerAddress)
+    }
+
+    @discardableResult
+    private func launch(_ binary: String, _ arguments: [String], log: String) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binaries + "/" + binary)
         process.arguments = arguments
@@ -114,6 +134,7 @@ final class ClusterFixture: @unchecked Sendable {
         process.standardError = output
         try process.run()
         processes.append(process)
+        return process
     }
 
     /// Stops every daemon and removes whatever containers the tests' users still have.

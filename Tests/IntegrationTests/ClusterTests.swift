@@ -188,6 +188,39 @@ final class ClusterTests {
         #expect(empty.stderr.hasPrefix("error: no password on stdin"))
     }
 
+    @Test func aManagerKilledAndRestartedKeepsEverySession() async throws {
+        try cluster.expectLogin("bbb")
+        try await cluster.restartManagerHard()
+        let status = try cluster.berth(["status", "--json"], user: "bbb")
+        #expect(status.status == 0, "\(status.stderr)")
+        #expect(status.stdout.contains("\"running\""))
+        let again = try cluster.login("bbb")
+        #expect(again.stderr.contains("already logged in"))
+        // The reconciler adopted the session's container rather than removing it.
+        try await Task.sleep(for: .seconds(3))
+        #expect(try await cluster.containers(of: "bbb").count == 1)
+        #expect(try cluster.berth(["logout"], user: "bbb").status == 0)
+    }
+
+    @Test func aLabelledContainerNoSessionOwnsIsRemoved() async throws {
+        let unit = cluster.units["ccc"]![0]
+        let client = DockerTestSupport.client
+        // What a login cut short by a crash leaves: a unit container of a session that never was.
+        let orphan = try await client.createContainer(config: ContainerConfig(
+            image: DockerTestSupport.image, cmd: ["sleep", "300"],
+            labels: [UnitLabel.user: "ccc", UnitLabel.unit: unit.description, UnitLabel.session: "never-saved",
+                     UnitLabel.host: "\(unit.host):\(cluster.communicationPort)", DockerTestSupport.testLabel: "1"]))
+        try await client.startContainer(orphan.id)
+        var gone = false
+        for _ in 0..<40 where !gone {
+            try await Task.sleep(for: .milliseconds(250))
+            gone = (try? await client.inspectContainer(orphan.id)) == nil
+        }
+        #expect(gone, "the orphan container was not removed within 10 s")
+        let audit = try String(contentsOfFile: cluster.root + "/state/audit.jsonl", encoding: .utf8)
+        #expect(audit.contains("\"event\":\"unit.orphan_removed\""))
+    }
+
     @Test func agentsRefuseUnsignedAndReplayedRequests() async throws {
         let agent = HostPort(host: ClusterFixture.hosts[0], port: cluster.communicationPort)
         let start = StartUnitRequest(

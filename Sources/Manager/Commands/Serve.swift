@@ -18,8 +18,18 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("docker_user.xml.", valueName: "file"))
     var users: String
 
-    @Option(help: ArgumentHelp("Where sessions are kept.", valueName: "dir"))
+    @Option(help: ArgumentHelp("Where sessions and the audit log are kept.", valueName: "dir"))
     var stateDir = "/var/lib/berth"
+
+    @Option(help: ArgumentHelp("End sessions whose client has not been seen for this many hours.", valueName: "hours"))
+    var idleTimeout: Double = 12
+
+    @Option(help: .hidden)
+    var reconcileSeconds: Double = 10
+
+    mutating func validate() throws {
+        guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
+    }
 
     func run() async throws {
         let (server, userList) = try loadConfigs(config: config, users: users)
@@ -40,7 +50,13 @@ struct Serve: AsyncParsableCommand {
         let planner = Planner(
             communicationPort: server.communicationPort, signer: RequestSigner(secret: secret),
             readyTimeout: .seconds(server.readyTimeoutSeconds))
-        let coordinator = Coordinator(users: userList, planner: planner, sessions: sessions, auth: Auth(), logger: logger)
+        let coordinator = Coordinator(
+            users: userList, planner: planner, sessions: sessions, auth: Auth(), audit: Audit(stateDirectory: stateDir), logger: logger)
+        let reconciler = Reconciler(
+            coordinator: coordinator, interval: .milliseconds(Int(reconcileSeconds * 1000)), grace: reconcileSeconds,
+            idleTimeout: idleTimeout * 3600, logger: logger)
+        let reconciling = Task { await reconciler.run() }
+        defer { reconciling.cancel() }
         let reload = installReload(coordinator: coordinator, server: server, usersPath: users, logger: logger)
         defer { reload.cancel() }
 
