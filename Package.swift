@@ -54,6 +54,7 @@ let package = Package(
         .testTarget(name: "EngineAPITests", dependencies: ["EngineAPI"]),
         .testTarget(name: "BerthCoreTests", dependencies: ["BerthCore"]),
         .testTarget(name: "UnitTests", dependencies: ["UnitProtocol"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "BerthCore", "EngineAPI"]),
         .testTarget(name: "IntegrationTests", dependencies: ["EngineAPI", "BerthCore"]),
     ]
 )
