@@ -50,7 +50,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
-        .executableTarget(name: "Bench", dependencies: ["EngineAPI", argumentParser], path: "bench/Sources"),
+        .executableTarget(name: "Bench", dependencies: ["EngineAPI", "BerthCore", "UnitProtocol", argumentParser], path: "bench/Sources"),
         .testTarget(name: "EngineAPITests", dependencies: ["EngineAPI"]),
         .testTarget(name: "BerthCoreTests", dependencies: ["BerthCore"]),
         .testTarget(name: "UnitTests", dependencies: ["UnitProtocol"]),

@@ -25,7 +25,7 @@ cleanup() {
   # Whatever the demo user still has (after a failure): containers and networks.
   ids=$(curl -sf --unix-socket /var/run/docker.sock 'http://docker/containers/json?all=1&filters=%7B%22label%22%3A%5B%22berth.user%3Ddemo%22%5D%7D' | grep -o '"Id":"[0-9a-f]*"' | cut -d'"' -f4)
   for id in $ids; do curl -sf -X DELETE --unix-socket /var/run/docker.sock "http://docker/containers/$id?force=1" >/dev/null; done
-  for net in berth-demo-127.0.0.2 berth-demo-127.0.0.3; do curl -sf -X DELETE --unix-socket /var/run/docker.sock "http://docker/networks/$net" >/dev/null; done
+  for net in "berth-demo-127.0.0.2-${comm:-}" "berth-demo-127.0.0.3-${comm:-}"; do curl -sf -X DELETE --unix-socket /var/run/docker.sock "http://docker/networks/$net" >/dev/null; done
   rm -rf "$demo"
 }
 trap cleanup EXIT

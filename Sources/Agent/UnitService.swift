@@ -17,7 +17,7 @@ final class UnitService: Sendable {
         self.config = config
         self.template = template
         self.logger = logger
-        self.networks = UserNetworks(docker: docker, host: config.server.host)
+        self.networks = UserNetworks(docker: docker, agent: config.server)
     }
 
     var hostLabel: String { config.server.description }
@@ -231,21 +231,21 @@ final class UnitService: Sendable {
 /// bridges apart, so one user's container cannot reach another's.
 actor UserNetworks {
     let docker: DockerClient
-    let host: String
+    let agent: HostPort
     private var pending: [String: Task<String, any Error>] = [:]
 
-    init(docker: DockerClient, host: String) {
+    init(docker: DockerClient, agent: HostPort) {
         self.docker = docker
-        self.host = host
+        self.agent = agent
     }
 
     func ensure(user: String) async throws -> String {
         if let task = pending[user] { return try await task.value }
-        let name = UnitSpec.networkName(user: user, host: host)
+        let name = UnitSpec.networkName(user: user, agent: agent)
         let task = Task { [docker] in
             if (try? await docker.inspectNetwork(name)) != nil { return name }
             do {
-                try await docker.createNetwork(NetworkCreate(name: name, labels: [UnitLabel.user: user, UnitLabel.host: host]))
+                try await docker.createNetwork(NetworkCreate(name: name, labels: [UnitLabel.user: user, UnitLabel.host: agent.description]))
             } catch EngineError.conflict {
                 // Created meanwhile by an earlier agent process: fine.
             }
@@ -257,6 +257,6 @@ actor UserNetworks {
     }
 
     func remove(user: String) async {
-        try? await docker.removeNetwork(UnitSpec.networkName(user: user, host: host))
+        try? await docker.removeNetwork(UnitSpec.networkName(user: user, agent: agent))
     }
 }

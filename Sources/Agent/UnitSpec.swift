@@ -66,9 +66,10 @@ struct UnitSpec: Sendable {
     /// `berth-<user>-<ip>-<port>`: one name per unit, so a stale container is found by name.
     var containerName: String { "berth-\(request.user)-\(unit.host)-\(unit.port)" }
 
-    /// One bridge per user and host. The host is in the name because test clusters (and small
-    /// sites) run several agents against one engine, where a shared name would be created twice.
-    static func networkName(user: String, host: String) -> String { "berth-\(user)-\(host)" }
+    /// One bridge per user and agent (`berth-aaa-192.168.0.76-9001`). The agent's address is in the
+    /// name because several agents may share one engine (test clusters, small sites), and each
+    /// must own its networks as it owns its containers.
+    static func networkName(user: String, agent: HostPort) -> String { "berth-\(user)-\(agent.host)-\(agent.port)" }
 
     func createBody(template: UnitTemplate) throws -> ContainerConfig {
         var config = try template.render([

@@ -95,6 +95,8 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
     private var head: HTTPRequestHead?
     private var body = ByteBuffer()
     private var currentRun: ScriptRun?
+    /// Whether the client wants the connection kept after this response.
+    private var keepAlive = true
     private static let maxBody = 1 << 20
 
     init(state: UnitState) {
@@ -116,6 +118,7 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
         case .end:
             guard let requestHead = head else { return }
             head = nil
+            keepAlive = requestHead.isKeepAlive
             route(context, requestHead)
         }
     }
@@ -193,8 +196,10 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             _ = Self.send(.exit(status), on: channel)
             channel.eventLoop.execute {
-                loopBound.value.currentRun = nil
-                channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: nil)
+                let handler = loopBound.value
+                handler.currentRun = nil
+                let done = channel.writeAndFlush(HTTPServerResponsePart.end(nil))
+                if !handler.keepAlive { done.whenComplete { _ in channel.close(promise: nil) } }
             }
             state.finish(run)
             let seconds = monotonicSeconds() - started
@@ -237,7 +242,9 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
         let responseHead = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        let channel = context.channel
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if !keepAlive { done.whenComplete { _ in channel.close(promise: nil) } }
     }
 }
 

@@ -32,13 +32,7 @@ final class CallTests {
     }
 
     deinit {
-        let cluster = self.cluster
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            await cluster.shutdown()
-            done.signal()
-        }
-        done.wait()
+        cluster.shutdown()
     }
 
     static func write(_ path: String, _ text: String) throws {

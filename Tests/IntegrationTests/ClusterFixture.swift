@@ -137,16 +137,20 @@ final class ClusterFixture: @unchecked Sendable {
         return process
     }
 
-    /// Stops every daemon and removes whatever containers the tests' users still have.
-    func shutdown() async {
+    /// Stops every daemon and removes whatever containers and networks this cluster's users still
+    /// have. Synchronous (curl over the socket) because it runs from a test suite's `deinit`, where
+    /// waiting for a task could starve Swift's cooperative threads.
+    func shutdown() {
         for process in processes where process.isRunning { process.terminate() }
         for process in processes { process.waitUntilExit() }
-        let client = DockerTestSupport.client
-        for user in units.keys {
-            for container in (try? await client.listContainers(all: true, labels: ["\(UnitLabel.user)=\(user)"])) ?? [] {
-                try? await client.removeContainer(container.id, force: true)
+        for host in Self.hosts {
+            let agent = "\(host):\(communicationPort)"
+            for id in DockerTestSupport.containerIDsSync(label: "\(UnitLabel.host)=\(agent)") {
+                DockerTestSupport.curlSync(["-X", "DELETE", "http://docker/containers/\(id)?force=1"])
             }
-            try? await client.removeNetwork("berth-\(user)")
+            for user in units.keys {
+                DockerTestSupport.curlSync(["-X", "DELETE", "http://docker/networks/berth-\(user)-\(host)-\(communicationPort)"])
+            }
         }
         try? FileManager.default.removeItem(atPath: root)
     }
@@ -184,11 +188,13 @@ final class ClusterFixture: @unchecked Sendable {
         #expect(result.status == 0, "login \(user) failed: \(result.stderr)", sourceLocation: sourceLocation)
     }
 
-    /// The user's unit containers as Docker reports them.
+    /// The user's unit containers in this cluster (other clusters may run the same user names).
     func containers(of user: String) async throws -> [ContainerInspect] {
         let client = DockerTestSupport.client
         var result: [ContainerInspect] = []
-        for summary in try await client.listContainers(all: true, labels: ["\(UnitLabel.user)=\(user)"]) {
+        let agents = Set(Self.hosts.map { "\($0):\(communicationPort)" })
+        for summary in try await client.listContainers(all: true, labels: ["\(UnitLabel.user)=\(user)"])
+        where agents.contains(summary.labels?[UnitLabel.host] ?? "") {
             result.append(try await client.inspectContainer(summary.id))
         }
         return result.sorted { ($0.config.labels?[UnitLabel.unit] ?? "") < ($1.config.labels?[UnitLabel.unit] ?? "") }

@@ -14,13 +14,7 @@ final class ClusterTests {
     }
 
     deinit {
-        let cluster = self.cluster
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            await cluster.shutdown()
-            done.signal()
-        }
-        done.wait()
+        cluster.shutdown()
     }
 
     @Test func loginStartsEveryUnitAsTheAdminConfiguredItAndLogoutKeepsFiles() async throws {
@@ -112,7 +106,7 @@ final class ClusterTests {
         try cluster.expectLogin("ddd")
         let unit = cluster.units["aaa"]![0]
         let target = try await cluster.containers(of: "aaa").first { $0.config.labels?[UnitLabel.unit] == unit.description }
-        let address = try #require(target?.networkSettings?.networks?["berth-aaa-\(unit.host)"]?.ipAddress)
+        let address = try #require(target?.networkSettings?.networks?["berth-aaa-\(unit.host)-\(cluster.communicationPort)"]?.ipAddress)
         // The address serves (from the host), so a refusal below is the isolation, not a dead port.
         let banner = try await DockerTestSupport.readBanner(host: address, port: unit.port)
         #expect(banner.hasPrefix("unit aaa"))

@@ -124,6 +124,20 @@ enum DockerTestSupport {
         } == 0
     }
 
+    /// One blocking request to the engine with curl, for cleanup code that must not await.
+    @discardableResult
+    static func curlSync(_ arguments: [String]) -> String {
+        (try? run("/usr/bin/curl", ["-s", "--max-time", "30", "--unix-socket", socketPath] + arguments)) ?? ""
+    }
+
+    /// Ids of the containers carrying `label` (`key=value`), blocking.
+    static func containerIDsSync(label: String) -> [String] {
+        let filters = EngineJSONFilters.encode(["label": [label]])
+        let answer = curlSync(["-G", "http://docker/containers/json", "--data-urlencode", "all=1", "--data-urlencode", "filters=\(filters)"])
+        guard let list = try? JSONSerialization.jsonObject(with: Data(answer.utf8)) as? [[String: Any]] else { return [] }
+        return list.compactMap { $0["Id"] as? String }
+    }
+
     /// A unique container name for one test.
     static func uniqueName(_ purpose: String) -> String {
         "berth-test-\(purpose)-\(UUID().uuidString.prefix(8).lowercased())"
@@ -154,4 +168,10 @@ enum DockerTestSupport {
 struct TestSetupError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+enum EngineJSONFilters {
+    static func encode(_ filters: [String: [String]]) -> String {
+        String(decoding: (try? JSONSerialization.data(withJSONObject: filters)) ?? Data("{}".utf8), as: UTF8.self)
+    }
 }

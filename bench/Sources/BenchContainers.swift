@@ -76,18 +76,19 @@ struct BenchContainers {
     }
 }
 
-/// Whether something accepts TCP connections on 127.0.0.1:port and says something.
-func canConnect(port: Int) -> Bool {
+/// Whether something accepts TCP connections on host:port (and, with `expectBytes`, says something).
+func canConnect(host: String = "127.0.0.1", port: Int, expectBytes: Bool = true) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = UInt16(port).bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_addr.s_addr = inet_addr(host)
     let result = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
     guard result == 0 else { return false }
+    guard expectBytes else { return true }
     // docker-proxy accepts before the container listens; a reply proves the unit is serving.
     var timeout = timeval(tv_sec: 1, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))

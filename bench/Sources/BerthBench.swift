@@ -25,9 +25,26 @@ struct BerthBench: AsyncParsableCommand {
     @Option(help: "Image with busybox for the lifecycle rows (imported by `make bench` if missing).")
     var image = "berth-test-busybox:latest"
 
+    @Option(help: "Logins per client in the login-to-ready table.")
+    var logins = 8
+
+    @Option(help: "MB of script output per call run (split over two units).")
+    var callMegabytes = 50
+
+    @Option(help: "Which tables: all, engine, cluster.")
+    var only = "all"
+
     func run() async throws {
         let client = DockerClient(endpoint: .unix(socket))
         let version = try await client.apiVersion()
+        if only != "engine" {
+            var report = Report(title: "Login to ready and berth call throughput")
+            report.header(machine: try await machineLine(client))
+            try await ClusterSections(client: client, socket: socket, version: version, logins: logins, callMegabytes: callMegabytes).run(into: &report)
+            report.command("make bench")
+            try report.write(to: results, name: "cluster.md")
+        }
+        guard only != "cluster" else { return }
         let raw = try RawHTTP(socketPath: socket)
         var report = Report(title: "EngineAPI latency and container lifecycle")
         report.header(machine: try await machineLine(client))

@@ -1,0 +1,168 @@
+import BerthCore
+import EngineAPI
+import Foundation
+import UnitProtocol
+
+/// Login-to-ready and `berth call` throughput, each against its floor in the same run.
+struct ClusterSections {
+    let client: DockerClient
+    let socket: String
+    let version: APIVersion
+    let logins: Int
+    let callMegabytes: Int
+
+    var binaries: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
+    }
+
+    func run(into report: inout Report) async throws {
+        // A run cut short leaves its units behind; they would hold the ports.
+        for container in try await client.listContainers(all: true, labels: ["\(UnitLabel.user)=bench"]) {
+            try await client.removeContainer(container.id, force: true)
+        }
+        let cluster = try await BenchCluster(binaries: binaries, users: ["bench": BenchCluster.hosts])
+        defer { cluster.shutdown() }
+        try await loginToReady(cluster, into: &report)
+        try await callThroughput(cluster, into: &report)
+    }
+
+    private func loginToReady(_ cluster: BenchCluster, into report: inout Report) async throws {
+        let clock = ContinuousClock()
+        let units = cluster.units["bench"]!
+        let starter = RawUnitStarter(socketPath: socket, version: version)
+        var floor: [Duration] = []
+        var berth: [Duration] = []
+        for round in 0...logins {
+            var start = clock.now
+            let ids = try await starter.startAndWait(units: units, home: cluster.home("bench"), memoryBytes: 128 << 20)
+            let floorTime = clock.now - start
+            for id in ids { try await client.removeContainer(id, force: true) }
+            start = clock.now
+            let session = try await cluster.login("bench")
+            let berthTime = clock.now - start
+            try await cluster.logout(token: session.token)
+            // The first round warms the engine and the page cache for both.
+            if round > 0 {
+                floor.append(floorTime)
+                berth.append(berthTime)
+            }
+        }
+        var kdf: [Duration] = []
+        let hash = try PasswordHash.make("x")
+        for _ in 0..<5 {
+            let start = clock.now
+            _ = PasswordHash.verify("x", against: hash)
+            kdf.append(clock.now - start)
+        }
+        let floorStats = Stats(floor), berthStats = Stats(berth), kdfStats = Stats(kdf)
+        var table = Table(columns: ["login of a user with 2 units on 2 agents", "median", "p90", "× floor"])
+        table.row(["raw HTTP: create + start + health, both units in parallel (floor)", floorStats.medianText, floorStats.p90Text, "1.00"])
+        table.row(["berth login → every unit ready", berthStats.medianText, berthStats.p90Text, ratio(berthStats, floorStats)])
+        let withoutKDF = Stats(berth.map { $0 - kdfStats.median })
+        table.row(["berth login, less the password check", withoutKDF.medianText, withoutKDF.p90Text, ratio(withoutKDF, floorStats)])
+        table.row(["password check alone (scrypt N=2^14, r=8, p=1)", kdfStats.medianText, kdfStats.p90Text, "—"])
+        report.section(table, note: "\(logins) logins each (after one warm-up), alternating with the floor. Berth's time runs from the login request to the manager's `done`: password check, per-user network, home folders, port checks, create, start, and the agents' readiness probes, for both units in parallel.")
+    }
+
+    private func callThroughput(_ cluster: BenchCluster, into report: inout Report) async throws {
+        let home = cluster.home("bench")
+        try FileManager.default.createDirectory(atPath: home + "/data", withIntermediateDirectories: true)
+        let perUnit = callMegabytes << 19
+        let line = Array("0123456789 the quick brown fox jumps over the lazy dog, New York, 2026-11-22, 12345.67\n".utf8)
+        var text = [UInt8]()
+        text.reserveCapacity(perUnit + line.count)
+        while text.count < perUnit { text += line }
+        FileManager.default.createFile(atPath: home + "/data/big.txt", contents: Data(text.prefix(perUnit)))
+        try "cat /app/data/big.txt\n".write(toFile: home + "/script/big.sh", atomically: true, encoding: .utf8)
+
+        let session = try await cluster.login("bench")
+        let units = cluster.units["bench"]!
+        let sessionFile = cluster.root + "/session.json"
+        let payload: [String: Any] = [
+            "server": cluster.manager.description, "user": "bench", "token": session.token,
+            "units": units.map(\.description), "unitSecret": session.unitSecret, "since": ISO8601DateFormatter().string(from: Date()),
+        ]
+        try JSONSerialization.data(withJSONObject: payload).write(to: URL(fileURLWithPath: sessionFile))
+
+        var floorTimes: [Duration] = []
+        var berthTimes: [Duration] = []
+        var peakKB = 0
+        for round in 0...3 {
+            let clock = ContinuousClock()
+            let start = clock.now
+            let secret = session.unitSecret
+            let bytes = try await withThrowingTaskGroup(of: Int.self) { group in
+                for unit in units {
+                    group.addTask { try rawCall(unit, secret: secret) }
+                }
+                var total = 0
+                for try await count in group { total += count }
+                return total
+            }
+            let floorTime = clock.now - start
+            guard bytes >= 2 * perUnit else { throw BenchError("floor read \(bytes) bytes, expected \(2 * perUnit)") }
+            let run = try spawnMeasured(binaries + "/berth", ["call", "big.sh", "--split"], environment: ["BERTH_SESSION=\(sessionFile)"])
+            guard run.status == 0 else { throw BenchError("berth call failed with status \(run.status)") }
+            if round > 0 {
+                floorTimes.append(floorTime)
+                berthTimes.append(run.elapsed)
+                peakKB = max(peakKB, run.maxRSSKB)
+            }
+        }
+        let megabytes = Double(2 * perUnit) / 1_048_576
+        func throughput(_ stats: Stats) -> String {
+            String(format: "%.0f MB/s", megabytes / (Double(stats.median.nanoseconds) / 1e9))
+        }
+        try await cluster.logout(token: session.token)
+        let floor = Stats(floorTimes), berth = Stats(berthTimes)
+        var table = Table(columns: ["\(Int(megabytes)) MB of script output from 2 units", "median", "throughput", "× floor throughput", "peak RSS"])
+        table.row(["raw HTTP: POST /call on both units, frames read and dropped (floor)", floor.medianText, throughput(floor), "1.00", "—"])
+        let relative = Double(floor.median.nanoseconds) / Double(max(1, berth.median.nanoseconds))
+        table.row(["berth call big.sh --split > /dev/null", berth.medianText, throughput(berth), String(format: "%.2f", relative), "\(peakKB / 1024) MB"])
+        report.section(table, note: "3 runs each after a warm-up. The floor reads both units' answers in parallel and keeps nothing; berth merges them in unit order, writing to /dev/null, while the second unit's output waits under flow control. Peak RSS is the berth process's maximum resident set (wait4).")
+    }
+}
+
+/// POST /call with a raw socket; returns the bytes received.
+private func rawCall(_ unit: HostPort, secret: String) throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = UInt16(unit.port).bigEndian
+    address.sin_addr.s_addr = inet_addr(unit.host)
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw BenchError("cannot connect to \(unit)") }
+    let body = #"{"script":"big.sh","arguments":[]}"#
+    let request = "POST \(UnitPath.call) HTTP/1.1\r\nHost: unit\r\nAuthorization: Bearer \(secret)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+    _ = request.withCString { write(fd, $0, strlen($0)) }
+    var buffer = [UInt8](repeating: 0, count: 1 << 16)
+    var total = 0
+    while true {
+        let count = read(fd, &buffer, buffer.count)
+        if count <= 0 { break }
+        total += count
+    }
+    return total
+}
+
+/// Runs a program and returns its status, wall time and peak RSS (from wait4's rusage).
+func spawnMeasured(_ path: String, _ arguments: [String], environment extra: [String]) throws -> (status: Int32, elapsed: Duration, maxRSSKB: Int) {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    let argv = ([path] + arguments).map { strdup($0) } + [nil]
+    let env = (ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" } + extra).map { strdup($0) } + [nil]
+    defer { (argv + env).forEach { free($0) } }
+    let clock = ContinuousClock()
+    let start = clock.now
+    var pid: pid_t = 0
+    guard posix_spawn(&pid, path, &actions, nil, argv, env) == 0 else { throw BenchError("cannot start \(path)") }
+    var status: Int32 = 0
+    var usage = rusage()
+    while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+    return ((status >> 8) & 0xFF, clock.now - start, usage.ru_maxrss)
+}
