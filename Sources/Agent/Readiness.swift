@@ -16,7 +16,7 @@ struct Readiness {
     func wait(container: String, unit: HostPort) async throws {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
-        var delay = Duration.milliseconds(20)
+        var delay = Duration.milliseconds(10)
         while true {
             try Task.checkCancellation()
             let state = try await docker.inspectContainer(container).state
@@ -27,7 +27,7 @@ struct Readiness {
             if answer == .serving { return }
             guard clock.now < deadline else { throw Failure.timedOut }
             try await Task.sleep(for: delay)
-            delay = min(delay * 2, .milliseconds(250))
+            delay = min(delay * 2, .milliseconds(100))
         }
     }
 }
