@@ -72,6 +72,9 @@ final class ClusterTests {
         #expect(try await cluster.containers(of: "aaa").isEmpty)
         let kept = try String(contentsOfFile: cluster.home("aaa") + "/data/result.txt", encoding: .utf8)
         #expect(kept == "kept\n")
+        // Each unit's log was saved into the home before its container went.
+        let saved = try FileManager.default.contentsOfDirectory(atPath: cluster.home("aaa") + "/logs")
+        #expect(Set(saved.map { $0.split(separator: "-").prefix(2).joined(separator: ":") }) == Set(units.map(\.description)))
         let after = try cluster.berth(["status"], user: "aaa")
         #expect(after.status != 0)
         #expect(after.stderr.hasPrefix("error: not logged in"))
@@ -99,6 +102,28 @@ final class ClusterTests {
         #expect(wrong.status != 0 && unknown.status != 0)
         #expect(wrong.stderr == "error: wrong user name or password\n")
         #expect(unknown.stderr == wrong.stderr)
+    }
+
+    @Test func repeatedWrongPasswordsLockTheName() throws {
+        for _ in 0..<5 {
+            #expect(try cluster.login("ccc", password: "guess").stderr == "error: wrong user name or password\n")
+        }
+        let locked = try cluster.login("ccc")
+        #expect(locked.status != 0)
+        #expect(locked.stderr.contains("too many failed logins for ccc"), "\(locked.stderr)")
+    }
+
+    @Test func garbageOnTheManagerPortGetsAnErrorAndServiceGoesOn() async throws {
+        for garbage in ["GARBAGE\r\n\r\n", "POST /v1/login HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n{", "\u{0}\u{1}\u{2}\r\n\r\n"] {
+            let answer = try DockerTestSupport.exchange(host: cluster.managerAddress.host, port: cluster.managerAddress.port, send: garbage)
+            #expect(answer.isEmpty || answer.hasPrefix("HTTP/1.1 4"), "\(answer)")
+        }
+        let wrongShape = try DockerTestSupport.exchange(
+            host: cluster.managerAddress.host, port: cluster.managerAddress.port,
+            send: "POST /v1/login HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\nConnection: close\r\n\r\n{\"user\": 42}")
+        #expect(wrongShape.hasPrefix("HTTP/1.1 400"), "\(wrongShape)")
+        let wrong = try cluster.login("ddd", password: "nope")
+        #expect(wrong.stderr == "error: wrong user name or password\n")
     }
 
     @Test func oneUsersContainerCannotReachAnothers() async throws {

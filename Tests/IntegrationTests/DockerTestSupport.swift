@@ -138,6 +138,31 @@ enum DockerTestSupport {
         return list.compactMap { $0["Id"] as? String }
     }
 
+    /// Sends raw bytes to host:port and returns what comes back before the server closes or 3 s pass.
+    static func exchange(host: String, port: Int, send: String) throws -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 3, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        inet_pton(AF_INET, host, &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw TestSetupError("cannot connect to \(host):\(port)") }
+        _ = send.withCString { write(fd, $0, strlen($0)) }
+        var received = Data()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = read(fd, &buffer, buffer.count)
+            if count <= 0 { break }
+            received.append(contentsOf: buffer[0..<count])
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+
     /// A unique container name for one test.
     static func uniqueName(_ purpose: String) -> String {
         "berth-test-\(purpose)-\(UUID().uuidString.prefix(8).lowercased())"
