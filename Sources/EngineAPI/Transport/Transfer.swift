@@ -97,6 +97,10 @@ final class Transfer: @unchecked Sendable {
         if let timeout = request.timeout {
             berth_setopt_long(handle, CURLOPT_TIMEOUT_MS, max(1, Int(timeout.milliseconds)))
         }
+        if isStreaming {
+            // Streams can carry a lot (script output): fewer, larger chunks cost less per byte.
+            berth_setopt_long(handle, CURLOPT_BUFFERSIZE, 256 * 1024)
+        }
         berth_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer)
 
         // Without this libcurl waits for `100 Continue` before large bodies.
