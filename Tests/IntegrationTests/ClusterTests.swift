@@ -272,15 +272,10 @@ final class PortHolder {
     private let fd: Int32
 
     init(host: String, port: Int) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        inet_pton(AF_INET, host, &address.sin_addr)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        guard let fd = TestSocket.open(host: host, port: port, connect: false), listen(fd, 4) == 0 else {
+            throw TestSetupError("cannot hold \(host):\(port)")
         }
-        guard bound == 0, listen(fd, 4) == 0 else { throw TestSetupError("cannot hold \(host):\(port)") }
+        self.fd = fd
     }
 
     func close() { Glibc.close(fd) }

@@ -54,20 +54,15 @@ enum DockerTestSupport {
 
     /// A port nothing listens on right now.
     static func freePort(host: String = "127.0.0.1") throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard let fd = TestSocket.open(host: host, port: 0, connect: false) else {
+            throw TestSetupError("cannot find a free port on \(host)")
+        }
         defer { close(fd) }
         var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        inet_pton(AF_INET, host, &address.sin_addr)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
-                guard bind(fd, pointer, length) == 0 else { return -1 }
-                return getsockname(fd, pointer, &length)
-            }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
-        guard bound == 0 else { throw TestSetupError("cannot find a free port on \(host)") }
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
@@ -76,52 +71,36 @@ enum DockerTestSupport {
         let clock = ContinuousClock()
         let end = clock.now + deadline
         while clock.now < end {
-            if let text = tryReadBanner(host: host, port: port), !text.isEmpty { return text }
+            if let fd = TestSocket.open(host: host, port: port, connect: true, receiveTimeout: 2) {
+                let text = String(decoding: TestSocket.read(fd, limit: 256), as: UTF8.self)
+                close(fd)
+                if !text.isEmpty { return text }
+            }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw TestSetupError("nothing answered on \(host):\(port)")
     }
 
-    private static func tryReadBanner(host: String, port: Int) -> String? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var timeout = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        inet_pton(AF_INET, host, &address.sin_addr)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { return nil }
-        var buffer = [UInt8](repeating: 0, count: 256)
-        let n = read(fd, &buffer, buffer.count)
-        return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : nil
-    }
-
     static func canBind(host: String, port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        inet_pton(AF_INET, host, &address.sin_addr)
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        } == 0
+        guard let fd = TestSocket.open(host: host, port: port, connect: false) else { return false }
+        close(fd)
+        return true
     }
 
     static func canConnect(host: String, port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard let fd = TestSocket.open(host: host, port: port, connect: true) else { return false }
+        close(fd)
+        return true
+    }
+
+    /// Sends raw bytes to host:port and returns what comes back before the server closes or 3 s pass.
+    static func exchange(host: String, port: Int, send: String) throws -> String {
+        guard let fd = TestSocket.open(host: host, port: port, connect: true, receiveTimeout: 3) else {
+            throw TestSetupError("cannot connect to \(host):\(port)")
+        }
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        inet_pton(AF_INET, host, &address.sin_addr)
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        } == 0
+        _ = send.withCString { write(fd, $0, strlen($0)) }
+        return String(decoding: TestSocket.read(fd, limit: 1 << 20), as: UTF8.self)
     }
 
     /// One blocking request to the engine with curl, for cleanup code that must not await.
@@ -136,31 +115,6 @@ enum DockerTestSupport {
         let answer = curlSync(["-G", "http://docker/containers/json", "--data-urlencode", "all=1", "--data-urlencode", "filters=\(filters)"])
         guard let list = try? JSONSerialization.jsonObject(with: Data(answer.utf8)) as? [[String: Any]] else { return [] }
         return list.compactMap { $0["Id"] as? String }
-    }
-
-    /// Sends raw bytes to host:port and returns what comes back before the server closes or 3 s pass.
-    static func exchange(host: String, port: Int, send: String) throws -> String {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var timeout = timeval(tv_sec: 3, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        inet_pton(AF_INET, host, &address.sin_addr)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw TestSetupError("cannot connect to \(host):\(port)") }
-        _ = send.withCString { write(fd, $0, strlen($0)) }
-        var received = Data()
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = read(fd, &buffer, buffer.count)
-            if count <= 0 { break }
-            received.append(contentsOf: buffer[0..<count])
-        }
-        return String(decoding: received, as: UTF8.self)
     }
 
     /// A unique container name for one test.
@@ -198,5 +152,46 @@ struct TestSetupError: Error, CustomStringConvertible {
 enum EngineJSONFilters {
     static func encode(_ filters: [String: [String]]) -> String {
         String(decoding: (try? JSONSerialization.data(withJSONObject: filters)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+}
+
+/// TCP sockets for tests, the address set up in one place.
+enum TestSocket {
+    /// A socket bound to (`connect: false`) or connected to `host:port`, or nil. The caller closes it.
+    static func open(host: String, port: Int, connect shouldConnect: Bool, receiveTimeout seconds: Int? = nil) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        if let seconds {
+            var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        inet_pton(AF_INET, host, &address.sin_addr)
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                shouldConnect
+                    ? connect(fd, pointer, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    : bind(fd, pointer, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard result == 0 else {
+            close(fd)
+            return nil
+        }
+        return fd
+    }
+
+    /// Everything until the peer closes, the timeout passes, or `limit` bytes.
+    static func read(_ fd: Int32, limit: Int) -> Data {
+        var received = Data()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while received.count < limit {
+            let count = Glibc.read(fd, &buffer, buffer.count)
+            if count <= 0 { break }
+            received.append(contentsOf: buffer[0..<count])
+        }
+        return received
     }
 }
