@@ -40,12 +40,29 @@ final class Coordinator: Sendable {
             try await emit(LoginEvent(kind: .failed, message: "\(error)"))
             return
         }
-        guard await sessions.claim(user.name) else {
-            try await emit(LoginEvent(kind: .failed, message: "a login or logout of \(user.name) is already under way; try again in a moment"))
-            return
+        let done: Void? = try await holdingClaim(on: user.name) {
+            try await loginClaimed(user, request: request, from: address, emit: emit)
         }
-        defer { Task { await sessions.release(user.name) } }
+        if done == nil {
+            try await emit(LoginEvent(kind: .failed, message: "a login or logout of \(user.name) is already under way; try again in a moment"))
+        }
+    }
 
+    /// Runs `body` holding the user's claim (one login or logout at a time per user); nil when
+    /// another holds it. The claim is released before this returns, so a next request finds it free.
+    private func holdingClaim<T: Sendable>(on user: String, _ body: () async throws -> T) async throws -> T? {
+        guard await sessions.claim(user) else { return nil }
+        do {
+            let result = try await body()
+            await sessions.release(user)
+            return result
+        } catch {
+            await sessions.release(user)
+            throw error
+        }
+    }
+
+    private func loginClaimed(_ user: UserConfig, request: LoginRequest, from address: String, emit: @escaping Emit) async throws {
         if let existing = await sessions.session(user: user.name) {
             guard request.force else {
                 let since = ISO8601DateFormatter().string(from: existing.since)
@@ -63,16 +80,32 @@ final class Coordinator: Sendable {
             id: UUID().uuidString.lowercased(), tokenHash: "", user: user.name, units: user.units,
             from: address, since: Date(), lastSeen: Date())
         await sessions.beginPending(session: session.id)
-        defer { Task { await sessions.endPending(session: session.id) } }
+        do {
+            try await startSession(session, user: user, from: address, emit: emit)
+            await sessions.endPending(session: session.id)
+        } catch {
+            await sessions.endPending(session: session.id)
+            throw error
+        }
+    }
+
+    private func startSession(_ session: Session, user: UserConfig, from address: String, emit: @escaping Emit) async throws {
         for unit in user.units { try? await emit(LoginEvent(kind: .unit, unit: unit, state: "starting")) }
         let unitSecret = Session.newToken()
         let failures = await startAll(user: user, session: session.id, unitSecret: unitSecret, emit: emit)
         if !failures.isEmpty {
-            let removed = (try? await stopUnits(of: session, saveLogs: false)) ?? []
-            for unit in removed { try? await emit(LoginEvent(kind: .unit, unit: unit, state: "removed")) }
+            var outcome = "nothing was left running"
+            do {
+                for unit in try await stopUnits(of: session, saveLogs: false) {
+                    try? await emit(LoginEvent(kind: .unit, unit: unit, state: "removed"))
+                }
+            } catch {
+                // The reconciler removes what is left once the agent answers again.
+                outcome = "what started is removed as soon as its agent answers (\(error))"
+            }
             logger.warning("login rolled back", metadata: ["user": "\(user.name)", "failures": "\(failures)"])
             await audit.record("login.rolled_back", user: user.name, from: address, detail: failures.joined(separator: "; "))
-            try await emit(LoginEvent(kind: .failed, message: "login failed, nothing was left running: " + failures.joined(separator: "\n")))
+            try await emit(LoginEvent(kind: .failed, message: "login failed, \(outcome): " + failures.joined(separator: "\n")))
             return
         }
         let token = Session.newToken()
@@ -151,12 +184,14 @@ final class Coordinator: Sendable {
     }
 
     func logout(_ session: Session) async throws -> [HostPort] {
-        guard await sessions.claim(session.user) else {
+        let removed = try await holdingClaim(on: session.user) {
+            let removed = try await stopUnits(of: session)
+            try await sessions.remove(user: session.user)
+            return removed
+        }
+        guard let removed else {
             throw ManagerError("a login or logout of \(session.user) is already under way; try again in a moment")
         }
-        defer { Task { await sessions.release(session.user) } }
-        let removed = try await stopUnits(of: session)
-        try await sessions.remove(user: session.user)
         logger.info("logged out", metadata: ["user": "\(session.user)", "units": "\(removed.count)"])
         await audit.record("logout", user: session.user, detail: "\(removed.count) units removed")
         return removed
