@@ -32,7 +32,7 @@ test: engine image
 	@$(MAKE) --no-print-directory clean-test-containers
 
 bench: engine
-	$(SWIFT) build -c release --product berth-bench
+	$(SWIFT) build -c release
 	@$(MAKE) --no-print-directory test-image
 	.build/release/berth-bench --socket $(SOCKET)
 
