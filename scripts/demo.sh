@@ -107,12 +107,13 @@ printf '%s\n' "$password" | "$bin/berth" login --server "127.0.0.1:$manager" --u
 step "berth status"
 "$bin/berth" status
 step "berth call Employee.sh \"New York\" --unit 127.0.0.2:$unit1   (Employee.dfx on one unit)"
-"$bin/berth" call Employee.sh "New York" --unit "127.0.0.2:$unit1" | head -n 8
-echo "…"
+"$bin/berth" call Employee.sh "New York" --unit "127.0.0.2:$unit1" > "$demo/one.tsv"
+head -n 8 "$demo/one.tsv"
+echo "… $(($(wc -l < "$demo/one.tsv") - 1)) rows"
 step "berth call Emp.sh \"New York\" --split --header   (Emp.dfx split over two units, merged)"
 "$bin/berth" call Emp.sh "New York" --split --header > "$demo/merged.tsv"
 head -n 8 "$demo/merged.tsv"
-echo "… $(($(wc -l < "$demo/merged.tsv") - 1)) New York employees from two units (one query alone finds $(($("$bin/berth" call Employee.sh "New York" --unit "127.0.0.2:$unit1" | wc -l) - 1)))"
+echo "… $(($(wc -l < "$demo/merged.tsv") - 1)) New York employees from the two halves of the file (the single query found $(($(wc -l < "$demo/one.tsv") - 1)))"
 step "berth logs --unit 127.0.0.2:$unit1 --tail 3"
 "$bin/berth" logs --unit "127.0.0.2:$unit1" --tail 3
 step "berth logout"
