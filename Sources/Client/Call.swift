@@ -129,6 +129,8 @@ struct CallMerger {
                     }
                 }
             }
+            // Ctrl-C ends the streams quietly; say so rather than blame the connection.
+            try Task.checkCancellation()
             guard let status else {
                 throw CallError(message: "unit \(unit): the connection ended before \(script) finished")
             }

@@ -24,6 +24,7 @@ final class CallTests {
               (NR - 2) % parts == part - 1 && $5 == state' /app/data/EMPLOYEE.txt
             """#)
         try Self.write(home + "/script/fail.sh", "echo partial\necho 'no such table' >&2\nexit 3")
+        try Self.write(home + "/script/slow.sh", "echo started; sleep 30; echo never")
         try Self.write(home + "/script/header.sh", #"echo "H$BERTH_PART"; echo row"#)
         try Self.write(home + "/data/outside.sh", "echo escaped")
         try FileManager.default.createSymbolicLink(atPath: home + "/script/link.sh", withDestinationPath: "/app/data/outside.sh")
@@ -124,6 +125,37 @@ final class CallTests {
         let logs = try cluster.berth(["logs", "--unit", unit.description], user: "aaa")
         #expect(logs.status == 0)
         #expect(logs.stdout.contains("call Employee.sh [\"Texas\"] exit 0"), "\(logs.stdout)")
+    }
+
+    @Test func ctrlCStopsEveryUnitsRun() async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ClusterFixture.binaries + "/berth")
+        process.arguments = ["call", "slow.sh"]
+        process.environment = ProcessInfo.processInfo.environment.merging(["BERTH_SESSION": cluster.root + "/session-aaa.json"]) { _, new in new }
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        try await Task.sleep(for: .seconds(2))
+        let clock = ContinuousClock()
+        let interrupted = clock.now
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        #expect(clock.now - interrupted < .seconds(5))
+        #expect(process.terminationStatus != 0)
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(stderr.contains("error: cancelled"), "\(stderr)")
+        #expect(String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) == "started\n")
+        // Each unit stopped its script and logged the call as cancelled.
+        for unit in cluster.units["aaa"]! {
+            var logged = false
+            for _ in 0..<20 where !logged {
+                logged = try cluster.berth(["logs", "--unit", unit.description], user: "aaa").stdout.contains("call slow.sh [] exit")
+                if !logged { try await Task.sleep(for: .milliseconds(250)) }
+            }
+            let logs = try cluster.berth(["logs", "--unit", unit.description], user: "aaa").stdout
+            #expect(logs.contains("(cancelled by the caller)"), "\(unit): \(logs)")
+        }
     }
 
     struct SessionSecret: Decodable {
