@@ -76,10 +76,10 @@ struct BenchContainers {
     }
 }
 
-/// Whether something accepts TCP connections on host:port (and, with `expectBytes`, says something).
-func canConnect(host: String = "127.0.0.1", port: Int, expectBytes: Bool = true) -> Bool {
+/// A TCP connection to host:port with a 1 s receive timeout, or nil. The caller closes it.
+func connectTCP(host: String, port: Int) -> Int32? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
+    guard fd >= 0 else { return nil }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = UInt16(port).bigEndian
@@ -87,11 +87,21 @@ func canConnect(host: String = "127.0.0.1", port: Int, expectBytes: Bool = true)
     let result = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard result == 0 else { return false }
-    guard expectBytes else { return true }
-    // docker-proxy accepts before the container listens; a reply proves the unit is serving.
+    guard result == 0 else {
+        close(fd)
+        return nil
+    }
     var timeout = timeval(tv_sec: 1, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    return fd
+}
+
+/// Whether something accepts TCP connections on host:port (and, with `expectBytes`, says something).
+func canConnect(host: String = "127.0.0.1", port: Int, expectBytes: Bool = true) -> Bool {
+    guard let fd = connectTCP(host: host, port: port) else { return false }
+    defer { close(fd) }
+    guard expectBytes else { return true }
+    // docker-proxy accepts before the container listens; a reply proves the unit is serving.
     var byte: UInt8 = 0
     return read(fd, &byte, 1) == 1
 }

@@ -144,18 +144,8 @@ struct RawUnitStarter {
     }
 
     private func healthAnswers(_ unit: HostPort) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard let fd = connectTCP(host: unit.host, port: unit.port) else { return false }
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(unit.port).bigEndian
-        address.sin_addr.s_addr = inet_addr(unit.host)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { return false }
-        var timeout = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let request = "GET \(UnitPath.health) HTTP/1.1\r\nHost: unit\r\n\r\n"
         _ = request.withCString { write(fd, $0, strlen($0)) }
         var buffer = [UInt8](repeating: 0, count: 64)

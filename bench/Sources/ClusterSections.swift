@@ -132,16 +132,8 @@ struct ClusterSections {
 
 /// POST /call with a raw socket; returns the bytes received.
 private func rawCall(_ unit: HostPort, secret: String) throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard let fd = connectTCP(host: unit.host, port: unit.port) else { throw BenchError("cannot connect to \(unit)") }
     defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = UInt16(unit.port).bigEndian
-    address.sin_addr.s_addr = inet_addr(unit.host)
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else { throw BenchError("cannot connect to \(unit)") }
     let body = #"{"script":"big.sh","arguments":[]}"#
     let request = "POST \(UnitPath.call) HTTP/1.1\r\nHost: unit\r\nAuthorization: Bearer \(secret)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
     _ = request.withCString { write(fd, $0, strlen($0)) }
