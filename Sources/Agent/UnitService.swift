@@ -10,7 +10,7 @@ final class UnitService: Sendable {
     let config: ServerConfig
     let template: UnitTemplate
     let logger: Logger
-    private let networks: UserNetworks
+    let networks: UserNetworks
 
     init(docker: DockerClient, config: ServerConfig, template: UnitTemplate, logger: Logger) {
         self.docker = docker
@@ -165,7 +165,7 @@ final class UnitService: Sendable {
             removed.append(unit)
         }
         let left = try await docker.listContainers(all: true, labels: ["\(UnitLabel.user)=\(request.user)", "\(UnitLabel.host)=\(hostLabel)"])
-        if left.isEmpty { await networks.remove(user: request.user) }
+        if left.isEmpty { await networks.released(user: request.user) }
         if !removed.isEmpty {
             logger.info("units removed", metadata: ["user": "\(request.user)", "units": "\(removed.map(\.description))"])
         }
@@ -228,21 +228,27 @@ final class UnitService: Sendable {
 }
 
 /// Per-user bridge networks: a user's units on this host share one; Docker keeps different
-/// bridges apart, so one user's container cannot reach another's.
+/// bridges apart, so one user's container cannot reach another's. A network outlives its user's
+/// last unit by `keepIdle`, so logging in again does not pay for creating it (~80 ms), and is
+/// removed after that: an engine has room for only so many bridges.
 actor UserNetworks {
     let docker: DockerClient
     let agent: HostPort
+    let keepIdle: TimeInterval
     private var pending: [String: Task<String, any Error>] = [:]
+    private var idleSince: [String: Date] = [:]
 
-    init(docker: DockerClient, agent: HostPort) {
+    init(docker: DockerClient, agent: HostPort, keepIdle: TimeInterval = 600) {
         self.docker = docker
         self.agent = agent
+        self.keepIdle = keepIdle
     }
 
     func ensure(user: String) async throws -> String {
+        idleSince[user] = nil
         if let task = pending[user] { return try await task.value }
         let name = UnitSpec.networkName(user: user, agent: agent)
-        let task = Task { [docker] in
+        let task = Task { [docker, agent] in
             if (try? await docker.inspectNetwork(name)) != nil { return name }
             do {
                 try await docker.createNetwork(NetworkCreate(name: name, labels: [UnitLabel.user: user, UnitLabel.host: agent.description]))
@@ -256,7 +262,27 @@ actor UserNetworks {
         return try await task.value
     }
 
-    func remove(user: String) async {
-        try? await docker.removeNetwork(UnitSpec.networkName(user: user, agent: agent))
+    /// The user's last unit here is gone; the network goes after `keepIdle` unless used again.
+    func released(user: String) {
+        idleSince[user] = idleSince[user] ?? Date()
+    }
+
+    /// Removes this agent's user networks that have had no container for `keepIdle`. Networks
+    /// found empty without a record (after an agent restart) start their idle time now.
+    func sweep(now: Date = Date()) async {
+        guard let networks = try? await docker.listNetworks(labels: ["\(UnitLabel.host)=\(agent)"]) else { return }
+        for network in networks {
+            guard let user = network.labels?[UnitLabel.user], pending[user] == nil else { continue }
+            guard let detail = try? await docker.inspectNetwork(network.id), (detail.containers ?? [:]).isEmpty else {
+                idleSince[user] = nil
+                continue
+            }
+            let since = idleSince[user] ?? now
+            idleSince[user] = since
+            if now.timeIntervalSince(since) >= keepIdle {
+                try? await docker.removeNetwork(network.id)
+                idleSince[user] = nil
+            }
+        }
     }
 }

@@ -47,6 +47,13 @@ struct Serve: AsyncParsableCommand {
         }
         let service = UnitService(docker: docker, config: server, template: template, logger: logger)
         let router = AgentServer.router(service: service, verifier: RequestVerifier(secret: secret))
+        let sweeping = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(60))
+                await service.networks.sweep()
+            }
+        }
+        defer { sweeping.cancel() }
         let app = Application(
             router: router,
             server: .http1(configuration: .init(idleTimeout: .seconds(60))),
