@@ -113,6 +113,11 @@ final class ClusterFixture: @unchecked Sendable {
             log: "manager")
     }
 
+    /// SIGHUP: the manager re-reads docker_user.xml.
+    func reloadManager() {
+        if let manager { kill(manager.processIdentifier, SIGHUP) }
+    }
+
     /// `kill -9` of the manager, then a new one on the same state directory.
     func restartManagerHard() async throws {
         if let manager {

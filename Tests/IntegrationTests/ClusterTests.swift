@@ -207,6 +207,32 @@ final class ClusterTests {
         #expect(empty.stderr.hasPrefix("error: no password on stdin"))
     }
 
+    @Test func sighupReloadsUsersAndKeepsTheOldListWhenTheNewOneIsBad() async throws {
+        let original = try String(contentsOfFile: cluster.usersConfig, encoding: .utf8)
+        // A broken file: the manager says so in its log and keeps serving the old users.
+        try "<Users><User><Name>zzz</Name></User>".write(toFile: cluster.usersConfig, atomically: true, encoding: .utf8)
+        cluster.reloadManager()
+        try await Task.sleep(for: .milliseconds(500))
+        let wrong = try cluster.login("ddd", password: "nope")
+        #expect(wrong.stderr == "error: wrong user name or password\n")
+        try cluster.expectLogin("ddd")
+        #expect(try cluster.berth(["logout"], user: "ddd").status == 0)
+        let log = try String(contentsOfFile: cluster.root + "/manager.log", encoding: .utf8)
+        #expect(log.contains("reload refused"), "\(log)")
+
+        // A good file without ddd: ddd can no longer log in.
+        let withoutDDD = original.replacingOccurrences(
+            of: #"(?s)<User>\s*<Name>ddd</Name>.*?</User>"#, with: "", options: .regularExpression)
+        #expect(withoutDDD != original)
+        try withoutDDD.write(toFile: cluster.usersConfig, atomically: true, encoding: .utf8)
+        cluster.reloadManager()
+        try await Task.sleep(for: .milliseconds(500))
+        let gone = try cluster.login("ddd")
+        #expect(gone.stderr == "error: wrong user name or password\n", "\(gone.stderr)")
+        try original.write(toFile: cluster.usersConfig, atomically: true, encoding: .utf8)
+        cluster.reloadManager()
+    }
+
     @Test func aManagerKilledAndRestartedKeepsEverySession() async throws {
         try cluster.expectLogin("bbb")
         try await cluster.restartManagerHard()
