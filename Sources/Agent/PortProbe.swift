@@ -30,9 +30,9 @@ enum PortProbe {
 
     /// Whether something serves on `host:port`. Docker's proxy accepts connections before the
     /// container listens and then closes them, so an accepted connection is not enough: the
-    /// connection must stay open for `settle` milliseconds or carry data. The proxy closes within
-    /// a millisecond or two when nothing listens behind it.
-    static func probe(host: String, port: Int, settle: Int32 = 30) -> Answer {
+    /// connection must stay open for `settle` milliseconds or carry data. The proxy (on this same
+    /// host) closes within a millisecond when nothing listens behind it.
+    static func probe(host: String, port: Int, settle: Int32 = 10) -> Answer {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return .notYet }
         defer { close(fd) }
