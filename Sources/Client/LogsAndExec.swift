@@ -41,7 +41,7 @@ struct Logs: AsyncParsableCommand {
         if let tail { query.append((name: "tail", value: String(tail))) }
         if timestamps { query.append((name: "timestamps", value: "1")) }
         for unit in units {
-            if units.count > 1 { print("==> \(unit) <==") }
+            if units.count > 1 { FileHandle.standardOutput.write(Data("==> \(unit) <==\n".utf8)) }
             let response = try await managerCall {
                 try await session.manager.stream("GET", "/v1/logs", query: [(name: "unit", value: unit.description)] + query, token: session.token)
             }
