@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthCLI
 
 /// `berth-agent`: owns one host's Docker engine on behalf of the Berth manager.
 @main
@@ -8,4 +9,8 @@ struct BerthAgent: AsyncParsableCommand {
         abstract: "Runs Berth unit containers on this host's Docker engine.",
         subcommands: [Serve.self, PS.self, APIDump.self]
     )
+
+    static func main() async {
+        await mainWithOneLineErrors()
+    }
 }

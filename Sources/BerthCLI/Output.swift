@@ -30,3 +30,29 @@ public func printJSON<T: Encodable>(_ value: T) throws {
     encoder.dateEncodingStrategy = .iso8601
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
+
+extension AsyncParsableCommand {
+    /// Like `main()`, but every failure ends as one line, `error: …`, on stderr (usage mistakes
+    /// included, with a pointer to `--help`); help and version still print as usual.
+    public static func mainWithOneLineErrors() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            let message = self.message(for: error).trimmingCharacters(in: .whitespacesAndNewlines)
+            if code == .success || error is ExitCode || message.isEmpty {
+                // Help, version, or a failure already reported by `failure(_:)`.
+                exit(withError: error)
+            }
+            let line = message.split(separator: "\n").first.map(String.init) ?? message
+            let lowered = line.hasPrefix("Error: ") ? String(line.dropFirst(7)) : line
+            FileHandle.standardError.write(Data("error: \(lowered) (see \(configuration.commandName ?? "the command") --help)\n".utf8))
+            Foundation.exit(code.rawValue)
+        }
+    }
+}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthCLI
 
 /// `berth`: the user's client.
 @main
@@ -8,4 +9,8 @@ struct BerthClient: AsyncParsableCommand {
         abstract: "Log in to a Berth cluster, run scripts on your units, log out.",
         subcommands: [Login.self, Logout.self, Status.self, Logs.self, Exec.self, Call.self]
     )
+
+    static func main() async {
+        await mainWithOneLineErrors()
+    }
 }

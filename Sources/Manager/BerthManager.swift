@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthCLI
 
 /// `berth-manager`: the entry host's service: authenticates users and coordinates the agents.
 @main
@@ -8,4 +9,8 @@ struct BerthManager: AsyncParsableCommand {
         abstract: "Authenticates Berth users and starts their units on the agents.",
         subcommands: [Serve.self, CheckConfig.self, HashPassword.self, Sessions.self]
     )
+
+    static func main() async {
+        await mainWithOneLineErrors()
+    }
 }

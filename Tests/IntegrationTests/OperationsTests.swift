@@ -72,3 +72,20 @@ import Testing
         #expect(process.isRunning)
     }
 }
+
+/// Every failure of the command-line tools is one line, `error: …`, and a non-zero status.
+@Suite struct OneLineErrorTests {
+    @Test(arguments: [
+        ("berth", ["login", "--server", "not-an-address", "--user", "aaa"], "error: --server must be HOST:PORT"),
+        ("berth", ["login", "--user", "aaa"], "error: Missing expected argument '--server"),
+        ("berth", ["frobnicate"], "error: Unexpected argument 'frobnicate'"),
+        ("berth-agent", ["api-dump", "FETCH", "/x"], "error: method FETCH is not one of"),
+        ("berth-manager", ["hash-password", "--bogus"], "error: Unknown option '--bogus'"),
+    ])
+    func usageMistakesAreOneLine(binary: String, arguments: [String], prefix: String) throws {
+        let result = try ClusterFixture.run(binary, arguments, environment: ["BERTH_SESSION": "/nonexistent/session.json"])
+        #expect(result.status != 0)
+        #expect(result.stderr.hasPrefix(prefix), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+    }
+}
