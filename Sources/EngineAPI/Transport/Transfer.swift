@@ -334,7 +334,7 @@ final class FlowControl: @unchecked Sendable {
         condition.lock()
         pending += count
         while pending > Self.limit && !isCancelled() {
-            condition.wait(until: Date(timeIntervalSinceNow: 0.05))
+            _ = condition.wait(until: Date(timeIntervalSinceNow: 0.05))
         }
         condition.unlock()
     }
