@@ -17,13 +17,28 @@ struct ClusterSections {
 
     func run(into report: inout Report) async throws {
         // A run cut short leaves its units behind; they would hold the ports.
+        try await removeBenchUnits()
+        let cluster = try await BenchCluster(binaries: binaries, users: ["bench": BenchCluster.hosts])
+        do {
+            try await loginToReady(cluster, into: &report)
+            try await callThroughput(cluster, into: &report)
+        } catch {
+            cluster.shutdown()
+            try? await removeBenchUnits()
+            throw error
+        }
+        cluster.shutdown()
+        // The agents keep a user's network for a while after logout; these agents are gone.
+        try await removeBenchUnits()
+    }
+
+    private func removeBenchUnits() async throws {
         for container in try await client.listContainers(all: true, labels: ["\(UnitLabel.user)=bench"]) {
             try await client.removeContainer(container.id, force: true)
         }
-        let cluster = try await BenchCluster(binaries: binaries, users: ["bench": BenchCluster.hosts])
-        defer { cluster.shutdown() }
-        try await loginToReady(cluster, into: &report)
-        try await callThroughput(cluster, into: &report)
+        for network in try await client.listNetworks(labels: ["\(UnitLabel.user)=bench"]) {
+            try? await client.removeNetwork(network.id)
+        }
     }
 
     private func loginToReady(_ cluster: BenchCluster, into report: inout Report) async throws {
