@@ -37,7 +37,7 @@ let package = Package(
         /// The HTTP serving both daemons share: signed requests, bounded bodies, one-line JSON errors.
         .target(name: "BerthServer", dependencies: ["BerthCore", hummingbird, logging, .product(name: "NIOCore", package: "swift-nio")]),
         /// What the three command-line tools share: one-line errors, tables, JSON output.
-        .target(name: "BerthCLI", dependencies: [argumentParser]),
+        .target(name: "BerthCLI", dependencies: ["BerthCore", argumentParser]),
         .executableTarget(name: "Agent", dependencies: ["EngineAPI", "BerthCore", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging]),
         .executableTarget(name: "Manager", dependencies: ["EngineAPI", "BerthCore", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging]),
         .executableTarget(name: "Client", dependencies: ["EngineAPI", "BerthCore", "BerthCLI", "UnitProtocol", argumentParser]),

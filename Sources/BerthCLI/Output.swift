@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthCore
 import Foundation
 
 /// Prints a one-line `error: …` to stderr and returns the exit status to throw.
@@ -55,4 +56,14 @@ extension AsyncParsableCommand {
             Foundation.exit(code.rawValue)
         }
     }
+}
+
+/// Loads docker_server.xml (and, given a path, docker_user.xml), printing every problem, errors
+/// and warnings, to stderr; any error is fatal.
+public func loadConfigs(server path: String, users usersPath: String? = nil) throws -> (ServerConfig, UsersConfig?) {
+    let (server, serverProblems) = ServerConfig.load(path: path)
+    let (users, userProblems) = usersPath.map { UsersConfig.load(path: $0, server: server) } ?? (nil, [])
+    for problem in serverProblems + userProblems { note("\(problem)") }
+    guard let server, usersPath == nil || users != nil else { throw ExitCode.failure }
+    return (server, users)
 }

@@ -28,13 +28,6 @@ public enum PasswordHash {
         return constantTimeEqual(actual, expected)
     }
 
-    /// Whether `encoded` has the shape `make` writes.
-    public static func isWellFormed(_ encoded: String) -> Bool {
-        let parts = encoded.split(separator: "$", omittingEmptySubsequences: false)
-        return parts.count == 6 && parts[0] == "scrypt" && Int(parts[1]) != nil && Data(base64Encoded: String(parts[4])) != nil
-            && Data(base64Encoded: String(parts[5])) != nil
-    }
-
     /// Spends the same time as a real check, for names that do not exist.
     public static let decoy: String = (try? make("berth-decoy-password")) ?? "scrypt$16384$8$1$AAAA$AAAA"
 

@@ -4,12 +4,10 @@ import Foundation
 
 /// The manager's line to one host's agent: signed JSON over TCP, every call with a timeout.
 struct AgentClient: Sendable {
-    let host: String
     private let client: ServiceClient
     let readyTimeout: Duration
 
     init(host: String, communicationPort: Int, signer: RequestSigner, readyTimeout: Duration) {
-        self.host = host
         self.readyTimeout = readyTimeout
         client = ServiceClient(address: HostPort(host: host, port: communicationPort), name: "agent \(host):\(communicationPort)", signer: signer)
     }

@@ -10,22 +10,23 @@ final class Coordinator: Sendable {
     let auth: Auth
     let audit: Audit
     let logger: Logger
-    private let state: Mutex<(users: UsersConfig, planner: Planner)>
+    let planner: Planner
+    private let currentUsers: Mutex<UsersConfig>
 
     init(users: UsersConfig, planner: Planner, sessions: SessionStore, auth: Auth, audit: Audit, logger: Logger) {
         self.sessions = sessions
         self.auth = auth
         self.audit = audit
         self.logger = logger
-        state = Mutex((users, planner))
+        self.planner = planner
+        currentUsers = Mutex(users)
     }
 
-    var users: UsersConfig { state.withLock { $0.users } }
-    var planner: Planner { state.withLock { $0.planner } }
+    var users: UsersConfig { currentUsers.withLock { $0 } }
 
     /// Swaps in a reloaded user list (SIGHUP); sessions already running keep their units.
     func reload(users: UsersConfig) {
-        state.withLock { $0.users = users }
+        currentUsers.withLock { $0 = users }
     }
 
     typealias Emit = @Sendable (LoginEvent) async throws -> Void
@@ -119,7 +120,6 @@ final class Coordinator: Sendable {
 
     /// Starts every unit in parallel; returns one message per failed unit.
     private func startAll(user: UserConfig, session: String, unitSecret: String, emit: @escaping Emit) async -> [String] {
-        let planner = self.planner
         return await withTaskGroup(of: String?.self) { group in
             for (agent, units) in planner.byHost(user.units) {
                 for unit in units {

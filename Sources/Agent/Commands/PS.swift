@@ -18,7 +18,7 @@ struct PS: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let server = try loadServerConfig(config)
+        let (server, _) = try loadConfigs(server: config)
         let docker = DockerClient(endpoint: try EngineEndpoint(parsing: server.docker))
         let containers: [ContainerSummary]
         do {

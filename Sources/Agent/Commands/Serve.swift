@@ -17,7 +17,7 @@ struct Serve: AsyncParsableCommand {
     var config: String
 
     func run() async throws {
-        let server = try loadServerConfig(config)
+        let (server, _) = try loadConfigs(server: config)
         let secret: [UInt8]
         do {
             secret = try server.readSecret()
@@ -67,12 +67,4 @@ struct Serve: AsyncParsableCommand {
             throw failure("cannot serve on \(server.server): \(error)")
         }
     }
-}
-
-/// Loads docker_server.xml, printing every problem; a file with errors is fatal.
-func loadServerConfig(_ path: String) throws -> ServerConfig {
-    let (config, problems) = ServerConfig.load(path: path)
-    for problem in problems { FileHandle.standardError.write(Data("\(problem)\n".utf8)) }
-    guard let config else { throw ExitCode.failure }
-    return config
 }

@@ -54,7 +54,7 @@ struct ConfigProblemList {
         self.file = file
     }
 
-    var hasErrors: Bool { found.contains { $0.severity == .error } }
+    var hasErrors: Bool { found.contains(where: \.isError) }
 
     mutating func error(line: Int, _ message: String) {
         found.append(ConfigProblem(file: file, line: line, message: message, severity: .error))

@@ -17,7 +17,8 @@ struct CheckConfig: AsyncParsableCommand {
     var users: String
 
     func run() async throws {
-        let (server, userList) = try loadConfigs(config: config, users: users)
+        let (server, loaded) = try loadConfigs(server: config, users: users)
+        guard let userList = loaded else { throw ExitCode.failure }
         let units = userList.users.reduce(0) { $0 + $1.units.count }
         let hosts = Set(userList.users.flatMap { $0.units.map(\.host) })
         print("ok: \(userList.users.count) users, \(units) units on \(hosts.count) hosts; agents on port \(server.communicationPort), manager on \(server.manager)")
@@ -55,9 +56,7 @@ struct Sessions: AsyncParsableCommand {
     var end: String?
 
     func run() async throws {
-        let (server, problems) = ServerConfig.load(path: config)
-        for problem in problems { FileHandle.standardError.write(Data("\(problem)\n".utf8)) }
-        guard let server else { throw ExitCode.failure }
+        let (server, _) = try loadConfigs(server: config)
         let client: ServiceClient
         do {
             client = ServiceClient(address: server.manager, name: "the Berth manager at \(server.manager)", signer: RequestSigner(secret: try server.readSecret()))

@@ -32,7 +32,8 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (server, userList) = try loadConfigs(config: config, users: users)
+        let (server, loaded) = try loadConfigs(server: config, users: users)
+        guard let userList = loaded else { throw ExitCode.failure }
         let secret: [UInt8]
         do {
             secret = try server.readSecret()
@@ -94,13 +95,4 @@ struct Serve: AsyncParsableCommand {
         source.resume()
         return source
     }
-}
-
-/// Loads both files, printing every problem (errors and warnings); any error is fatal.
-func loadConfigs(config: String, users: String) throws -> (ServerConfig, UsersConfig) {
-    let (server, serverProblems) = ServerConfig.load(path: config)
-    let (userList, userProblems) = UsersConfig.load(path: users, server: server)
-    for problem in serverProblems + userProblems { FileHandle.standardError.write(Data("\(problem)\n".utf8)) }
-    guard let server, let userList else { throw ExitCode.failure }
-    return (server, userList)
 }
