@@ -1,7 +1,7 @@
 import Foundation
 
 /// Socket checks on a unit's `ip:port`. Each call blocks for at most a moment, and callers run
-/// it off the event loops (see `onBlockingThread`).
+/// it off the event loops (see `Transport.runBlocking`).
 enum PortProbe {
     /// Whether this host can bind `host:port` now, i.e. nothing else holds it.
     static func isFree(host: String, port: Int) -> Result<Void, POSIXError> {
@@ -56,13 +56,5 @@ enum PortProbe {
         if ready == 0 { return .serving }
         var byte: UInt8 = 0
         return recv(fd, &byte, 1, Int32(MSG_PEEK)) > 0 ? .serving : .notYet
-    }
-}
-
-/// Runs blocking work on a thread of its own pool, never on an event loop or Swift's
-/// cooperative threads.
-func onBlockingThread<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(returning: work()) }
     }
 }

@@ -28,7 +28,7 @@ struct Readiness {
                 }
             }
             attempt += 1
-            let answer = await onBlockingThread { PortProbe.probe(host: unit.host, port: unit.port) }
+            let answer = await docker.transport.runBlocking { PortProbe.probe(host: unit.host, port: unit.port) }
             if answer == .serving { return }
             guard clock.now < deadline else { throw Failure.timedOut }
             try await Task.sleep(for: .milliseconds(10))

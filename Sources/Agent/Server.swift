@@ -11,6 +11,7 @@ enum AgentServer {
         let router = Router(context: BerthRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: SignatureMiddleware(verifier: verifier))
+        router.add(middleware: TaskExecutorMiddleware(service.docker.transport.executor))
 
         let units = router.group("v1")
         units.get("health") { _, _ in

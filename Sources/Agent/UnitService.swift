@@ -134,7 +134,7 @@ final class UnitService: Sendable {
     }
 
     private func checkPortFree(_ unit: HostPort) async throws {
-        let result = await onBlockingThread { PortProbe.isFree(host: unit.host, port: unit.port) }
+        let result = await docker.transport.runBlocking { PortProbe.isFree(host: unit.host, port: unit.port) }
         guard case .failure(let error) = result else { return }
         guard error.code == .EADDRINUSE else {
             throw AgentError("unit \(unit): cannot use the address: \(error.localizedDescription)")

@@ -95,6 +95,7 @@ struct BerthBench: AsyncParsableCommand {
         var floorTimes: [Duration] = []
         var engineTimes: [Duration] = []
         var typedTimes: [Duration] = []
+        var hereTimes: [Duration] = []
         let clock = ContinuousClock()
         // Warm both connections.
         for _ in 0..<50 {
@@ -114,6 +115,17 @@ struct BerthBench: AsyncParsableCommand {
                 engineTimes.append(clock.now - start)
                 guard response.status == 200 else { throw BenchError("EngineAPI got \(response.status)") }
             }
+            // As the agent calls the engine: on the transport's own executor, no thread hand-off.
+            hereTimes += try await withTaskExecutorPreference(client.transport.executor) {
+                var times: [Duration] = []
+                for _ in 0..<perRound {
+                    let start = clock.now
+                    let response = try await client.transport.send(engineRequest)
+                    times.append(clock.now - start)
+                    guard response.status == 200 else { throw BenchError("EngineAPI got \(response.status)") }
+                }
+                return times
+            }
             if let typed {
                 for _ in 0..<perRound {
                     let start = clock.now
@@ -125,7 +137,9 @@ struct BerthBench: AsyncParsableCommand {
         let floor = Stats(floorTimes)
         table.row([call, "raw socket (floor)", floor.medianText, floor.p90Text, "1.00"])
         let engine = Stats(engineTimes)
-        table.row(["", "EngineAPI", engine.medianText, engine.p90Text, ratio(engine, floor)])
+        table.row(["", "EngineAPI, from Swift's thread pool", engine.medianText, engine.p90Text, ratio(engine, floor)])
+        let here = Stats(hereTimes)
+        table.row(["", "EngineAPI, on its executor (the agent's way)", here.medianText, here.p90Text, ratio(here, floor)])
         if !typedTimes.isEmpty {
             let typedStats = Stats(typedTimes)
             table.row(["", "EngineAPI, decoded to models", typedStats.medianText, typedStats.p90Text, ratio(typedStats, floor)])

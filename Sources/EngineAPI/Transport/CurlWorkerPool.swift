@@ -4,17 +4,29 @@ import Foundation
 /// Threads that each own one libcurl easy handle (so one kept-alive connection) and run blocking
 /// transfers, keeping them off Swift's cooperative pool and any event loop.
 ///
+/// The pool is also a `TaskExecutor`. A task that prefers it (`withTaskExecutorPreference`) runs
+/// on these threads, and its requests are then made right there on the thread's own handle: no
+/// hand-off to a worker and no resume on another thread, the two hops that otherwise cost more
+/// than a local engine takes to answer `_ping`.
+///
 /// The pool grows when every worker is busy (a followed log stream occupies its worker for as long
 /// as it lasts) and shrinks back after workers sit idle.
-final class CurlWorkerPool: @unchecked Sendable {
+final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
     private static let globalInit: Void = {
         curl_global_init(Int(CURL_GLOBAL_ALL))
     }()
 
+    /// What a worker does next: a transfer handed over by a caller elsewhere, or a piece of a task
+    /// that prefers this executor.
+    private enum Work {
+        case transfer(Transfer)
+        case job(UnownedJob)
+    }
+
     private let condition = NSCondition()
-    private var queue: [Transfer] = []
+    private var queue: [Work] = []
     private var queueHead = 0
-    /// Workers running a transfer; the others are free or about to wait for one.
+    /// Workers running something; the others are free or about to wait for work.
     private var active = 0
     private var workers = 0
     private let maximumWorkers: Int
@@ -29,8 +41,22 @@ final class CurlWorkerPool: @unchecked Sendable {
     }
 
     func submit(_ transfer: Transfer) {
+        submit(.transfer(transfer))
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        submit(.job(UnownedJob(job)))
+    }
+
+    /// The easy handle of the worker thread this is called on, when it is one of this pool's.
+    func handleOfCurrentThread() -> UnsafeMutableRawPointer? {
+        guard let worker = WorkerThread.current, worker.pool === self else { return nil }
+        return worker.handle
+    }
+
+    private func submit(_ work: Work) {
         condition.lock()
-        queue.append(transfer)
+        queue.append(work)
         let pending = queue.count - queueHead
         if pending > workers - active && workers < maximumWorkers {
             workers += 1
@@ -43,19 +69,19 @@ final class CurlWorkerPool: @unchecked Sendable {
         condition.unlock()
     }
 
-    private func nextTransfer() -> Transfer? {
+    private func nextWork() -> Work? {
         condition.lock()
         defer { condition.unlock() }
         while true {
             if queueHead < queue.count {
                 active += 1
-                let transfer = queue[queueHead]
+                let work = queue[queueHead]
                 queueHead += 1
                 if queueHead > 64 && queueHead * 2 > queue.count {
                     queue.removeFirst(queueHead)
                     queueHead = 0
                 }
-                return transfer
+                return work
             }
             let signalled = condition.wait(until: Date(timeIntervalSinceNow: idleTimeout))
             if !signalled && queueHead == queue.count && workers > minimumWorkers {
@@ -63,6 +89,12 @@ final class CurlWorkerPool: @unchecked Sendable {
                 return nil
             }
         }
+    }
+
+    private func markFree() {
+        condition.lock()
+        active -= 1
+        condition.unlock()
     }
 
     private func runWorker() {
@@ -73,14 +105,49 @@ final class CurlWorkerPool: @unchecked Sendable {
             return
         }
         defer { curl_easy_cleanup(handle) }
-        while let transfer = nextTransfer() {
-            let deliver = transfer.run(on: handle)
-            // Count as free before the caller resumes, so its next request reuses this warm
-            // connection instead of starting a thread.
-            condition.lock()
-            active -= 1
-            condition.unlock()
-            deliver()
+        let worker = WorkerThread(pool: self, handle: handle)
+        WorkerThread.current = worker
+        defer { WorkerThread.current = nil }
+        while let work = nextWork() {
+            switch work {
+            case .transfer(let transfer):
+                let deliver = transfer.run(on: handle)
+                // Count as free before the caller resumes, so its next request reuses this warm
+                // connection instead of starting a thread.
+                markFree()
+                deliver()
+            case .job(let job):
+                job.runSynchronously(on: asUnownedTaskExecutor())
+                markFree()
+            }
+        }
+    }
+}
+
+/// The pool and handle of a worker thread, found again from code running on it.
+private final class WorkerThread {
+    unowned let pool: CurlWorkerPool
+    let handle: UnsafeMutableRawPointer
+
+    init(pool: CurlWorkerPool, handle: UnsafeMutableRawPointer) {
+        self.pool = pool
+        self.handle = handle
+    }
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    static var current: WorkerThread? {
+        get {
+            guard let raw = pthread_getspecific(key) else { return nil }
+            return Unmanaged<WorkerThread>.fromOpaque(raw).takeUnretainedValue()
+        }
+        set {
+            if let old = pthread_getspecific(key) { Unmanaged<WorkerThread>.fromOpaque(old).release() }
+            pthread_setspecific(key, newValue.map { Unmanaged.passRetained($0).toOpaque() })
         }
     }
 }

@@ -15,6 +15,8 @@ final class Transfer: @unchecked Sendable {
             body: AsyncThrowingStream<Data, any Error>,
             chunks: AsyncThrowingStream<Data, any Error>.Continuation
         )
+        /// Collect the whole body for a caller already on the worker thread; see `outcome`.
+        case direct
     }
 
     let request: HTTPRequest
@@ -27,14 +29,16 @@ final class Transfer: @unchecked Sendable {
     private let delivery: Delivery
     private let cancelledFlag = Atomic<Bool>(false)
     /// Bytes handed to the stream's reader and not yet taken; the worker waits above a limit,
-    /// so a slow reader slows the sender instead of filling memory.
-    let flow = FlowControl()
+    /// so a slow reader slows the sender instead of filling memory. Streams only.
+    let flow: FlowControl?
 
     private var head = HTTPResponseHead(status: 0)
     private var headComplete = false
     private var headDelivered = false
     private var body = Data()
     private var uploadFile: UnsafeMutablePointer<FILE>?
+    /// The response of a `.direct` transfer, once `run` has returned.
+    private(set) var outcome: Result<HTTPResponse, EngineError> = .failure(.cancelled)
 
     init(
         request: HTTPRequest, endpoint: EngineEndpoint, connectTimeout: Duration, delivery: Delivery,
@@ -46,6 +50,7 @@ final class Transfer: @unchecked Sendable {
         self.connectTimeout = connectTimeout
         self.delivery = delivery
         self.traceRequest = traceRequest
+        if case .streaming = delivery { flow = FlowControl() } else { flow = nil }
     }
 
     var isCancelled: Bool { cancelledFlag.load(ordering: .relaxed) }
@@ -53,7 +58,7 @@ final class Transfer: @unchecked Sendable {
     /// Aborts the transfer at libcurl's next callback (data or progress, at least once a second).
     func cancel() {
         cancelledFlag.store(true, ordering: .relaxed)
-        flow.wake()
+        flow?.wake()
     }
 
     private var isStreaming: Bool {
@@ -267,7 +272,7 @@ final class Transfer: @unchecked Sendable {
     private func receiveBody(_ bytes: UnsafeRawBufferPointer) {
         if case .streaming(_, _, let chunks) = delivery, headDelivered {
             chunks.yield(Data(bytes))
-            flow.produced(bytes.count, isCancelled: { self.isCancelled })
+            flow?.produced(bytes.count, isCancelled: { self.isCancelled })
         } else {
             body.append(contentsOf: bytes)
         }
@@ -283,6 +288,9 @@ final class Transfer: @unchecked Sendable {
 
     private func finish(_ outcome: Result<Void, EngineError>) -> () -> Void {
         switch delivery {
+        case .direct:
+            self.outcome = outcome.map { HTTPResponse(head: head, body: body) }
+            return {}
         case .buffered(let continuation):
             let response = HTTPResponse(head: head, body: body)
             return {

@@ -14,8 +14,28 @@ public final class Transport: Sendable {
         self.pool = CurlWorkerPool()
     }
 
+    /// Where engine work runs cheapest: a task that prefers this executor
+    /// (`withTaskExecutorPreference(transport.executor) { … }`) makes its requests on the thread
+    /// it already runs on, with no hand-off in either direction.
+    public var executor: any TaskExecutor { pool }
+
+    /// Runs blocking work (a socket probe, say) on the pool's threads: right here when the task
+    /// already runs on one of them, else on a free one; never on Swift's cooperative threads.
+    public func runBlocking<T: Sendable>(_ work: @Sendable () -> T) async -> T {
+        if pool.handleOfCurrentThread() != nil { return work() }
+        return await withTaskExecutorPreference(pool) { () async -> T in work() }
+    }
+
     /// Sends a request and returns the whole response, whatever its status.
     public func send(_ request: HTTPRequest, traceRequest: (@Sendable (String) -> Void)? = nil) async throws -> HTTPResponse {
+        if pool.handleOfCurrentThread() != nil {
+            return try await sendHere(request, traceRequest: traceRequest)
+        }
+        return try await sendThroughPool(request, traceRequest: traceRequest)
+    }
+
+    /// Hands the transfer to a free worker and waits for its answer.
+    private func sendThroughPool(_ request: HTTPRequest, traceRequest: (@Sendable (String) -> Void)?) async throws -> HTTPResponse {
         let box = TransferBox()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
@@ -27,6 +47,23 @@ public final class Transport: Sendable {
             }
         } onCancel: {
             box.cancel()
+        }
+    }
+
+    /// Runs the transfer on the worker thread the calling task is on (it prefers `executor`).
+    private func sendHere(_ request: HTTPRequest, traceRequest: (@Sendable (String) -> Void)?) async throws -> HTTPResponse {
+        let transfer = Transfer(
+            request: request, endpoint: endpoint, connectTimeout: connectTimeout,
+            delivery: .direct, traceRequest: traceRequest)
+        return try await withTaskCancellationHandler {
+            // Nothing here suspends, so this is still the thread whose handle is taken.
+            guard let handle = pool.handleOfCurrentThread() else {
+                return try await sendThroughPool(request, traceRequest: traceRequest)
+            }
+            _ = transfer.run(on: handle)
+            return try transfer.outcome.get()
+        } onCancel: {
+            transfer.cancel()
         }
     }
 
