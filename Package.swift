@@ -6,6 +6,7 @@ let hummingbird = Target.Dependency.product(name: "Hummingbird", package: "hummi
 let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let cryptoExtras = Target.Dependency.product(name: "_CryptoExtras", package: "swift-crypto")
+let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
 
 let package = Package(
     name: "Berth",
@@ -24,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -34,12 +36,12 @@ let package = Package(
         .target(name: "EngineAPI", dependencies: ["CCurl"]),
         /// What the executables share: configuration, wire types, request signing, passwords.
         .target(name: "BerthCore", dependencies: ["EngineAPI", crypto, cryptoExtras]),
-        /// The HTTP serving both daemons share: signed requests, bounded bodies, one-line JSON errors.
-        .target(name: "BerthServer", dependencies: ["BerthCore", hummingbird, logging, .product(name: "NIOCore", package: "swift-nio")]),
+        /// The HTTP serving both daemons share: signed requests, bounded bodies, one-line JSON errors, /metrics.
+        .target(name: "BerthServer", dependencies: ["BerthCore", hummingbird, logging, prometheus, .product(name: "NIOCore", package: "swift-nio")]),
         /// What the three command-line tools share: one-line errors, tables, JSON output.
         .target(name: "BerthCLI", dependencies: ["BerthCore", argumentParser]),
-        .executableTarget(name: "Agent", dependencies: ["EngineAPI", "BerthCore", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging]),
-        .executableTarget(name: "Manager", dependencies: ["EngineAPI", "BerthCore", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging]),
+        .executableTarget(name: "Agent", dependencies: ["EngineAPI", "BerthCore", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus]),
+        .executableTarget(name: "Manager", dependencies: ["EngineAPI", "BerthCore", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus]),
         .executableTarget(name: "Client", dependencies: ["EngineAPI", "BerthCore", "BerthCLI", "UnitProtocol", argumentParser]),
         /// The call protocol of `berth call` and `berth-unit`, free of Foundation.
         .target(name: "UnitProtocol"),

@@ -5,11 +5,15 @@ import Foundation
 import Hummingbird
 import Logging
 
-/// The agent's HTTP API, for the manager only: every route needs a signed request.
+/// The agent's HTTP API, for the manager only: every route needs a signed request, but for
+/// `/metrics`, which Prometheus reads.
 enum AgentServer {
-    static func router(service: UnitService, verifier: RequestVerifier) -> Router<BerthRequestContext> {
+    static func router(service: UnitService, verifier: RequestVerifier, metrics: AgentMetrics = .shared) -> Router<BerthRequestContext> {
         let router = Router(context: BerthRequestContext.self)
         router.add(middleware: ErrorMiddleware())
+        // Prometheus cannot sign, so /metrics comes before the signature check: it shows counts only.
+        // Middleware applies to the routes added after it, and to every unknown path.
+        router.get("metrics") { _, _ in await metrics.scrape(service) }
         router.add(middleware: SignatureMiddleware(verifier: verifier))
         router.add(middleware: TaskExecutorMiddleware(service.docker.transport.executor))
 
@@ -19,26 +23,37 @@ enum AgentServer {
                 let version = try await service.docker.ping()
                 return try jsonResponse(["host": service.hostLabel, "engine": "ok", "api": version])
             } catch {
+                metrics.engineError(error)
                 throw APIError(.serviceUnavailable, "host \(service.config.server.host): \(error)")
             }
         }
         units.post("units/start") { request, _ in
             let start = try await request.decodeJSON(StartUnitRequest.self)
+            let clock = ContinuousClock()
+            let begun = clock.now
             do {
-                return try jsonResponse(try await service.start(start))
-            } catch let error as AgentError {
-                throw APIError(.conflict, error.description)
-            } catch let error as EngineError {
-                throw APIError(.serviceUnavailable, "unit \(start.unit): \(error)")
+                let status = try await service.start(start)
+                metrics.unitStartDuration.record(clock.now - begun)
+                metrics.unitsStarted.increment()
+                return try jsonResponse(status)
+            } catch {
+                metrics.unitStartFailures.increment()
+                metrics.engineError(error)
+                if let error = error as? EngineError {
+                    throw APIError(.serviceUnavailable, "unit \(start.unit): \(error)")
+                }
+                throw error is AgentError ? APIError(.conflict, "\(error)") : error
             }
         }
         units.post("units/stop") { request, _ in
             let stop = try await request.decodeJSON(StopUnitsRequest.self)
-            return try jsonResponse(StopUnitsResponse(removed: try await engineCall(service) { try await service.stop(stop) }))
+            let removed = try await engineCall(service, metrics) { try await service.stop(stop) }
+            metrics.unitsRemoved.increment(by: Int64(removed.count))
+            return try jsonResponse(StopUnitsResponse(removed: removed))
         }
         units.get("units") { request, _ in
             let user = request.uri.queryParameters["user"].map(String.init)
-            return try jsonResponse(UnitList(units: try await engineCall(service) { try await service.list(user: user) }))
+            return try jsonResponse(UnitList(units: try await engineCall(service, metrics) { try await service.list(user: user) }))
         }
         units.get("units/logs") { request, _ in
             let query = request.uri.queryParameters
@@ -49,11 +64,8 @@ enum AgentServer {
                 follow: query["follow"] == "1", since: query["since"].map(String.init),
                 tail: query["tail"].flatMap { Int(String($0)) }, timestamps: query["timestamps"] == "1")
             options.until = query["until"].map(String.init)
-            let frames: OutputFrames
-            do {
-                frames = try await service.logs(user: user, unit: unit, options: options)
-            } catch let error as AgentError {
-                throw APIError(.notFound, error.description)
+            let frames = try await engineCall(service, metrics, refusal: .notFound) {
+                try await service.logs(user: user, unit: unit, options: options)
             }
             return Response(
                 status: .ok, headers: [.contentType: "application/vnd.docker.multiplexed-stream"],
@@ -64,23 +76,23 @@ enum AgentServer {
         }
         units.post("units/exec") { request, _ in
             let exec = try await request.decodeJSON(ExecRequest.self)
-            do {
-                return try jsonResponse(try await service.exec(exec))
-            } catch let error as AgentError {
-                throw APIError(.notFound, error.description)
-            }
+            return try jsonResponse(try await engineCall(service, metrics, refusal: .notFound) { try await service.exec(exec) })
         }
         return router
     }
 
-    /// Engine failures become 503 naming this host, so the manager can tell the user which host is down.
-    private static func engineCall<T>(_ service: UnitService, _ body: () async throws -> T) async throws -> T {
+    /// Engine failures become 503 naming this host, so the manager can tell the user which host
+    /// is down; the agent's own refusals get `refusal`.
+    private static func engineCall<T>(
+        _ service: UnitService, _ metrics: AgentMetrics, refusal: HTTPResponse.Status = .conflict, _ body: () async throws -> T
+    ) async throws -> T {
         do {
             return try await body()
         } catch let error as EngineError {
+            metrics.engineError(error)
             throw APIError(.serviceUnavailable, "host \(service.config.server.host): \(error)")
         } catch let error as AgentError {
-            throw APIError(.conflict, error.description)
+            throw APIError(refusal, error.description)
         }
     }
 }

@@ -53,6 +53,7 @@ final class UnitService: Sendable {
             try await docker.startContainer(id)
             try await Readiness(docker: docker, timeout: .seconds(config.readyTimeoutSeconds)).wait(container: id, unit: unit)
         } catch {
+            AgentMetrics.shared.engineError(error)
             let cause = describe(error, unit: unit)
             let tail = (try? await docker.logTail(id, lines: 10))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
             try? await docker.removeContainer(id, force: true)

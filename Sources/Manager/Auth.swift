@@ -29,7 +29,7 @@ actor Auth {
             await recordFailure(name)
             // Each failure in a row costs a little more time.
             try? await Task.sleep(for: .milliseconds(200 * min(previousFailures + 1, 5)))
-            throw ManagerError(Self.wrongCredentials)
+            throw LoginRefused(.wrongCredentials, Self.wrongCredentials)
         }
         await recordSuccess(name)
         return user
@@ -42,7 +42,7 @@ actor Auth {
         failures[name] = recent
         if recent.count >= policy.maxFailures, let last = recent.last, now.timeIntervalSince(last) < policy.lockout {
             let minutes = Int((policy.lockout - now.timeIntervalSince(last)) / 60) + 1
-            throw ManagerError("too many failed logins for \(name); the name is locked, try again in \(minutes) min")
+            throw LoginRefused(.locked, "too many failed logins for \(name); the name is locked, try again in \(minutes) min")
         }
         return recent.count
     }
@@ -67,5 +67,22 @@ actor Auth {
             _ = PasswordHash.verify(password, against: PasswordHash.decoy)
             return false
         }
+    }
+}
+
+/// Why a password check refused a login, worded for the user.
+struct LoginRefused: Error, CustomStringConvertible {
+    enum Reason {
+        /// A wrong password or an unknown name: the user is told the same for both.
+        case wrongCredentials
+        case locked
+    }
+
+    let reason: Reason
+    let description: String
+
+    init(_ reason: Reason, _ description: String) {
+        self.reason = reason
+        self.description = description
     }
 }

@@ -38,6 +38,7 @@ final class Coordinator: Sendable {
         } catch {
             logger.notice("login refused", metadata: ["user": "\(request.user)", "from": "\(address)", "reason": "\(error)"])
             await audit.record("login.failed", user: request.user, from: address, detail: "\(error)")
+            ManagerMetrics.shared.loginRefused(error)
             try await emit(LoginEvent(kind: .failed, message: "\(error)"))
             return
         }
@@ -45,6 +46,7 @@ final class Coordinator: Sendable {
             try await loginClaimed(user, request: request, from: address, emit: emit)
         }
         if done == nil {
+            ManagerMetrics.shared.login(.busy)
             try await emit(LoginEvent(kind: .failed, message: "a login or logout of \(user.name) is already under way; try again in a moment"))
         }
     }
@@ -66,6 +68,7 @@ final class Coordinator: Sendable {
     private func loginClaimed(_ user: UserConfig, request: LoginRequest, from address: String, emit: @escaping Emit) async throws {
         if let existing = await sessions.session(user: user.name) {
             guard request.force else {
+                ManagerMetrics.shared.login(.alreadyLoggedIn)
                 let since = ISO8601DateFormatter().string(from: existing.since)
                 try await emit(LoginEvent(kind: .failed, message: "\(user.name) is already logged in since \(since) from \(existing.from); log out there, or use --force to end that session"))
                 return
@@ -106,6 +109,7 @@ final class Coordinator: Sendable {
             }
             logger.warning("login rolled back", metadata: ["user": "\(user.name)", "failures": "\(failures)"])
             await audit.record("login.rolled_back", user: user.name, from: address, detail: failures.joined(separator: "; "))
+            ManagerMetrics.shared.login(.failed)
             try await emit(LoginEvent(kind: .failed, message: "login failed, \(outcome): " + failures.joined(separator: "\n")))
             return
         }
@@ -115,6 +119,7 @@ final class Coordinator: Sendable {
         try await sessions.save(saved)
         logger.info("logged in", metadata: ["user": "\(user.name)", "from": "\(address)", "units": "\(user.units.count)"])
         await audit.record("login.ok", user: user.name, from: address, detail: user.units.map(\.description).joined(separator: ","))
+        ManagerMetrics.shared.login(.ok)
         try await emit(LoginEvent(kind: .done, message: "\(user.units.count) unit\(user.units.count == 1 ? "" : "s") ready", token: token, units: user.units, unitSecret: unitSecret))
     }
 
@@ -194,6 +199,7 @@ final class Coordinator: Sendable {
         }
         logger.info("logged out", metadata: ["user": "\(session.user)", "units": "\(removed.count)"])
         await audit.record("logout", user: session.user, detail: "\(removed.count) units removed")
+        ManagerMetrics.shared.logouts.increment()
         return removed
     }
 

@@ -53,6 +53,7 @@ actor Reconciler {
                 summary.ended += 1
                 logger.notice("session ended after being idle", metadata: ["user": "\(session.user)", "last_seen": "\(session.lastSeen)"])
                 await coordinator.audit.record("session.expired", user: session.user)
+                ManagerMetrics.shared.sessionsExpired.increment()
             } catch {
                 logger.warning("could not end an idle session", metadata: ["user": "\(session.user)", "error": "\(error)"])
             }
@@ -89,6 +90,7 @@ actor Reconciler {
                     orphansSince[key] = nil
                     logger.notice("removed an orphan unit container", metadata: ["unit": "\(unit.unit)", "user": "\(unit.user)"])
                     await coordinator.audit.record("unit.orphan_removed", user: unit.user, detail: unit.unit.description)
+                    ManagerMetrics.shared.orphanUnitsRemoved.increment()
                 } catch {
                     logger.warning("could not remove an orphan", metadata: ["unit": "\(unit.unit)", "error": "\(error)"])
                 }

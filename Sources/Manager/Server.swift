@@ -11,6 +11,8 @@ enum ManagerServer {
     static func router(coordinator: Coordinator, verifier: RequestVerifier) -> Router<BerthRequestContext> {
         let router = Router(context: BerthRequestContext.self)
         router.add(middleware: ErrorMiddleware())
+        // For Prometheus, which cannot sign: counts only, no names.
+        router.get("metrics") { _, _ in await ManagerMetrics.shared.scrape(coordinator.sessions) }
         let api = router.group("v1")
 
         api.post("login") { request, context in
@@ -41,6 +43,7 @@ enum ManagerServer {
             }
             let agent = coordinator.planner.agent(for: exec.unit.host)
             await coordinator.audit.record("exec", user: session.user, detail: "\(exec.unit) \(exec.command)")
+            ManagerMetrics.shared.execs.increment()
             return try jsonResponse(try await relay { try await agent.exec(ExecRequest(user: session.user, unit: exec.unit, command: exec.command)) })
         }
         api.get("logs") { request, _ in

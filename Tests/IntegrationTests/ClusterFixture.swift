@@ -21,17 +21,28 @@ final class ClusterFixture: @unchecked Sendable {
     static let absentHost = "127.0.0.4"
     static let password = "s3cret-pass"
 
-    static var binaries: String { DockerTestSupport.repositoryRoot + "/.build/debug" }
+    /// The binaries built with these tests: beside the test bundle, whatever `--scratch-path` was.
+    static let binaries: String = {
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
+        return FileManager.default.isExecutableFile(atPath: beside + "/berth-agent") ? beside : DockerTestSupport.repositoryRoot + "/.build/debug"
+    }()
 
     /// What the unit containers run.
-    enum Payload {
+    enum Payload: Equatable {
         /// The busybox image with an admin template: `nc` answering a banner made of placeholders.
         case bannerTemplate
+        /// The same banner, served only after the container has run for a while: a unit slow to be ready.
+        case slowBannerTemplate(seconds: Int)
         /// The shipped default: the berth-unit image and the built-in template.
         case berthUnit
     }
 
-    init(payload: Payload = .bannerTemplate, users userHosts: [(String, [String])]? = nil) async throws {
+    /// The engine socket of the agent given as `engineBehindProxy`: nothing serves it until the
+    /// test starts an `EngineProxy` there.
+    let proxiedEngineSocket: String?
+    private var agents: [String: Process] = [:]
+
+    init(payload: Payload = .bannerTemplate, users userHosts: [(String, [String])]? = nil, engineBehindProxy proxiedHost: String? = nil) async throws {
         let client = try await DockerTestSupport.ready()
         if payload == .berthUnit, (try? await client.inspectImage("berth-unit:latest")) == nil {
             throw TestSetupError("berth-unit:latest is missing; `make image` builds it (make test does)")
@@ -44,12 +55,22 @@ final class ClusterFixture: @unchecked Sendable {
         managerAddress = HostPort(host: "127.0.0.1", port: try DockerTestSupport.freePort())
         secret = Array("cluster-secret-\(UUID().uuidString)".utf8)
         FileManager.default.createFile(atPath: root + "/cluster.key", contents: Data(secret), attributes: [.posixPermissions: 0o600])
+        let root = root
+        proxiedEngineSocket = proxiedHost.map { root + "/engine-\($0).sock" }
         let template = payload == .berthUnit ? nil : root + "/unit.json"
-        if let template {
+        let banner = #"nc -ll -p {{port}} -e echo 'unit {{user}} {{ip}}:{{port}} memory {{memory}}'"#
+        switch payload {
+        case .bannerTemplate:
             try """
             {"Image": "\(DockerTestSupport.image)",
              "Cmd": ["nc", "-ll", "-p", "{{port}}", "-e", "echo", "unit {{user}} {{ip}}:{{port}} memory {{memory}}"]}
-            """.write(toFile: template, atomically: true, encoding: .utf8)
+            """.write(toFile: root + "/unit.json", atomically: true, encoding: .utf8)
+        case .slowBannerTemplate(let seconds):
+            try """
+            {"Image": "\(DockerTestSupport.image)", "Cmd": ["sh", "-c", "sleep \(seconds); exec \(banner)"]}
+            """.write(toFile: root + "/unit.json", atomically: true, encoding: .utf8)
+        case .berthUnit:
+            break
         }
 
         var units: [String: [HostPort]] = [:]
@@ -89,12 +110,13 @@ final class ClusterFixture: @unchecked Sendable {
                   \(host == "manager" ? "<NodeType>manager</NodeType>\n  <Manager>\(managerAddress)</Manager>" : "")
                   <Secret>\(root)/cluster.key</Secret>
                   \(template.map { "<Template>\($0)</Template>" } ?? "")
+                  \(host == proxiedHost ? "<Docker>unix://\(root)/engine-\(host).sock</Docker>" : "")
                   <ReadyTimeout>20</ReadyTimeout>
                 </Config>
                 """.write(toFile: root + "/docker_server_\(host).xml", atomically: true, encoding: .utf8)
         }
         for host in Self.hosts {
-            try launch("berth-agent", ["serve", "--config", root + "/docker_server_\(host).xml"], log: "agent-\(host)")
+            try launchAgent(host)
         }
         try startManager()
         for address in Self.hosts.map({ HostPort(host: $0, port: communicationPort) }) + [managerAddress] {
@@ -118,6 +140,26 @@ final class ClusterFixture: @unchecked Sendable {
         if let manager { kill(manager.processIdentifier, SIGHUP) }
     }
 
+    private func launchAgent(_ host: String) throws {
+        agents[host] = try launch("berth-agent", ["serve", "--config", root + "/docker_server_\(host).xml"], log: "agent-\(host)")
+    }
+
+    func agent(_ host: String) -> HostPort { HostPort(host: host, port: communicationPort) }
+
+    /// `kill -9` of the agent on `host`; it stays down until `startAgent`.
+    func killAgentHard(_ host: String) {
+        guard let agent = agents[host] else { return }
+        kill(agent.processIdentifier, SIGKILL)
+        agent.waitUntilExit()
+    }
+
+    func startAgent(_ host: String) async throws {
+        try launchAgent(host)
+        try await Self.waitListening(agent(host))
+    }
+
+    func isAgentRunning(_ host: String) -> Bool { agents[host]?.isRunning == true }
+
     /// `kill -9` of the manager, then a new one on the same state directory.
     func restartManagerHard() async throws {
         if let manager {
@@ -133,8 +175,12 @@ final class ClusterFixture: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binaries + "/" + binary)
         process.arguments = arguments
-        FileManager.default.createFile(atPath: root + "/\(log).log", contents: nil)
+        // A restarted daemon appends to its predecessor's log.
+        if !FileManager.default.fileExists(atPath: root + "/\(log).log") {
+            FileManager.default.createFile(atPath: root + "/\(log).log", contents: nil)
+        }
         let output = FileHandle(forWritingAtPath: root + "/\(log).log")
+        output?.seekToEndOfFile()
         process.standardOutput = output
         process.standardError = output
         try process.run()

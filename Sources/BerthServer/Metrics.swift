@@ -1,0 +1,46 @@
+import Hummingbird
+import NIOCore
+import Prometheus
+
+/// Makes one daemon's Prometheus metrics, every name under its namespace (`berth_agent_…`).
+///
+/// Both daemons serve their metrics unsigned at `GET /metrics`, because Prometheus cannot sign
+/// requests; so metrics hold counts only, and no label ever carries a user name, a token, a
+/// password or a unit.
+public struct MetricsFactory: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    let namespace: String
+
+    public init(namespace: String) {
+        self.namespace = namespace
+    }
+
+    public func counter(_ name: String, _ help: String, labels: [(String, String)] = []) -> Counter {
+        registry.makeCounter(descriptor: descriptor(name, unit: "total", help), labels: labels)
+    }
+
+    public func gauge(_ name: String, _ help: String) -> Gauge {
+        registry.makeGauge(descriptor: descriptor(name, unit: "", help))
+    }
+
+    /// Durations in seconds, in buckets from 5 ms to 2 min: a unit or a login is ready in tens of
+    /// milliseconds to a minute.
+    public func secondsHistogram(_ name: String, _ help: String) -> DurationHistogram {
+        registry.makeDurationHistogram(descriptor: descriptor(name, unit: "seconds", help), buckets: [
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+            .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+            .seconds(30), .seconds(60), .seconds(120),
+        ])
+    }
+
+    private func descriptor(_ name: String, unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: namespace, metricName: name, unitName: unit, helpText: help)
+    }
+
+    /// The registry in Prometheus' text exposition format (version 0.0.4).
+    public func response() -> Response {
+        Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+    }
+}
