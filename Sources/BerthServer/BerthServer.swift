@@ -20,8 +20,7 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
 public struct BerthRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: SocketAddress?
-    /// Request bodies are JSON commands; nothing legitimate comes near this.
-    public var maxUploadSize: Int { 1 << 20 }
+    public var maxUploadSize: Int { maxRequestBody }
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
@@ -71,7 +70,12 @@ public struct SignatureMiddleware<Context: RequestContext>: RouterMiddleware {
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var request = request
-        let body = try await request.collectBody(upTo: 1 << 20)
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: maxRequestBody)
+        } catch {
+            throw unreadableBody(error)
+        }
         do {
             try verifier.verify(
                 method: request.method.rawValue, target: request.uri.description, body: Data(buffer: body),
@@ -87,7 +91,12 @@ public struct SignatureMiddleware<Context: RequestContext>: RouterMiddleware {
 extension Request {
     /// The body decoded as `T`, or a 400 that names what is wrong.
     public func decodeJSON<T: Decodable>(_ type: T.Type) async throws -> T {
-        let buffer = try await body.collect(upTo: 1 << 20)
+        let buffer: ByteBuffer
+        do {
+            buffer = try await body.collect(upTo: maxRequestBody)
+        } catch {
+            throw unreadableBody(error)
+        }
         do {
             return try BerthJSON.decoder.decode(type, from: Data(buffer: buffer))
         } catch let DecodingError.keyNotFound(key, _) {
@@ -100,6 +109,17 @@ extension Request {
             throw APIError(.badRequest, field.isEmpty ? "request body is not valid JSON" : "request body field \"\(field)\" is invalid: \(context.debugDescription)")
         }
     }
+}
+
+/// Request bodies are JSON commands; nothing legitimate comes near this.
+let maxRequestBody = 1 << 20
+
+/// A body too large is a 413, one cut short or badly framed a 400: the client's mistake, not a 500.
+private func unreadableBody(_ error: any Error) -> APIError {
+    if error is NIOTooManyBytesError {
+        return APIError(.contentTooLarge, "request body is larger than \(maxRequestBody >> 20) MiB")
+    }
+    return APIError(.badRequest, "request body could not be read: \(error)")
 }
 
 /// A JSON response.

@@ -105,7 +105,8 @@ final class Coordinator: Sendable {
                 }
             } catch {
                 // The reconciler removes what is left once the agent answers again.
-                outcome = "what started is removed as soon as its agent answers (\(error))"
+                outcome = "what started is removed as soon as its agent answers"
+                logger.warning("rollback incomplete", metadata: ["user": "\(user.name)", "error": "\(error)"])
             }
             logger.warning("login rolled back", metadata: ["user": "\(user.name)", "failures": "\(failures)"])
             await audit.record("login.rolled_back", user: user.name, from: address, detail: failures.joined(separator: "; "))

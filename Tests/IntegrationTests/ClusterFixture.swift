@@ -31,8 +31,9 @@ final class ClusterFixture: @unchecked Sendable {
     enum Payload: Equatable {
         /// The busybox image with an admin template: `nc` answering a banner made of placeholders.
         case bannerTemplate
-        /// The same banner, served only after the container has run for a while: a unit slow to be ready.
-        case slowBannerTemplate(seconds: Int)
+        /// The same banner, served only after the container has run for `seconds` (on `host` only,
+        /// when given): a unit slow to be ready.
+        case slowBannerTemplate(seconds: Int, host: String? = nil)
         /// The shipped default: the berth-unit image and the built-in template.
         case berthUnit
     }
@@ -65,9 +66,10 @@ final class ClusterFixture: @unchecked Sendable {
             {"Image": "\(DockerTestSupport.image)",
              "Cmd": ["nc", "-ll", "-p", "{{port}}", "-e", "echo", "unit {{user}} {{ip}}:{{port}} memory {{memory}}"]}
             """.write(toFile: root + "/unit.json", atomically: true, encoding: .utf8)
-        case .slowBannerTemplate(let seconds):
+        case .slowBannerTemplate(let seconds, let host):
+            let wait = host.map { "[ {{ip}} != \($0) ] || sleep \(seconds)" } ?? "sleep \(seconds)"
             try """
-            {"Image": "\(DockerTestSupport.image)", "Cmd": ["sh", "-c", "sleep \(seconds); exec \(banner)"]}
+            {"Image": "\(DockerTestSupport.image)", "Cmd": ["sh", "-c", "\(wait); exec \(banner)"]}
             """.write(toFile: root + "/unit.json", atomically: true, encoding: .utf8)
         case .berthUnit:
             break

@@ -31,48 +31,6 @@ import Testing
     }
 }
 
-/// An agent whose engine is missing answers at once, naming the host and the socket, and keeps serving.
-@Suite struct MissingEngineTests {
-    @Test func anAgentWithoutItsEngineSaysSoAndKeepsRunning() async throws {
-        let root = NSTemporaryDirectory() + "berth-noengine-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: root + "/share", withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        let secret = Array("no-engine-secret".utf8)
-        FileManager.default.createFile(atPath: root + "/key", contents: Data(secret), attributes: [.posixPermissions: 0o600])
-        let agent = HostPort(host: "127.0.0.5", port: try DockerTestSupport.freePort(host: "127.0.0.5"))
-        try """
-            <Config><Server>\(agent)</Server><Share>\(root)/share</Share><Secret>\(root)/key</Secret>
-            <Docker>unix://\(root)/missing.sock</Docker></Config>
-            """.write(toFile: root + "/server.xml", atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ClusterFixture.binaries + "/berth-agent")
-        process.arguments = ["serve", "--config", root + "/server.xml"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        defer { process.terminate(); process.waitUntilExit() }
-        try await ClusterFixture.waitListening(agent)
-
-        let client = ServiceClient(address: agent, name: "agent", signer: RequestSigner(secret: secret))
-        let unit = HostPort(host: agent.host, port: try DockerTestSupport.freePort(host: agent.host))
-        let start = StartUnitRequest(user: "aaa", session: "s", unit: unit, memory: "64m", cpu: 512, home: root + "/home", unitSecret: "x")
-        for _ in 0..<2 {
-            let clock = ContinuousClock()
-            let begun = clock.now
-            do {
-                _ = try await client.call("POST", "/v1/units/start", body: start, as: UnitStatus.self)
-                Issue.record("a unit started without an engine")
-            } catch ServiceError.refused(let status, let message) {
-                #expect(status == 503)
-                #expect(message.contains("\(unit)"), "\(message)")
-                #expect(message.contains("Docker engine not reachable at \(root)/missing.sock"), "\(message)")
-            }
-            #expect(clock.now - begun < .seconds(5))
-        }
-        #expect(process.isRunning)
-    }
-}
-
 /// Every failure of the command-line tools is one line, `error: …`, and a non-zero status.
 @Suite struct OneLineErrorTests {
     @Test(arguments: [
