@@ -57,6 +57,7 @@ let package = Package(
         .testTarget(name: "BerthCoreTests", dependencies: ["BerthCore"]),
         .testTarget(name: "UnitTests", dependencies: ["UnitProtocol"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "BerthCore", "EngineAPI"]),
+        .testTarget(name: "ClientTests", dependencies: ["Client", "BerthCore", "UnitProtocol"]),
         .testTarget(name: "IntegrationTests", dependencies: ["EngineAPI", "BerthCore"]),
     ]
 )

@@ -83,3 +83,48 @@ import Testing
         #expect(ContinuousClock.now - start < .seconds(3))
     }
 }
+
+/// Tasks that prefer the transport's executor send on their own thread; that path must behave
+/// like the hand-off one.
+@Suite struct TransportExecutorTests {
+    @Test func requestsOnTheExecutorGetTheirAnswers() async throws {
+        let engine = try FakeEngine(response: "HTTP/1.1 200 OK\r\nApi-Version: 1.43\r\nContent-Length: 2\r\n\r\nOK")
+        defer { engine.stop() }
+        let client = DockerClient(endpoint: .unix(engine.path))
+        // Several at once: each runs on a worker of its own, with its own connection.
+        let answers = try await withThrowingTaskGroup(of: String.self, returning: [String].self) { group in
+            for _ in 0..<8 {
+                group.addTask(executorPreference: client.transport.executor) { try await client.ping() }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(answers == Array(repeating: "1.43", count: 8))
+    }
+
+    @Test func cancellingATaskOnTheExecutorAbortsItsTransfer() async throws {
+        let engine = try FakeEngine(response: nil)
+        defer { engine.stop() }
+        let client = DockerClient(endpoint: .unix(engine.path), timeout: .seconds(60))
+        let task = Task(executorPreference: client.transport.executor) { try await client.ping() }
+        try await Task.sleep(for: .milliseconds(200))
+        let start = ContinuousClock.now
+        task.cancel()
+        await #expect(throws: EngineError.cancelled) { try await task.value }
+        #expect(ContinuousClock.now - start < .seconds(3))
+    }
+
+    @Test func blockingWorkRunsOffSwiftsThreads() async throws {
+        let client = DockerClient(endpoint: .unix("/nonexistent/docker.sock"))
+        let name = await client.transport.runBlocking { threadName() }
+        #expect(name == "berth-curl")
+        let nested = await Task(executorPreference: client.transport.executor) {
+            await client.transport.runBlocking { threadName() }
+        }.value
+        #expect(nested == "berth-curl")
+    }
+}
+
+private func threadName() -> String {
+    let comm = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
+    return comm.trimmingCharacters(in: .whitespacesAndNewlines)
+}

@@ -60,8 +60,11 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
         let pending = queue.count - queueHead
         if pending > workers - active && workers < maximumWorkers {
             workers += 1
-            let thread = Thread { [self] in runWorker() }
-            thread.name = "berth-curl"
+            let thread = Thread { [self] in
+                // Named from inside: on Linux that is what reaches the kernel (`ps -L`, /proc).
+                Thread.current.name = "berth-curl"
+                runWorker()
+            }
             thread.stackSize = 512 * 1024
             thread.start()
         }

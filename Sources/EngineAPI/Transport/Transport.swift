@@ -23,7 +23,13 @@ public final class Transport: Sendable {
     /// already runs on one of them, else on a free one; never on Swift's cooperative threads.
     public func runBlocking<T: Sendable>(_ work: @Sendable () -> T) async -> T {
         if pool.handleOfCurrentThread() != nil { return work() }
-        return await withTaskExecutorPreference(pool) { () async -> T in work() }
+        // A closure that never suspends would run where it is; a `@concurrent` function moves to
+        // the preferred executor.
+        return await withTaskExecutorPreference(pool) { await Self.run(work) }
+    }
+
+    @concurrent private static func run<T: Sendable>(_ work: @Sendable () -> T) async -> T {
+        work()
     }
 
     /// Sends a request and returns the whole response, whatever its status.

@@ -1,0 +1,300 @@
+import BerthCore
+import EngineAPI
+import Foundation
+import UnitProtocol
+
+/// Starts the call on every unit at once and prints the outputs in unit order. The unit whose turn
+/// it is prints as it streams; the others spool to an unlinked temporary file meanwhile, so every
+/// unit runs at full speed and memory stays flat whatever the size of the output.
+struct CallMerger {
+    /// Opens one unit's call and returns its framed answer (see `UnitFrame`).
+    typealias Source = @Sendable (HostPort, CallRequest) async throws -> AsyncThrowingStream<Data, any Error>
+
+    let units: [HostPort]
+    let header: Bool
+    let source: Source
+    /// Where merged output goes; standard output but in tests.
+    var output: Int32 = STDOUT_FILENO
+
+    init(units: [HostPort], header: Bool, output: Int32 = STDOUT_FILENO, source: @escaping Source) {
+        self.units = units
+        self.header = header
+        self.output = output
+        self.source = source
+    }
+
+    /// Calls the session's units over HTTP with its key.
+    init(session: SessionFile, units: [HostPort], header: Bool) {
+        self.init(units: units, header: header) { [secret = session.unitSecret] unit, request in
+            let client = ServiceClient(address: unit, name: "unit \(unit)")
+            return try await client.stream("POST", UnitPath.call, body: request, token: secret).body
+        }
+    }
+
+    func run(script: String, arguments: [String], split: Bool) async throws {
+        let outputs = units.map { _ in UnitOutput(destination: output, wantsHeader: header) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, unit) in units.enumerated() {
+                let request = CallRequest(
+                    script: script, arguments: arguments,
+                    part: split ? index + 1 : nil, parts: split ? units.count : nil)
+                group.addTask { [source] in
+                    await outputs[index].read { try await source(unit, request) }
+                }
+            }
+            defer { group.cancelAll() }
+            try await printInOrder(outputs, script: script)
+        }
+    }
+
+    private func printInOrder(_ outputs: [UnitOutput], script: String) async throws {
+        var expectedHeader: [UInt8]?
+        for (index, unit) in units.enumerated() {
+            let unitOutput = outputs[index]
+            if header {
+                await unitOutput.waitForHeaderOrEnd()
+                if let line = unitOutput.header {
+                    if let expected = expectedHeader {
+                        guard expected == line else {
+                            throw CallError(message: "unit \(unit): its header differs from unit \(units[0])'s:\n  \(Self.line(line))\n  \(Self.line(expected))")
+                        }
+                    } else {
+                        expectedHeader = line
+                        try writeAll(output, line)
+                    }
+                }
+            }
+            try await unitOutput.printSpoolThenGoLive()
+            await unitOutput.waitForEnd()
+            // Ctrl-C ends the streams quietly; say so rather than blame the connection.
+            try Task.checkCancellation()
+            switch unitOutput.outcome {
+            case .failed(let error as ServiceError):
+                throw CallError(message: "unit \(unit): \(Self.reason(error))")
+            case .failed(let error as CallError):
+                throw CallError(message: "unit \(unit): \(error.message)")
+            case .failed(let error):
+                throw CallError(message: "unit \(unit): \(error)")
+            case .running:
+                throw CallError(message: "unit \(unit): the connection ended before \(script) finished")
+            case .exited(0):
+                continue
+            case .exited(let status):
+                let detail = String(decoding: unitOutput.stderrTail, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                throw CallError(message: "unit \(unit): \(script) exited with status \(status)\(detail.isEmpty ? "" : ": \(detail)")")
+            }
+        }
+    }
+
+    private static func line(_ bytes: [UInt8]) -> String {
+        String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .newlines)
+    }
+
+    private static func reason(_ error: ServiceError) -> String {
+        if case .refused(401, _) = error { return "refused: your session's key does not match (log in again)" }
+        return error.description
+    }
+}
+
+/// One unit's answer on its way to the terminal: its header line, its standard output (printed
+/// live on its turn, spooled before), the tail of its standard error and how it ended.
+final class UnitOutput: @unchecked Sendable {
+    enum Outcome {
+        /// Still streaming, or the stream ended without an exit status.
+        case running
+        case exited(Int32)
+        case failed(any Error)
+    }
+
+    private let destination: Int32
+    private let lock = NSLock()
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+    /// The first line so far, while it is being read; nil when complete or not wanted.
+    private var partialHeader: [UInt8]?
+    private(set) var header: [UInt8]?
+    /// Set once the spool is drained on this unit's turn: from then on output goes straight out.
+    private var live = false
+    private var spool: Int32 = -1
+    private var spooled = 0
+    private var ended = false
+    private(set) var outcome = Outcome.running
+    private(set) var stderrTail: [UInt8] = []
+
+    init(destination: Int32, wantsHeader: Bool) {
+        self.destination = destination
+        partialHeader = wantsHeader ? [] : nil
+    }
+
+    deinit {
+        if spool >= 0 { close(spool) }
+    }
+
+    // MARK: The reading side
+
+    func read(_ open: () async throws -> AsyncThrowingStream<Data, any Error>) async {
+        do {
+            var decoder = UnitFrameDecoder()
+            for try await chunk in try await open() {
+                for frame in decoder.feed(chunk) {
+                    switch frame {
+                    case .stdout(let bytes):
+                        try take(bytes[...])
+                    case .stderr(let bytes):
+                        // Errors show at once, whoever's turn it is.
+                        try? writeAll(STDERR_FILENO, bytes)
+                        stderrTail.append(contentsOf: bytes)
+                        if stderrTail.count > 4096 { stderrTail.removeFirst(stderrTail.count - 4096) }
+                    case .exit(let status):
+                        exited(status)
+                    }
+                }
+            }
+            end(nil)
+        } catch {
+            end(error)
+        }
+    }
+
+    private func take(_ bytes: ArraySlice<UInt8>) throws {
+        var rest = bytes
+        lock.lock()
+        if var pending = partialHeader {
+            if let newline = rest.firstIndex(of: UInt8(ascii: "\n")) {
+                pending += rest[...newline]
+                rest = rest[(newline + 1)...]
+                header = pending
+                partialHeader = nil
+                wakeWaiters()
+            } else {
+                pending += rest
+                partialHeader = pending
+                lock.unlock()
+                return
+            }
+        }
+        if rest.isEmpty { lock.unlock(); return }
+        if live {
+            lock.unlock()
+            try writeAll(destination, rest)
+            return
+        }
+        defer { lock.unlock() }
+        if spool < 0 { spool = try Self.makeSpool() }
+        try rest.withUnsafeBytes { buffer in
+            var done = 0
+            while done < buffer.count {
+                let n = pwrite(spool, buffer.baseAddress! + done, buffer.count - done, off_t(spooled + done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw CallError(message: "cannot spool its output while an earlier unit prints: \(String(cString: strerror(errno)))")
+                }
+                done += n
+            }
+        }
+        spooled += rest.count
+        wakeWaiters()
+    }
+
+    private func exited(_ status: Int32) {
+        lock.lock()
+        outcome = .exited(status)
+        lock.unlock()
+    }
+
+    /// The stream is over; an error counts only when no exit status came first.
+    private func end(_ error: (any Error)?) {
+        lock.lock()
+        if let error, case .running = outcome { outcome = .failed(error) }
+        if let pending = partialHeader, !pending.isEmpty { header = pending }
+        partialHeader = nil
+        ended = true
+        wakeWaiters()
+        lock.unlock()
+    }
+
+    // MARK: The printing side
+
+    func waitForHeaderOrEnd() async {
+        await wait { $0.partialHeader == nil || $0.ended }
+    }
+
+    /// Copies what was spooled, in order, then lets the reader print straight out.
+    func printSpoolThenGoLive() async throws {
+        var offset = 0
+        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+        while true {
+            let caughtUp = offset
+            let spooledSoFar: Int? = lock.withLock {
+                if caughtUp == spooled {
+                    live = true
+                    return nil
+                }
+                return spooled
+            }
+            guard let available = spooledSoFar else { return }
+            while offset < available {
+                let n = buffer.withUnsafeMutableBytes { pread(spool, $0.baseAddress!, min($0.count, available - offset), off_t(offset)) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw CallError(message: "cannot read back its spooled output: \(String(cString: strerror(errno)))") }
+                try writeAll(destination, buffer[..<n])
+                offset += n
+            }
+            try Task.checkCancellation()
+        }
+    }
+
+    func waitForEnd() async {
+        await wait { $0.ended }
+    }
+
+    private func wait(until condition: @escaping (UnitOutput) -> Bool) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            lock.lock()
+            if condition(self) {
+                lock.unlock()
+                continuation.resume()
+            } else {
+                waiters.append(continuation)
+                lock.unlock()
+            }
+        }
+    }
+
+    /// Called with the lock held: waiters check their condition again.
+    private func wakeWaiters() {
+        let woken = waiters
+        waiters = []
+        for waiter in woken { waiter.resume() }
+    }
+
+    private static func makeSpool() throws -> Int32 {
+        let directory = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        var template = Array("\(directory)/berth-call-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { buffer in
+            let fd = mkstemp(buffer.baseAddress!)
+            // Unlinked at once: the space goes back when the call ends, however it ends.
+            if fd >= 0 { unlink(buffer.baseAddress!) }
+            return fd
+        }
+        guard fd >= 0 else {
+            throw CallError(message: "cannot create a spool file in \(directory) for output waiting its turn: \(String(cString: strerror(errno)))")
+        }
+        return fd
+    }
+}
+
+/// Writes every byte, retrying short writes; a closed pipe ends the process as usual (SIGPIPE).
+func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>) throws {
+    let written: Void? = try bytes.withContiguousStorageIfAvailable { buffer in
+        var done = 0
+        while done < buffer.count {
+            let n = write(fd, buffer.baseAddress! + done, buffer.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CallError(message: "cannot write the output: \(String(cString: strerror(errno)))")
+            }
+            done += n
+        }
+    }
+    if written == nil { try writeAll(fd, Array(bytes)) }
+}

@@ -1,0 +1,121 @@
+import BerthCore
+import Foundation
+import Testing
+import UnitProtocol
+@testable import Client
+
+/// The merge of `berth call` without a network: each unit's answer is a scripted stream of frames.
+@Suite struct CallMergerTests {
+    let units = [HostPort(host: "127.0.0.2", port: 8281), HostPort(host: "127.0.0.3", port: 8282)]
+
+    /// One unit's answer: frames, sent in pieces, after an optional delay before each.
+    struct Answer: Sendable {
+        var frames: [UnitFrame]
+        var delay: Duration = .zero
+        var failure: String?
+    }
+
+    func merge(_ answers: [Answer], header: Bool = false) async throws -> String {
+        let path = NSTemporaryDirectory() + "berth-merge-\(UUID().uuidString)"
+        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
+        #expect(fd >= 0)
+        defer { close(fd); unlink(path) }
+        let byUnit = Dictionary(uniqueKeysWithValues: zip(units, answers))
+        let merger = CallMerger(units: Array(units.prefix(answers.count)), header: header, output: fd) { unit, _ in
+            let answer = byUnit[unit]!
+            return AsyncThrowingStream { continuation in
+                Task {
+                    for frame in answer.frames {
+                        if answer.delay > .zero { try? await Task.sleep(for: answer.delay) }
+                        // Split every frame in two to cross chunk boundaries.
+                        let bytes = frame.encoded()
+                        continuation.yield(Data(bytes[..<(bytes.count / 2)]))
+                        continuation.yield(Data(bytes[(bytes.count / 2)...]))
+                    }
+                    if let failure = answer.failure {
+                        continuation.finish(throwing: CallError(message: failure))
+                    } else {
+                        continuation.finish()
+                    }
+                }
+            }
+        }
+        try await merger.run(script: "q.sh", arguments: [], split: true)
+        return try String(contentsOfFile: path, encoding: .utf8)
+    }
+
+    func lines(_ prefix: String, _ count: Int) -> [UnitFrame] {
+        (1...count).map { .stdout(Array("\(prefix) \($0)\n".utf8)) }
+    }
+
+    @Test func outputsAreInUnitOrderEvenWhenTheSecondUnitFinishesFirst() async throws {
+        // Unit 1 is slow: unit 2's whole answer is spooled meanwhile.
+        let first = Answer(frames: lines("a", 20) + [.exit(0)], delay: .milliseconds(5))
+        let second = Answer(frames: lines("b", 2000) + [.exit(0)])
+        let text = try await merge([first, second])
+        let expected = (1...20).map { "a \($0)\n" }.joined() + (1...2000).map { "b \($0)\n" }.joined()
+        #expect(text == expected)
+    }
+
+    @Test func theHeaderIsPrintedOnceWhenTheUnitsAgree() async throws {
+        let header = UnitFrame.stdout(Array("name\tcity\n".utf8))
+        let text = try await merge([
+            Answer(frames: [header] + lines("a", 3) + [.exit(0)], delay: .milliseconds(2)),
+            Answer(frames: [header] + lines("b", 3) + [.exit(0)]),
+        ], header: true)
+        #expect(text == "name\tcity\na 1\na 2\na 3\nb 1\nb 2\nb 3\n")
+    }
+
+    @Test func aHeaderSplitOverFramesIsStillOneLine() async throws {
+        let text = try await merge([
+            Answer(frames: [.stdout(Array("na".utf8)), .stdout(Array("me\na 1\n".utf8)), .exit(0)]),
+            Answer(frames: [.stdout(Array("name\nb 1\n".utf8)), .exit(0)]),
+        ], header: true)
+        #expect(text == "name\na 1\nb 1\n")
+    }
+
+    @Test func differingHeadersFailNamingTheUnit() async throws {
+        do {
+            _ = try await merge([
+                Answer(frames: [.stdout(Array("name\n".utf8)), .exit(0)]),
+                Answer(frames: [.stdout(Array("other\n".utf8)), .exit(0)]),
+            ], header: true)
+            Issue.record("the call succeeded")
+        } catch let error as CallError {
+            #expect(error.message.hasPrefix("unit 127.0.0.3:8282: its header differs"))
+        }
+    }
+
+    @Test func aFailingUnitFailsTheCallWithItsStatusAndStderr() async throws {
+        do {
+            _ = try await merge([
+                Answer(frames: lines("a", 2) + [.exit(0)]),
+                Answer(frames: [.stderr(Array("no such city\n".utf8)), .exit(3)]),
+            ])
+            Issue.record("the call succeeded")
+        } catch let error as CallError {
+            #expect(error.message == "unit 127.0.0.3:8282: q.sh exited with status 3: no such city")
+        }
+    }
+
+    @Test func aStreamThatEndsWithoutAnExitStatusIsAnError() async throws {
+        do {
+            _ = try await merge([Answer(frames: lines("a", 2))])
+            Issue.record("the call succeeded")
+        } catch let error as CallError {
+            #expect(error.message == "unit 127.0.0.2:8281: the connection ended before q.sh finished")
+        }
+    }
+
+    @Test func aBrokenConnectionNamesTheUnit() async throws {
+        do {
+            _ = try await merge([
+                Answer(frames: lines("a", 1) + [.exit(0)]),
+                Answer(frames: lines("b", 1), failure: "connection reset"),
+            ])
+            Issue.record("the call succeeded")
+        } catch let error as CallError {
+            #expect(error.message == "unit 127.0.0.3:8282: connection reset")
+        }
+    }
+}
