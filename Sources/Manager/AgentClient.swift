@@ -1,6 +1,7 @@
 import BerthCore
 import EngineAPI
 import Foundation
+import Synchronization
 
 /// The manager's line to one host's agent: signed JSON over TCP, every call with a timeout.
 struct AgentClient: Sendable {
@@ -37,13 +38,27 @@ struct AgentClient: Sendable {
 }
 
 /// Which agent serves which unit: a unit `ip:port` is served by the agent at `ip:<communication port>`.
-struct Planner: Sendable {
+/// One client per agent for the manager's lifetime: its kept-alive connections and worker
+/// threads serve every login, instead of each call opening (and leaving) its own.
+final class Planner: Sendable {
     let communicationPort: Int
     let signer: RequestSigner
     let readyTimeout: Duration
+    private let clients = Mutex<[String: AgentClient]>([:])
+
+    init(communicationPort: Int, signer: RequestSigner, readyTimeout: Duration) {
+        self.communicationPort = communicationPort
+        self.signer = signer
+        self.readyTimeout = readyTimeout
+    }
 
     func agent(for host: String) -> AgentClient {
-        AgentClient(host: host, communicationPort: communicationPort, signer: signer, readyTimeout: readyTimeout)
+        clients.withLock { clients in
+            if let client = clients[host] { return client }
+            let client = AgentClient(host: host, communicationPort: communicationPort, signer: signer, readyTimeout: readyTimeout)
+            clients[host] = client
+            return client
+        }
     }
 
     /// The units grouped by host, hosts in order of first appearance.

@@ -17,6 +17,7 @@ struct Serve: AsyncParsableCommand {
     var config: String
 
     func run() async throws {
+        MallocTuning.apply()
         let (server, _) = try loadConfigs(server: config)
         let secret: [UInt8]
         do {

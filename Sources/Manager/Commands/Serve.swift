@@ -32,6 +32,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        MallocTuning.apply()
         let (server, loaded) = try loadConfigs(server: config, users: users)
         guard let userList = loaded else { throw ExitCode.failure }
         let secret: [UInt8]

@@ -1,0 +1,24 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// glibc's allocator settings for a long-running daemon, applied once at start.
+///
+/// Left alone, glibc gives busy threads arenas of their own (up to 8 per core) and, after a large
+/// block is freed, raises its mmap threshold so the next large blocks come from those arenas and
+/// stay there. The manager's password check allocates 16 MB (scrypt, N=2^14, r=8) on whichever
+/// thread runs it, so each login could pin another 16 MB arena: two arenas and a fixed threshold
+/// keep large blocks in mmap, returned to the system when freed.
+public enum MallocTuning {
+    public static func apply() {
+        #if canImport(Glibc)
+        // Glibc's module map leaves out <malloc.h>, so mallopt is looked up; the two parameters
+        // are its M_ARENA_MAX (-8) and M_MMAP_THRESHOLD (-3).
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        guard let symbol = dlsym(nil, "mallopt") else { return }
+        let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
+        _ = mallopt(-8, 2)
+        _ = mallopt(-3, 256 * 1024)
+        #endif
+    }
+}
