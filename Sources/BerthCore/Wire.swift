@@ -224,3 +224,35 @@ public enum BerthJSON {
         return decoder
     }()
 }
+
+/// A request body that is not the JSON a route expects, in one line that names what is wrong.
+public struct RequestBodyError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let description: String
+
+    /// `description` may quote the body's values; it is kept to one line of bounded length.
+    public init(_ description: String) {
+        self.description = description.asOneLine()
+    }
+}
+
+extension BerthJSON {
+    /// Decodes a request body as `T`; every failure is a `RequestBodyError` naming the field at fault.
+    public static func decodeRequest<T: Decodable>(_ type: T.Type, from body: Data) throws(RequestBodyError) -> T {
+        do {
+            return try decoder.decode(type, from: body)
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw RequestBodyError("request body is missing \"\(key.stringValue)\"")
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            throw RequestBodyError("request body field \"\(fieldPath(context))\" has the wrong type")
+        } catch let DecodingError.dataCorrupted(context) {
+            let field = fieldPath(context)
+            throw RequestBodyError(field.isEmpty ? "request body is not valid JSON" : "request body field \"\(field)\" is invalid: \(context.debugDescription)")
+        } catch {
+            throw RequestBodyError("request body is not the expected JSON")
+        }
+    }
+
+    private static func fieldPath(_ context: DecodingError.Context) -> String {
+        context.codingPath.map(\.stringValue).joined(separator: ".")
+    }
+}

@@ -98,15 +98,9 @@ extension Request {
             throw unreadableBody(error)
         }
         do {
-            return try BerthJSON.decoder.decode(type, from: Data(buffer: buffer))
-        } catch let DecodingError.keyNotFound(key, _) {
-            throw APIError(.badRequest, "request body is missing \"\(key.stringValue)\"")
-        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
-            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
-            throw APIError(.badRequest, "request body field \"\(field)\" has the wrong type")
-        } catch let DecodingError.dataCorrupted(context) {
-            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
-            throw APIError(.badRequest, field.isEmpty ? "request body is not valid JSON" : "request body field \"\(field)\" is invalid: \(context.debugDescription)")
+            return try BerthJSON.decodeRequest(type, from: Data(buffer: buffer))
+        } catch {
+            throw APIError(.badRequest, error.description)
         }
     }
 }

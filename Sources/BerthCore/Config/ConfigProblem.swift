@@ -24,10 +24,11 @@ public struct ConfigProblem: Sendable, Equatable, CustomStringConvertible {
     public var message: String
     public var severity: Severity
 
+    /// `message` may quote values from the file; it is kept to one line of bounded length.
     public init(file: String, line: Int, message: String, severity: Severity = .error) {
         self.file = file
         self.line = line
-        self.message = message
+        self.message = message.asOneLine()
         self.severity = severity
     }
 
@@ -88,5 +89,28 @@ enum ConfigSyntax {
         isDigit(byte)
             || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
             || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+    }
+}
+
+extension String {
+    /// This text fit for a one-line message that may quote values from outside: control
+    /// characters escaped (a value holding a newline cannot break the line) and, past `limit`
+    /// characters, the middle left out, so both the value's start and the explanation after it stay.
+    public func asOneLine(limit: Int = 300) -> String {
+        var escaped = ""
+        for scalar in unicodeScalars {
+            switch scalar {
+            case "\n": escaped += "\\n"
+            case "\r": escaped += "\\r"
+            case "\t": escaped += "\\t"
+            case _ where scalar.properties.generalCategory == .control || scalar.properties.generalCategory == .lineSeparator
+                || scalar.properties.generalCategory == .paragraphSeparator:
+                escaped += scalar.escaped(asASCII: true)
+            default: escaped.unicodeScalars.append(scalar)
+            }
+        }
+        guard escaped.count > limit else { return escaped }
+        let kept = limit - 40
+        return "\(escaped.prefix(kept * 3 / 5))…(\(escaped.count - kept) characters left out)…\(escaped.suffix(kept * 2 / 5))"
     }
 }

@@ -98,7 +98,12 @@ enum LineXML {
         }
     }
 
-    static func parse(_ bytes: [UInt8]) -> Result<LineXMLElement, LineXMLSyntaxError> {
+    static func parse(_ original: [UInt8]) -> Result<LineXMLElement, LineXMLSyntaxError> {
+        let bytes: [UInt8]
+        switch XMLEncoding.utf8(original) {
+        case .success(let converted): bytes = converted
+        case .failure(let error): return .failure(error)
+        }
         let parser = XMLParser(data: Data(bytes))
         parser.shouldProcessNamespaces = false
         parser.shouldResolveExternalEntities = false
