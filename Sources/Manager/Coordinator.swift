@@ -42,13 +42,17 @@ final class Coordinator: Sendable {
             try await emit(LoginEvent(kind: .failed, message: "\(error)"))
             return
         }
-        let done: Void? = try await holdingClaim(on: user.name) {
+        // The outcome goes out once the claim is released: a client that logs out as soon as it
+        // reads `done` must find the user free.
+        let outcome = try await holdingClaim(on: user.name) {
             try await loginClaimed(user, request: request, from: address, emit: emit)
         }
-        if done == nil {
+        guard let outcome else {
             ManagerMetrics.shared.login(.busy)
             try await emit(LoginEvent(kind: .failed, message: "a login or logout of \(user.name) is already under way; try again in a moment"))
+            return
         }
+        try await emit(outcome)
     }
 
     /// Runs `body` holding the user's claim (one login or logout at a time per user); nil when
@@ -65,13 +69,13 @@ final class Coordinator: Sendable {
         }
     }
 
-    private func loginClaimed(_ user: UserConfig, request: LoginRequest, from address: String, emit: @escaping Emit) async throws {
+    /// Logs the user in (progress through `emit`) and returns the outcome, `done` or `failed`.
+    private func loginClaimed(_ user: UserConfig, request: LoginRequest, from address: String, emit: @escaping Emit) async throws -> LoginEvent {
         if let existing = await sessions.session(user: user.name) {
             guard request.force else {
                 ManagerMetrics.shared.login(.alreadyLoggedIn)
                 let since = ISO8601DateFormatter().string(from: existing.since)
-                try await emit(LoginEvent(kind: .failed, message: "\(user.name) is already logged in since \(since) from \(existing.from); log out there, or use --force to end that session"))
-                return
+                return LoginEvent(kind: .failed, message: "\(user.name) is already logged in since \(since) from \(existing.from); log out there, or use --force to end that session")
             }
             try await emit(LoginEvent(kind: .notice, message: "ending the session since \(ISO8601DateFormatter().string(from: existing.since)) from \(existing.from)"))
             try await stopUnits(of: existing)
@@ -85,15 +89,16 @@ final class Coordinator: Sendable {
             from: address, since: Date(), lastSeen: Date())
         await sessions.beginPending(session: session.id)
         do {
-            try await startSession(session, user: user, from: address, emit: emit)
+            let outcome = try await startSession(session, user: user, from: address, emit: emit)
             await sessions.endPending(session: session.id)
+            return outcome
         } catch {
             await sessions.endPending(session: session.id)
             throw error
         }
     }
 
-    private func startSession(_ session: Session, user: UserConfig, from address: String, emit: @escaping Emit) async throws {
+    private func startSession(_ session: Session, user: UserConfig, from address: String, emit: @escaping Emit) async throws -> LoginEvent {
         for unit in user.units { try? await emit(LoginEvent(kind: .unit, unit: unit, state: "starting")) }
         let unitSecret = Session.newToken()
         let failures = await startAll(user: user, session: session.id, unitSecret: unitSecret, emit: emit)
@@ -111,8 +116,7 @@ final class Coordinator: Sendable {
             logger.warning("login rolled back", metadata: ["user": "\(user.name)", "failures": "\(failures)"])
             await audit.record("login.rolled_back", user: user.name, from: address, detail: failures.joined(separator: "; "))
             ManagerMetrics.shared.login(.failed)
-            try await emit(LoginEvent(kind: .failed, message: "login failed, \(outcome): " + failures.joined(separator: "\n")))
-            return
+            return LoginEvent(kind: .failed, message: "login failed, \(outcome): " + failures.joined(separator: "\n"))
         }
         let token = Session.newToken()
         var saved = session
@@ -121,7 +125,7 @@ final class Coordinator: Sendable {
         logger.info("logged in", metadata: ["user": "\(user.name)", "from": "\(address)", "units": "\(user.units.count)"])
         await audit.record("login.ok", user: user.name, from: address, detail: user.units.map(\.description).joined(separator: ","))
         ManagerMetrics.shared.login(.ok)
-        try await emit(LoginEvent(kind: .done, message: "\(user.units.count) unit\(user.units.count == 1 ? "" : "s") ready", token: token, units: user.units, unitSecret: unitSecret))
+        return LoginEvent(kind: .done, message: "\(user.units.count) unit\(user.units.count == 1 ? "" : "s") ready", token: token, units: user.units, unitSecret: unitSecret)
     }
 
     /// Starts every unit in parallel; returns one message per failed unit.
