@@ -29,20 +29,22 @@ enum AgentServer {
         }
         units.post("units/start") { request, _ in
             let start = try await request.decodeJSON(StartUnitRequest.self)
-            let clock = ContinuousClock()
-            let begun = clock.now
-            do {
-                let status = try await service.start(start)
-                metrics.unitStartDuration.record(clock.now - begun)
-                metrics.unitsStarted.increment()
-                return try jsonResponse(status)
-            } catch {
-                metrics.unitStartFailures.increment()
-                metrics.engineError(error)
-                if let error = error as? EngineError {
-                    throw APIError(.serviceUnavailable, "unit \(start.unit): \(error)")
+            guard request.uri.queryParameters["progress"] == "1" else {
+                return try jsonResponse(try await startUnit(start, service, metrics))
+            }
+            // JSON lines: the start's place in line while it waits for a slot, then its outcome.
+            let executor = service.docker.transport.executor
+            return jsonLinesResponse { (emit: @escaping @Sendable (StartUnitEvent) async throws -> Void) in
+                await withTaskExecutorPreference(executor) {
+                    do {
+                        let status = try await startUnit(start, service, metrics) { event in try? await emit(event) }
+                        try? await emit(StartUnitEvent(kind: .ready, unit: status))
+                    } catch let error as APIError {
+                        try? await emit(StartUnitEvent(kind: .failed, status: Int(error.status.code), error: error.message))
+                    } catch {
+                        try? await emit(StartUnitEvent(kind: .failed, status: 500, error: "unit \(start.unit): \(error)"))
+                    }
                 }
-                throw error is AgentError ? APIError(.conflict, "\(error)") : error
             }
         }
         units.post("units/stop") { request, _ in
@@ -79,6 +81,28 @@ enum AgentServer {
             return try jsonResponse(try await engineCall(service, metrics, refusal: .notFound) { try await service.exec(exec) })
         }
         return router
+    }
+
+    /// Starts one unit, counting it; failures become the APIError the manager relays.
+    private static func startUnit(
+        _ start: StartUnitRequest, _ service: UnitService, _ metrics: AgentMetrics,
+        progress: (StartUnitEvent) async -> Void = { _ in }
+    ) async throws -> UnitStatus {
+        let clock = ContinuousClock()
+        let begun = clock.now
+        do {
+            let status = try await service.start(start, progress: progress)
+            metrics.unitStartDuration.record(clock.now - begun)
+            metrics.unitsStarted.increment()
+            return status
+        } catch {
+            metrics.unitStartFailures.increment()
+            metrics.engineError(error)
+            if let error = error as? EngineError {
+                throw APIError(.serviceUnavailable, "unit \(start.unit): \(error)")
+            }
+            throw error is AgentError ? APIError(.conflict, "\(error)") : error
+        }
     }
 
     /// Engine failures become 503 naming this host, so the manager can tell the user which host

@@ -11,6 +11,7 @@ final class UnitService: Sendable {
     let template: UnitTemplate
     let logger: Logger
     let networks: UserNetworks
+    let admission: StartAdmission
 
     init(docker: DockerClient, config: ServerConfig, template: UnitTemplate, logger: Logger) {
         self.docker = docker
@@ -18,6 +19,7 @@ final class UnitService: Sendable {
         self.template = template
         self.logger = logger
         self.networks = UserNetworks(docker: docker, agent: config.server)
+        self.admission = StartAdmission(limit: config.concurrentStarts)
     }
 
     var hostLabel: String { config.server.description }
@@ -26,11 +28,15 @@ final class UnitService: Sendable {
 
     /// Creates and starts one unit container and returns once its port serves. On any failure
     /// the container is removed and the error names the unit, the cause and its last log lines.
-    func start(_ request: StartUnitRequest) async throws -> UnitStatus {
+    /// The engine work waits for one of the host's start slots; `progress` hears where it waits.
+    func start(_ request: StartUnitRequest, progress: (StartUnitEvent) async -> Void = { _ in }) async throws -> UnitStatus {
         let unit = request.unit
         let memory = try validate(request)
         try prepareHome(request.home)
         let owner = try homeOwner(request.home)
+        let slot = try await admission.enter { place in await progress(StartUnitEvent(kind: .queued, place: place, slots: admission.limit)) }
+        defer { slot.leave() }
+        if slot.waited { await progress(StartUnitEvent(kind: .starting)) }
         let network = try await networks.ensure(user: request.user)
         let spec = UnitSpec(
             request: request, memory: memory, share: config.share, defaultImage: config.image,
@@ -51,6 +57,7 @@ final class UnitService: Sendable {
         }
         do {
             try await docker.startContainer(id)
+            slot.leave()
             try await Readiness(docker: docker, timeout: .seconds(config.readyTimeoutSeconds)).wait(container: id, unit: unit)
         } catch {
             AgentMetrics.shared.engineError(error)

@@ -35,6 +35,38 @@ public struct StartUnitRequest: Codable, Sendable {
     }
 }
 
+/// One line of an agent's answer to `POST /v1/units/start?progress=1`: where the start waits,
+/// then its outcome.
+public struct StartUnitEvent: Codable, Sendable {
+    public enum Kind: String, Codable, Sendable {
+        /// Waiting for one of the host's start slots; `place` 1 is next.
+        case queued
+        /// Has a slot after waiting: the container is being created, started and waited for.
+        case starting
+        case ready
+        case failed
+    }
+
+    public var kind: Kind
+    /// With `queued`: the place in line, and how many starts the host runs at once.
+    public var place: Int?
+    public var slots: Int?
+    /// With `ready`.
+    public var unit: UnitStatus?
+    /// With `failed`: the HTTP status the plain request would have answered, and the message.
+    public var status: Int?
+    public var error: String?
+
+    public init(kind: Kind, place: Int? = nil, slots: Int? = nil, unit: UnitStatus? = nil, status: Int? = nil, error: String? = nil) {
+        self.kind = kind
+        self.place = place
+        self.slots = slots
+        self.unit = unit
+        self.status = status
+        self.error = error
+    }
+}
+
 /// Remove a user's unit containers on one host: all of them, those of one session, or only some units.
 public struct StopUnitsRequest: Codable, Sendable {
     public var user: String

@@ -13,9 +13,56 @@ struct AgentClient: Sendable {
         client = ServiceClient(address: HostPort(host: host, port: communicationPort), name: "agent \(host):\(communicationPort)", signer: signer)
     }
 
-    func start(_ request: StartUnitRequest) async throws -> UnitStatus {
-        // Creating and starting take seconds at most; the port may take the whole ready timeout.
-        try await client.call("POST", "/v1/units/start", body: request, timeout: readyTimeout + .seconds(60))
+    /// Starts a unit and returns once it serves. `progress` hears the agent's `queued` and
+    /// `starting` events. The agent is given `readyTimeout` and a minute more between events: a
+    /// start that waits in line hears again each time the line moves.
+    func start(_ request: StartUnitRequest, progress: @escaping @Sendable (StartUnitEvent) async -> Void) async throws -> UnitStatus {
+        let silence = readyTimeout + .seconds(60)
+        let lastHeard = LastHeard()
+        return try await withThrowingTaskGroup(of: UnitStatus.self) { group in
+            group.addTask {
+                let response = try await client.stream("POST", "/v1/units/start", query: [(name: "progress", value: "1")], body: request)
+                var lines = LineSplitter()
+                var chunks = response.body.makeAsyncIterator()
+                while true {
+                    let chunk: Data
+                    do {
+                        guard let next = try await chunks.next() else { break }
+                        chunk = next
+                    } catch let error as EngineError {
+                        // The agent went away mid-start (killed, restarted, its host down).
+                        throw ServiceError.unreachable(what: client.name, reason: "the connection broke while \(request.unit) was starting (\(error))")
+                    }
+                    lastHeard.now()
+                    for line in lines.feed(chunk) {
+                        let event: StartUnitEvent
+                        do {
+                            event = try BerthJSON.decoder.decode(StartUnitEvent.self, from: line)
+                        } catch {
+                            throw ServiceError.invalidAnswer(what: client.name, detail: "\(error)")
+                        }
+                        switch event.kind {
+                        case .queued, .starting: await progress(event)
+                        case .ready:
+                            guard let unit = event.unit else { throw ServiceError.invalidAnswer(what: client.name, detail: "ready without the unit") }
+                            return unit
+                        case .failed:
+                            throw ServiceError.refused(status: event.status ?? 500, message: event.error ?? "unit \(request.unit) failed to start")
+                        }
+                    }
+                }
+                throw ServiceError.invalidAnswer(what: client.name, detail: "the start of \(request.unit) ended without an outcome")
+            }
+            group.addTask {
+                while true {
+                    let deadline = lastHeard.time + silence
+                    if ContinuousClock.now >= deadline { throw ServiceError.timeout(what: client.name, after: silence) }
+                    try await Task.sleep(until: deadline, clock: .continuous)
+                }
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
+        }
     }
 
     func stop(_ request: StopUnitsRequest) async throws -> [HostPort] {
@@ -35,6 +82,15 @@ struct AgentClient: Sendable {
     func logs(user: String, unit: HostPort, query: [(name: String, value: String)]) async throws -> HTTPStreamingResponse {
         try await client.stream("GET", "/v1/units/logs", query: [(name: "user", value: user), (name: "unit", value: unit.description)] + query)
     }
+}
+
+/// When an agent was last heard from during a start.
+private final class LastHeard: Sendable {
+    private let instant = Mutex(ContinuousClock.now)
+
+    var time: ContinuousClock.Instant { instant.withLock { $0 } }
+
+    func now() { instant.withLock { $0 = .now } }
 }
 
 /// Which agent serves which unit: a unit `ip:port` is served by the agent at `ip:<communication port>`.

@@ -140,7 +140,10 @@ final class Coordinator: Sendable {
                         let clock = ContinuousClock()
                         let started = clock.now
                         do {
-                            _ = try await agent.start(request)
+                            _ = try await agent.start(request) { event in
+                                guard let progress = Self.progress(event, unit: unit) else { return }
+                                try? await emit(progress)
+                            }
                             let seconds = Double((clock.now - started).components.attoseconds) / 1e18 + Double((clock.now - started).components.seconds)
                             try? await emit(LoginEvent(kind: .unit, unit: unit, state: "ready", message: String(format: "%.1f s", seconds)))
                             return nil
@@ -155,6 +158,22 @@ final class Coordinator: Sendable {
             var failures: [String] = []
             for await failure in group { if let failure { failures.append(failure) } }
             return failures
+        }
+    }
+
+    /// What the user sees of an agent's start events: the place in line while the unit waits for
+    /// one of its host's start slots, then `starting` again once it has one.
+    private static func progress(_ event: StartUnitEvent, unit: HostPort) -> LoginEvent? {
+        switch event.kind {
+        case .queued:
+            let place = event.place ?? 0
+            let slots = event.slots.map { ", which starts \($0) unit\($0 == 1 ? "" : "s") at a time" } ?? ""
+            let message = place == 1 ? "next in line on \(unit.host)\(slots)" : "\(place - 1) ahead in line on \(unit.host)\(slots)"
+            return LoginEvent(kind: .unit, unit: unit, state: "queued", message: message)
+        case .starting:
+            return LoginEvent(kind: .unit, unit: unit, state: "starting")
+        case .ready, .failed:
+            return nil
         }
     }
 

@@ -115,6 +115,7 @@ struct SeedConfigTests {
         #expect(server.template == nil)
         #expect(server.docker == "unix:///var/run/docker.sock")
         #expect(server.readyTimeoutSeconds == 60)
+        #expect(server.concurrentStarts == max(2, ProcessInfo.processInfo.activeProcessorCount))
     }
 
     @Test func seedServerFileOfAnotherHostIsNotTheManager() throws {
@@ -247,6 +248,10 @@ struct ServerConfigTests {
                       message: #"ReadyTimeout "3601": must be a whole number of seconds from 1 to 3600"#),
         BadServerCase(extra: ["<ReadyTimeout>1m</ReadyTimeout>"], line: 6,
                       message: #"ReadyTimeout "1m": must be a whole number of seconds from 1 to 3600"#),
+        BadServerCase(extra: ["<ConcurrentStarts>0</ConcurrentStarts>"], line: 6,
+                      message: #"ConcurrentStarts "0": must be a whole number from 1 to 256"#),
+        BadServerCase(extra: ["<ConcurrentStarts>two</ConcurrentStarts>"], line: 6,
+                      message: #"ConcurrentStarts "two": must be a whole number from 1 to 256"#),
         BadServerCase(extra: ["<Docker>http://localhost:2375</Docker>"], line: 6,
                       message: #"docker "http://localhost:2375": must start with unix:// or tcp://"#),
         BadServerCase(extra: ["<Image></Image>"], line: 6, message: "<Image> is empty; leave it out to use berth-unit:latest"),
@@ -335,7 +340,7 @@ struct ServerConfigTests {
         let path = try folder.write("docker_server.xml", serverXML(share: share, extra: [
             "<Manager>10.0.0.1:9100</Manager>", "<Secret>\(secret)</Secret>", "<Image>esproc:8</Image>",
             "<Template>\(template)</Template>", "<Docker>tcp://127.0.0.1:2375</Docker>",
-            "<ReadyTimeout>3600</ReadyTimeout>",
+            "<ReadyTimeout>3600</ReadyTimeout>", "<ConcurrentStarts>3</ConcurrentStarts>",
         ]))
 
         let (config, problems) = ServerConfig.load(path: path)
@@ -348,6 +353,7 @@ struct ServerConfigTests {
         #expect(server.template == template)
         #expect(server.docker == "tcp://127.0.0.1:2375")
         #expect(server.readyTimeoutSeconds == 3600)
+        #expect(server.concurrentStarts == 3)
         #expect(try server.readSecret() == Array("0123456789abcdef".utf8))
     }
 

@@ -43,7 +43,11 @@ final class ClusterFixture: @unchecked Sendable {
     let proxiedEngineSocket: String?
     private var agents: [String: Process] = [:]
 
-    init(payload: Payload = .bannerTemplate, users userHosts: [(String, [String])]? = nil, engineBehindProxy proxiedHost: String? = nil) async throws {
+    /// `concurrentStarts` is the agents' `<ConcurrentStarts>`; nil leaves it out (Berth's default).
+    init(
+        payload: Payload = .bannerTemplate, users userHosts: [(String, [String])]? = nil, engineBehindProxy proxiedHost: String? = nil,
+        concurrentStarts: Int? = nil
+    ) async throws {
         let client = try await DockerTestSupport.ready()
         if payload == .berthUnit, (try? await client.inspectImage("berth-unit:latest")) == nil {
             throw TestSetupError("berth-unit:latest is missing; `make image` builds it (make test does)")
@@ -114,6 +118,7 @@ final class ClusterFixture: @unchecked Sendable {
                   \(template.map { "<Template>\($0)</Template>" } ?? "")
                   \(host == proxiedHost ? "<Docker>unix://\(root)/engine-\(host).sock</Docker>" : "")
                   <ReadyTimeout>20</ReadyTimeout>
+                  \(concurrentStarts.map { "<ConcurrentStarts>\($0)</ConcurrentStarts>" } ?? "")
                 </Config>
                 """.write(toFile: root + "/docker_server_\(host).xml", atomically: true, encoding: .utf8)
         }

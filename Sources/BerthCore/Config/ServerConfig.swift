@@ -24,6 +24,10 @@ public struct ServerConfig: Sendable, Equatable {
     public var docker: String
     /// `<ReadyTimeout>`: how long a starting unit may take to accept connections.
     public var readyTimeoutSeconds: Int
+    /// `<ConcurrentStarts>`: how many units this host's agent has the engine start at once;
+    /// further starts wait in line, and the logging-in user sees their place. An engine gets
+    /// little faster in total past a few starts at once, so a line lets the first users in sooner.
+    public var concurrentStarts: Int
 
     /// The port every host's agent listens on.
     public var communicationPort: Int { server.port }
@@ -33,13 +37,18 @@ public struct ServerConfig: Sendable, Equatable {
     public static let defaultDocker = "unix:///var/run/docker.sock"
     public static let defaultReadyTimeoutSeconds = 60
     public static let readyTimeoutRange = 1...3600
+    /// One start per core of this host, at least 2: a container start keeps the engine busy on a
+    /// core (see the README's Performance).
+    public static let defaultConcurrentStarts = max(2, ProcessInfo.processInfo.activeProcessorCount)
+    public static let concurrentStartsRange = 1...256
 
     /// Builds a configuration directly (tests, tools); `load(path:)` is the validating way in.
     public init(
         file: String = "docker_server.xml", server: HostPort, share: String, isManager: Bool = false,
         manager: HostPort? = nil, secretFile: String? = nil, image: String = ServerConfig.defaultImage,
         template: String? = nil, docker: String = ServerConfig.defaultDocker,
-        readyTimeoutSeconds: Int = ServerConfig.defaultReadyTimeoutSeconds
+        readyTimeoutSeconds: Int = ServerConfig.defaultReadyTimeoutSeconds,
+        concurrentStarts: Int = ServerConfig.defaultConcurrentStarts
     ) {
         self.file = file
         self.server = server
@@ -51,10 +60,11 @@ public struct ServerConfig: Sendable, Equatable {
         self.template = template
         self.docker = docker
         self.readyTimeoutSeconds = readyTimeoutSeconds
+        self.concurrentStarts = concurrentStarts
     }
 
     static let elementNames = [
-        "Server", "Share", "NodeType", "Manager", "Secret", "Image", "Template", "Docker", "ReadyTimeout",
+        "Server", "Share", "NodeType", "Manager", "Secret", "Image", "Template", "Docker", "ReadyTimeout", "ConcurrentStarts",
     ]
 
     /// Loads and validates; returns the config only if there is no error (warnings allowed), plus every problem found.
@@ -120,12 +130,13 @@ private struct ServerConfigReader {
         let template = elements["Template"].flatMap { readTemplate($0) }
         let docker = elements["Docker"].map { readDocker($0) } ?? ServerConfig.defaultDocker
         let readyTimeout = elements["ReadyTimeout"].map { readReadyTimeout($0) } ?? ServerConfig.defaultReadyTimeoutSeconds
+        let concurrentStarts = elements["ConcurrentStarts"].map { readConcurrentStarts($0) } ?? ServerConfig.defaultConcurrentStarts
 
         guard let server, let share, let manager else { return nil }
         return ServerConfig(
             file: path, server: server, share: share, isManager: isManager, manager: manager,
             secretFile: secretFile, image: image, template: template, docker: docker,
-            readyTimeoutSeconds: readyTimeout)
+            readyTimeoutSeconds: readyTimeout, concurrentStarts: concurrentStarts)
     }
 
     private mutating func readServer(_ element: LineXMLElement?) -> HostPort? {
@@ -269,5 +280,14 @@ private struct ServerConfigReader {
             return ServerConfig.defaultReadyTimeoutSeconds
         }
         return seconds
+    }
+
+    private mutating func readConcurrentStarts(_ element: LineXMLElement) -> Int {
+        let text = element.value
+        guard ConfigSyntax.isDigits(text), let starts = Int(text), ServerConfig.concurrentStartsRange.contains(starts) else {
+            problems.error(line: element.line, "ConcurrentStarts \"\(text)\": must be a whole number from 1 to 256")
+            return ServerConfig.defaultConcurrentStarts
+        }
+        return starts
     }
 }
