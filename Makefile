@@ -3,6 +3,8 @@
 SWIFT ?= swift
 SOCKET ?= /var/run/docker.sock
 TEST_TIMEOUT ?= 1500
+# e.g. BENCH_FLAGS='--only storm --storm-limits 1,2,4,256' or '--cycles 100'; `berth-bench --help` lists them.
+BENCH_FLAGS ?=
 
 .PHONY: all build engine image demo test bench install clean-test-containers
 PREFIX ?= /usr/local
@@ -34,7 +36,8 @@ test: engine image
 bench: engine
 	$(SWIFT) build -c release
 	@$(MAKE) --no-print-directory test-image
-	.build/release/berth-bench --socket $(SOCKET)
+	@curl -sf --unix-socket $(SOCKET) http://docker/images/berth-unit:latest/json >/dev/null || $(MAKE) --no-print-directory image
+	.build/release/berth-bench --socket $(SOCKET) $(BENCH_FLAGS)
 
 # The busybox image the tests and benchmarks use, imported through the Engine API (no registry).
 .PHONY: test-image

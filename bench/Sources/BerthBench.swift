@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthCore
 import EngineAPI
 import Foundation
 
@@ -31,20 +32,39 @@ struct BerthBench: AsyncParsableCommand {
     @Option(help: "MB of script output per call run (split over two units).")
     var callMegabytes = 50
 
-    @Option(help: "Which tables: all, engine, cluster.")
+    @Option(help: "Which tables: all, engine, cluster (login, storm, footprint), or one of login, storm, footprint.")
     var only = "all"
+
+    @Option(help: "Users logging in at once in the login storm.")
+    var stormUsers = 20
+
+    @Option(help: "Rounds of the login storm per start limit.")
+    var stormRounds = 3
+
+    @Option(help: "The agents' <ConcurrentStarts> to compare in the login storm, comma-separated.")
+    var stormLimits = "\(ServerConfig.defaultConcurrentStarts),\(ServerConfig.concurrentStartsRange.upperBound)"
+
+    @Option(help: "Login/logout cycles between the footprint's readings.")
+    var cycles = 1000
 
     func run() async throws {
         let client = DockerClient(endpoint: .unix(socket))
         let version = try await client.apiVersion()
-        if only != "engine" {
-            var report = Report(title: "Login to ready and berth call throughput")
-            report.header(machine: try await machineLine(client))
-            try await ClusterSections(client: client, socket: socket, version: version, logins: logins, callMegabytes: callMegabytes).run(into: &report)
-            report.command("make bench")
-            try report.write(to: results, name: "cluster.md")
+        let clusterParts: Set<String> = switch only {
+        case "all", "cluster": ["login", "storm", "footprint"]
+        case "engine": []
+        default: [only]
         }
-        guard only != "cluster" else { return }
+        if !clusterParts.isEmpty {
+            let limits = stormLimits.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            try await ClusterSections(
+                client: client, socket: socket, version: version, logins: logins, callMegabytes: callMegabytes,
+                storm: StormSection.Settings(users: stormUsers, rounds: stormRounds, limits: limits),
+                footprint: FootprintSection.Settings(cycles: cycles),
+                parts: clusterParts, machine: try await machineLine(client), command: commandLine, results: results
+            ).run()
+        }
+        guard only == "all" || only == "engine" else { return }
         let raw = try RawHTTP(socketPath: socket)
         var report = Report(title: "EngineAPI latency and container lifecycle")
         report.header(machine: try await machineLine(client))
@@ -82,7 +102,7 @@ struct BerthBench: AsyncParsableCommand {
         lifecycle.row(["", "EngineAPI", engine.medianText, engine.p90Text, ratio(engine, floor)])
         report.section(lifecycle, note: "\(lifecycles) lifecycles per client, alternating; stop uses t=1 on a busybox nc listener under tini (Init).")
 
-        report.command("make bench")
+        report.command(commandLine)
         try report.write(to: results, name: "engine.md")
     }
 
@@ -174,6 +194,13 @@ struct BerthBench: AsyncParsableCommand {
         let output = try runProcess(python, ["-c", script])
         guard let nanos = try? JSONDecoder().decode([Int64].self, from: Data(output.utf8)) else { return nil }
         return Stats(nanos.map { .nanoseconds($0) })
+    }
+
+    /// How this run was started, for the results: `make bench` passes `--socket` only.
+    private var commandLine: String {
+        let arguments = CommandLine.arguments.dropFirst()
+        if Array(arguments) == ["--socket", EngineEndpoint.defaultSocketPath] { return "make bench" }
+        return (["berth-bench"] + arguments).joined(separator: " ")
     }
 
     private func machineLine(_ client: DockerClient) async throws -> String {

@@ -5,67 +5,132 @@ import UnitProtocol
 
 /// A Berth cluster on loopback for benchmarks: agents on 127.0.0.2 and 127.0.0.3 and a manager,
 /// from the release binaries, with the berth-unit image and one user per entry of `users`.
-final class BenchCluster {
+/// Its processes are set up in `init` and ended in `shutdown`; between the two it is read only.
+final class BenchCluster: @unchecked Sendable {
     let root: String
     let manager: HostPort
+    let agents: [HostPort]
     let units: [String: [HostPort]]
     let password = "bench-password"
     private var processes: [Process] = []
+    /// One client for every call, as `berth` would be one per user: a client per call would leave
+    /// its worker threads behind in this process.
+    private let managerClient: ServiceClient
 
     static let hosts = ["127.0.0.2", "127.0.0.3"]
 
-    init(binaries: String, users: [String: [String]], memory: String = "128m") async throws {
+    /// `concurrentStarts` is the agents' `<ConcurrentStarts>`; nil leaves Berth's default.
+    init(binaries: String, users: [String: [String]], memory: String = "128m", concurrentStarts: Int? = nil) async throws {
         root = NSTemporaryDirectory() + "berth-bench-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: root + "/share", withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: root + "/cluster.key", contents: Data(UUID().uuidString.utf8), attributes: [.posixPermissions: 0o600])
         let communication = try Self.freePortOnHosts()
+        agents = Self.hosts.map { HostPort(host: $0, port: communication) }
         manager = HostPort(host: "127.0.0.1", port: try freePort())
+        managerClient = ServiceClient(address: manager, name: "manager")
         var units: [String: [HostPort]] = [:]
         let hash = try PasswordHash.make(password)
         var xml = "<Users>\n"
+        // A port just found free may be found again: each unit gets one of its own.
+        var taken: Set<Int> = [communication, manager.port]
+        func unitPort() throws -> Int {
+            while true {
+                let port = try Self.freePortOnHosts()
+                if taken.insert(port).inserted { return port }
+            }
+        }
         for (user, hosts) in users.sorted(by: { $0.key < $1.key }) {
-            units[user] = try hosts.map { HostPort(host: $0, port: try Self.freePortOnHosts()) }
+            units[user] = try hosts.map { HostPort(host: $0, port: try unitPort()) }
             try FileManager.default.createDirectory(atPath: root + "/home/\(user)/script", withIntermediateDirectories: true)
             xml += "<User><Name>\(user)</Name><PwdHash>\(hash)</PwdHash><Memory>\(memory)</Memory><CPU>1024</CPU>"
             xml += "<Home>\(root)/home/\(user)</Home><Unit>\(units[user]!.map(\.description).joined(separator: ","))</Unit></User>\n"
         }
         self.units = units
         try (xml + "</Users>\n").write(toFile: root + "/users.xml", atomically: true, encoding: .utf8)
+        do {
+            try await launchAll(binaries: binaries, communication: communication, concurrentStarts: concurrentStarts)
+        } catch {
+            let logs = ["manager"] + Self.hosts.map { "agent-\($0)" }
+            let tails = logs.compactMap { log in
+                (try? String(contentsOfFile: root + "/\(log).log", encoding: .utf8)).map { "\(log): " + $0.split(separator: "\n").suffix(2).joined(separator: " / ") }
+            }
+            shutdown()
+            throw BenchError("\(error)\n" + tails.joined(separator: "\n"))
+        }
+    }
+
+    private func launchAll(binaries: String, communication: Int, concurrentStarts: Int?) async throws {
+        let limit = concurrentStarts.map { "<ConcurrentStarts>\($0)</ConcurrentStarts>" } ?? ""
         for host in Self.hosts {
             try """
                 <Config><Server>\(host):\(communication)</Server><Share>\(root)/share</Share>
-                <NodeType>manager</NodeType><Manager>\(manager)</Manager><Secret>\(root)/cluster.key</Secret></Config>
+                <NodeType>manager</NodeType><Manager>\(manager)</Manager><Secret>\(root)/cluster.key</Secret>\(limit)</Config>
                 """.write(toFile: root + "/server-\(host).xml", atomically: true, encoding: .utf8)
             try launch(binaries + "/berth-agent", ["serve", "--config", root + "/server-\(host).xml"], log: "agent-\(host)")
         }
         try launch(binaries + "/berth-manager", [
             "serve", "--config", root + "/server-\(Self.hosts[0]).xml", "--users", root + "/users.xml", "--state-dir", root + "/state",
         ], log: "manager")
-        for address in Self.hosts.map({ HostPort(host: $0, port: communication) }) + [manager] {
+        for address in agents + [manager] {
             try await waitListening(address)
         }
     }
 
+    /// The process ids of the agents (in `hosts` order) and of the manager.
+    var agentPIDs: [Int32] { processes.prefix(Self.hosts.count).map(\.processIdentifier) }
+    var managerPID: Int32 { processes[Self.hosts.count].processIdentifier }
+
     func home(_ user: String) -> String { root + "/home/" + user }
 
-    /// Logs in through the manager's API, as `berth login` does; returns the session's unit key.
-    func login(_ user: String) async throws -> (token: String, unitSecret: String) {
-        let client = ServiceClient(address: manager, name: "manager")
-        let response = try await client.stream("POST", "/v1/login", body: LoginRequest(user: user, password: password, force: true))
+    var share: String { root + "/share" }
+
+    /// The user's units as the floors start them.
+    func benchUnits(_ user: String) -> [BenchUnit] {
+        units[user]!.map { BenchUnit(user: user, unit: $0, home: home(user), cluster: self) }
+    }
+
+    /// What one login saw: the session, and whether any unit waited in line for a start slot.
+    struct Login {
+        let token: String
+        let unitSecret: String
+        let queued: Bool
+    }
+
+    /// Logs in through the manager's API, as `berth login` does.
+    func login(_ user: String) async throws -> Login {
+        let response = try await managerClient.stream("POST", "/v1/login", body: LoginRequest(user: user, password: password, force: true))
         var lines = LineSplitter()
+        var queued = false
         for try await chunk in response.body {
             for line in lines.feed(chunk) {
                 let event = try BerthJSON.decoder.decode(LoginEvent.self, from: line)
+                if event.state == "queued" { queued = true }
                 if event.kind == .failed { throw BenchError("login \(user) failed: \(event.message ?? "")") }
-                if event.kind == .done, let token = event.token, let secret = event.unitSecret { return (token, secret) }
+                if event.kind == .done, let token = event.token, let secret = event.unitSecret {
+                    return Login(token: token, unitSecret: secret, queued: queued)
+                }
             }
         }
         throw BenchError("login \(user) ended without an answer")
     }
 
     func logout(token: String) async throws {
-        let client = ServiceClient(address: manager, name: "manager")
-        _ = try await client.call("POST", "/v1/logout", token: token, timeout: .seconds(120), as: StopUnitsResponse.self)
+        _ = try await managerClient.call("POST", "/v1/logout", token: token, timeout: .seconds(120), as: StopUnitsResponse.self)
+    }
+
+    /// Every benchmark user's name starts with this, so what a run cut short left behind is found.
+    static let userPrefix = "bench"
+
+    /// Removes the units and networks of benchmark users (a run cut short, or the networks the
+    /// agents keep for a while after logout) and the floor's containers.
+    static func removeLeftovers(client: DockerClient) async throws {
+        for container in try await client.listContainers(all: true, labels: [UnitLabel.user]) + client.listContainers(all: true, labels: [BenchContainers.label])
+        where container.labels?[UnitLabel.user]?.hasPrefix(userPrefix) ?? true {
+            try await client.removeContainer(container.id, force: true)
+        }
+        for network in try await client.listNetworks(labels: [UnitLabel.user]) where network.labels?[UnitLabel.user]?.hasPrefix(userPrefix) == true {
+            try? await client.removeNetwork(network.id)
+        }
     }
 
     func shutdown() {
@@ -103,53 +168,132 @@ final class BenchCluster {
     }
 }
 
-/// The floor for a login: the same unit containers created, started and waited for in parallel
-/// with hand-written HTTP, no Berth in between.
+/// One unit as the floors start it: where it serves, the user's home, and the user's network
+/// on that unit's agent, which Berth's login has created (and keeps for a while after logout).
+struct BenchUnit: Sendable {
+    let unit: HostPort
+    let home: String
+    let network: String
+
+    init(user: String, unit: HostPort, home: String, cluster: BenchCluster) {
+        self.unit = unit
+        self.home = home
+        let agent = cluster.agents.first { $0.host == unit.host }!
+        // The agent's name for the network (UnitSpec.networkName).
+        network = "berth-\(user)-\(agent.host)-\(agent.port)"
+    }
+}
+
+/// The floor for a login: the same unit containers as Berth's (image, command, limits, mounts,
+/// port binding, the user's network, PIDs limit, no-new-privileges) created, started and waited
+/// for in parallel with hand-written HTTP, no Berth in between. Each unit has a thread of its
+/// own, so twenty starts really are twenty at once, whatever the number of cores.
 struct RawUnitStarter {
     let socketPath: String
     let version: APIVersion
+    let share: String
     let image = "berth-unit:latest"
 
-    func startAndWait(units: [HostPort], home: String, memoryBytes: Int64) async throws -> [String] {
-        try await withThrowingTaskGroup(of: String.self) { group in
+    /// Starts every unit at once, or at most `perHost` at a time on each host; returns each
+    /// one's container and time to serving.
+    func startAndWait(_ units: [BenchUnit], memoryBytes: Int64, perHost: Int? = nil) async throws -> [(id: String, elapsed: Duration)] {
+        let slots = Dictionary(uniqueKeysWithValues: Set(units.map(\.unit.host)).map { ($0, DispatchSemaphore(value: perHost ?? units.count)) })
+        return try await withThrowingTaskGroup(of: (id: String, elapsed: Duration).self) { group in
+            let begun = ContinuousClock.now
             for unit in units {
                 group.addTask {
-                    let raw = try RawHTTP(socketPath: socketPath)
-                    let spec = "\(unit.port)/tcp"
-                    let config = ContainerConfig(
-                        image: image, cmd: ["/bin/berth-unit", "serve", "--port", String(unit.port)],
-                        env: ["BERTH_UNIT_SECRET=floor"], user: "0:0", workingDir: "/app",
-                        labels: [BenchContainers.label: "floor"], exposedPorts: [spec: EmptyObject()],
-                        hostConfig: HostConfig(
-                            memory: memoryBytes, cpuShares: 1024, binds: ["\(home):/app"],
-                            portBindings: [spec: [PortBinding(hostIp: unit.host, hostPort: String(unit.port))]], init: true))
-                    let created = try raw.request("POST", "/v\(version)/containers/create", body: try EngineJSON.encoder.encode(config))
-                    guard created.status == 201, let id = (try JSONSerialization.jsonObject(with: created.body) as? [String: Any])?["Id"] as? String else {
-                        throw BenchError("floor create: \(created.status) \(String(decoding: created.body, as: UTF8.self))")
+                    try await onOwnThread {
+                        let slot = slots[unit.unit.host]!
+                        slot.wait()
+                        defer { slot.signal() }
+                        let id = try startOne(unit, memoryBytes: memoryBytes)
+                        return (id, ContinuousClock.now - begun)
                     }
-                    _ = try raw.request("POST", "/v\(version)/containers/\(id)/start")
-                    // The tightest readiness a raw client can have: the unit's own health answer.
-                    let deadline = ContinuousClock.now + .seconds(30)
-                    while ContinuousClock.now < deadline {
-                        if healthAnswers(unit) { return id }
-                        try await Task.sleep(for: .milliseconds(5))
-                    }
-                    throw BenchError("floor unit \(unit) never answered")
                 }
             }
-            var ids: [String] = []
-            for try await id in group { ids.append(id) }
-            return ids
+            var started: [(id: String, elapsed: Duration)] = []
+            for try await one in group { started.append(one) }
+            return started
         }
     }
 
-    private func healthAnswers(_ unit: HostPort) -> Bool {
-        guard let fd = connectTCP(host: unit.host, port: unit.port) else { return false }
-        defer { close(fd) }
-        let request = "GET \(UnitPath.health) HTTP/1.1\r\nHost: unit\r\n\r\n"
-        _ = request.withCString { write(fd, $0, strlen($0)) }
-        var buffer = [UInt8](repeating: 0, count: 64)
-        let count = read(fd, &buffer, buffer.count)
-        return count > 12 && String(decoding: buffer[0..<count], as: UTF8.self).hasPrefix("HTTP/1.1 200")
+    private func startOne(_ unit: BenchUnit, memoryBytes: Int64) throws -> String {
+        let raw = try RawHTTP(socketPath: socketPath)
+        let port = unit.unit.port
+        let spec = "\(port)/tcp"
+        var host = HostConfig(
+            memory: memoryBytes, cpuShares: 1024, binds: ["\(share):/share:ro", "\(unit.home):/app"],
+            portBindings: [spec: [PortBinding(hostIp: unit.unit.host, hostPort: String(port))]], init: true)
+        host.networkMode = unit.network
+        host.pidsLimit = 1024
+        host.securityOpt = ["no-new-privileges"]
+        let config = ContainerConfig(
+            image: image, cmd: ["/bin/berth-unit", "serve", "--port", String(port)],
+            env: ["BERTH_UNIT_SECRET=floor"], user: "0:0", workingDir: "/app",
+            labels: [BenchContainers.label: "floor"], exposedPorts: [spec: EmptyObject()], hostConfig: host)
+        let created = try raw.request("POST", "/v\(version)/containers/create", body: try EngineJSON.encoder.encode(config))
+        guard created.status == 201, let id = (try JSONSerialization.jsonObject(with: created.body) as? [String: Any])?["Id"] as? String else {
+            throw BenchError("floor create: \(created.status) \(String(decoding: created.body, as: UTF8.self))")
+        }
+        _ = try raw.request("POST", "/v\(version)/containers/\(id)/start")
+        try waitHealthy(unit.unit)
+        return id
     }
+}
+
+/// The seeds' way (`raq_start.sh` per unit): `docker run -d` with the same settings, one unit
+/// after another, then wait until each serves.
+struct CLIUnitStarter {
+    let docker: String
+    let socketPath: String
+    let share: String
+    let image = "berth-unit:latest"
+
+    func startAndWait(_ units: [BenchUnit], memory: String) async throws -> [String] {
+        try await onOwnThread {
+            var ids: [String] = []
+            for unit in units {
+                let port = unit.unit.port
+                let output = try runProcess(docker, [
+                    "run", "-d", "--init", "--label", "\(BenchContainers.label)=cli", "-m", memory, "--cpu-shares", "1024",
+                    "-v", "\(share):/share:ro", "-v", "\(unit.home):/app", "-p", "\(unit.unit.host):\(port):\(port)",
+                    "--network", unit.network, "--pids-limit", "1024", "--security-opt", "no-new-privileges",
+                    "-e", "BERTH_UNIT_SECRET=cli", "-u", "0:0", "-w", "/app",
+                    image, "/bin/berth-unit", "serve", "--port", String(port),
+                ], environment: ["DOCKER_HOST": "unix://\(socketPath)"])
+                ids.append(output.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+            for unit in units { try waitHealthy(unit.unit) }
+            return ids
+        }
+    }
+}
+
+/// Runs blocking work on a thread of its own and returns its result.
+func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try work() }) }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+}
+
+/// Blocks until the unit answers its health request: the tightest readiness a raw client can have.
+func waitHealthy(_ unit: HostPort, timeout: Duration = .seconds(30)) throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if healthAnswers(unit) { return }
+        usleep(5000)
+    }
+    throw BenchError("unit \(unit) never answered")
+}
+
+func healthAnswers(_ unit: HostPort) -> Bool {
+    guard let fd = connectTCP(host: unit.host, port: unit.port) else { return false }
+    defer { close(fd) }
+    let request = "GET \(UnitPath.health) HTTP/1.1\r\nHost: unit\r\n\r\n"
+    _ = request.withCString { write(fd, $0, strlen($0)) }
+    var buffer = [UInt8](repeating: 0, count: 64)
+    let count = read(fd, &buffer, buffer.count)
+    return count > 12 && String(decoding: buffer[0..<count], as: UTF8.self).hasPrefix("HTTP/1.1 200")
 }

@@ -3,65 +3,75 @@ import EngineAPI
 import Foundation
 import UnitProtocol
 
-/// Login-to-ready and `berth call` throughput, each against its floor in the same run.
+/// The cluster tables, each against its floor in the same run: login-to-ready for 1, 2 and 4
+/// units (also against the seeds' docker CLI way) and `berth call` throughput in `cluster.md`,
+/// the login storm in `storm.md`, the daemons' memory over many logins in `footprint.md`.
 struct ClusterSections {
     let client: DockerClient
     let socket: String
     let version: APIVersion
     let logins: Int
     let callMegabytes: Int
+    let storm: StormSection.Settings
+    let footprint: FootprintSection.Settings
+    /// Which of `login` (with call), `storm`, `footprint` to run.
+    let parts: Set<String>
+    let machine: String
+    let command: String
+    let results: String
 
     var binaries: String {
         URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
     }
 
-    func run(into report: inout Report) async throws {
+    func run() async throws {
         // A run cut short leaves its units behind; they would hold the ports.
-        try await removeBenchUnits()
-        let cluster = try await BenchCluster(binaries: binaries, users: ["bench": BenchCluster.hosts])
+        try await BenchCluster.removeLeftovers(client: client)
+        if parts.contains("login") {
+            var report = Report(title: "Login to ready and berth call throughput")
+            report.header(machine: machine)
+            try await withCluster(users: ["bench": BenchCluster.hosts, "bench1": [BenchCluster.hosts[0]], "bench4": BenchCluster.hosts + BenchCluster.hosts]) { cluster in
+                try await loginToReady(cluster, into: &report)
+                try await callThroughput(cluster, into: &report)
+            }
+            report.command(command)
+            try report.write(to: results, name: "cluster.md")
+        }
+        if parts.contains("storm") {
+            var report = Report(title: "Login storm")
+            report.header(machine: machine)
+            try await StormSection(sections: self, settings: storm).run(into: &report)
+            report.command(command)
+            try report.write(to: results, name: "storm.md")
+        }
+        if parts.contains("footprint") {
+            var report = Report(title: "Footprint of the daemons")
+            report.header(machine: machine)
+            try await FootprintSection(sections: self, settings: footprint).run(into: &report)
+            report.command(command)
+            try report.write(to: results, name: "footprint.md")
+        }
+    }
+
+    /// A cluster for `body`, shut down and cleaned up after it whatever happens.
+    func withCluster(users: [String: [String]], concurrentStarts: Int? = nil, _ body: (BenchCluster) async throws -> Void) async throws {
+        let cluster = try await BenchCluster(binaries: binaries, users: users, concurrentStarts: concurrentStarts)
         do {
-            try await loginToReady(cluster, into: &report)
-            try await callThroughput(cluster, into: &report)
+            try await body(cluster)
         } catch {
             cluster.shutdown()
-            try? await removeBenchUnits()
+            try? await BenchCluster.removeLeftovers(client: client)
             throw error
         }
         cluster.shutdown()
         // The agents keep a user's network for a while after logout; these agents are gone.
-        try await removeBenchUnits()
-    }
-
-    private func removeBenchUnits() async throws {
-        for container in try await client.listContainers(all: true, labels: ["\(UnitLabel.user)=bench"]) {
-            try await client.removeContainer(container.id, force: true)
-        }
-        for network in try await client.listNetworks(labels: ["\(UnitLabel.user)=bench"]) {
-            try? await client.removeNetwork(network.id)
-        }
+        try await BenchCluster.removeLeftovers(client: client)
     }
 
     private func loginToReady(_ cluster: BenchCluster, into report: inout Report) async throws {
         let clock = ContinuousClock()
-        let units = cluster.units["bench"]!
-        let starter = RawUnitStarter(socketPath: socket, version: version)
-        var floor: [Duration] = []
-        var berth: [Duration] = []
-        for round in 0...logins {
-            var start = clock.now
-            let ids = try await starter.startAndWait(units: units, home: cluster.home("bench"), memoryBytes: 128 << 20)
-            let floorTime = clock.now - start
-            for id in ids { try await client.removeContainer(id, force: true) }
-            start = clock.now
-            let session = try await cluster.login("bench")
-            let berthTime = clock.now - start
-            try await cluster.logout(token: session.token)
-            // The first round warms the engine and the page cache for both.
-            if round > 0 {
-                floor.append(floorTime)
-                berth.append(berthTime)
-            }
-        }
+        let starter = RawUnitStarter(socketPath: socket, version: version, share: cluster.share)
+        let cli = which("docker").map { CLIUnitStarter(docker: $0, socketPath: socket, share: cluster.share) }
         var kdf: [Duration] = []
         let hash = try PasswordHash.make("x")
         for _ in 0..<5 {
@@ -69,14 +79,59 @@ struct ClusterSections {
             _ = PasswordHash.verify("x", against: hash)
             kdf.append(clock.now - start)
         }
-        let floorStats = Stats(floor), berthStats = Stats(berth), kdfStats = Stats(kdf)
-        var table = Table(columns: ["login of a user with 2 units on 2 agents", "median", "p90", "× floor"])
-        table.row(["raw HTTP: create + start + health, both units in parallel (floor)", floorStats.medianText, floorStats.p90Text, "1.00"])
-        table.row(["berth login → every unit ready", berthStats.medianText, berthStats.p90Text, ratio(berthStats, floorStats)])
-        let withoutKDF = Stats(berth.map { $0 - kdfStats.median })
-        table.row(["berth login, less the password check", withoutKDF.medianText, withoutKDF.p90Text, ratio(withoutKDF, floorStats)])
+        let kdfStats = Stats(kdf)
+        var table = Table(columns: ["login of a user with N units on 2 agents", "median", "p90", "× floor"])
+        for (user, count) in [("bench1", 1), ("bench", 2), ("bench4", 4)] {
+            let units = cluster.benchUnits(user)
+            var floor: [Duration] = []
+            var berth: [Duration] = []
+            var seeds: [Duration] = []
+            for round in 0...logins {
+                // Berth first: its first login creates the user's networks, which the other two use.
+                var start = clock.now
+                let session = try await cluster.login(user)
+                let berthTime = clock.now - start
+                try await cluster.logout(token: session.token)
+                start = clock.now
+                let started = try await starter.startAndWait(units, memoryBytes: 128 << 20)
+                let floorTime = clock.now - start
+                for one in started { try await client.removeContainer(one.id, force: true) }
+                var cliTime: Duration?
+                if let cli {
+                    start = clock.now
+                    let ids = try await cli.startAndWait(units, memory: "128m")
+                    cliTime = clock.now - start
+                    for id in ids { try await client.removeContainer(id, force: true) }
+                }
+                // The first round warms the engine, the page cache and the user's networks for all.
+                if round > 0 {
+                    floor.append(floorTime)
+                    berth.append(berthTime)
+                    if let cliTime { seeds.append(cliTime) }
+                }
+            }
+            let floorStats = Stats(floor), berthStats = Stats(berth)
+            let label = "\(count) unit\(count == 1 ? "" : "s")"
+            table.row(["\(label): raw HTTP create + start + health, in parallel (floor)", floorStats.medianText, floorStats.p90Text, "1.00"])
+            let withoutKDF = Stats(berth.map { $0 - kdfStats.median })
+            table.row(["\(label): berth login → every unit ready", berthStats.medianText, berthStats.p90Text,
+                       "\(ratio(berthStats, floorStats)) (\(ratio(withoutKDF, floorStats)) less the password check)"])
+            if !seeds.isEmpty {
+                let seedStats = Stats(seeds)
+                table.row(["\(label): docker run -d per unit, one after another, then wait (the seeds' raq_start.sh)", seedStats.medianText, seedStats.p90Text, ratio(seedStats, floorStats)])
+            }
+        }
         table.row(["password check alone (scrypt N=2^14, r=8, p=1)", kdfStats.medianText, kdfStats.p90Text, "—"])
-        report.section(table, note: "\(logins) logins each (after one warm-up), alternating with the floor. Berth's time runs from the login request to the manager's `done`: password check, per-user network, home folders, port checks, create, start, and the agents' readiness probes, for both units in parallel.")
+        report.section(table, note: """
+            \(logins) logins per row (after one warm-up round), the three ways alternating. 2 units are one per agent, \
+            4 units two per agent. Berth's time runs from the login request to the manager's `done`: password check, \
+            home folders, port checks, create, start, and the agents' readiness probes, for all units in parallel. \
+            The floor and the docker CLI create the same containers as Berth (image, command, limits, mounts, port \
+            binding, the user's network, PIDs limit, no-new-privileges); the floor waits for each unit's health \
+            answer. The CLI is `docker run -d --init -m 128m --cpu-shares 1024 -v share:/share:ro -v home:/app \
+            -p ip:port:port --network … …` per unit, one after another as the seeds' raq_start.sh is run, then a \
+            wait until every unit answers.
+            """)
     }
 
     private func callThroughput(_ cluster: BenchCluster, into report: inout Report) async throws {

@@ -1,14 +1,22 @@
 import Foundation
 
-/// Median and 90th percentile of a set of timings.
+/// Median, 90th percentile and any other percentile of a set of timings.
 struct Stats {
+    let sorted: [Duration]
     let median: Duration
     let p90: Duration
 
     init(_ samples: [Duration]) {
-        let sorted = samples.sorted()
+        sorted = samples.sorted()
         median = sorted.isEmpty ? .zero : sorted[sorted.count / 2]
         p90 = sorted.isEmpty ? .zero : sorted[min(sorted.count - 1, sorted.count * 9 / 10)]
+    }
+
+    /// The nearest-rank percentile, `fraction` in 0...1.
+    func percentile(_ fraction: Double) -> Duration {
+        guard !sorted.isEmpty else { return .zero }
+        let rank = Int((fraction * Double(sorted.count)).rounded(.up))
+        return sorted[min(sorted.count - 1, max(0, rank - 1))]
     }
 
     var medianText: String { format(median) }
