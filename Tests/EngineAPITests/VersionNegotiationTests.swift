@@ -122,6 +122,25 @@ import Testing
         }.value
         #expect(nested == "berth-curl")
     }
+
+    @Test func aReleasedTransportLetsItsThreadsGo() async throws {
+        let engine = try FakeEngine(response: "HTTP/1.1 200 OK\r\nApi-Version: 1.43\r\nContent-Length: 2\r\n\r\nOK")
+        defer { engine.stop() }
+        weak var pool: CurlWorkerPool?
+        do {
+            let client = DockerClient(endpoint: .unix(engine.path))
+            pool = client.transport.pool
+            try await withThrowingTaskGroup(of: String.self) { group in
+                for _ in 0..<4 { group.addTask { try await client.ping() } }
+                try await group.waitForAll()
+            }
+            #expect(pool != nil)
+        }
+        // Its workers held it; they leave once nothing is queued, and it goes with the last one.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while pool != nil && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(pool == nil, "the pool's worker threads outlived its transport")
+    }
 }
 
 private func threadName() -> String {

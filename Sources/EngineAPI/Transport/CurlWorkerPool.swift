@@ -10,7 +10,8 @@ import Foundation
 /// than a local engine takes to answer `_ping`.
 ///
 /// The pool grows when every worker is busy (a followed log stream occupies its worker for as long
-/// as it lasts) and shrinks back after workers sit idle.
+/// as it lasts) and shrinks back after workers sit idle. Once its owner lets go (`shutDown`), every
+/// worker leaves as soon as nothing is queued, and the threads and connections go with them.
 final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
     private static let globalInit: Void = {
         curl_global_init(Int(CURL_GLOBAL_ALL))
@@ -29,6 +30,7 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
     /// Workers running something; the others are free or about to wait for work.
     private var active = 0
     private var workers = 0
+    private var shuttingDown = false
     private let maximumWorkers: Int
     private let minimumWorkers: Int
     private let idleTimeout: TimeInterval
@@ -48,6 +50,15 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
         submit(.job(UnownedJob(job)))
     }
 
+    /// Lets every worker go once the queue is empty; work submitted later still runs, on a worker
+    /// started for it that leaves straight after.
+    func shutDown() {
+        condition.lock()
+        shuttingDown = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
     /// The easy handle of the worker thread this is called on, when it is one of this pool's.
     func handleOfCurrentThread() -> UnsafeMutableRawPointer? {
         guard let worker = WorkerThread.current, worker.pool === self else { return nil }
@@ -61,8 +72,7 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
         if pending > workers - active && workers < maximumWorkers {
             workers += 1
             let thread = Thread { [self] in
-                // Named from inside: on Linux that is what reaches the kernel (`ps -L`, /proc).
-                Thread.current.name = "berth-curl"
+                Self.nameThisThread("berth-curl")
                 runWorker()
             }
             thread.stackSize = 512 * 1024
@@ -70,6 +80,16 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
         }
         condition.signal()
         condition.unlock()
+    }
+
+    /// What `ps -L` and /proc show. Foundation's `Thread.name` can miss a thread that starts
+    /// running before its creator has recorded it (the thread then keeps its creator's name), and
+    /// Glibc's `pthread_setname_np` is not visible to Swift; the kernel's own file always works.
+    private static func nameThisThread(_ name: String) {
+        let descriptor = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return }
+        _ = Array(name.utf8).withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        close(descriptor)
     }
 
     private func nextWork() -> Work? {
@@ -85,6 +105,10 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
                     queueHead = 0
                 }
                 return work
+            }
+            if shuttingDown {
+                workers -= 1
+                return nil
             }
             let signalled = condition.wait(until: Date(timeIntervalSinceNow: idleTimeout))
             if !signalled && queueHead == queue.count && workers > minimumWorkers {

@@ -226,7 +226,7 @@ final class Transfer: @unchecked Sendable {
             }
             return .timeout(method: request.method, path: request.path, after: request.timeout ?? connectTimeout)
         case CURLE_GOT_NOTHING where !headComplete:
-            return .unreachable(endpoint: endpoint.description, reason: "the engine closed the connection without answering")
+            return .unreachable(endpoint: endpoint.description, reason: "the connection closed without an answer")
         default:
             return .transport("\(request.method) \(request.path): \(detail)")
         }
@@ -324,7 +324,8 @@ final class Transfer: @unchecked Sendable {
 }
 
 extension Duration {
-    var milliseconds: Int64 {
+    /// Whole milliseconds, rounded down.
+    public var milliseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }

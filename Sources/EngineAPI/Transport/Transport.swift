@@ -6,12 +6,16 @@ public final class Transport: Sendable {
     public let endpoint: EngineEndpoint
     /// How long establishing a connection may take; an engine that is not there fails this fast.
     public let connectTimeout: Duration
-    private let pool: CurlWorkerPool
+    let pool: CurlWorkerPool
 
     public init(endpoint: EngineEndpoint, connectTimeout: Duration = .seconds(2)) {
         self.endpoint = endpoint
         self.connectTimeout = connectTimeout
         self.pool = CurlWorkerPool()
+    }
+
+    deinit {
+        pool.shutDown()
     }
 
     /// Where engine work runs cheapest: a task that prefers this executor
