@@ -26,13 +26,16 @@ enum PortProbe {
         case serving
         /// Refused, or accepted and closed at once (Docker's userland proxy with nothing behind it).
         case notYet
+        /// No answer at all, not even a refusal, within the connect timeout: the address cannot be
+        /// reached from here.
+        case unreachable
     }
 
     /// Whether something serves on `host:port`. Docker's proxy accepts connections before the
     /// container listens and then closes them, so an accepted connection is not enough: the
     /// connection must stay open for `settle` milliseconds or carry data. The proxy (on this same
     /// host) closes within a millisecond when nothing listens behind it.
-    static func probe(host: String, port: Int, settle: Int32 = 10) -> Answer {
+    static func probe(host: String, port: Int, settle: Int32 = 10, connectTimeout: Int32 = 1000) -> Answer {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return .notYet }
         defer { close(fd) }
@@ -44,13 +47,13 @@ enum PortProbe {
         let started = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        if started != 0 && errno != EINPROGRESS { return .notYet }
+        if started != 0 && errno != EINPROGRESS { return errno == ECONNREFUSED ? .notYet : .unreachable }
         var pollable = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-        guard poll(&pollable, 1, 1000) == 1 else { return .notYet }
+        guard poll(&pollable, 1, connectTimeout) == 1 else { return .unreachable }
         var error: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
-        guard error == 0 else { return .notYet }
+        guard error == 0 else { return error == ECONNREFUSED ? .notYet : .unreachable }
         pollable = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         let ready = poll(&pollable, 1, settle)
         if ready == 0 { return .serving }

@@ -4,9 +4,20 @@ import Foundation
 
 /// Waits until a started unit serves on its published `ip:port`, failing early when its container
 /// exits and at the latest after the timeout.
+///
+/// Docker's proxy accepts on the published `ip:port` before the unit's program listens, and under
+/// load it can hold such a connection open for tens of milliseconds before closing it, which a
+/// probe of the published port alone cannot tell from a server. So the probe asks the container
+/// itself first, at its address on the user's network, where nothing stands in between: a refusal
+/// there means "not yet" and an accepted connection means the program listens. Only then is the
+/// published `ip:port` checked, the way users come. Where the container has no such address (a
+/// template with another network mode) or this host cannot reach it, the published port is probed
+/// alone and a connection must stay open a moment to count.
 struct Readiness {
     let docker: DockerClient
     let timeout: Duration
+    /// Between probes; a probe of a local address that refuses costs a few microseconds.
+    var interval: Duration = .milliseconds(5)
 
     enum Failure: Error {
         case exited(code: Int, oomKilled: Bool)
@@ -16,22 +27,58 @@ struct Readiness {
     func wait(container: String, unit: HostPort) async throws {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
-        var attempt = 0
+        var inside: String?
+        var insideUsable = true
+        var round = 0
         while true {
             try Task.checkCancellation()
-            // The probe is cheap and local; asking the engine whether the container died is not,
-            // so that happens every tenth round (about every 200 ms).
-            if attempt % 10 == 0 {
-                let state = try await docker.inspectContainer(container).state
-                if !state.running {
-                    throw Failure.exited(code: state.exitCode ?? -1, oomKilled: state.oomKilled ?? false)
+            // Asking the engine whether the container died costs far more than a probe, so that
+            // happens on the first round (which also learns the container's address) and then
+            // about every 100 ms.
+            if round % 20 == 0 {
+                let details = try await docker.inspectContainer(container)
+                guard details.state.running else {
+                    throw Failure.exited(code: details.state.exitCode ?? -1, oomKilled: details.state.oomKilled ?? false)
+                }
+                if inside == nil {
+                    inside = details.networkSettings?.networks?.values.lazy.compactMap(\.ipAddress).first { !$0.isEmpty }
                 }
             }
-            attempt += 1
-            let answer = await docker.transport.runBlocking { PortProbe.probe(host: unit.host, port: unit.port) }
-            if answer == .serving { return }
+            round += 1
+            let direct = insideUsable ? inside : nil
+            let answer = await docker.transport.runBlocking { Self.probe(unit: unit, inside: direct) }
+            switch answer {
+            case .serving:
+                return
+            case .insideUnreachable:
+                insideUsable = false
+            case .notYet:
+                break
+            }
             guard clock.now < deadline else { throw Failure.timedOut }
-            try await Task.sleep(for: .milliseconds(10))
+            try await Task.sleep(for: interval)
         }
+    }
+
+    enum Answer: Equatable {
+        case serving
+        case notYet
+        /// The container's own address does not answer from here at all: probe the published port alone.
+        case insideUnreachable
+    }
+
+    /// One round of probes; blocks for a moment at most.
+    static func probe(unit: HostPort, inside: String?) -> Answer {
+        guard let inside else {
+            return PortProbe.probe(host: unit.host, port: unit.port, settle: 10) == .serving ? .serving : .notYet
+        }
+        switch PortProbe.probe(host: inside, port: unit.port, settle: 0, connectTimeout: 200) {
+        case .notYet: return .notYet
+        case .unreachable: return .insideUnreachable
+        case .serving: break
+        }
+        // The program listens; the proxy in front of it now forwards at once, so a connection
+        // that stays open for a millisecond is the unit answering on its ip:port.
+        return PortProbe.probe(host: unit.host, port: unit.port, settle: 1) == .serving ? .serving : .notYet
     }
 }

@@ -47,6 +47,8 @@ final class UnitService: Sendable {
 
         let body = try spec.createBody(template: template)
         let image = body.image ?? config.image
+        let clock = ContinuousClock()
+        let creating = clock.now
         let id: String
         do {
             id = try await docker.createContainer(name: spec.containerName, config: body).id
@@ -55,9 +57,12 @@ final class UnitService: Sendable {
         } catch EngineError.conflict(let message, _, _) {
             throw AgentError("unit \(unit): \(message)")
         }
+        let starting = clock.now
+        var started = starting
         do {
             try await docker.startContainer(id)
             slot.leave()
+            started = clock.now
             try await Readiness(docker: docker, timeout: .seconds(config.readyTimeoutSeconds)).wait(container: id, unit: unit)
         } catch {
             AgentMetrics.shared.engineError(error)
@@ -67,7 +72,13 @@ final class UnitService: Sendable {
             logger.warning("unit failed to start", metadata: ["unit": "\(unit)", "user": "\(request.user)", "cause": "\(cause)"])
             throw AgentError(tail.isEmpty ? cause : "\(cause); last log lines:\n\(tail)")
         }
-        logger.info("unit ready", metadata: ["unit": "\(unit)", "user": "\(request.user)", "container": "\(id.prefix(12))"])
+        let ready = clock.now
+        // Where a start's time goes: the engine's create and start, then the unit's own program.
+        logger.info("unit ready", metadata: [
+            "unit": "\(unit)", "user": "\(request.user)", "container": "\(id.prefix(12))",
+            "create_ms": "\((starting - creating).milliseconds)", "start_ms": "\((started - starting).milliseconds)",
+            "ready_ms": "\((ready - started).milliseconds)",
+        ])
         return UnitStatus(unit: unit, user: request.user, session: request.session, state: "running", container: id)
     }
 
