@@ -9,7 +9,10 @@ import Testing
 ///
 /// Deterministic: every case is made from the seed and its number, and a failure prints both.
 /// `BERTH_FUZZ_SEED` replays another run, `BERTH_FUZZ_CASES` makes one longer.
-@Suite struct InputFuzzTests {
+///
+/// One test at a time: each keeps a thread of Swift's small pool busy for seconds, and two at once
+/// on two cores would starve every other suite's tasks.
+@Suite(.serialized) struct InputFuzzTests {
     static let environment = ProcessInfo.processInfo.environment
     static let seed = environment["BERTH_FUZZ_SEED"].flatMap { UInt64($0) } ?? 20_261_122
     static let cases = environment["BERTH_FUZZ_CASES"].flatMap { Int($0) } ?? 2000

@@ -92,6 +92,10 @@ enum LineXML {
             return .failure(UnusableConfigFile(
                 problem: ConfigProblem(file: path, line: 0, message: "cannot read the file: \(error.message)")))
         }
+        guard bytes.count <= ConfigFileReader.maximumSize else {
+            return .failure(UnusableConfigFile(
+                problem: ConfigProblem(file: path, line: 1, message: "the file is over \(ConfigFileReader.maximumSize >> 20) MB; a configuration file is far smaller")))
+        }
         return parse(bytes).mapError { syntax in
             UnusableConfigFile(
                 problem: ConfigProblem(file: path, line: syntax.line, message: "not well-formed XML: \(syntax.reason)"))
@@ -269,6 +273,12 @@ private struct StartLineLocator {
 /// Reads whole files with POSIX calls, because their `errno` text ("Permission denied",
 /// "No such file or directory") is what an administrator needs to see.
 enum ConfigFileReader {
+    /// Far above any real cluster's files (thousands of users); a bigger one is a mistake, and
+    /// refusing it up front keeps a stray log or dump from being parsed for seconds.
+    static let maximumSize = 2 << 20
+
+    /// The file's bytes; reading stops one byte past `maximumSize`, so callers tell a file that
+    /// is too big by its length.
     static func contents(of path: String) throws(ConfigError) -> [UInt8] {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
@@ -289,6 +299,9 @@ enum ConfigFileReader {
                 throw ConfigError(currentErrnoText())
             }
             contents.append(contentsOf: chunk[0..<count])
+            if contents.count > maximumSize {
+                return Array(contents.prefix(maximumSize + 1))
+            }
         }
     }
 

@@ -102,6 +102,9 @@ public struct ServerConfig: Sendable, Equatable {
         } catch {
             throw ConfigError("secret \(path) is not readable: \(error.message)")
         }
+        guard bytes.count <= ConfigFileReader.maximumSize else {
+            throw ConfigError("secret \(path) is over \(ConfigFileReader.maximumSize >> 20) MB; is it the right file? (a key of 32 random bytes is enough)")
+        }
         while let last = bytes.last, [0x20, 0x09, 0x0A, 0x0D].contains(last) {
             bytes.removeLast()
         }
