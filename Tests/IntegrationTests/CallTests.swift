@@ -28,7 +28,7 @@ final class CallTests {
         try Self.write(home + "/script/header.sh", #"echo "H$BERTH_PART"; echo row"#)
         try Self.write(home + "/data/outside.sh", "echo escaped")
         try FileManager.default.createSymbolicLink(atPath: home + "/script/link.sh", withDestinationPath: "/app/data/outside.sh")
-        let login = try cluster.login("aaa")
+        let login = try await cluster.login("aaa")
         #expect(login.status == 0, "\(login.stderr)")
     }
 
@@ -55,17 +55,17 @@ final class CallTests {
         employees().split(separator: "\n").dropFirst().map(String.init).filter { $0.split(separator: "\t")[4] == "New York" }
     }
 
-    @Test func singleUnitQueryReturnsTheMatchingRows() throws {
+    @Test func singleUnitQueryReturnsTheMatchingRows() async throws {
         let unit = cluster.units["aaa"]![0]
-        let result = try cluster.berth(["call", "Employee.sh", "New York", "--unit", unit.description], user: "aaa")
+        let result = try await cluster.berth(["call", "Employee.sh", "New York", "--unit", unit.description], user: "aaa")
         #expect(result.status == 0, "\(result.stderr)")
         let lines = result.stdout.split(separator: "\n").map(String.init)
         #expect(lines.first == Self.columns.joined(separator: "\t"))
         #expect(Array(lines.dropFirst()) == Self.newYorkRows())
     }
 
-    @Test func splitQueryMergesBothHalvesWithOneHeader() throws {
-        let result = try cluster.berth(["call", "Emp.sh", "New York", "--split", "--header"], user: "aaa")
+    @Test func splitQueryMergesBothHalvesWithOneHeader() async throws {
+        let result = try await cluster.berth(["call", "Emp.sh", "New York", "--split", "--header"], user: "aaa")
         #expect(result.status == 0, "\(result.stderr)")
         let lines = result.stdout.split(separator: "\n").map(String.init)
         #expect(lines.first == Self.columns.joined(separator: "\t"))
@@ -79,31 +79,31 @@ final class CallTests {
         #expect(Array(lines.dropFirst().prefix(firstPart.count)) == firstPart)
     }
 
-    @Test func differingHeadersAreAnError() throws {
-        let result = try cluster.berth(["call", "header.sh", "--split", "--header"], user: "aaa")
+    @Test func differingHeadersAreAnError() async throws {
+        let result = try await cluster.berth(["call", "header.sh", "--split", "--header"], user: "aaa")
         #expect(result.status != 0)
         #expect(result.stderr.contains("header differs"), "\(result.stderr)")
     }
 
-    @Test func aFailingScriptFailsTheCallWithItsStderrAndUnit() throws {
+    @Test func aFailingScriptFailsTheCallWithItsStderrAndUnit() async throws {
         let unit = cluster.units["aaa"]![1]
-        let result = try cluster.berth(["call", "fail.sh", "--unit", unit.description], user: "aaa")
+        let result = try await cluster.berth(["call", "fail.sh", "--unit", unit.description], user: "aaa")
         #expect(result.status != 0)
         #expect(result.stderr.contains("error: unit \(unit): fail.sh exited with status 3: no such table"), "\(result.stderr)")
     }
 
-    @Test func scriptsOutsideTheScriptDirectoryAreRefused() throws {
-        let traversal = try cluster.berth(["call", "../data/outside.sh"], user: "aaa")
+    @Test func scriptsOutsideTheScriptDirectoryAreRefused() async throws {
+        let traversal = try await cluster.berth(["call", "../data/outside.sh"], user: "aaa")
         #expect(traversal.status != 0)
         #expect(traversal.stderr.contains(".. and empty path parts are not allowed"))
-        let link = try cluster.berth(["call", "link.sh", "--unit", cluster.units["aaa"]![0].description], user: "aaa")
+        let link = try await cluster.berth(["call", "link.sh", "--unit", cluster.units["aaa"]![0].description], user: "aaa")
         #expect(link.status != 0)
         #expect(link.stderr.contains("resolves outside /app/script"), "\(link.stderr)")
         #expect(!link.stdout.contains("escaped"))
     }
 
     @Test func anotherUsersCallIsRefused() async throws {
-        try cluster.expectLogin("bbb")
+        try await cluster.expectLogin("bbb")
         let bbbSecret = try BerthJSON.decoder.decode(SessionSecret.self, from: Data(contentsOf: URL(fileURLWithPath: cluster.root + "/session-bbb.json"))).unitSecret
         let aaaUnit = cluster.units["aaa"]![1]
         let client = ServiceClient(address: aaaUnit, name: "unit \(aaaUnit)")
@@ -116,13 +116,13 @@ final class CallTests {
                 #expect(status == 401 || status == 403)
             }
         }
-        #expect(try cluster.berth(["logout"], user: "bbb").status == 0)
+        #expect(try await cluster.berth(["logout"], user: "bbb").status == 0)
     }
 
-    @Test func everyCallLeavesALogLine() throws {
+    @Test func everyCallLeavesALogLine() async throws {
         let unit = cluster.units["aaa"]![0]
-        #expect(try cluster.berth(["call", "Employee.sh", "Texas", "--unit", unit.description], user: "aaa").status == 0)
-        let logs = try cluster.berth(["logs", "--unit", unit.description], user: "aaa")
+        #expect(try await cluster.berth(["call", "Employee.sh", "Texas", "--unit", unit.description], user: "aaa").status == 0)
+        let logs = try await cluster.berth(["logs", "--unit", unit.description], user: "aaa")
         #expect(logs.status == 0)
         #expect(logs.stdout.contains("call Employee.sh [\"Texas\"] exit 0"), "\(logs.stdout)")
     }
@@ -150,10 +150,10 @@ final class CallTests {
         for unit in cluster.units["aaa"]! {
             var logged = false
             for _ in 0..<20 where !logged {
-                logged = try cluster.berth(["logs", "--unit", unit.description], user: "aaa").stdout.contains("call slow.sh [] exit")
+                logged = try await cluster.berth(["logs", "--unit", unit.description], user: "aaa").stdout.contains("call slow.sh [] exit")
                 if !logged { try await Task.sleep(for: .milliseconds(250)) }
             }
-            let logs = try cluster.berth(["logs", "--unit", unit.description], user: "aaa").stdout
+            let logs = try await cluster.berth(["logs", "--unit", unit.description], user: "aaa").stdout
             #expect(logs.contains("(cancelled by the caller)"), "\(unit): \(logs)")
         }
     }

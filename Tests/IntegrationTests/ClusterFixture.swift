@@ -214,12 +214,18 @@ final class ClusterFixture: @unchecked Sendable {
     }
 
     /// Runs `berth` with this cluster's session file for `user`.
-    func berth(_ arguments: [String], user: String, stdin: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
-        try Self.run("berth", arguments, environment: ["BERTH_SESSION": root + "/session-\(user).json"], stdin: stdin)
+    func berth(_ arguments: [String], user: String, stdin: String? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await Self.run("berth", arguments, environment: ["BERTH_SESSION": root + "/session-\(user).json"], stdin: stdin)
     }
 
-    /// Runs one of the built binaries and collects what it prints.
-    static func run(_ binary: String, _ arguments: [String], environment extra: [String: String] = [:], stdin: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+    /// Runs one of the built binaries and collects what it prints. The wait happens on a thread of
+    /// its own: Swift's pool has one thread per core, and tests that block them stall every other
+    /// test's tasks (and their timing) until they are done.
+    static func run(_ binary: String, _ arguments: [String], environment extra: [String: String] = [:], stdin: String? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await Background.run { try runHere(binary, arguments, environment: extra, stdin: stdin) }
+    }
+
+    private static func runHere(_ binary: String, _ arguments: [String], environment extra: [String: String], stdin: String?) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binaries + "/" + binary)
         process.arguments = arguments
@@ -237,12 +243,12 @@ final class ClusterFixture: @unchecked Sendable {
         return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
     }
 
-    func login(_ user: String, password: String = ClusterFixture.password, force: Bool = false) throws -> (status: Int32, stdout: String, stderr: String) {
-        try berth(["login", "--server", managerAddress.description, "--user", user, "--password-stdin"] + (force ? ["--force"] : []), user: user, stdin: password + "\n")
+    func login(_ user: String, password: String = ClusterFixture.password, force: Bool = false) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await berth(["login", "--server", managerAddress.description, "--user", user, "--password-stdin"] + (force ? ["--force"] : []), user: user, stdin: password + "\n")
     }
 
-    func expectLogin(_ user: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let result = try login(user)
+    func expectLogin(_ user: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let result = try await login(user)
         #expect(result.status == 0, "login \(user) failed: \(result.stderr)", sourceLocation: sourceLocation)
     }
 
@@ -253,7 +259,11 @@ final class ClusterFixture: @unchecked Sendable {
         let agents = Set(Self.hosts.map { "\($0):\(communicationPort)" })
         for summary in try await client.listContainers(all: true, labels: ["\(UnitLabel.user)=\(user)"])
         where agents.contains(summary.labels?[UnitLabel.host] ?? "") {
-            result.append(try await client.inspectContainer(summary.id))
+            do {
+                result.append(try await client.inspectContainer(summary.id))
+            } catch EngineError.notFound {
+                // Removed between the listing and now: not there.
+            }
         }
         return result.sorted { ($0.config.labels?[UnitLabel.unit] ?? "") < ($1.config.labels?[UnitLabel.unit] ?? "") }
     }

@@ -19,7 +19,7 @@ final class ClusterTests {
 
     @Test func loginStartsEveryUnitAsTheAdminConfiguredItAndLogoutKeepsFiles() async throws {
         let units = cluster.units["aaa"]!
-        let login = try cluster.login("aaa")
+        let login = try await cluster.login("aaa")
         #expect(login.status == 0, "\(login.stderr)")
         #expect(login.stdout.contains("logged in as aaa: 2 units ready"))
         for unit in units { #expect(login.stderr.contains("unit \(unit)  ready")) }
@@ -50,7 +50,7 @@ final class ClusterTests {
             #expect(FileManager.default.fileExists(atPath: cluster.home("aaa") + "/" + sub))
         }
 
-        let status = try cluster.berth(["status", "--json"], user: "aaa")
+        let status = try await cluster.berth(["status", "--json"], user: "aaa")
         #expect(status.status == 0, "\(status.stderr)")
         let parsed = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
         #expect(parsed?["user"] as? String == "aaa")
@@ -59,15 +59,15 @@ final class ClusterTests {
         #expect(listed.allSatisfy { $0["state"] as? String == "running" })
 
         // The home is writable from inside, the share is not.
-        let write = try cluster.berth(["exec", "--unit", units[0].description, "--", "sh", "-c", "echo kept > /app/data/result.txt"], user: "aaa")
+        let write = try await cluster.berth(["exec", "--unit", units[0].description, "--", "sh", "-c", "echo kept > /app/data/result.txt"], user: "aaa")
         #expect(write.status == 0, "\(write.stderr)")
-        let denied = try cluster.berth(["exec", "--unit", units[1].description, "--", "touch", "/share/x"], user: "aaa")
+        let denied = try await cluster.berth(["exec", "--unit", units[1].description, "--", "touch", "/share/x"], user: "aaa")
         #expect(denied.status != 0)
         #expect(denied.stderr.contains("Read-only file system"))
-        let read = try cluster.berth(["exec", "--unit", units[1].description, "--", "cat", "/share/readme.txt"], user: "aaa")
+        let read = try await cluster.berth(["exec", "--unit", units[1].description, "--", "cat", "/share/readme.txt"], user: "aaa")
         #expect(read.stdout == "shared\n")
 
-        let logout = try cluster.berth(["logout"], user: "aaa")
+        let logout = try await cluster.berth(["logout"], user: "aaa")
         #expect(logout.status == 0, "\(logout.stderr)")
         #expect(try await cluster.containers(of: "aaa").isEmpty)
         let kept = try String(contentsOfFile: cluster.home("aaa") + "/data/result.txt", encoding: .utf8)
@@ -75,40 +75,40 @@ final class ClusterTests {
         // Each unit's log was saved into the home before its container went.
         let saved = try FileManager.default.contentsOfDirectory(atPath: cluster.home("aaa") + "/logs")
         #expect(Set(saved.map { $0.split(separator: "-").prefix(2).joined(separator: ":") }) == Set(units.map(\.description)))
-        let after = try cluster.berth(["status"], user: "aaa")
+        let after = try await cluster.berth(["status"], user: "aaa")
         #expect(after.status != 0)
         #expect(after.stderr.hasPrefix("error: not logged in"))
     }
 
     @Test func secondLoginIsRefusedUnlessForced() async throws {
-        try cluster.expectLogin("bbb")
+        try await cluster.expectLogin("bbb")
         let firstSession = try await cluster.containers(of: "bbb").first?.config.labels?[UnitLabel.session]
-        let second = try cluster.login("bbb")
+        let second = try await cluster.login("bbb")
         #expect(second.status != 0)
         #expect(second.stderr.contains("error: bbb is already logged in since"))
         #expect(second.stderr.contains("--force"))
 
-        let forced = try cluster.login("bbb", force: true)
+        let forced = try await cluster.login("bbb", force: true)
         #expect(forced.status == 0, "\(forced.stderr)")
         let containers = try await cluster.containers(of: "bbb")
         #expect(containers.count == 1)
         #expect(containers.first?.config.labels?[UnitLabel.session] != firstSession)
-        #expect(try cluster.berth(["logout"], user: "bbb").status == 0)
+        #expect(try await cluster.berth(["logout"], user: "bbb").status == 0)
     }
 
-    @Test func wrongPasswordAndUnknownUserLookTheSame() throws {
-        let wrong = try cluster.login("ccc", password: "not-the-password")
-        let unknown = try cluster.login("nobody", password: "whatever")
+    @Test func wrongPasswordAndUnknownUserLookTheSame() async throws {
+        let wrong = try await cluster.login("ccc", password: "not-the-password")
+        let unknown = try await cluster.login("nobody", password: "whatever")
         #expect(wrong.status != 0 && unknown.status != 0)
         #expect(wrong.stderr == "error: wrong user name or password\n")
         #expect(unknown.stderr == wrong.stderr)
     }
 
-    @Test func repeatedWrongPasswordsLockTheName() throws {
+    @Test func repeatedWrongPasswordsLockTheName() async throws {
         for _ in 0..<5 {
-            #expect(try cluster.login("ccc", password: "guess").stderr == "error: wrong user name or password\n")
+            #expect(try await cluster.login("ccc", password: "guess").stderr == "error: wrong user name or password\n")
         }
-        let locked = try cluster.login("ccc")
+        let locked = try await cluster.login("ccc")
         #expect(locked.status != 0)
         #expect(locked.stderr.contains("too many failed logins for ccc"), "\(locked.stderr)")
     }
@@ -122,13 +122,13 @@ final class ClusterTests {
             host: cluster.managerAddress.host, port: cluster.managerAddress.port,
             send: "POST /v1/login HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\nConnection: close\r\n\r\n{\"user\": 42}")
         #expect(wrongShape.hasPrefix("HTTP/1.1 400"), "\(wrongShape)")
-        let wrong = try cluster.login("ddd", password: "nope")
+        let wrong = try await cluster.login("ddd", password: "nope")
         #expect(wrong.stderr == "error: wrong user name or password\n")
     }
 
     @Test func oneUsersContainerCannotReachAnothers() async throws {
-        try cluster.expectLogin("aaa")
-        try cluster.expectLogin("ddd")
+        try await cluster.expectLogin("aaa")
+        try await cluster.expectLogin("ddd")
         let unit = cluster.units["aaa"]![0]
         let target = try await cluster.containers(of: "aaa").first { $0.config.labels?[UnitLabel.unit] == unit.description }
         let address = try #require(target?.networkSettings?.networks?["berth-aaa-\(unit.host)-\(cluster.communicationPort)"]?.ipAddress)
@@ -137,18 +137,18 @@ final class ClusterTests {
         #expect(banner.hasPrefix("unit aaa"))
         let ddd = cluster.units["ddd"]![0]
         #expect(ddd.host == unit.host)
-        let probe = try cluster.berth(["exec", "--unit", ddd.description, "--", "sh", "-c", "nc -w 2 \(address) \(unit.port) </dev/null"], user: "ddd")
+        let probe = try await cluster.berth(["exec", "--unit", ddd.description, "--", "sh", "-c", "nc -w 2 \(address) \(unit.port) </dev/null"], user: "ddd")
         #expect(probe.status != 0, "ddd reached aaa's container at \(address):\(unit.port): \(probe.stdout)")
         #expect(!probe.stdout.contains("unit aaa"))
-        #expect(try cluster.berth(["logout"], user: "aaa").status == 0)
-        #expect(try cluster.berth(["logout"], user: "ddd").status == 0)
+        #expect(try await cluster.berth(["logout"], user: "aaa").status == 0)
+        #expect(try await cluster.berth(["logout"], user: "ddd").status == 0)
     }
 
     @Test func aPortHeldByAnotherProcessRollsTheWholeLoginBack() async throws {
         let blocked = cluster.units["ccc"]![1]
         let holder = try PortHolder(host: blocked.host, port: blocked.port)
         defer { holder.close() }
-        let login = try cluster.login("ccc")
+        let login = try await cluster.login("ccc")
         #expect(login.status != 0)
         #expect(login.stderr.contains("unit \(blocked): port in use"), "\(login.stderr)")
         #expect(login.stderr.contains("nothing was left running"))
@@ -157,30 +157,30 @@ final class ClusterTests {
     }
 
     @Test func logsShowEachStreamAndRespectTail() async throws {
-        try cluster.expectLogin("ddd")
+        try await cluster.expectLogin("ddd")
         let unit = cluster.units["ddd"]![0]
         let container = try #require(try await cluster.containers(of: "ddd").first)
         let exec = try await DockerTestSupport.client.exec(container: container.id, config: ExecConfig(cmd: ["true"]))
         #expect(exec.exitCode == 0)
-        let logs = try cluster.berth(["logs", "--unit", unit.description, "--tail", "5", "--timestamps"], user: "ddd")
+        let logs = try await cluster.berth(["logs", "--unit", unit.description, "--tail", "5", "--timestamps"], user: "ddd")
         #expect(logs.status == 0, "\(logs.stderr)")
-        let refused = try cluster.berth(["logs", "--unit", cluster.units["aaa"]![0].description], user: "ddd")
+        let refused = try await cluster.berth(["logs", "--unit", cluster.units["aaa"]![0].description], user: "ddd")
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("is not one of your units"))
-        let badSince = try cluster.berth(["logs", "--since", "yesterday-ish"], user: "ddd")
+        let badSince = try await cluster.berth(["logs", "--since", "yesterday-ish"], user: "ddd")
         #expect(badSince.stderr.hasPrefix("error: --since yesterday-ish:"))
-        #expect(try cluster.berth(["logout"], user: "ddd").status == 0)
+        #expect(try await cluster.berth(["logout"], user: "ddd").status == 0)
     }
 
     @Test func anAgentThatDoesNotAnswerIsNamedAndNothingIsLeft() async throws {
-        let login = try cluster.login("eee")
+        let login = try await cluster.login("eee")
         #expect(login.status != 0)
         #expect(login.stderr.contains("agent \(ClusterFixture.absentHost):\(cluster.communicationPort) is not reachable"), "\(login.stderr)")
         #expect(try await cluster.containers(of: "eee").isEmpty)
     }
 
-    @Test func checkConfigReportsEveryProblemWithItsLine() throws {
-        let ok = try ClusterFixture.run("berth-manager", ["check-config", "--config", cluster.serverConfig, "--users", cluster.usersConfig])
+    @Test func checkConfigReportsEveryProblemWithItsLine() async throws {
+        let ok = try await ClusterFixture.run("berth-manager", ["check-config", "--config", cluster.serverConfig, "--users", cluster.usersConfig])
         #expect(ok.status == 0, "\(ok.stderr)")
         #expect(ok.stdout.hasPrefix("ok: 5 users"))
         let bad = cluster.root + "/bad_user.xml"
@@ -189,20 +189,20 @@ final class ClusterTests {
               <User><Name>aaa</Name><Pwd>x</Pwd><Memory>1.5g</Memory><CPU>1</CPU><Home>relative</Home><Unit>127.0.0.2:\(cluster.communicationPort)</Unit></User>
             </Users>
             """.write(toFile: bad, atomically: true, encoding: .utf8)
-        let result = try ClusterFixture.run("berth-manager", ["check-config", "--config", cluster.serverConfig, "--users", bad])
+        let result = try await ClusterFixture.run("berth-manager", ["check-config", "--config", cluster.serverConfig, "--users", bad])
         #expect(result.status != 0)
         let lines = result.stderr.split(separator: "\n").filter { $0.hasPrefix("\(bad):2: ") && !$0.contains("warning:") }
         #expect(lines.count >= 4, "\(result.stderr)")
     }
 
-    @Test func hashPasswordMakesAHashTheManagerAccepts() throws {
-        let result = try ClusterFixture.run("berth-manager", ["hash-password"], stdin: "correct horse\n")
+    @Test func hashPasswordMakesAHashTheManagerAccepts() async throws {
+        let result = try await ClusterFixture.run("berth-manager", ["hash-password"], stdin: "correct horse\n")
         #expect(result.status == 0)
         let hash = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(hash.hasPrefix("scrypt$"))
         #expect(PasswordHash.verify("correct horse", against: hash))
         #expect(!PasswordHash.verify("correct horse ", against: hash))
-        let empty = try ClusterFixture.run("berth-manager", ["hash-password"], stdin: "")
+        let empty = try await ClusterFixture.run("berth-manager", ["hash-password"], stdin: "")
         #expect(empty.status != 0)
         #expect(empty.stderr.hasPrefix("error: no password on stdin"))
     }
@@ -213,10 +213,10 @@ final class ClusterTests {
         try "<Users><User><Name>zzz</Name></User>".write(toFile: cluster.usersConfig, atomically: true, encoding: .utf8)
         cluster.reloadManager()
         try await Task.sleep(for: .milliseconds(500))
-        let wrong = try cluster.login("ddd", password: "nope")
+        let wrong = try await cluster.login("ddd", password: "nope")
         #expect(wrong.stderr == "error: wrong user name or password\n")
-        try cluster.expectLogin("ddd")
-        #expect(try cluster.berth(["logout"], user: "ddd").status == 0)
+        try await cluster.expectLogin("ddd")
+        #expect(try await cluster.berth(["logout"], user: "ddd").status == 0)
         let log = try String(contentsOfFile: cluster.root + "/manager.log", encoding: .utf8)
         #expect(log.contains("reload refused"), "\(log)")
 
@@ -227,24 +227,24 @@ final class ClusterTests {
         try withoutDDD.write(toFile: cluster.usersConfig, atomically: true, encoding: .utf8)
         cluster.reloadManager()
         try await Task.sleep(for: .milliseconds(500))
-        let gone = try cluster.login("ddd")
+        let gone = try await cluster.login("ddd")
         #expect(gone.stderr == "error: wrong user name or password\n", "\(gone.stderr)")
         try original.write(toFile: cluster.usersConfig, atomically: true, encoding: .utf8)
         cluster.reloadManager()
     }
 
     @Test func aManagerKilledAndRestartedKeepsEverySession() async throws {
-        try cluster.expectLogin("bbb")
+        try await cluster.expectLogin("bbb")
         try await cluster.restartManagerHard()
-        let status = try cluster.berth(["status", "--json"], user: "bbb")
+        let status = try await cluster.berth(["status", "--json"], user: "bbb")
         #expect(status.status == 0, "\(status.stderr)")
         #expect(status.stdout.contains("\"running\""))
-        let again = try cluster.login("bbb")
+        let again = try await cluster.login("bbb")
         #expect(again.stderr.contains("already logged in"))
         // The reconciler adopted the session's container rather than removing it.
         try await Task.sleep(for: .seconds(3))
         #expect(try await cluster.containers(of: "bbb").count == 1)
-        #expect(try cluster.berth(["logout"], user: "bbb").status == 0)
+        #expect(try await cluster.berth(["logout"], user: "bbb").status == 0)
     }
 
     @Test func aLabelledContainerNoSessionOwnsIsRemoved() async throws {

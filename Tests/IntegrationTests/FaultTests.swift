@@ -13,7 +13,7 @@ struct FaultTests {
         let cluster = try await ClusterFixture(payload: .slowBannerTemplate(seconds: 60, host: victim), users: [("aaa", ClusterFixture.hosts)])
         defer { cluster.shutdown() }
         let agent = cluster.agent(victim)
-        let login = Task { try await Background.run { try cluster.login("aaa") } }
+        let login = Task { try await cluster.login("aaa") }
 
         try await waitUntil("aaa's unit container running on \(victim)", within: .seconds(20)) {
             // A container can go between being listed and being inspected.
@@ -34,7 +34,7 @@ struct FaultTests {
         try await waitUntil("aaa's orphan container removed", within: .seconds(30)) {
             try await cluster.containers(of: "aaa").isEmpty
         }
-        let status = try cluster.berth(["status"], user: "aaa")
+        let status = try await cluster.berth(["status"], user: "aaa")
         #expect(status.stderr.hasPrefix("error: not logged in"))
         let audit = try String(contentsOfFile: cluster.root + "/state/audit.jsonl", encoding: .utf8)
         #expect(audit.contains("\"event\":\"login.rolled_back\""))
@@ -48,13 +48,13 @@ struct FaultTests {
         defer { cluster.shutdown() }
         let clock = ContinuousClock()
         let begun = clock.now
-        try cluster.expectLogin("aaa")
+        try await cluster.expectLogin("aaa")
         #expect(clock.now - begun >= .seconds(3))
         for unit in cluster.units["aaa"]! {
             let banner = try await DockerTestSupport.readBanner(host: unit.host, port: unit.port, within: .seconds(2))
             #expect(banner.hasPrefix("unit aaa"))
         }
-        #expect(try cluster.berth(["logout"], user: "aaa").status == 0)
+        #expect(try await cluster.berth(["logout"], user: "aaa").status == 0)
     }
 
     @Test func anEngineThatGoesAwayFailsFastNamingHostAndSocketAndTheAgentRecovers() async throws {
@@ -68,7 +68,7 @@ struct FaultTests {
 
         // No engine behind the agent's socket: the login fails at once, saying where and why.
         var begun = clock.now
-        let refused = try cluster.login("ddd")
+        let refused = try await cluster.login("ddd")
         #expect(clock.now - begun < .seconds(5))
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("unit \(host):"), "\(refused.stderr)")
@@ -80,17 +80,17 @@ struct FaultTests {
 
         // The engine is back: the same agent process serves again.
         try proxy.start()
-        try cluster.expectLogin("ddd")
+        try await cluster.expectLogin("ddd")
         #expect(try await cluster.containers(of: "ddd").first?.state.running == true)
 
         // It goes away while ddd is logged in: status answers at once and says so; the session stays.
         proxy.stop()
         begun = clock.now
-        let status = try cluster.berth(["status"], user: "ddd")
+        let status = try await cluster.berth(["status"], user: "ddd")
         #expect(clock.now - begun < .seconds(5))
         #expect(status.stdout.contains("Docker engine not reachable at \(socket)"), "\(status.stdout) \(status.stderr)")
         #expect(status.stdout.contains("host \(host)"), "\(status.stdout)")
-        let logoutWithoutEngine = try cluster.berth(["logout"], user: "ddd")
+        let logoutWithoutEngine = try await cluster.berth(["logout"], user: "ddd")
         #expect(logoutWithoutEngine.status != 0)
         #expect(logoutWithoutEngine.stderr.contains("the session is kept"), "\(logoutWithoutEngine.stderr)")
         #expect(cluster.isAgentRunning(host))
@@ -98,7 +98,7 @@ struct FaultTests {
         try proxy.start()
         metrics = try await Metrics.scrape(cluster.agent(host))
         #expect(Metrics.value("berth_agent_engine_up", in: metrics) == 1)
-        let logout = try cluster.berth(["logout"], user: "ddd")
+        let logout = try await cluster.berth(["logout"], user: "ddd")
         #expect(logout.status == 0, "\(logout.stderr)")
         #expect(try await cluster.containers(of: "ddd").isEmpty)
     }
@@ -138,8 +138,8 @@ struct FaultTests {
         let units = try await signed.call("GET", "/v1/units", as: UnitList.self)
         #expect(units.units.isEmpty)
         // Both keep serving.
-        try cluster.expectLogin("ddd")
-        #expect(try cluster.berth(["logout"], user: "ddd").status == 0)
+        try await cluster.expectLogin("ddd")
+        #expect(try await cluster.berth(["logout"], user: "ddd").status == 0)
     }
 
     @Test func hundredsOfIdleConnectionsDoNotHoldUpARequest() async throws {
@@ -162,9 +162,9 @@ struct FaultTests {
         _ = try await signed.call("GET", "/v1/units", timeout: .seconds(5), as: UnitList.self)
         #expect(clock.now - begun < .seconds(1))
         begun = clock.now
-        try cluster.expectLogin("ddd")
+        try await cluster.expectLogin("ddd")
         #expect(clock.now - begun < .seconds(5))
-        #expect(try cluster.berth(["logout"], user: "ddd").status == 0)
+        #expect(try await cluster.berth(["logout"], user: "ddd").status == 0)
     }
 }
 

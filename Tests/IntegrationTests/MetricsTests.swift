@@ -24,8 +24,8 @@ final class MetricsTests {
         #expect(Metrics.value("berth_manager_sessions", in: text) == 0, "\(text)")
         #expect(Metrics.value(#"berth_manager_logins_total{outcome="ok"}"#, in: text) == 0)
 
-        #expect(try cluster.login("ccc", password: "not-it").status != 0)
-        try cluster.expectLogin("aaa")
+        #expect(try await cluster.login("ccc", password: "not-it").status != 0)
+        try await cluster.expectLogin("aaa")
         let token = try #require(try Metrics.sessionToken(cluster.root + "/session-aaa.json"))
 
         text = try await Metrics.scrape(manager)
@@ -51,7 +51,7 @@ final class MetricsTests {
             #expect(!text.contains("aaa") && !text.contains(cluster.root), "the agent's metrics name the user or a path")
         }
 
-        #expect(try cluster.berth(["logout"], user: "aaa").status == 0)
+        #expect(try await cluster.berth(["logout"], user: "aaa").status == 0)
         text = try await Metrics.scrape(manager)
         #expect(Metrics.value("berth_manager_sessions", in: text) == 0)
         #expect(Metrics.value("berth_manager_logouts_total", in: text) == 1)

@@ -40,8 +40,8 @@ import Testing
         ("berth-agent", ["api-dump", "FETCH", "/x"], "error: method FETCH is not one of"),
         ("berth-manager", ["hash-password", "--bogus"], "error: Unknown option '--bogus'"),
     ])
-    func usageMistakesAreOneLine(binary: String, arguments: [String], prefix: String) throws {
-        let result = try ClusterFixture.run(binary, arguments, environment: ["BERTH_SESSION": "/nonexistent/session.json"])
+    func usageMistakesAreOneLine(binary: String, arguments: [String], prefix: String) async throws {
+        let result = try await ClusterFixture.run(binary, arguments, environment: ["BERTH_SESSION": "/nonexistent/session.json"])
         #expect(result.status != 0)
         #expect(result.stderr.hasPrefix(prefix), "\(result.stderr)")
         #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")

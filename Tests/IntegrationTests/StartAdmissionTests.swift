@@ -23,9 +23,8 @@ final class StartAdmissionIntegrationTests {
 
     @Test func twoLoginsAtOnceOnAOneSlotAgentBothSucceedAndTheSecondShowsItsPlaceInLine() async throws {
         let cluster = cluster
-        // Each `berth login` blocks its thread until it ends; both run at once.
-        async let first = onOwnThread { try cluster.login("aaa") }
-        async let second = onOwnThread { try cluster.login("bbb") }
+        async let first = cluster.login("aaa")
+        async let second = cluster.login("bbb")
         let logins = try await [first, second]
         for login in logins {
             #expect(login.status == 0, "\(login.stderr)")
@@ -48,12 +47,5 @@ final class StartAdmissionIntegrationTests {
             #expect(containers.count == 1)
             #expect(containers.first?.state.running == true)
         }
-    }
-}
-
-/// Runs blocking work (a child process) on a thread of its own, off Swift's cooperative pool.
-private func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try work() }) }.start()
     }
 }
