@@ -13,8 +13,12 @@ UNITDIR ?= /etc/systemd/system
 
 all: build
 
+# The Swift runtime and Foundation linked in: each process maps less (RSS) and starts sooner, and
+# the binaries need no Swift toolchain on the hosts they are copied to.
+RELEASE_BUILD = $(SWIFT) build -c release --static-swift-stdlib
+
 build:
-	$(SWIFT) build -c release
+	$(RELEASE_BUILD)
 
 # Packages and a running Docker engine (installs and starts them when root).
 engine:
@@ -34,7 +38,7 @@ test: engine image
 	@$(MAKE) --no-print-directory clean-test-containers
 
 bench: engine
-	$(SWIFT) build -c release
+	$(RELEASE_BUILD)
 	@$(MAKE) --no-print-directory test-image
 	@curl -sf --unix-socket $(SOCKET) http://docker/images/berth-unit:latest/json >/dev/null || $(MAKE) --no-print-directory image
 	.build/release/berth-bench --socket $(SOCKET) $(BENCH_FLAGS)

@@ -29,11 +29,14 @@ public struct ServiceClient: Sendable {
     private let transport: Transport
     private let signer: RequestSigner?
 
-    public init(address: HostPort, name: String, signer: RequestSigner? = nil, connectTimeout: Duration = .seconds(3)) {
+    /// `streamWindow` bounds the unread bytes of each stream (a call's output, a log); 1 MB keeps
+    /// a unit's link busy while holding `berth`'s memory down.
+    public init(address: HostPort, name: String, signer: RequestSigner? = nil, connectTimeout: Duration = .seconds(3), streamWindow: Int = 1 << 20) {
         self.address = address
         self.name = name
         self.signer = signer
-        transport = Transport(endpoint: EngineEndpoint(.tcp(host: address.host, port: address.port)), connectTimeout: connectTimeout)
+        transport = Transport(
+            endpoint: EngineEndpoint(.tcp(host: address.host, port: address.port)), connectTimeout: connectTimeout, streamWindow: streamWindow)
     }
 
     /// Sends `body` (if any) as JSON and decodes the answer as `Answer`.

@@ -11,6 +11,7 @@ struct BerthClient: AsyncParsableCommand {
     )
 
     static func main() async {
+        MallocTuning.apply()
         await mainWithOneLineErrors()
     }
 }

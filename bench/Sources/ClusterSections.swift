@@ -14,7 +14,7 @@ struct ClusterSections {
     let callMegabytes: Int
     let storm: StormSection.Settings
     let footprint: FootprintSection.Settings
-    /// Which of `login` (with call), `storm`, `footprint` to run.
+    /// Which of `login` (with call), `call` (alone), `storm`, `footprint` to run.
     let parts: Set<String>
     let machine: String
     let command: String
@@ -27,11 +27,11 @@ struct ClusterSections {
     func run() async throws {
         // A run cut short leaves its units behind; they would hold the ports.
         try await BenchCluster.removeLeftovers(client: client)
-        if parts.contains("login") {
+        if parts.contains("login") || parts.contains("call") {
             var report = Report(title: "Login to ready and berth call throughput")
             report.header(machine: machine)
             try await withCluster(users: ["bench": BenchCluster.hosts, "bench1": [BenchCluster.hosts[0]], "bench4": BenchCluster.hosts + BenchCluster.hosts]) { cluster in
-                try await loginToReady(cluster, into: &report)
+                if parts.contains("login") { try await loginToReady(cluster, into: &report) }
                 try await callThroughput(cluster, into: &report)
             }
             report.command(command)
@@ -164,6 +164,7 @@ struct ClusterSections {
         var floorTimes: [Duration] = []
         var berthTimes: [Duration] = []
         var peakKB = 0
+        var peakAnonKB = 0
         for round in 0...3 {
             let clock = ContinuousClock()
             let start = clock.now
@@ -184,6 +185,7 @@ struct ClusterSections {
                 floorTimes.append(floorTime)
                 berthTimes.append(run.elapsed)
                 peakKB = max(peakKB, run.maxRSSKB)
+                peakAnonKB = max(peakAnonKB, run.maxAnonKB)
             }
         }
         let megabytes = Double(2 * perUnit) / 1_048_576
@@ -195,8 +197,8 @@ struct ClusterSections {
         var table = Table(columns: ["\(Int(megabytes)) MB of script output from 2 units", "median", "throughput", "× floor throughput", "peak RSS"])
         table.row(["raw HTTP: POST /call on both units, frames read and dropped (floor)", floor.medianText, throughput(floor), "1.00", "—"])
         let relative = Double(floor.median.nanoseconds) / Double(max(1, berth.median.nanoseconds))
-        table.row(["berth call big.sh --split > /dev/null", berth.medianText, throughput(berth), String(format: "%.2f", relative), "\(peakKB / 1024) MB"])
-        report.section(table, note: "3 runs each after a warm-up. The floor reads both units' answers in parallel and keeps nothing; berth merges them in unit order, writing to /dev/null, while the second unit's output waits under flow control. Peak RSS is the berth process's maximum resident set (wait4).")
+        table.row(["berth call big.sh --split > /dev/null", berth.medianText, throughput(berth), String(format: "%.2f", relative), "\(peakKB / 1024) MB (own \(peakAnonKB / 1024) MB)"])
+        report.section(table, note: "3 runs each after a warm-up. The floor reads both units' answers in parallel and keeps nothing; berth merges them in unit order, writing to /dev/null, while the second unit's output waits under flow control. Peak RSS is the berth process's maximum resident set (VmHWM), \"own\" its largest anonymous part (RssAnon): the rest is pages of the binary and libraries.")
     }
 }
 
@@ -220,7 +222,7 @@ private func rawCall(_ unit: HostPort, secret: String) throws -> Int {
 /// Runs a program and returns its status, wall time and peak RSS. The peak is the child's own
 /// `VmHWM`, polled while it runs: wait4's `ru_maxrss` would include this (much larger) benchmark
 /// process, whose memory a spawned child shares until it execs.
-func spawnMeasured(_ path: String, _ arguments: [String], environment extra: [String]) throws -> (status: Int32, elapsed: Duration, maxRSSKB: Int) {
+func spawnMeasured(_ path: String, _ arguments: [String], environment extra: [String]) throws -> (status: Int32, elapsed: Duration, maxRSSKB: Int, maxAnonKB: Int) {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
@@ -234,15 +236,18 @@ func spawnMeasured(_ path: String, _ arguments: [String], environment extra: [St
     guard posix_spawn(&pid, path, &actions, nil, argv, env) == 0 else { throw BenchError("cannot start \(path)") }
     var status: Int32 = 0
     var peakKB = 0
+    var peakAnonKB = 0
     while true {
-        if let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-           let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-           let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "") {
-            peakKB = max(peakKB, kilobytes)
+        if let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) {
+            func field(_ name: String) -> Int? {
+                text.split(separator: "\n").first { $0.hasPrefix(name) }.flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") }
+            }
+            peakKB = max(peakKB, field("VmHWM:") ?? 0)
+            peakAnonKB = max(peakAnonKB, field("RssAnon:") ?? 0)
         }
         let done = waitpid(pid, &status, WNOHANG)
         if done == pid || (done < 0 && errno != EINTR) { break }
         usleep(2000)
     }
-    return ((status >> 8) & 0xFF, clock.now - start, peakKB)
+    return ((status >> 8) & 0xFF, clock.now - start, peakKB, peakAnonKB)
 }

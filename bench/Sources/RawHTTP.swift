@@ -2,7 +2,8 @@ import Foundation
 
 /// The floor: the least work that can talk HTTP/1.1 to the engine. One persistent blocking
 /// socket, a request written by hand, the response read by hand. Nothing Berth ships uses it.
-final class RawHTTP {
+/// Used by one thread at a time.
+final class RawHTTP: @unchecked Sendable {
     private var fd: Int32 = -1
     private let path: String
     private var buffer = [UInt8](repeating: 0, count: 65536)
@@ -54,13 +55,18 @@ final class RawHTTP {
         pending += buffer[0..<n]
     }
 
-    private func readLine() throws -> String {
+    /// The bytes of the next line, without its CR LF; byte work only, so the floor spends no
+    /// time on text handling that a client needs none of.
+    private func readLine() throws -> ArraySlice<UInt8> {
+        var searchFrom = 0
         while true {
-            if let index = pending.firstIndex(of: 10) {
-                let line = String(decoding: pending[..<index], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-                pending.removeFirst(index + 1)
+            if let index = pending[searchFrom...].firstIndex(of: 10) {
+                let end = index > 0 && pending[index - 1] == 13 ? index - 1 : index
+                let line = pending[..<end]
+                pending = Array(pending[(index + 1)...])
                 return line
             }
+            searchFrom = pending.count
             try fill()
         }
     }
@@ -68,28 +74,58 @@ final class RawHTTP {
     private func readBytes(_ count: Int) throws -> [UInt8] {
         while pending.count < count { try fill() }
         let bytes = Array(pending[..<count])
-        pending.removeFirst(count)
+        pending = Array(pending[count...])
         return bytes
+    }
+
+    private static let contentLength = Array("content-length:".utf8)
+    private static let transferEncoding = Array("transfer-encoding:".utf8)
+
+    /// Whether `line` starts with `name` (lower case), ignoring the line's case.
+    private static func hasName(_ line: ArraySlice<UInt8>, _ name: [UInt8]) -> Bool {
+        guard line.count >= name.count else { return false }
+        return zip(line.prefix(name.count), name).allSatisfy { $0 | 0x20 == $1 | 0x20 }
+    }
+
+    private static func decimal(_ bytes: some Collection<UInt8>, radix: Int = 10) -> Int? {
+        var value = 0
+        var digits = 0
+        for byte in bytes {
+            let digit: Int
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = Int(byte - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f") where radix == 16: digit = Int(byte - UInt8(ascii: "a")) + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F") where radix == 16: digit = Int(byte - UInt8(ascii: "A")) + 10
+            case UInt8(ascii: " "), UInt8(ascii: "\t"): if digits == 0 { continue } else { return value }
+            default: return digits > 0 ? value : nil
+            }
+            value = value * radix + digit
+            digits += 1
+        }
+        return digits > 0 ? value : nil
     }
 
     private func readResponse() throws -> (status: Int, body: Data) {
         let statusLine = try readLine()
-        let status = Int(statusLine.split(separator: " ")[1]) ?? 0
+        // "HTTP/1.1 200 OK"
+        let status = Self.decimal(statusLine.dropFirst(9).prefix(3)) ?? 0
         var length: Int?
         var chunked = false
         while true {
             let line = try readLine()
             if line.isEmpty { break }
-            let lower = line.lowercased()
-            if lower.hasPrefix("content-length:") { length = Int(lower.dropFirst(15).trimmingCharacters(in: .whitespaces)) }
-            if lower.hasPrefix("transfer-encoding:") && lower.contains("chunked") { chunked = true }
+            if Self.hasName(line, Self.contentLength) {
+                length = Self.decimal(line.dropFirst(Self.contentLength.count))
+            } else if Self.hasName(line, Self.transferEncoding) {
+                chunked = line.dropFirst(Self.transferEncoding.count).contains(UInt8(ascii: "k"))
+            }
         }
         if status == 204 || status == 304 { return (status, Data()) }
         if let length { return (status, Data(try readBytes(length))) }
         guard chunked else { return (status, Data()) }
         var body = Data()
         while true {
-            let size = Int(try readLine(), radix: 16) ?? 0
+            let size = Self.decimal(try readLine(), radix: 16) ?? 0
             if size == 0 { _ = try readLine(); break }
             body.append(contentsOf: try readBytes(size))
             _ = try readLine()

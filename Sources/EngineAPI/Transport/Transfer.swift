@@ -42,7 +42,7 @@ final class Transfer: @unchecked Sendable {
 
     init(
         request: HTTPRequest, endpoint: EngineEndpoint, connectTimeout: Duration, delivery: Delivery,
-        traceRequest: (@Sendable (String) -> Void)? = nil, streamErrorResponses: Bool = false
+        traceRequest: (@Sendable (String) -> Void)? = nil, streamErrorResponses: Bool = false, streamWindow: Int = 4 << 20
     ) {
         self.streamErrorResponses = streamErrorResponses
         self.request = request
@@ -50,7 +50,7 @@ final class Transfer: @unchecked Sendable {
         self.connectTimeout = connectTimeout
         self.delivery = delivery
         self.traceRequest = traceRequest
-        if case .streaming = delivery { flow = FlowControl() } else { flow = nil }
+        if case .streaming = delivery { flow = FlowControl(limit: streamWindow) } else { flow = nil }
     }
 
     var isCancelled: Bool { cancelledFlag.load(ordering: .relaxed) }
@@ -333,7 +333,11 @@ extension Duration {
 
 /// A byte budget between a transfer's worker thread (which may block) and its async reader.
 final class FlowControl: @unchecked Sendable {
-    static let limit = 4 << 20
+    let limit: Int
+
+    init(limit: Int) {
+        self.limit = limit
+    }
 
     private let condition = NSCondition()
     private var pending = 0
@@ -342,7 +346,7 @@ final class FlowControl: @unchecked Sendable {
     func produced(_ count: Int, isCancelled: () -> Bool) {
         condition.lock()
         pending += count
-        while pending > Self.limit && !isCancelled() {
+        while pending > limit && !isCancelled() {
             _ = condition.wait(until: Date(timeIntervalSinceNow: 0.05))
         }
         condition.unlock()
@@ -352,7 +356,7 @@ final class FlowControl: @unchecked Sendable {
     func consumed(_ count: Int) {
         condition.lock()
         pending -= count
-        if pending <= Self.limit { condition.signal() }
+        if pending <= limit { condition.signal() }
         condition.unlock()
     }
 

@@ -6,11 +6,15 @@ public final class Transport: Sendable {
     public let endpoint: EngineEndpoint
     /// How long establishing a connection may take; an engine that is not there fails this fast.
     public let connectTimeout: Duration
+    /// How far a stream's reader may fall behind before its sender waits: the most memory one
+    /// stream holds in chunks not yet read.
+    public let streamWindow: Int
     let pool: CurlWorkerPool
 
-    public init(endpoint: EngineEndpoint, connectTimeout: Duration = .seconds(2)) {
+    public init(endpoint: EngineEndpoint, connectTimeout: Duration = .seconds(2), streamWindow: Int = 4 << 20) {
         self.endpoint = endpoint
         self.connectTimeout = connectTimeout
+        self.streamWindow = streamWindow
         self.pool = CurlWorkerPool()
     }
 
@@ -92,7 +96,7 @@ public final class Transport: Sendable {
                 let transfer = Transfer(
                     request: request, endpoint: endpoint, connectTimeout: connectTimeout,
                     delivery: .streaming(head: continuation, body: AsyncThrowingStream { try await reader.next() }, chunks: chunks),
-                    traceRequest: traceRequest, streamErrorResponses: streamErrorResponses)
+                    traceRequest: traceRequest, streamErrorResponses: streamErrorResponses, streamWindow: streamWindow)
                 reader.flow = transfer.flow
                 chunks.onTermination = { termination in
                     if case .cancelled = termination { transfer.cancel() }

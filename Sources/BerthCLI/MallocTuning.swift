@@ -2,7 +2,8 @@
 import Glibc
 #endif
 
-/// glibc's allocator settings for a long-running daemon, applied once at start.
+/// glibc's allocator settings, applied once at start: the daemons', and `berth`'s for the chunks
+/// its streams pass between threads.
 ///
 /// Left alone, glibc gives busy threads arenas of their own (up to 8 per core) and, after a large
 /// block is freed, raises its mmap threshold so the next large blocks come from those arenas and
