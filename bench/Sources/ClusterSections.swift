@@ -165,7 +165,8 @@ struct ClusterSections {
         var berthTimes: [Duration] = []
         var peakKB = 0
         var peakAnonKB = 0
-        for round in 0...3 {
+        let callRuns = 7
+        for round in 0...callRuns {
             let clock = ContinuousClock()
             let start = clock.now
             let secret = session.unitSecret
@@ -198,7 +199,7 @@ struct ClusterSections {
         table.row(["raw HTTP: POST /call on both units, frames read and dropped (floor)", floor.medianText, throughput(floor), "1.00", "—"])
         let relative = Double(floor.median.nanoseconds) / Double(max(1, berth.median.nanoseconds))
         table.row(["berth call big.sh --split > /dev/null", berth.medianText, throughput(berth), String(format: "%.2f", relative), "\(peakKB / 1024) MB (own \(peakAnonKB / 1024) MB)"])
-        report.section(table, note: "3 runs each after a warm-up. The floor reads both units' answers in parallel and keeps nothing; berth merges them in unit order, writing to /dev/null, while the second unit's output waits under flow control. Peak RSS is the berth process's maximum resident set (VmHWM), \"own\" its largest anonymous part (RssAnon): the rest is pages of the binary and libraries.")
+        report.section(table, note: "\(callRuns) runs each after a warm-up, alternating. The floor reads both units' answers in parallel and keeps nothing; berth merges them in unit order, writing to /dev/null; the second unit's output spools to a temporary file until its turn. Peak RSS is the berth process's maximum resident set (VmHWM), \"own\" its largest anonymous part (RssAnon): the rest is pages of the binary and libraries.")
     }
 }
 
