@@ -67,12 +67,13 @@ struct Readiness {
         case insideUnreachable
     }
 
-    /// One round of probes; blocks for a moment at most.
-    static func probe(unit: HostPort, inside: String?) -> Answer {
+    /// One round of probes; blocks for a moment at most. The container listens on the unit's
+    /// port (published 1:1) unless `insidePort` says otherwise.
+    static func probe(unit: HostPort, inside: String?, insidePort: Int? = nil) -> Answer {
         guard let inside else {
             return PortProbe.probe(host: unit.host, port: unit.port, settle: 10) == .serving ? .serving : .notYet
         }
-        switch PortProbe.probe(host: inside, port: unit.port, settle: 0, connectTimeout: 200) {
+        switch PortProbe.probe(host: inside, port: insidePort ?? unit.port, settle: 0, connectTimeout: 200) {
         case .notYet: return .notYet
         case .unreachable: return .insideUnreachable
         case .serving: break
