@@ -99,3 +99,17 @@ import Testing
         #expect(throws: EngineError.streamError("unexpected EOF")) { try DockerClient.progressMessages(body) }
     }
 }
+
+@Suite struct ResponseHeaderTests {
+    @Test func headerNamesMatchWhateverTheirCase() {
+        let head = HTTPResponseHead(status: 200, headers: [("Api-Version", "1.41"), ("content-type", "application/json"), ("X-1", "a")])
+        #expect(head.header("api-version") == "1.41")
+        #expect(head.header("API-VERSION") == "1.41")
+        #expect(head.header("Content-Type") == "application/json")
+        #expect(head.header("x-1") == "a")
+        // Only letters fold: "\r" with bit 0x20 set is "-", yet must not match it; nor does a prefix.
+        #expect(head.header("Api\rVersion") == nil)
+        #expect(head.header("Api-Versio") == nil)
+        #expect(head.header("Server") == nil)
+    }
+}

@@ -61,9 +61,17 @@ public struct HTTPResponseHead: Sendable {
         self.headers = headers
     }
 
-    /// The first header with this name, compared case-insensitively.
+    /// The first header with this name, compared case-insensitively. Header names are ASCII
+    /// (RFC 9110), so this folds ASCII letters only and needs none of Foundation's Unicode tables.
     public func header(_ name: String) -> String? {
-        headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+        headers.first { Self.sameName($0.name, name) }?.value
+    }
+
+    private static func sameName(_ a: String, _ b: String) -> Bool {
+        guard a.utf8.count == b.utf8.count else { return false }
+        return zip(a.utf8, b.utf8).allSatisfy { x, y in
+            x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= UInt8(ascii: "a") && (x | 0x20) <= UInt8(ascii: "z"))
+        }
     }
 
     public var statusLine: String {
