@@ -43,37 +43,64 @@ public enum UnitFrame: Sendable, Equatable {
     }
 }
 
-/// Reassembles frames from bytes arriving in any chunks.
+/// Reassembles frames from bytes arriving in any chunks. Frames are read straight from each
+/// chunk; only a frame split between chunks is gathered in a buffer, so a byte is copied once,
+/// into its frame's payload.
 public struct UnitFrameDecoder: Sendable {
-    private var buffer: [UInt8] = []
-    private var start = 0
+    /// The start of a frame that the next chunk continues.
+    private var partial: [UInt8] = []
 
     public init() {}
 
     public mutating func feed(_ bytes: some Sequence<UInt8>) -> [UnitFrame] {
-        buffer.append(contentsOf: bytes)
+        if let frames = bytes.withContiguousStorageIfAvailable({ feed(contiguous: $0) }) { return frames }
+        return Array(bytes).withUnsafeBufferPointer { feed(contiguous: $0) }
+    }
+
+    private mutating func feed(contiguous input: UnsafeBufferPointer<UInt8>) -> [UnitFrame] {
         var frames: [UnitFrame] = []
-        while buffer.count - start >= 8 {
-            let kind = buffer[start]
-            let size = Int(buffer[start + 4]) << 24 | Int(buffer[start + 5]) << 16 | Int(buffer[start + 6]) << 8 | Int(buffer[start + 7])
-            guard buffer.count - start - 8 >= size else { break }
-            let payload = Array(buffer[(start + 8)..<(start + 8 + size)])
-            start += 8 + size
-            switch kind {
-            case 2: frames.append(.stderr(payload))
-            case 3: frames.append(.exit(Int32(String(decoding: payload, as: UTF8.self)) ?? -1))
-            default: frames.append(.stdout(payload))
+        var offset = 0
+        if !partial.isEmpty {
+            // Complete the split frame with just the bytes it still lacks.
+            if partial.count < 8 {
+                let take = min(8 - partial.count, input.count)
+                partial += input[0..<take]
+                offset = take
+                if partial.count < 8 { return frames }
             }
+            let size = partial.withUnsafeBufferPointer { Self.size($0, at: 0) }
+            let take = min(8 + size - partial.count, input.count - offset)
+            partial += input[offset..<(offset + take)]
+            offset += take
+            if partial.count < 8 + size { return frames }
+            frames.append(Self.frame(kind: partial[0], payload: Array(partial[8...])))
+            partial.removeAll(keepingCapacity: false)
         }
-        if start > 65536 || start == buffer.count {
-            buffer.removeFirst(start)
-            start = 0
+        while input.count - offset >= 8 {
+            let size = Self.size(input, at: offset)
+            guard input.count - offset - 8 >= size else { break }
+            frames.append(Self.frame(kind: input[offset], payload: Array(input[(offset + 8)..<(offset + 8 + size)])))
+            offset += 8 + size
         }
+        partial += input[offset...]
         return frames
     }
 
+    /// The payload size in the frame header at `index`.
+    private static func size(_ bytes: UnsafeBufferPointer<UInt8>, at index: Int) -> Int {
+        Int(bytes[index + 4]) << 24 | Int(bytes[index + 5]) << 16 | Int(bytes[index + 6]) << 8 | Int(bytes[index + 7])
+    }
+
+    private static func frame(kind: UInt8, payload: [UInt8]) -> UnitFrame {
+        switch kind {
+        case 2: .stderr(payload)
+        case 3: .exit(Int32(String(decoding: payload, as: UTF8.self)) ?? -1)
+        default: .stdout(payload)
+        }
+    }
+
     /// Bytes of an unfinished frame.
-    public var pendingByteCount: Int { buffer.count - start }
+    public var pendingByteCount: Int { partial.count }
 }
 
 /// Script names are relative paths inside `/app/script`; this rejects the ones that can never be.

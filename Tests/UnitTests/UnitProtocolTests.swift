@@ -18,6 +18,25 @@ import UnitProtocol
         }
     }
 
+    @Test func largeFramesSplitOverManyChunksComeOutWhole() {
+        let big = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let frames: [UnitFrame] = [.stdout(big), .stdout(Array("tail\n".utf8)), .stderr(Array(big.prefix(70_000))), .exit(0)]
+        let wire = frames.flatMap { $0.encoded() }
+        for chunkSize in [5, 4096, 65_536, 100_003] {
+            var decoder = UnitFrameDecoder()
+            var decoded: [UnitFrame] = []
+            var index = 0
+            while index < wire.count {
+                // A sequence without contiguous storage takes the other way in.
+                let chunk = wire[index..<min(wire.count, index + chunkSize)]
+                decoded += chunkSize == 5 ? decoder.feed(AnySequence(chunk)) : decoder.feed(chunk)
+                index += chunkSize
+            }
+            #expect(decoded == frames, "chunk size \(chunkSize)")
+            #expect(decoder.pendingByteCount == 0)
+        }
+    }
+
     @Test(arguments: ["Emp.sh", "sub/report.sh", "a.b-c_d"])
     func namesInsideTheScriptDirectoryAreAccepted(name: String) {
         #expect(ScriptName.problem(with: name) == nil)
