@@ -58,7 +58,7 @@ final class UnitService: Sendable {
             throw AgentError("unit \(unit): \(message)")
         }
         let starting = clock.now
-        var started = starting
+        let started: ContinuousClock.Instant
         do {
             try await docker.startContainer(id)
             slot.leave()

@@ -7,28 +7,26 @@ import Testing
 /// One round of readiness probes, against listeners on loopback standing in for a unit's
 /// container address and its published `ip:port`.
 @Suite struct ReadinessProbeTests {
+    /// A unit published on one loopback listener, its container "inside" on another; `closing`
+    /// closes one of the two first.
+    private func probe(closing closed: KeyPath<(published: Listener, inside: Listener), Listener>? = nil) throws -> Readiness.Answer {
+        let pair = (published: try Listener(), inside: try Listener())
+        if let closed { pair[keyPath: closed].close() }
+        let unit = HostPort(host: "127.0.0.1", port: pair.published.port)
+        return Readiness.probe(unit: unit, inside: "127.0.0.1", insidePort: pair.inside.port)
+    }
+
     @Test func nothingListeningInsideIsNotYetEvenWhenThePublishedPortAccepts() throws {
         // The published port accepts, as Docker's proxy does before the program listens.
-        let published = try Listener()
-        let inside = try Listener()
-        let unit = HostPort(host: "127.0.0.1", port: published.port)
-        inside.close()
-        #expect(Readiness.probe(unit: unit, inside: "127.0.0.1", insidePort: inside.port) == .notYet)
+        #expect(try probe(closing: \.inside) == .notYet)
     }
 
     @Test func aListeningProgramBehindAnOpenPublishedPortIsServing() throws {
-        let published = try Listener()
-        let inside = try Listener()
-        let unit = HostPort(host: "127.0.0.1", port: published.port)
-        #expect(Readiness.probe(unit: unit, inside: "127.0.0.1", insidePort: inside.port) == .serving)
+        #expect(try probe() == .serving)
     }
 
     @Test func aClosedPublishedPortIsNotYetWhateverListensInside() throws {
-        let published = try Listener()
-        let inside = try Listener()
-        let unit = HostPort(host: "127.0.0.1", port: published.port)
-        published.close()
-        #expect(Readiness.probe(unit: unit, inside: "127.0.0.1", insidePort: inside.port) == .notYet)
+        #expect(try probe(closing: \.published) == .notYet)
     }
 
     @Test func anInsideAddressThisHostCannotReachFallsBackToThePublishedPort() throws {

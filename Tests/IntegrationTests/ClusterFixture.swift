@@ -284,3 +284,12 @@ final class ClusterFixture: @unchecked Sendable {
         throw TestSetupError("nothing listens on \(address)")
     }
 }
+
+/// A blocking call on a thread of its own, so the cooperative pool stays free meanwhile.
+enum Background {
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+        }
+    }
+}

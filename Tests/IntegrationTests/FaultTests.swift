@@ -168,15 +168,6 @@ struct FaultTests {
     }
 }
 
-/// A blocking call on a thread of its own, so the cooperative pool stays free meanwhile.
-enum Background {
-    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
-        }
-    }
-}
-
 /// Polls `condition` every 100 ms until it holds; throws naming `what` after `limit`.
 func waitUntil(_ what: String, within limit: Duration, _ condition: () async throws -> Bool) async throws {
     let clock = ContinuousClock()

@@ -277,8 +277,8 @@ enum ConfigFileReader {
     /// refusing it up front keeps a stray log or dump from being parsed for seconds.
     static let maximumSize = 2 << 20
 
-    /// The file's bytes; reading stops one byte past `maximumSize`, so callers tell a file that
-    /// is too big by its length.
+    /// The file's bytes; reading stops once past `maximumSize`, so callers tell a file that is too
+    /// big by its length.
     static func contents(of path: String) throws(ConfigError) -> [UInt8] {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
@@ -300,7 +300,7 @@ enum ConfigFileReader {
             }
             contents.append(contentsOf: chunk[0..<count])
             if contents.count > maximumSize {
-                return Array(contents.prefix(maximumSize + 1))
+                return contents
             }
         }
     }

@@ -42,7 +42,7 @@ final class Transfer: @unchecked Sendable {
 
     init(
         request: HTTPRequest, endpoint: EngineEndpoint, connectTimeout: Duration, delivery: Delivery,
-        traceRequest: (@Sendable (String) -> Void)? = nil, streamErrorResponses: Bool = false, streamWindow: Int = 4 << 20
+        traceRequest: (@Sendable (String) -> Void)? = nil, streamErrorResponses: Bool = false, streamWindow: Int = Transport.defaultStreamWindow
     ) {
         self.streamErrorResponses = streamErrorResponses
         self.request = request

@@ -9,9 +9,10 @@ public final class Transport: Sendable {
     /// How far a stream's reader may fall behind before its sender waits: the most memory one
     /// stream holds in chunks not yet read.
     public let streamWindow: Int
+    public static let defaultStreamWindow = 4 << 20
     let pool: CurlWorkerPool
 
-    public init(endpoint: EngineEndpoint, connectTimeout: Duration = .seconds(2), streamWindow: Int = 4 << 20) {
+    public init(endpoint: EngineEndpoint, connectTimeout: Duration = .seconds(2), streamWindow: Int = Transport.defaultStreamWindow) {
         self.endpoint = endpoint
         self.connectTimeout = connectTimeout
         self.streamWindow = streamWindow
