@@ -1,3 +1,4 @@
+import BerthConfig
 import BerthCore
 import Foundation
 

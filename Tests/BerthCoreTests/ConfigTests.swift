@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import BerthConfig
 @testable import BerthCore
 
 // MARK: - Fixtures

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import BerthConfig
 @testable import BerthCore
 
 /// Property tests over everything Berth parses from outside: `docker_server.xml`,

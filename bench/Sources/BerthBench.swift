@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthConfig
 import BerthCore
 import EngineAPI
 import Foundation

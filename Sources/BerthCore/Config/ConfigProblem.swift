@@ -46,46 +46,18 @@ public struct ConfigProblem: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// The problems of one file, gathered while validation walks it.
-struct ConfigProblemList {
-    let file: String
-    private var found: [ConfigProblem] = []
-
-    init(file: String) {
-        self.file = file
-    }
-
-    var hasErrors: Bool { found.contains(where: \.isError) }
-
-    mutating func error(line: Int, _ message: String) {
-        found.append(ConfigProblem(file: file, line: line, message: message, severity: .error))
-    }
-
-    mutating func warning(line: Int, _ message: String) {
-        found.append(ConfigProblem(file: file, line: line, message: message, severity: .warning))
-    }
-
-    /// In file order, so the list reads top to bottom like the file; problems found on the same
-    /// line keep the order in which validation found them.
-    var inFileOrder: [ConfigProblem] {
-        found.enumerated()
-            .sorted { ($0.element.line, $0.offset) < ($1.element.line, $1.offset) }
-            .map(\.element)
-    }
-}
-
 /// Lexical checks shared by the configuration parsers, in ASCII only: a full-width digit or a
 /// letter with an accent is never a valid number or name in these files.
-enum ConfigSyntax {
-    static func isDigits<Text: StringProtocol>(_ text: Text) -> Bool {
+public enum ConfigSyntax {
+    public static func isDigits<Text: StringProtocol>(_ text: Text) -> Bool {
         !text.isEmpty && text.utf8.allSatisfy(isDigit)
     }
 
-    static func isDigit(_ byte: UInt8) -> Bool {
+    public static func isDigit(_ byte: UInt8) -> Bool {
         (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
     }
 
-    static func isLetterOrDigit(_ byte: UInt8) -> Bool {
+    public static func isLetterOrDigit(_ byte: UInt8) -> Bool {
         isDigit(byte)
             || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
             || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)

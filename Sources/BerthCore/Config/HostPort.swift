@@ -61,7 +61,7 @@ public struct HostPort: Hashable, Sendable, Comparable, CustomStringConvertible,
 
     /// Parses `host:port`; the error says what is wrong without naming the value, so callers can
     /// put it after their own subject (`unit "…": missing port …`).
-    static func parse(_ text: String) throws(ConfigError) -> HostPort {
+    public static func parse(_ text: String) throws(ConfigError) -> HostPort {
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty else {
             throw ConfigError("empty; expected ip:port")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BerthCLI
+import BerthConfig
 import BerthCore
 import Foundation
 

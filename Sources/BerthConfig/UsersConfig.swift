@@ -1,3 +1,4 @@
+import BerthCore
 import Foundation
 
 /// One `<User>` of `docker_user.xml`: who may log in, with what limits, and which units

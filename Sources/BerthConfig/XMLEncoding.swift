@@ -1,3 +1,5 @@
+import BerthCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

@@ -1,3 +1,4 @@
+import BerthCore
 import Foundation
 
 /// A host's `docker_server.xml`: where its agent listens, the shared directory, whether it is the

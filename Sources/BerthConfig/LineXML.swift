@@ -1,3 +1,4 @@
+import BerthCore
 import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
