@@ -15,7 +15,7 @@ all: build
 
 # The Swift runtime and Foundation linked in: each process maps less (RSS) and starts sooner, and
 # the binaries need no Swift toolchain on the hosts they are copied to.
-RELEASE_BUILD = $(SWIFT) build -c release --static-swift-stdlib
+RELEASE_BUILD = $(SWIFT) build -c release --static-swift-stdlib --disable-local-rpath
 
 build:
 	$(RELEASE_BUILD)

@@ -78,6 +78,23 @@ public struct ServiceClient: Sendable {
         }
     }
 
+    /// Sends a request and hands the answer's body to `receive` piece by piece as it arrives, on
+    /// the transfer's own thread (see `Transport.receive`); returns when the body has ended. Error
+    /// statuses throw; so does whatever `receive` throws, unchanged.
+    public func receive(
+        _ method: String, _ path: String, body: (some Encodable)? = nil as String?, token: String? = nil,
+        into receive: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void
+    ) async throws {
+        let request = try makeRequest(method, path, query: [], body: body, token: token, timeout: nil)
+        let response: HTTPResponse
+        do {
+            response = try await transport.receive(request, into: receive)
+        } catch let error as EngineError {
+            throw translate(error)
+        }
+        try check(response.head.status, body: response.body)
+    }
+
     private func makeRequest(
         _ method: String, _ path: String, query: [(name: String, value: String)], body: (some Encodable)?, token: String?, timeout: Duration?
     ) throws -> HTTPRequest {

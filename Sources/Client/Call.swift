@@ -9,6 +9,7 @@ import UnitProtocol
 /// merged in unit order as they stream.
 struct Call: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "call",
         abstract: "Run /app/script/SCRIPT on your units in parallel; print the outputs in unit order.",
         discussion: """
             Examples (the seeds' Employee query):

@@ -7,8 +7,10 @@ import UnitProtocol
 /// it is prints as it streams; the others spool to an unlinked temporary file meanwhile, so every
 /// unit runs at full speed and memory stays flat whatever the size of the output.
 struct CallMerger {
-    /// Opens one unit's call and returns its framed answer (see `UnitFrame`).
-    typealias Source = @Sendable (HostPort, CallRequest) async throws -> AsyncThrowingStream<Data, any Error>
+    /// Where a unit's framed answer (see `UnitFrame`) goes, piece by piece as it arrives.
+    typealias Receiver = @Sendable (UnsafeRawBufferPointer) throws -> Void
+    /// Runs one unit's call, handing its answer to the receiver; returns when the answer has ended.
+    typealias Source = @Sendable (HostPort, CallRequest, @escaping Receiver) async throws -> Void
 
     let units: [HostPort]
     let header: Bool
@@ -25,9 +27,9 @@ struct CallMerger {
 
     /// Calls the session's units over HTTP with its key.
     init(session: SessionFile, units: [HostPort], header: Bool) {
-        self.init(units: units, header: header) { [secret = session.unitSecret] unit, request in
+        self.init(units: units, header: header) { [secret = session.unitSecret] unit, request, receiver in
             let client = ServiceClient(address: unit, name: "unit \(unit)")
-            return try await client.stream("POST", UnitPath.call, body: request, token: secret).body
+            try await client.receive("POST", UnitPath.call, body: request, token: secret, into: receiver)
         }
     }
 
@@ -39,7 +41,7 @@ struct CallMerger {
                     script: script, arguments: arguments,
                     part: split ? index + 1 : nil, parts: split ? units.count : nil)
                 group.addTask { [source] in
-                    await outputs[index].read { try await source(unit, request) }
+                    await outputs[index].read { receiver in try await source(unit, request, receiver) }
                 }
             }
             defer { group.cancelAll() }
@@ -116,6 +118,8 @@ final class UnitOutput: @unchecked Sendable {
     private var live = false
     private var spool: Int32 = -1
     private var spooled = 0
+    /// Touched only by the thread handing over the answer, one piece at a time.
+    private var decoder = UnitFrameDecoder()
     private var ended = false
     private(set) var outcome = Outcome.running
     private(set) var stderrTail: [UInt8] = []
@@ -131,32 +135,36 @@ final class UnitOutput: @unchecked Sendable {
 
     // MARK: The reading side
 
-    func read(_ open: () async throws -> AsyncThrowingStream<Data, any Error>) async {
+    /// Runs the unit's call through `open`, which hands each piece of the answer to the receiver
+    /// it is given, on the transfer's thread: every payload byte goes from libcurl's buffer
+    /// straight to the terminal or the spool.
+    func read(_ open: (@escaping CallMerger.Receiver) async throws -> Void) async {
         do {
-            var decoder = UnitFrameDecoder()
-            for try await chunk in try await open() {
-                for frame in decoder.feed(chunk) {
-                    switch frame {
-                    case .stdout(let bytes):
-                        try take(bytes[...])
-                    case .stderr(let bytes):
-                        // Errors show at once, whoever's turn it is.
-                        try? writeAll(STDERR_FILENO, bytes)
-                        stderrTail.append(contentsOf: bytes)
-                        if stderrTail.count > 4096 { stderrTail.removeFirst(stderrTail.count - 4096) }
-                    case .exit(let status):
-                        exited(status)
-                    }
-                }
-            }
+            try await open { [self] bytes in try receive(bytes) }
             end(nil)
         } catch {
             end(error)
         }
     }
 
-    private func take(_ bytes: ArraySlice<UInt8>) throws {
-        var rest = bytes
+    private func receive(_ bytes: UnsafeRawBufferPointer) throws {
+        try decoder.feed(bytes) { frame in
+            switch frame {
+            case .stdout(let payload):
+                try take(payload)
+            case .stderr(let payload):
+                // Errors show at once, whoever's turn it is.
+                try? writeAll(STDERR_FILENO, payload)
+                stderrTail.append(contentsOf: payload)
+                if stderrTail.count > 4096 { stderrTail.removeFirst(stderrTail.count - 4096) }
+            case .exit(let status):
+                exited(status)
+            }
+        }
+    }
+
+    private func take(_ bytes: UnsafeRawBufferPointer) throws {
+        var rest = bytes[...]
         lock.lock()
         if var pending = partialHeader {
             if let newline = rest.firstIndex(of: UInt8(ascii: "\n")) {
@@ -175,21 +183,20 @@ final class UnitOutput: @unchecked Sendable {
         if rest.isEmpty { lock.unlock(); return }
         if live {
             lock.unlock()
-            try writeAll(destination, rest)
+            try writeAll(destination, UnsafeRawBufferPointer(rebasing: rest))
             return
         }
         defer { lock.unlock() }
         if spool < 0 { spool = try Self.makeSpool() }
-        try rest.withUnsafeBytes { buffer in
-            var done = 0
-            while done < buffer.count {
-                let n = pwrite(spool, buffer.baseAddress! + done, buffer.count - done, off_t(spooled + done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw CallError(message: "cannot spool its output while an earlier unit prints: \(String(cString: strerror(errno)))")
-                }
-                done += n
+        let buffer = UnsafeRawBufferPointer(rebasing: rest)
+        var done = 0
+        while done < buffer.count {
+            let n = pwrite(spool, buffer.baseAddress! + done, buffer.count - done, off_t(spooled + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CallError(message: "cannot spool its output while an earlier unit prints: \(String(cString: strerror(errno)))")
             }
+            done += n
         }
         spooled += rest.count
         wakeWaiters()
@@ -236,7 +243,7 @@ final class UnitOutput: @unchecked Sendable {
                 let n = buffer.withUnsafeMutableBytes { pread(spool, $0.baseAddress!, min($0.count, available - offset), off_t(offset)) }
                 if n < 0 && errno == EINTR { continue }
                 guard n > 0 else { throw CallError(message: "cannot read back its spooled output: \(String(cString: strerror(errno)))") }
-                try writeAll(destination, buffer[..<n])
+                try buffer.withUnsafeBytes { try writeAll(destination, UnsafeRawBufferPointer(rebasing: $0[..<n])) }
                 offset += n
             }
             try Task.checkCancellation()
@@ -284,17 +291,18 @@ final class UnitOutput: @unchecked Sendable {
 }
 
 /// Writes every byte, retrying short writes; a closed pipe ends the process as usual (SIGPIPE).
-func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>) throws {
-    let written: Void? = try bytes.withContiguousStorageIfAvailable { buffer in
-        var done = 0
-        while done < buffer.count {
-            let n = write(fd, buffer.baseAddress! + done, buffer.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw CallError(message: "cannot write the output: \(String(cString: strerror(errno)))")
-            }
-            done += n
+func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws {
+    var done = 0
+    while done < buffer.count {
+        let n = write(fd, buffer.baseAddress! + done, buffer.count - done)
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw CallError(message: "cannot write the output: \(String(cString: strerror(errno)))")
         }
+        done += n
     }
-    if written == nil { try writeAll(fd, Array(bytes)) }
+}
+
+func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
+    try bytes.withUnsafeBytes { try writeAll(fd, $0) }
 }

@@ -6,6 +6,7 @@ import Foundation
 
 struct Login: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "login",
         abstract: "Log in: start every one of your units and wait until each serves.",
         discussion: "The password is asked for without echo, or read from stdin with --password-stdin."
     )
@@ -79,7 +80,7 @@ struct Login: AsyncParsableCommand {
 }
 
 struct Logout: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Log out: remove your unit containers; your files stay.")
+    static let configuration = CommandConfiguration(commandName: "logout", abstract: "Log out: remove your unit containers; your files stay.")
 
     func run() async throws {
         let session = try SessionFile.load()
@@ -99,7 +100,7 @@ struct Logout: AsyncParsableCommand {
 }
 
 struct Status: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show your session and the real state of each unit.")
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show your session and the real state of each unit.")
 
     @Flag(help: "Print JSON: {\"user\", \"since\", \"from\", \"units\": [{\"unit\", \"state\", …}]}.")
     var json = false

@@ -6,6 +6,7 @@ import Foundation
 
 struct Logs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "logs",
         abstract: "Show your units' output (all units in order, or one with --unit).")
 
     @Option(help: ArgumentHelp("Only this unit.", valueName: "ip:port"))
@@ -70,6 +71,7 @@ struct Logs: AsyncParsableCommand {
 
 struct Exec: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "exec",
         abstract: "Run a command in one of your units; its output and exit status pass through.")
 
     @Option(help: ArgumentHelp("The unit.", valueName: "ip:port"))

@@ -43,22 +43,42 @@ public enum UnitFrame: Sendable, Equatable {
     }
 }
 
+/// A frame as the decoder shows it: the payload points into the bytes being fed (or into the
+/// decoder's buffer, for a frame split between chunks) and is valid only while it is shown.
+public enum UnitFrameView {
+    case stdout(UnsafeRawBufferPointer)
+    case stderr(UnsafeRawBufferPointer)
+    case exit(Int32)
+}
+
 /// Reassembles frames from bytes arriving in any chunks. Frames are read straight from each
-/// chunk; only a frame split between chunks is gathered in a buffer, so a byte is copied once,
-/// into its frame's payload.
+/// chunk; only a frame split between chunks is gathered in a buffer.
 public struct UnitFrameDecoder: Sendable {
     /// The start of a frame that the next chunk continues.
     private var partial: [UInt8] = []
 
     public init() {}
 
+    /// The frames completed by `bytes`, each payload copied into its frame.
     public mutating func feed(_ bytes: some Sequence<UInt8>) -> [UnitFrame] {
-        if let frames = bytes.withContiguousStorageIfAvailable({ feed(contiguous: $0) }) { return frames }
-        return Array(bytes).withUnsafeBufferPointer { feed(contiguous: $0) }
+        var frames: [UnitFrame] = []
+        func collect(_ view: UnitFrameView) {
+            switch view {
+            case .stdout(let payload): frames.append(.stdout(Array(payload)))
+            case .stderr(let payload): frames.append(.stderr(Array(payload)))
+            case .exit(let status): frames.append(.exit(status))
+            }
+        }
+        if bytes.withContiguousStorageIfAvailable({ feed(UnsafeRawBufferPointer($0), collect) }) == nil {
+            Array(bytes).withUnsafeBytes { feed($0, collect) }
+        }
+        return frames
     }
 
-    private mutating func feed(contiguous input: UnsafeBufferPointer<UInt8>) -> [UnitFrame] {
-        var frames: [UnitFrame] = []
+    /// Shows `visit` each frame that `input` completes, in order, without copying its payload:
+    /// a reader that writes each payload somewhere at once touches every byte once. When `visit`
+    /// throws, the rest of `input` is dropped and the error passes on.
+    public mutating func feed(_ input: UnsafeRawBufferPointer, _ visit: (UnitFrameView) throws -> Void) rethrows {
         var offset = 0
         if !partial.isEmpty {
             // Complete the split frame with just the bytes it still lacks.
@@ -66,32 +86,36 @@ public struct UnitFrameDecoder: Sendable {
                 let take = min(8 - partial.count, input.count)
                 partial += input[0..<take]
                 offset = take
-                if partial.count < 8 { return frames }
+                if partial.count < 8 { return }
             }
-            let size = partial.withUnsafeBufferPointer { Self.size($0, at: 0) }
+            let size = partial.withUnsafeBytes { Self.size($0, at: 0) }
             let take = min(8 + size - partial.count, input.count - offset)
             partial += input[offset..<(offset + take)]
             offset += take
-            if partial.count < 8 + size { return frames }
-            frames.append(Self.frame(kind: partial[0], payload: Array(partial[8...])))
-            partial.removeAll(keepingCapacity: false)
+            if partial.count < 8 + size { return }
+            let completed = partial
+            partial = []
+            try completed.withUnsafeBytes { frame in
+                try visit(Self.view(kind: frame[0], payload: UnsafeRawBufferPointer(rebasing: frame[8...])))
+            }
         }
         while input.count - offset >= 8 {
             let size = Self.size(input, at: offset)
             guard input.count - offset - 8 >= size else { break }
-            frames.append(Self.frame(kind: input[offset], payload: Array(input[(offset + 8)..<(offset + 8 + size)])))
+            let kind = input[offset]
+            let payload = UnsafeRawBufferPointer(rebasing: input[(offset + 8)..<(offset + 8 + size)])
             offset += 8 + size
+            try visit(Self.view(kind: kind, payload: payload))
         }
         partial += input[offset...]
-        return frames
     }
 
     /// The payload size in the frame header at `index`.
-    private static func size(_ bytes: UnsafeBufferPointer<UInt8>, at index: Int) -> Int {
+    private static func size(_ bytes: UnsafeRawBufferPointer, at index: Int) -> Int {
         Int(bytes[index + 4]) << 24 | Int(bytes[index + 5]) << 16 | Int(bytes[index + 6]) << 8 | Int(bytes[index + 7])
     }
 
-    private static func frame(kind: UInt8, payload: [UInt8]) -> UnitFrame {
+    private static func view(kind: UInt8, payload: UnsafeRawBufferPointer) -> UnitFrameView {
         switch kind {
         case 2: .stderr(payload)
         case 3: .exit(Int32(String(decoding: payload, as: UTF8.self)) ?? -1)

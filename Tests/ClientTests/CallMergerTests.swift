@@ -21,24 +21,16 @@ import UnitProtocol
         #expect(fd >= 0)
         defer { close(fd); unlink(path) }
         let byUnit = Dictionary(uniqueKeysWithValues: zip(units, answers))
-        let merger = CallMerger(units: Array(units.prefix(answers.count)), header: header, output: fd) { unit, _ in
+        let merger = CallMerger(units: Array(units.prefix(answers.count)), header: header, output: fd) { unit, _, receive in
             let answer = byUnit[unit]!
-            return AsyncThrowingStream { continuation in
-                Task {
-                    for frame in answer.frames {
-                        if answer.delay > .zero { try? await Task.sleep(for: answer.delay) }
-                        // Split every frame in two to cross chunk boundaries.
-                        let bytes = frame.encoded()
-                        continuation.yield(Data(bytes[..<(bytes.count / 2)]))
-                        continuation.yield(Data(bytes[(bytes.count / 2)...]))
-                    }
-                    if let failure = answer.failure {
-                        continuation.finish(throwing: CallError(message: failure))
-                    } else {
-                        continuation.finish()
-                    }
-                }
+            for frame in answer.frames {
+                if answer.delay > .zero { try await Task.sleep(for: answer.delay) }
+                // Split every frame in two to cross piece boundaries.
+                let bytes = frame.encoded()
+                try bytes[..<(bytes.count / 2)].withUnsafeBytes { try receive($0) }
+                try bytes[(bytes.count / 2)...].withUnsafeBytes { try receive($0) }
             }
+            if let failure = answer.failure { throw CallError(message: failure) }
         }
         try await merger.run(script: "q.sh", arguments: [], split: true)
         return try String(contentsOfFile: path, encoding: .utf8)

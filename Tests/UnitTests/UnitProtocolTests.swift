@@ -37,6 +37,25 @@ import UnitProtocol
         }
     }
 
+    @Test func payloadsAreShownInPlaceAndAThrowingReaderStopsTheChunk() throws {
+        struct Stop: Error {}
+        let wire = ([UnitFrame.stdout(Array("one\n".utf8)), .stdout(Array("two\n".utf8)), .exit(0)]).flatMap { $0.encoded() }
+        var decoder = UnitFrameDecoder()
+        var seen: [String] = []
+        #expect(throws: Stop.self) {
+            try wire.withUnsafeBytes { chunk in
+                try decoder.feed(chunk) { frame in
+                    guard case .stdout(let payload) = frame else { return }
+                    // The payload lies inside the chunk itself: nothing was copied.
+                    #expect(payload.baseAddress! >= chunk.baseAddress! && payload.baseAddress! + payload.count <= chunk.baseAddress! + chunk.count)
+                    seen.append(String(decoding: payload, as: UTF8.self))
+                    throw Stop()
+                }
+            }
+        }
+        #expect(seen == ["one\n"])
+    }
+
     @Test(arguments: ["Emp.sh", "sub/report.sh", "a.b-c_d"])
     func namesInsideTheScriptDirectoryAreAccepted(name: String) {
         #expect(ScriptName.problem(with: name) == nil)

@@ -11,6 +11,7 @@ import Logging
 /// `berth-agent serve`: the agent daemon.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "serve",
         abstract: "Serve the manager's requests on <Server> and run unit containers on this host's engine."
     )
 

@@ -17,6 +17,9 @@ final class Transfer: @unchecked Sendable {
         )
         /// Collect the whole body for a caller already on the worker thread; see `outcome`.
         case direct
+        /// Hand each piece of the body to `receive` right here on the worker, as libcurl reads it
+        /// (an error status's body is collected instead), then complete with the response.
+        case sink(receive: @Sendable (UnsafeRawBufferPointer) throws -> Void, done: CheckedContinuation<HTTPResponse, any Error>)
     }
 
     let request: HTTPRequest
@@ -37,6 +40,8 @@ final class Transfer: @unchecked Sendable {
     private var headDelivered = false
     private var body = Data()
     private var uploadFile: UnsafeMutablePointer<FILE>?
+    /// What a `.sink` receiver threw; the transfer ends with it.
+    private var sinkError: (any Error)?
     /// The response of a `.direct` transfer, once `run` has returned.
     private(set) var outcome: Result<HTTPResponse, EngineError> = .failure(.cancelled)
 
@@ -62,8 +67,10 @@ final class Transfer: @unchecked Sendable {
     }
 
     private var isStreaming: Bool {
-        if case .streaming = delivery { return true }
-        return false
+        switch delivery {
+        case .streaming, .sink: true
+        case .buffered, .direct: false
+        }
     }
 
     // MARK: - Running on a worker thread
@@ -158,8 +165,8 @@ final class Transfer: @unchecked Sendable {
             let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
             let length = size * count
             if transfer.isCancelled { return 0 }
-            transfer.receiveBody(UnsafeRawBufferPointer(start: buffer, count: length))
-            return length
+            // Anything but `length` makes libcurl end the transfer.
+            return transfer.receiveBody(UnsafeRawBufferPointer(start: buffer, count: length)) ? length : 0
         }
         berth_setopt_pointer(handle, CURLOPT_HEADERDATA, this)
         berth_setopt_data_callback(handle, CURLOPT_HEADERFUNCTION) { buffer, size, count, userdata in
@@ -269,13 +276,23 @@ final class Transfer: @unchecked Sendable {
         }
     }
 
-    private func receiveBody(_ bytes: UnsafeRawBufferPointer) {
-        if case .streaming(_, _, let chunks) = delivery, headDelivered {
+    /// Takes a piece of the body; false ends the transfer.
+    private func receiveBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        switch delivery {
+        case .streaming(_, _, let chunks) where headDelivered:
             chunks.yield(Data(bytes))
             flow?.produced(bytes.count, isCancelled: { self.isCancelled })
-        } else {
+        case .sink(let receive, _) where head.status < 400:
+            do {
+                try receive(bytes)
+            } catch {
+                sinkError = error
+                return false
+            }
+        default:
             body.append(contentsOf: bytes)
         }
+        return true
     }
 
     private func deliverHeadIfStreaming() {
@@ -298,6 +315,15 @@ final class Transfer: @unchecked Sendable {
                 case .success: continuation.resume(returning: response)
                 case .failure(let error): continuation.resume(throwing: error)
                 }
+            }
+        case .sink(_, let continuation):
+            let response = HTTPResponse(head: head, body: body)
+            let failure: (any Error)? = switch outcome {
+            case .success: nil
+            case .failure(let error): sinkError ?? error
+            }
+            return {
+                if let failure { continuation.resume(throwing: failure) } else { continuation.resume(returning: response) }
             }
         case .streaming(let headContinuation, _, let chunks):
             if headDelivered {

@@ -111,6 +111,31 @@ public final class Transport: Sendable {
     }
 }
 
+extension Transport {
+    /// Sends a request and hands the response body to `receive` piece by piece as libcurl reads
+    /// it, on the transfer's own thread: nothing is copied or queued on the way, and a receiver
+    /// that blocks (writing to a pipe, say) holds the sender back with it. For a reader that puts
+    /// each piece somewhere at once; `stream` suits one that awaits. Returns when the body has
+    /// ended, with the head; the body of a status of 400 or more is not passed on but returned
+    /// whole, for its message. What `receive` throws ends the transfer and is rethrown here.
+    public func receive(
+        _ request: HTTPRequest, into receive: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void
+    ) async throws -> HTTPResponse {
+        let box = TransferBox()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let transfer = Transfer(
+                    request: request, endpoint: endpoint, connectTimeout: connectTimeout,
+                    delivery: .sink(receive: receive, done: continuation))
+                box.set(transfer)
+                pool.submit(transfer)
+            }
+        } onCancel: {
+            box.cancel()
+        }
+    }
+}
+
 /// Lets a cancellation handler reach a transfer created inside the continuation closure, in
 /// whichever order the two run.
 private final class TransferBox: @unchecked Sendable {

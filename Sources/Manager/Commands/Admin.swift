@@ -44,6 +44,7 @@ struct HashPassword: AsyncParsableCommand {
 /// `berth-manager sessions`: who is logged in, asked of the running manager.
 struct Sessions: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "sessions",
         abstract: "List the sessions of the running manager (or end one with --end USER)."
     )
 

@@ -10,6 +10,7 @@ import Logging
 /// `berth-manager serve`: the manager daemon.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "serve",
         abstract: "Serve logins on <Manager> and coordinate the agents. SIGHUP reloads the user file."
     )
 

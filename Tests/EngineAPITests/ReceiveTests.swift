@@ -1,0 +1,58 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import EngineAPI
+
+/// `Transport.receive`: the body handed over piece by piece on the transfer's thread.
+@Suite struct ReceiveTests {
+    /// Gathers what a receiver is handed.
+    final class Pieces: Sendable {
+        let state = Mutex<(bytes: [UInt8], count: Int)>(([], 0))
+        func take(_ piece: UnsafeRawBufferPointer) {
+            state.withLock { $0.bytes += piece; $0.count += 1 }
+        }
+    }
+
+    struct Refusal: Error, Equatable {}
+
+    @Test func aLongBodyArrivesWholeInPieces() async throws {
+        let body = String((0..<600_000).map { _ in "abcdefghij".randomElement()! })
+        let engine = try FakeEngine(response: "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        defer { engine.stop() }
+        let pieces = Pieces()
+        let response = try await Transport(endpoint: EngineEndpoint(.unix(path: engine.path)))
+            .receive(HTTPRequest(method: "GET", path: "/logs")) { pieces.take($0) }
+        #expect(response.status == 200)
+        #expect(response.body.isEmpty)
+        let received = pieces.state.withLock { $0 }
+        #expect(received.bytes == Array(body.utf8))
+        #expect(received.count > 1)
+    }
+
+    @Test func anErrorStatusKeepsItsBodyForTheMessage() async throws {
+        let message = #"{"message":"no such container: x"}"#
+        let engine = try FakeEngine(response: "HTTP/1.1 404 Not Found\r\nContent-Length: \(message.utf8.count)\r\n\r\n\(message)")
+        defer { engine.stop() }
+        let pieces = Pieces()
+        let response = try await Transport(endpoint: EngineEndpoint(.unix(path: engine.path)))
+            .receive(HTTPRequest(method: "GET", path: "/logs")) { pieces.take($0) }
+        #expect(response.status == 404)
+        #expect(String(decoding: response.body, as: UTF8.self) == message)
+        #expect(pieces.state.withLock { $0.count } == 0)
+    }
+
+    @Test func whatTheReceiverThrowsEndsTheTransferAndComesBack() async throws {
+        let body = String(repeating: "x", count: 600_000)
+        let engine = try FakeEngine(response: "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        defer { engine.stop() }
+        let pieces = Pieces()
+        await #expect(throws: Refusal()) {
+            _ = try await Transport(endpoint: EngineEndpoint(.unix(path: engine.path)))
+                .receive(HTTPRequest(method: "GET", path: "/logs")) { piece in
+                    pieces.take(piece)
+                    throw Refusal()
+                }
+        }
+        #expect(pieces.state.withLock { $0.count } == 1)
+    }
+}
