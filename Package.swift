@@ -8,15 +8,29 @@ let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let cryptoExtras = Target.Dependency.product(name: "_CryptoExtras", package: "swift-crypto")
 let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
 
-/// Release executables are linked by lld with packed relative relocations (DT_RELR, glibc ≥ 2.36),
-/// which shrink a position-independent binary's relocations from megabytes to kilobytes, and
-/// without exporting every symbol (the static Swift runtime asks for that; nothing here looks its
-/// own symbols up). Each process then reads, and keeps resident, several MB less at start.
+#if canImport(Glibc)
+import Glibc
+
+/// Packed relative relocations (DT_RELR) shrink a binary's relocations from megabytes to
+/// kilobytes, which each process reads and keeps at start; they need glibc 2.36 or later where the
+/// binaries run, so they are used when the building machine has it.
+let packedRelocations: [String] = {
+    var text = [CChar](repeating: 0, count: 64)
+    guard confstr(Int32(_CS_GNU_LIBC_VERSION), &text, text.count) > 0 else { return [] }
+    // "glibc 2.36"
+    let version = String(cString: text).split(separator: " ").last?.split(separator: ".").compactMap { Int($0) } ?? []
+    guard version.count >= 2, (version[0], version[1]) >= (2, 36) else { return [] }
+    return ["-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"]
+}()
+#else
+let packedRelocations: [String] = []
+#endif
+
+/// Release executables are linked by lld and export no symbols (the static Swift runtime asks for
+/// every one to be exported; nothing here looks its own symbols up), so the dynamic loader has
+/// less to read at every start.
 let releaseLinking: [LinkerSetting] = [
-    .unsafeFlags(
-        ["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic"],
-        .when(platforms: [.linux], configuration: .release)
-    ),
+    .unsafeFlags(["-use-ld=lld", "-Xlinker", "--no-export-dynamic"] + packedRelocations, .when(platforms: [.linux], configuration: .release)),
 ]
 
 let package = Package(
