@@ -72,7 +72,7 @@ struct CallMerger {
             try Task.checkCancellation()
             switch unitOutput.outcome {
             case .failed(let error as ServiceError):
-                throw CallError(message: "unit \(unit): \(Self.reason(error))")
+                throw CallError(message: Self.message(error, unit: unit))
             case .failed(let error as CallError):
                 throw CallError(message: "unit \(unit): \(error.message)")
             case .failed(let error):
@@ -92,9 +92,14 @@ struct CallMerger {
         String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .newlines)
     }
 
-    private static func reason(_ error: ServiceError) -> String {
-        if case .refused(401, _) = error { return "refused: your session's key does not match (log in again)" }
-        return error.description
+    /// What went wrong, naming the unit once.
+    static func message(_ error: ServiceError, unit: HostPort) -> String {
+        switch error {
+        case .refused(401, _): "unit \(unit): refused: your session's key does not match (log in again)"
+        case .refused(_, let message): "unit \(unit): \(message)"
+        // These name the unit themselves ("unit … is not reachable: …").
+        case .unreachable, .timeout, .invalidAnswer: error.description
+        }
     }
 }
 

@@ -99,6 +99,13 @@ import UnitProtocol
         }
     }
 
+    @Test func aFailureNamesTheUnitOnce() {
+        let unit = units[0]
+        let unreachable = ServiceError.unreachable(what: "unit \(unit)", reason: "connection refused")
+        #expect(CallMerger.message(unreachable, unit: unit) == "unit 127.0.0.2:8281 is not reachable: connection refused")
+        #expect(CallMerger.message(.refused(status: 404, message: "no script q.sh in /app/script"), unit: unit) == "unit 127.0.0.2:8281: no script q.sh in /app/script")
+    }
+
     @Test func aBrokenConnectionNamesTheUnit() async throws {
         do {
             _ = try await merge([

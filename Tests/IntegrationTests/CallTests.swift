@@ -55,6 +55,17 @@ final class CallTests {
         employees().split(separator: "\n").dropFirst().map(String.init).filter { $0.split(separator: "\t")[4] == "New York" }
     }
 
+    @Test func aProxyInTheEnvironmentIsNotUsed() async throws {
+        // Nothing listens on port 9: a request sent through the proxy would fail.
+        let proxy = "http://127.0.0.1:9"
+        let environment = ["http_proxy": proxy, "HTTP_PROXY": proxy, "all_proxy": proxy, "ALL_PROXY": proxy]
+        let result = try await cluster.berth(["call", "header.sh"], user: "aaa", environment: environment)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "H\nrow\nH\nrow\n")
+        let status = try await cluster.berth(["status"], user: "aaa", environment: environment)
+        #expect(status.status == 0, "\(status.stderr)")
+    }
+
     @Test func singleUnitQueryReturnsTheMatchingRows() async throws {
         let unit = cluster.units["aaa"]![0]
         let result = try await cluster.berth(["call", "Employee.sh", "New York", "--unit", unit.description], user: "aaa")

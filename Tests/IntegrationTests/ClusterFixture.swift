@@ -214,8 +214,10 @@ final class ClusterFixture: @unchecked Sendable {
     }
 
     /// Runs `berth` with this cluster's session file for `user`.
-    func berth(_ arguments: [String], user: String, stdin: String? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
-        try await Self.run("berth", arguments, environment: ["BERTH_SESSION": root + "/session-\(user).json"], stdin: stdin)
+    func berth(
+        _ arguments: [String], user: String, stdin: String? = nil, environment: [String: String] = [:]
+    ) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await Self.run("berth", arguments, environment: environment.merging(["BERTH_SESSION": root + "/session-\(user).json"]) { $1 }, stdin: stdin)
     }
 
     /// Runs one of the built binaries and collects what it prints. The wait happens on a thread of

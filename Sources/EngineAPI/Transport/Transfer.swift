@@ -105,6 +105,9 @@ final class Transfer: @unchecked Sendable {
             check(berth_setopt_string(handle, CURLOPT_UNIX_SOCKET_PATH, path), "the socket path")
         }
         berth_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+        // Engine, agents and units are reached directly, whatever `http_proxy` the environment
+        // names: a proxy would see every bearer token, and libcurl stops looking proxies up.
+        berth_setopt_string(handle, CURLOPT_PROXY, "")
         berth_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(connectTimeout.milliseconds))
         if let timeout = request.timeout {
             berth_setopt_long(handle, CURLOPT_TIMEOUT_MS, max(1, Int(timeout.milliseconds)))
