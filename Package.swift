@@ -81,7 +81,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ], linkerSettings: releaseLinking),
-        .executableTarget(name: "Bench", dependencies: ["EngineAPI", "BerthCore", "BerthConfig", "UnitProtocol", argumentParser], path: "bench/Sources"),
+        .executableTarget(name: "Bench", dependencies: ["CCurl", "EngineAPI", "BerthCore", "BerthConfig", "UnitProtocol", argumentParser], path: "bench/Sources"),
         .testTarget(name: "EngineAPITests", dependencies: ["EngineAPI"]),
         .testTarget(name: "BerthCoreTests", dependencies: ["BerthCore", "BerthConfig"]),
         .testTarget(name: "UnitTests", dependencies: ["UnitProtocol"]),

@@ -11,6 +11,13 @@ import Testing
         #expect(request.target == "/v1.41/containers/json?all=1&filters=%7B%22label%22%3A%5B%22berth.user%3Daaa%22%5D%7D")
     }
 
+    @Test func everyByteButTheUnreservedIsEscaped() {
+        #expect(percentEncode("Az09-._~") == "Az09-._~")
+        #expect(percentEncode("a b/ü?&=+%#") == "a%20b%2F%C3%BC%3F%26%3D%2B%25%23")
+        #expect(percentEncode("演示") == "%E6%BC%94%E7%A4%BA")
+        #expect(percentEncode("") == "")
+    }
+
     @Test func createBodyUsesEngineKeysAndKeepsLabelsAndPortSpecs() throws {
         let config = ContainerConfig(
             image: "berth-unit:latest", cmd: ["berth-unit"], labels: ["berth.user": "aaa"],
@@ -111,5 +118,19 @@ import Testing
         #expect(head.header("Api\rVersion") == nil)
         #expect(head.header("Api-Versio") == nil)
         #expect(head.header("Server") == nil)
+    }
+
+    @Test func headerLinesAreReadAsTheyCameFromTheWire() {
+        var head = HTTPResponseHead(status: 200)
+        for line in ["Api-Version: 1.41", "Date:\tWed, 02 Dec 2026 00:50:34 GMT", "not a header", "Empty:", "X-Twice: 1", "x-twice: 2"] {
+            Array(line.utf8).withUnsafeBytes { head.appendField(line: $0) }
+        }
+        #expect(head.headers.map { "\($0.name)=\($0.value)" } == [
+            "Api-Version=1.41", "Date=Wed, 02 Dec 2026 00:50:34 GMT", "Empty=", "X-Twice=1", "x-twice=2",
+        ])
+        #expect(head.header("date") == "Wed, 02 Dec 2026 00:50:34 GMT")
+        #expect(head.header("Empty") == "")
+        #expect(head.header("X-TWICE") == "1")
+        #expect(head.header("not a header") == nil)
     }
 }

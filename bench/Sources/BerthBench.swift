@@ -88,7 +88,7 @@ struct BerthBench: AsyncParsableCommand {
                                      typed: { _ = try await client.listContainers(all: true) })
             try await bench.remove(created)
         }
-        report.section(latency, note: "Median of \(requests) sequential requests per client, interleaved in rounds. EngineAPI goes through the pooled libcurl transport (worker thread hop and async resume included); the floor is one persistent blocking socket with hand-written HTTP.")
+        report.section(latency, note: "Median of \(requests) sequential requests per client, interleaved in rounds. EngineAPI goes through the pooled libcurl transport (worker thread hop and async resume included); the floor is one persistent blocking socket with hand-written HTTP. \"libcurl alone\" is a bare `curl_easy_perform` loop: what any libcurl client pays at least.")
 
         var lifecycle = Table(columns: ["lifecycle", "client", "median", "p90", "× floor"])
         var floorTimes: [Duration] = []
@@ -117,10 +117,13 @@ struct BerthBench: AsyncParsableCommand {
         var engineTimes: [Duration] = []
         var typedTimes: [Duration] = []
         var hereTimes: [Duration] = []
+        var curlTimes: [Duration] = []
+        let curl = try CurlAlone(socketPath: socket, target: rawTarget)
         let clock = ContinuousClock()
-        // Warm both connections.
+        // Warm every connection.
         for _ in 0..<50 {
             _ = try raw.request("GET", rawTarget)
+            _ = try curl.request()
             _ = try await client.transport.send(engineRequest)
         }
         for _ in 0..<rounds {
@@ -133,6 +136,16 @@ struct BerthBench: AsyncParsableCommand {
                     let response = try raw.request("GET", rawTarget)
                     times.append(clock.now - start)
                     guard response.status == 200 else { throw BenchError("floor got \(response.status)") }
+                }
+                return times
+            }
+            curlTimes += try await onOwnThread {
+                var times: [Duration] = []
+                for _ in 0..<perRound {
+                    let start = clock.now
+                    let status = try curl.request()
+                    times.append(clock.now - start)
+                    guard status == 200 else { throw BenchError("libcurl got \(status)") }
                 }
                 return times
             }
@@ -163,6 +176,8 @@ struct BerthBench: AsyncParsableCommand {
         }
         let floor = Stats(floorTimes)
         table.row([call, "raw socket (floor)", floor.medianText, floor.p90Text, "1.00"])
+        let curlStats = Stats(curlTimes)
+        table.row(["", "libcurl alone, one reused handle, own thread", curlStats.medianText, curlStats.p90Text, ratio(curlStats, floor)])
         let engine = Stats(engineTimes)
         table.row(["", "EngineAPI, from Swift's thread pool", engine.medianText, engine.p90Text, ratio(engine, floor)])
         let here = Stats(hereTimes)

@@ -37,14 +37,31 @@ public struct HTTPRequest: Sendable {
     }
 }
 
-private let queryAllowed: CharacterSet = {
-    var set = CharacterSet.alphanumerics
-    set.insert(charactersIn: "-._~")
-    return set
-}()
-
+/// `text` with every byte but RFC 3986's unreserved ones (ASCII letters, digits, `-._~`) written
+/// as `%XX`. Byte by byte: this runs for every request with a query, and Foundation's
+/// `addingPercentEncoding` cost more than the rest of building the request.
 func percentEncode(_ text: String) -> String {
-    text.addingPercentEncoding(withAllowedCharacters: queryAllowed) ?? text
+    func unreserved(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+            true
+        default:
+            false
+        }
+    }
+    if text.utf8.allSatisfy(unreserved) { return text }
+    let hex = Array("0123456789ABCDEF".utf8)
+    var encoded: [UInt8] = []
+    encoded.reserveCapacity(text.utf8.count * 3)
+    for byte in text.utf8 {
+        if unreserved(byte) {
+            encoded.append(byte)
+        } else {
+            encoded += [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
+        }
+    }
+    return String(decoding: encoded, as: UTF8.self)
 }
 
 /// The status line and headers of a response.
@@ -52,7 +69,10 @@ public struct HTTPResponseHead: Sendable {
     public var version: String
     public var status: Int
     public var reason: String
-    public var headers: [(name: String, value: String)]
+    /// The header lines as received, `name: value` each ended by a line feed. Kept as bytes and
+    /// read only when asked: most responses are asked for one header or none, and making a
+    /// dozen strings per response was a good part of a small request's cost.
+    private var fields: [UInt8] = []
 
     public init(version: String = "HTTP/1.1", status: Int, reason: String = "", headers: [(name: String, value: String)] = []) {
         self.version = version
@@ -61,15 +81,60 @@ public struct HTTPResponseHead: Sendable {
         self.headers = headers
     }
 
+    /// Every header in the order received.
+    public var headers: [(name: String, value: String)] {
+        get {
+            var headers: [(name: String, value: String)] = []
+            forEachField { name, value in
+                headers.append((name: String(decoding: name, as: UTF8.self), value: String(decoding: value, as: UTF8.self)))
+                return true
+            }
+            return headers
+        }
+        set {
+            fields = []
+            for header in newValue { appendField(name: Array(header.name.utf8), value: Array(header.value.utf8)) }
+        }
+    }
+
+    /// Adds one header line as libcurl hands it over (`Name: value`, line end removed); a line
+    /// without a colon is not a header and is left out.
+    mutating func appendField(line: UnsafeRawBufferPointer) {
+        guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return }
+        var valueStart = colon + 1
+        while valueStart < line.count && (line[valueStart] == 0x20 || line[valueStart] == 0x09) { valueStart += 1 }
+        if fields.isEmpty { fields.reserveCapacity(384) }
+        appendField(name: line[..<colon], value: line[valueStart...])
+    }
+
+    private mutating func appendField(name: some Collection<UInt8>, value: some Collection<UInt8>) {
+        fields.append(contentsOf: name)
+        fields.append(UInt8(ascii: ":"))
+        fields.append(contentsOf: value)
+        fields.append(0x0A)
+    }
+
+    /// Calls `visit` with each header's name and value bytes until it returns false.
+    private func forEachField(_ visit: (ArraySlice<UInt8>, ArraySlice<UInt8>) -> Bool) {
+        var start = fields.startIndex
+        while start < fields.endIndex, let end = fields[start...].firstIndex(of: 0x0A) {
+            let colon = fields[start..<end].firstIndex(of: UInt8(ascii: ":")) ?? end
+            guard visit(fields[start..<colon], fields[min(colon + 1, end)..<end]) else { return }
+            start = end + 1
+        }
+    }
+
     /// The first header with this name, compared case-insensitively. Header names are ASCII
     /// (RFC 9110), so this folds ASCII letters only and needs none of Foundation's Unicode tables.
     public func header(_ name: String) -> String? {
-        headers.first { Self.sameName($0.name, name) }?.value
-    }
-
-    private static func sameName(_ a: String, _ b: String) -> Bool {
         func lower(_ byte: UInt8) -> UInt8 { (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte }
-        return a.utf8.elementsEqual(b.utf8) { lower($0) == lower($1) }
+        var found: String?
+        forEachField { fieldName, value in
+            guard fieldName.elementsEqual(name.utf8, by: { lower($0) == lower($1) }) else { return true }
+            found = String(decoding: value, as: UTF8.self)
+            return false
+        }
+        return found
     }
 
     public var statusLine: String {

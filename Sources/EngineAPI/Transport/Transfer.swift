@@ -81,7 +81,9 @@ final class Transfer: @unchecked Sendable {
         if isCancelled {
             return finish(.failure(EngineError.cancelled))
         }
-        curl_easy_reset(handle)
+        // Every option a request can set is set for each one, to its default where unused, instead
+        // of `curl_easy_reset`, which frees and rebuilds all of libcurl's per-handle state (strings,
+        // buffers, cookies) before every request.
         var headerList: UnsafeMutablePointer<curl_slist>?
         defer {
             curl_slist_free_all(headerList)
@@ -103,27 +105,31 @@ final class Transfer: @unchecked Sendable {
         check(berth_setopt_string(handle, CURLOPT_URL, url), "the URL \(url)")
         if case .unix(let path) = endpoint.kind {
             check(berth_setopt_string(handle, CURLOPT_UNIX_SOCKET_PATH, path), "the socket path")
+        } else {
+            berth_setopt_string(handle, CURLOPT_UNIX_SOCKET_PATH, nil)
         }
         berth_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
         // Engine, agents and units are reached directly, whatever `http_proxy` the environment
         // names: a proxy would see every bearer token, and libcurl stops looking proxies up.
         berth_setopt_string(handle, CURLOPT_PROXY, "")
         berth_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(connectTimeout.milliseconds))
-        if let timeout = request.timeout {
-            berth_setopt_long(handle, CURLOPT_TIMEOUT_MS, max(1, Int(timeout.milliseconds)))
-        }
-        if isStreaming {
-            // Streams can carry a lot (script output): fewer, larger chunks cost less per byte.
-            berth_setopt_long(handle, CURLOPT_BUFFERSIZE, 256 * 1024)
-        }
+        berth_setopt_long(handle, CURLOPT_TIMEOUT_MS, request.timeout.map { max(1, Int($0.milliseconds)) } ?? 0)
+        // Streams can carry a lot (script output): fewer, larger chunks cost less per byte.
+        berth_setopt_long(handle, CURLOPT_BUFFERSIZE, isStreaming ? 256 * 1024 : Int(CURL_MAX_WRITE_SIZE))
         berth_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer)
 
         // Without this libcurl waits for `100 Continue` before large bodies.
         var headers = ["Expect:"]
         for header in request.headers { headers.append("\(header.name): \(header.value)") }
 
+        // Back to a plain GET without a body, then what this request needs. (Setting POSTFIELDS,
+        // even to nothing, makes a POST: HTTPGET comes after it.)
+        berth_setopt_pointer(handle, CURLOPT_POSTFIELDS, nil)
+        berth_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, -1)
+        berth_setopt_string(handle, CURLOPT_CUSTOMREQUEST, nil)
+        berth_setopt_long(handle, CURLOPT_HTTPGET, 1)
         switch request.method {
-        case "GET": berth_setopt_long(handle, CURLOPT_HTTPGET, 1)
+        case "GET": break
         case "HEAD": berth_setopt_long(handle, CURLOPT_NOBODY, 1)
         default:
             check(berth_setopt_string(handle, CURLOPT_CUSTOMREQUEST, request.method), "the method")
@@ -153,12 +159,14 @@ final class Transfer: @unchecked Sendable {
             headers.append("Content-Type: \(contentType)")
             berth_setopt_long(handle, CURLOPT_POST, 1)
             berth_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(size))
-            berth_setopt_pointer(handle, CURLOPT_READDATA, this)
-            berth_setopt_data_callback(handle, CURLOPT_READFUNCTION) { buffer, size, count, userdata in
-                let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
-                if transfer.isCancelled { return Int(CURL_READFUNC_ABORT) }
-                return fread(buffer, 1, size * count, transfer.uploadFile)
-            }
+        }
+        // Reads the upload file, if any: never libcurl's default, which reads standard input.
+        berth_setopt_pointer(handle, CURLOPT_READDATA, this)
+        berth_setopt_data_callback(handle, CURLOPT_READFUNCTION) { buffer, size, count, userdata in
+            let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
+            if transfer.isCancelled { return Int(CURL_READFUNC_ABORT) }
+            guard let file = transfer.uploadFile else { return 0 }
+            return fread(buffer, 1, size * count, file)
         }
         for header in headers { headerList = curl_slist_append(headerList, header) }
         berth_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList)
@@ -184,8 +192,8 @@ final class Transfer: @unchecked Sendable {
             let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
             return transfer.isCancelled ? 1 : 0
         }
+        berth_setopt_long(handle, CURLOPT_VERBOSE, traceRequest != nil ? 1 : 0)
         if traceRequest != nil {
-            berth_setopt_long(handle, CURLOPT_VERBOSE, 1)
             berth_setopt_pointer(handle, CURLOPT_DEBUGDATA, this)
             berth_setopt_debug_callback(handle) { _, type, data, size, userdata in
                 guard type == CURLINFO_HEADER_OUT, let data else { return 0 }
@@ -272,10 +280,8 @@ final class Transfer: @unchecked Sendable {
                 version: text(0..<firstSpace), status: status,
                 reason: index < end ? text((index + 1)..<end) : "")
             headComplete = false
-        } else if let colon = bytes[0..<end].firstIndex(of: UInt8(ascii: ":")) {
-            var valueStart = colon + 1
-            while valueStart < end && (bytes[valueStart] == 0x20 || bytes[valueStart] == 0x09) { valueStart += 1 }
-            head.headers.append((name: text(0..<colon), value: text(valueStart..<end)))
+        } else {
+            head.appendField(line: UnsafeRawBufferPointer(rebasing: bytes[0..<end]))
         }
     }
 
