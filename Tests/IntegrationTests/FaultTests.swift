@@ -159,8 +159,10 @@ struct FaultTests {
         let clock = ContinuousClock()
         var begun = clock.now
         let signed = ServiceClient(address: agent, name: "agent", signer: RequestSigner(secret: cluster.secret))
+        // Held up, the request would run into its 5 s timeout; served, it takes milliseconds, or
+        // a second or so while the rest of the suite loads both cores (1.3 s seen in CI).
         _ = try await signed.call("GET", "/v1/units", timeout: .seconds(5), as: UnitList.self)
-        #expect(clock.now - begun < .seconds(1))
+        #expect(clock.now - begun < .seconds(3))
         begun = clock.now
         try await cluster.expectLogin("ddd")
         #expect(clock.now - begun < .seconds(5))
