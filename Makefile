@@ -13,9 +13,8 @@ UNITDIR ?= /etc/systemd/system
 
 all: build
 
-# The Swift runtime and Foundation linked in: each process maps less (RSS) and starts sooner, and
-# the binaries need no Swift toolchain on the hosts they are copied to.
-RELEASE_BUILD = $(SWIFT) build -c release --static-swift-stdlib --disable-local-rpath
+# The release build's flags: scripts/release-build.sh.
+RELEASE_BUILD = SWIFT=$(SWIFT) scripts/release-build.sh
 
 build:
 	$(RELEASE_BUILD)

@@ -23,15 +23,25 @@ let packedRelocations: [String] = {
     guard version.count >= 2, (version[0], version[1]) >= (2, 36) else { return [] }
     return ["-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"]
 }()
+
+/// The functions the programs run in `make demo` (Resources/link-order.txt, written by
+/// scripts/link-order.sh) placed side by side at the front of the code: the kernel maps 64 kB
+/// around each page a process touches, so code that runs strewn among code that never does keeps
+/// far more of the binary resident than is used. Needs functions in sections of their own (the
+/// Makefile's release build asks the compilers for them).
+let linkOrder = [
+    "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Resources/link-order.txt", "-Xlinker", "--no-warn-symbol-ordering",
+]
 #else
 let packedRelocations: [String] = []
+let linkOrder: [String] = []
 #endif
 
 /// Release executables are linked by lld and export no symbols (the static Swift runtime asks for
 /// every one to be exported; nothing here looks its own symbols up), so the dynamic loader has
 /// less to read at every start.
 let releaseLinking: [LinkerSetting] = [
-    .unsafeFlags(["-use-ld=lld", "-Xlinker", "--no-export-dynamic"] + packedRelocations, .when(platforms: [.linux], configuration: .release)),
+    .unsafeFlags(["-use-ld=lld", "-Xlinker", "--no-export-dynamic"] + packedRelocations + linkOrder, .when(platforms: [.linux], configuration: .release)),
 ]
 
 let package = Package(

@@ -10,8 +10,8 @@ repo=${image%:*}
 tag=${image##*:}
 
 echo "==> building berth-unit (release, static Swift runtime)"
-swift build -c release --product berth-unit --static-swift-stdlib
-binary=$(swift build -c release --product berth-unit --static-swift-stdlib --show-bin-path)/berth-unit
+scripts/release-build.sh --product berth-unit
+binary=$(scripts/release-build.sh --show-bin-path)/berth-unit
 
 extra=$(mktemp -d)
 tarball=$(mktemp --suffix=.tar)

@@ -1,0 +1,47 @@
+#!/bin/bash
+# Regenerates Resources/link-order.txt, the functions that berth-agent, berth-manager and berth run
+# in `make demo` (start, login, status, calls, logs, logout), recorded by valgrind's callgrind.
+# The release link (Package.swift) puts these functions side by side at the front of each binary's
+# code, so the pages a running process maps hold code it runs: the kernel maps 64 kB around every
+# page a process touches, and with the used functions strewn over 24 MB of code an idle agent kept
+# 13 MB of it resident. Run it again when much of the code has changed; symbols it names that no
+# longer exist are skipped by the linker, and new ones are merely placed elsewhere.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null || { echo "link-order.sh: valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
+
+make build
+work=$(mktemp -d /tmp/berth-link-order.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir "$work/bin"
+# valgrind cannot read the DWARF lld writes; the symbol table is all it needs.
+for program in berth-agent berth-manager berth; do
+  strip --strip-debug -o "$work/bin/$program" ".build/release/$program"
+done
+
+DEMO_BIN="$work/bin" DEMO_WRAP="valgrind --quiet --tool=callgrind --demangle=no --callgrind-out-file=$work/callgrind.%p" \
+  scripts/demo.sh
+
+# Each callgrind file (one per process) names each object (ob=) and function (fn=, cfn=) once with
+# an id and refers to it by the id after; the functions listed under the three programs are wanted.
+for profile in "$work"/callgrind.*; do
+  perl -ne '
+    if (/^(c?)ob=\((\d+)\)(?: (.*))?$/) {
+      my ($callee, $id, $name) = ($1, $2, $3);
+      $object{$id} = $name if defined $name;
+      $current = $object{$id} unless $callee;
+      next;
+    }
+    if (/^(c?)fn=\((\d+)\)(?: (.*))?$/) {
+      my ($callee, $id, $name) = ($1, $2, $3);
+      $function{$id} = $name if defined $name;
+      next if $callee || $current !~ m{/bin/berth(-agent|-manager)?$};
+      ($name = $function{$id}) =~ s/\x27\d+$//;
+      print "$name\n" unless $seen{$name}++;
+    }
+  ' "$profile"
+done | awk '!seen[$0]++' > "$work/order.txt"
+mv "$work/order.txt" Resources/link-order.txt
+# The build does not know the file is an input of the link: the next `make` links afresh.
+rm -f .build/release/berth-agent .build/release/berth-manager .build/release/berth
+echo "==> Resources/link-order.txt: $(wc -l < Resources/link-order.txt) functions; \`make\` links them in front"
