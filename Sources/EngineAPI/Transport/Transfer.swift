@@ -56,6 +56,10 @@ final class Transfer: @unchecked Sendable {
         self.delivery = delivery
         self.traceRequest = traceRequest
         if case .streaming = delivery { flow = FlowControl(limit: streamWindow) } else { flow = nil }
+        isStreaming = switch delivery {
+        case .streaming, .sink: true
+        case .buffered, .direct: false
+        }
     }
 
     var isCancelled: Bool { cancelledFlag.load(ordering: .relaxed) }
@@ -66,12 +70,10 @@ final class Transfer: @unchecked Sendable {
         flow?.wake()
     }
 
-    private var isStreaming: Bool {
-        switch delivery {
-        case .streaming, .sink: true
-        case .buffered, .direct: false
-        }
-    }
+    /// Whether the body is passed on as it comes (`.streaming`, `.sink`) rather than collected.
+    /// Stored: matching `delivery`, whose cases carry generic payloads, looks their type metadata
+    /// up each time, and this is asked for every piece of every response.
+    private let isStreaming: Bool
 
     // MARK: - Running on a worker thread
 
@@ -119,8 +121,8 @@ final class Transfer: @unchecked Sendable {
         berth_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer)
 
         // Without this libcurl waits for `100 Continue` before large bodies.
-        var headers = ["Expect:"]
-        for header in request.headers { headers.append("\(header.name): \(header.value)") }
+        headerList = curl_slist_append(headerList, "Expect:")
+        for header in request.headers { headerList = curl_slist_append(headerList, "\(header.name): \(header.value)") }
 
         // Back to a plain GET without a body, then what this request needs. (Setting POSTFIELDS,
         // even to nothing, makes a POST: HTTPGET comes after it.)
@@ -144,7 +146,7 @@ final class Transfer: @unchecked Sendable {
                 berth_setopt_string(handle, CURLOPT_POSTFIELDS, "")
             }
         case .data(let data, let contentType):
-            headers.append("Content-Type: \(contentType)")
+            headerList = curl_slist_append(headerList, "Content-Type: \(contentType)")
             berth_setopt_long(handle, CURLOPT_POST, 1)
             berth_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(data.count))
             bodyData = data
@@ -156,7 +158,7 @@ final class Transfer: @unchecked Sendable {
             fseeko(file, 0, SEEK_END)
             let size = ftello(file)
             fseeko(file, 0, SEEK_SET)
-            headers.append("Content-Type: \(contentType)")
+            headerList = curl_slist_append(headerList, "Content-Type: \(contentType)")
             berth_setopt_long(handle, CURLOPT_POST, 1)
             berth_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(size))
         }
@@ -168,7 +170,6 @@ final class Transfer: @unchecked Sendable {
             guard let file = transfer.uploadFile else { return 0 }
             return fread(buffer, 1, size * count, file)
         }
-        for header in headers { headerList = curl_slist_append(headerList, header) }
         berth_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList)
 
         berth_setopt_pointer(handle, CURLOPT_WRITEDATA, this)
@@ -287,6 +288,10 @@ final class Transfer: @unchecked Sendable {
 
     /// Takes a piece of the body; false ends the transfer.
     private func receiveBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard isStreaming else {
+            body.append(contentsOf: bytes)
+            return true
+        }
         switch delivery {
         case .streaming(_, _, let chunks) where headDelivered:
             chunks.yield(Data(bytes))
@@ -305,7 +310,7 @@ final class Transfer: @unchecked Sendable {
     }
 
     private func deliverHeadIfStreaming() {
-        guard case .streaming(let headContinuation, let stream, _) = delivery, !headDelivered else { return }
+        guard isStreaming, case .streaming(let headContinuation, let stream, _) = delivery, !headDelivered else { return }
         // Error responses are read whole so their message can be reported.
         guard head.status < 400 || streamErrorResponses else { return }
         headDelivered = true
