@@ -27,8 +27,8 @@ let packedRelocations: [String] = {
 /// The functions the programs run in `make demo` (Resources/link-order.txt, written by
 /// scripts/link-order.sh) placed side by side at the front of the code: the kernel maps 64 kB
 /// around each page a process touches, so code that runs strewn among code that never does keeps
-/// far more of the binary resident than is used. Needs functions in sections of their own (the
-/// Makefile's release build asks the compilers for them).
+/// far more of the binary resident than is used. Needs functions in sections of their own, which
+/// scripts/release-build.sh asks the compilers for.
 let linkOrder = [
     "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Resources/link-order.txt", "-Xlinker", "--no-warn-symbol-ordering",
 ]

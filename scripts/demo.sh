@@ -8,9 +8,8 @@ repo=$(pwd)
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-# DEMO_BIN: run the berth programs in this folder instead of building them; DEMO_WRAP: a command
-# every berth program runs under (scripts/link-order.sh profiles the demo so).
-wrap=(${DEMO_WRAP:-})
+# DEMO_BIN: run the berth programs in this folder instead of building them (scripts/link-order.sh
+# profiles the demo so).
 
 step "checking packages and the Docker engine"
 scripts/ensure-engine.sh
@@ -71,7 +70,7 @@ awk -F '\t' -v state="$1" -v part="$BERTH_PART" -v parts="$BERTH_PARTS" '
   NR >= first && NR <= last && $5 == state' /app/data/EMPLOYEE.txt
 SH
 password="demo-$(head -c 6 /dev/urandom | base64 | tr -dc 'a-zA-Z0-9')"
-hash=$(printf '%s\n' "$password" | "${wrap[@]}" "$bin/berth-manager" hash-password)
+hash=$(printf '%s\n' "$password" | "$bin/berth-manager" hash-password)
 for host in 127.0.0.2 127.0.0.3; do
   cat > "$demo/docker_server_$host.xml" <<XML
 <Config>
@@ -96,14 +95,14 @@ cat > "$demo/docker_user.xml" <<XML
   </User>
 </Users>
 XML
-"${wrap[@]}" "$bin/berth-manager" check-config --config "$demo/docker_server_127.0.0.2.xml" --users "$demo/docker_user.xml"
+"$bin/berth-manager" check-config --config "$demo/docker_server_127.0.0.2.xml" --users "$demo/docker_user.xml"
 
 step "starting agents on 127.0.0.2:$comm and 127.0.0.3:$comm, the manager on 127.0.0.1:$manager"
 for host in 127.0.0.2 127.0.0.3; do
-  "${wrap[@]}" "$bin/berth-agent" serve --config "$demo/docker_server_$host.xml" > "$demo/agent-$host.log" 2>&1 &
+  "$bin/berth-agent" serve --config "$demo/docker_server_$host.xml" > "$demo/agent-$host.log" 2>&1 &
   pids+=($!)
 done
-"${wrap[@]}" "$bin/berth-manager" serve --config "$demo/docker_server_127.0.0.2.xml" --users "$demo/docker_user.xml" --state-dir "$demo/state" > "$demo/manager.log" 2>&1 &
+"$bin/berth-manager" serve --config "$demo/docker_server_127.0.0.2.xml" --users "$demo/docker_user.xml" --state-dir "$demo/state" > "$demo/manager.log" 2>&1 &
 pids+=($!)
 for address in 127.0.0.2:$comm 127.0.0.3:$comm 127.0.0.1:$manager; do
   for _ in $(seq 1 600); do taken "${address%:*}" "${address#*:}" && break; sleep 0.1; done
@@ -111,22 +110,22 @@ done
 
 export BERTH_SESSION="$demo/session.json"
 step "berth login --server 127.0.0.1:$manager --user demo"
-printf '%s\n' "$password" | "${wrap[@]}" "$bin/berth" login --server "127.0.0.1:$manager" --user demo --password-stdin
+printf '%s\n' "$password" | "$bin/berth" login --server "127.0.0.1:$manager" --user demo --password-stdin
 step "berth status"
-"${wrap[@]}" "$bin/berth" status
+"$bin/berth" status
 step "berth call Employee.sh \"New York\" --unit 127.0.0.2:$unit1   (Employee.dfx on one unit)"
-"${wrap[@]}" "$bin/berth" call Employee.sh "New York" --unit "127.0.0.2:$unit1" > "$demo/one.tsv"
+"$bin/berth" call Employee.sh "New York" --unit "127.0.0.2:$unit1" > "$demo/one.tsv"
 head -n 8 "$demo/one.tsv"
 echo "… $(($(wc -l < "$demo/one.tsv") - 1)) rows"
 step "berth call Emp.sh \"New York\" --split --header   (Emp.dfx split over two units, merged)"
-"${wrap[@]}" "$bin/berth" call Emp.sh "New York" --split --header > "$demo/merged.tsv"
+"$bin/berth" call Emp.sh "New York" --split --header > "$demo/merged.tsv"
 head -n 8 "$demo/merged.tsv"
 echo "… $(($(wc -l < "$demo/merged.tsv") - 1)) New York employees from the two halves of the file (the single query found $(($(wc -l < "$demo/one.tsv") - 1)))"
 step "berth logs --unit 127.0.0.2:$unit1 --tail 3"
-"${wrap[@]}" "$bin/berth" logs --unit "127.0.0.2:$unit1" --tail 3
+"$bin/berth" logs --unit "127.0.0.2:$unit1" --tail 3
 step "berth logout"
-"${wrap[@]}" "$bin/berth" logout
-left=$("${wrap[@]}" "$bin/berth-agent" ps --config "$demo/docker_server_127.0.0.2.xml" | tail -n +2 | grep -c demo || true)
+"$bin/berth" logout
+left=$("$bin/berth-agent" ps --config "$demo/docker_server_127.0.0.2.xml" | tail -n +2 | grep -c demo || true)
 echo "unit containers left: $left; the home keeps its files: $(ls "$demo/home/demo" | tr '\n' ' ')"
 
 cat <<TXT

@@ -13,14 +13,16 @@ command -v valgrind >/dev/null || { echo "link-order.sh: valgrind is needed (apt
 make build
 work=$(mktemp -d /tmp/berth-link-order.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-mkdir "$work/bin"
-# valgrind cannot read the DWARF lld writes; the symbol table is all it needs.
+mkdir "$work/bin" "$work/real"
+# The demo runs each program through a stand-in that runs it under callgrind. valgrind cannot read
+# the DWARF lld writes; the symbol table is all it needs.
 for program in berth-agent berth-manager berth; do
-  strip --strip-debug -o "$work/bin/$program" ".build/release/$program"
+  strip --strip-debug -o "$work/real/$program" ".build/release/$program"
+  printf '#!/bin/sh\nexec valgrind --quiet --tool=callgrind --demangle=no --callgrind-out-file=%s/callgrind.%%p %s "$@"\n' \
+    "$work" "$work/real/$program" > "$work/bin/$program"
+  chmod +x "$work/bin/$program"
 done
-
-DEMO_BIN="$work/bin" DEMO_WRAP="valgrind --quiet --tool=callgrind --demangle=no --callgrind-out-file=$work/callgrind.%p" \
-  scripts/demo.sh
+DEMO_BIN="$work/bin" scripts/demo.sh
 
 # Each callgrind file (one per process) names each object (ob=) and function (fn=, cfn=) once with
 # an id and refers to it by the id after; the functions listed under the three programs are wanted.
@@ -35,7 +37,7 @@ for profile in "$work"/callgrind.*; do
     if (/^(c?)fn=\((\d+)\)(?: (.*))?$/) {
       my ($callee, $id, $name) = ($1, $2, $3);
       $function{$id} = $name if defined $name;
-      next if $callee || $current !~ m{/bin/berth(-agent|-manager)?$};
+      next if $callee || $current !~ m{/real/berth(-agent|-manager)?$};
       ($name = $function{$id}) =~ s/\x27\d+$//;
       print "$name\n" unless $seen{$name}++;
     }

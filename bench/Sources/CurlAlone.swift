@@ -9,7 +9,6 @@ final class CurlAlone: @unchecked Sendable {
     private let handle: UnsafeMutableRawPointer
 
     init(socketPath: String, target: String) throws {
-        curl_global_init(Int(CURL_GLOBAL_DEFAULT))
         guard let handle = curl_easy_init() else { throw BenchError("curl_easy_init failed") }
         self.handle = handle
         berth_setopt_string(handle, CURLOPT_URL, "http://docker\(target)")

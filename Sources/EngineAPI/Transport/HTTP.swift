@@ -93,7 +93,7 @@ public struct HTTPResponseHead: Sendable {
         }
         set {
             fields = []
-            for header in newValue { appendField(name: Array(header.name.utf8), value: Array(header.value.utf8)) }
+            for header in newValue { appendField(name: header.name.utf8, value: header.value.utf8) }
         }
     }
 
