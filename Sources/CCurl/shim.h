@@ -4,7 +4,8 @@
 #include <curl/curl.h>
 
 /* curl_easy_setopt and curl_easy_getinfo are variadic, which Swift cannot call.
-   These typed, non-variadic wrappers are the only C in Berth. */
+   These typed, non-variadic wrappers (and one helper for curl_multi_fdset's fd_set, whose macros
+   Swift cannot use either) are the only C in Berth. */
 
 static inline CURLcode berth_setopt_long(CURL *handle, CURLoption option, long value) {
     return curl_easy_setopt(handle, option, value);
@@ -46,6 +47,20 @@ static inline CURLcode berth_setopt_debug_callback(CURL *handle, berth_debug_cal
 
 static inline CURLcode berth_getinfo_long(CURL *handle, CURLINFO info, long *value) {
     return curl_easy_getinfo(handle, info, value);
+}
+
+/* The socket a multi handle's transfer waits to read from (the engine's answer to a request sent
+   in full), or -1 when it waits for anything else. A worker's multi handle drives one transfer. */
+static inline int berth_multi_reading_socket(CURLM *multi) {
+    fd_set readable, writable, failed;
+    FD_ZERO(&readable);
+    FD_ZERO(&writable);
+    FD_ZERO(&failed);
+    int highest = -1;
+    if (curl_multi_fdset(multi, &readable, &writable, &failed, &highest) != CURLM_OK || highest < 0) {
+        return -1;
+    }
+    return FD_ISSET(highest, &readable) && !FD_ISSET(highest, &writable) ? highest : -1;
 }
 
 #endif

@@ -6,11 +6,14 @@ final class FakeEngine: @unchecked Sendable {
     let path: String
     private let fd: Int32
     private let response: String?
+    private let pause: Duration
 
-    /// `response: nil` accepts connections and then stays silent.
-    init(response: String?) throws {
+    /// `response: nil` accepts connections and then stays silent. A `pause` is waited before the
+    /// first half of the response and again before the rest, as a slow engine answers.
+    init(response: String?, pause: Duration = .zero) throws {
         path = NSTemporaryDirectory() + "berth-fake-\(UUID().uuidString.prefix(8)).sock"
         self.response = response
+        self.pause = pause
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
@@ -29,7 +32,7 @@ final class FakeEngine: @unchecked Sendable {
         while true {
             let client = accept(fd, nil, nil)
             if client < 0 { return }
-            Thread { [response] in
+            Thread { [response, pause] in
                 var buffer = [UInt8](repeating: 0, count: 4096)
                 var received = Data()
                 while !received.contains(Data("\r\n\r\n".utf8)) {
@@ -38,7 +41,16 @@ final class FakeEngine: @unchecked Sendable {
                     received.append(contentsOf: buffer[0..<n])
                 }
                 guard let response else { sleep(30); close(client); return }
-                _ = response.withCString { write(client, $0, strlen($0)) }
+                // Whole at once, or in two halves after a pause each; a client that has gone
+                // away must not take the test process with it (SIGPIPE).
+                let bytes = Array(response.utf8)
+                let pieces = pause > .zero ? [bytes[..<(bytes.count / 2)], bytes[(bytes.count / 2)...]] : [bytes[...]]
+                for piece in pieces {
+                    if pause > .zero {
+                        Thread.sleep(forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18)
+                    }
+                    _ = piece.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                }
                 close(client)
             }.start()
         }

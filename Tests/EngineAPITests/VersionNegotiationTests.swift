@@ -103,6 +103,21 @@ import Testing
         #expect(answers == Array(repeating: "1.43", count: 8))
     }
 
+    /// However long a worker polls before it sleeps, an answer that comes in pieces, sooner or
+    /// later than the poll ends, arrives whole.
+    @Test(arguments: [Duration.zero, Transport.defaultBusyPoll, .seconds(1)])
+    func answersArriveWhateverTheBusyPoll(busyPoll: Duration) async throws {
+        let engine = try FakeEngine(response: "HTTP/1.1 200 OK\r\nApi-Version: 1.43\r\nContent-Length: 12\r\n\r\nhello, world", pause: .milliseconds(30))
+        defer { engine.stop() }
+        let transport = Transport(endpoint: .unix(engine.path), busyPoll: busyPoll)
+        let request = HTTPRequest(method: "GET", path: "/_ping", timeout: .seconds(10))
+        let pooled = try await transport.send(request)
+        #expect(pooled.status == 200)
+        #expect(String(decoding: pooled.body, as: UTF8.self) == "hello, world")
+        let here = try await Task(executorPreference: transport.executor) { try await transport.send(request) }.value
+        #expect(String(decoding: here.body, as: UTF8.self) == "hello, world")
+    }
+
     @Test func cancellingATaskOnTheExecutorAbortsItsTransfer() async throws {
         let engine = try FakeEngine(response: nil)
         defer { engine.stop() }

@@ -88,7 +88,7 @@ struct BerthBench: AsyncParsableCommand {
                                      typed: { _ = try await client.listContainers(all: true) })
             try await bench.remove(created)
         }
-        report.section(latency, note: "Median of \(requests) sequential requests per client, interleaved in rounds. EngineAPI goes through the pooled libcurl transport (worker thread hop and async resume included); the floor is one persistent blocking socket with hand-written HTTP. \"libcurl alone\" is a bare `curl_easy_perform` loop: what any libcurl client pays at least.")
+        report.section(latency, note: "Median of \(requests) sequential requests per client, interleaved in rounds. EngineAPI goes through the pooled libcurl transport (worker thread hop and async resume included); the floor is one persistent blocking socket with hand-written HTTP. EngineAPI polls the socket for up to \(Transport.defaultBusyPoll.nanoseconds / 1000) µs before it sleeps for an answer; the floor's second row does the same, and the row with the busy poll off shows what it gains. \"libcurl alone\" is a bare `curl_easy_perform` loop (which sleeps at once): what any libcurl client pays at least.")
 
         var lifecycle = Table(columns: ["lifecycle", "client", "median", "p90", "× floor"])
         var floorTimes: [Duration] = []
@@ -113,78 +113,74 @@ struct BerthBench: AsyncParsableCommand {
     ) async throws {
         let rounds = 5
         let perRound = max(1, requests / rounds)
-        var floorTimes: [Duration] = []
-        var engineTimes: [Duration] = []
-        var typedTimes: [Duration] = []
-        var hereTimes: [Duration] = []
-        var curlTimes: [Duration] = []
-        let curl = try CurlAlone(socketPath: socket, target: rawTarget)
         let clock = ContinuousClock()
+        let curl = try CurlAlone(socketPath: socket, target: rawTarget)
+        let spinningRaw = try RawHTTP(socketPath: socket, busyPoll: Transport.defaultBusyPoll)
+        let sleepingTransport = Transport(endpoint: .unix(socket), busyPoll: .zero)
+
+        /// `perRound` timed calls of `call`, each checked for a 200.
+        @Sendable func timed(_ name: String, _ call: () throws -> Int) throws -> [Duration] {
+            var times: [Duration] = []
+            for _ in 0..<perRound {
+                let start = clock.now
+                let status = try call()
+                times.append(clock.now - start)
+                guard status == 200 else { throw BenchError("\(name) got \(status)") }
+            }
+            return times
+        }
+        func timedAsync(_ name: String, _ call: () async throws -> Int) async throws -> [Duration] {
+            var times: [Duration] = []
+            for _ in 0..<perRound {
+                let start = clock.now
+                let status = try await call()
+                times.append(clock.now - start)
+                guard status == 200 else { throw BenchError("\(name) got \(status)") }
+            }
+            return times
+        }
+        // The blocking ones on a thread of their own, as EngineAPI's workers are: a blocking read
+        // on one of Swift's pool threads measured slower here, which would flatter everything
+        // against it. The agent calls the engine on the transport's own executor.
+        var clients: [(name: String, measure: () async throws -> [Duration])] = [
+            ("raw socket (floor)", { try await onOwnThread { try timed("floor") { try raw.request("GET", rawTarget).status } } }),
+            ("raw socket, polling \(Transport.defaultBusyPoll.nanoseconds / 1000) µs before it sleeps, as EngineAPI does", {
+                try await onOwnThread { try timed("polling floor") { try spinningRaw.request("GET", rawTarget).status } }
+            }),
+            ("libcurl alone, one reused handle, own thread", { try await onOwnThread { try timed("libcurl") { try curl.request() } } }),
+            ("EngineAPI, from Swift's thread pool", { try await timedAsync("EngineAPI") { try await client.transport.send(engineRequest).status } }),
+            ("EngineAPI, on its executor (the agent's way)", {
+                try await withTaskExecutorPreference(client.transport.executor) {
+                    try await timedAsync("EngineAPI") { try await client.transport.send(engineRequest).status }
+                }
+            }),
+            ("EngineAPI, on its executor, sleeping at once (busy poll off)", {
+                try await withTaskExecutorPreference(sleepingTransport.executor) {
+                    try await timedAsync("EngineAPI") { try await sleepingTransport.send(engineRequest).status }
+                }
+            }),
+        ]
+        if let typed {
+            clients.append(("EngineAPI, decoded to models", { try await timedAsync("models") { try await typed(); return 200 } }))
+        }
         // Warm every connection.
         for _ in 0..<50 {
             _ = try raw.request("GET", rawTarget)
+            _ = try spinningRaw.request("GET", rawTarget)
             _ = try curl.request()
             _ = try await client.transport.send(engineRequest)
+            _ = try await sleepingTransport.send(engineRequest)
         }
+        var times = Array(repeating: [Duration](), count: clients.count)
         for _ in 0..<rounds {
-            // On a thread of its own, as EngineAPI's workers are: a blocking read on one of Swift's
-            // pool threads measured slower here, which would flatter everything against it.
-            floorTimes += try await onOwnThread {
-                var times: [Duration] = []
-                for _ in 0..<perRound {
-                    let start = clock.now
-                    let response = try raw.request("GET", rawTarget)
-                    times.append(clock.now - start)
-                    guard response.status == 200 else { throw BenchError("floor got \(response.status)") }
-                }
-                return times
-            }
-            curlTimes += try await onOwnThread {
-                var times: [Duration] = []
-                for _ in 0..<perRound {
-                    let start = clock.now
-                    let status = try curl.request()
-                    times.append(clock.now - start)
-                    guard status == 200 else { throw BenchError("libcurl got \(status)") }
-                }
-                return times
-            }
-            for _ in 0..<perRound {
-                let start = clock.now
-                let response = try await client.transport.send(engineRequest)
-                engineTimes.append(clock.now - start)
-                guard response.status == 200 else { throw BenchError("EngineAPI got \(response.status)") }
-            }
-            // As the agent calls the engine: on the transport's own executor, no thread hand-off.
-            hereTimes += try await withTaskExecutorPreference(client.transport.executor) {
-                var times: [Duration] = []
-                for _ in 0..<perRound {
-                    let start = clock.now
-                    let response = try await client.transport.send(engineRequest)
-                    times.append(clock.now - start)
-                    guard response.status == 200 else { throw BenchError("EngineAPI got \(response.status)") }
-                }
-                return times
-            }
-            if let typed {
-                for _ in 0..<perRound {
-                    let start = clock.now
-                    try await typed()
-                    typedTimes.append(clock.now - start)
-                }
+            for (index, measured) in clients.enumerated() {
+                times[index] += try await measured.measure()
             }
         }
-        let floor = Stats(floorTimes)
-        table.row([call, "raw socket (floor)", floor.medianText, floor.p90Text, "1.00"])
-        let curlStats = Stats(curlTimes)
-        table.row(["", "libcurl alone, one reused handle, own thread", curlStats.medianText, curlStats.p90Text, ratio(curlStats, floor)])
-        let engine = Stats(engineTimes)
-        table.row(["", "EngineAPI, from Swift's thread pool", engine.medianText, engine.p90Text, ratio(engine, floor)])
-        let here = Stats(hereTimes)
-        table.row(["", "EngineAPI, on its executor (the agent's way)", here.medianText, here.p90Text, ratio(here, floor)])
-        if !typedTimes.isEmpty {
-            let typedStats = Stats(typedTimes)
-            table.row(["", "EngineAPI, decoded to models", typedStats.medianText, typedStats.p90Text, ratio(typedStats, floor)])
+        let floor = Stats(times[0])
+        for (index, measured) in clients.enumerated() {
+            let stats = Stats(times[index])
+            table.row([index == 0 ? call : "", measured.name, stats.medianText, stats.p90Text, index == 0 ? "1.00" : ratio(stats, floor)])
         }
         if let python, let pythonStats = try? pythonLatency(python) {
             table.row(["", "docker-py", pythonStats.medianText, pythonStats.p90Text, ratio(pythonStats, floor)])

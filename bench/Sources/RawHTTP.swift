@@ -2,15 +2,20 @@ import Foundation
 
 /// The floor: the least work that can talk HTTP/1.1 to the engine. One persistent blocking
 /// socket, a request written by hand, the response read by hand. Nothing Berth ships uses it.
-/// Used by one thread at a time.
+/// Used by one thread at a time. With a `busyPoll`, it polls for the answer that long before it
+/// blocks, as EngineAPI's transfers do: the floor for that way of waiting.
 final class RawHTTP: @unchecked Sendable {
     private var fd: Int32 = -1
     private let path: String
     private var buffer = [UInt8](repeating: 0, count: 65536)
     private var pending: [UInt8] = []
+    private let busyPoll: Duration
+    /// What is left of `busyPoll` for the request being read.
+    private var pollLeft: Duration = .zero
 
-    init(socketPath: String) throws {
+    init(socketPath: String, busyPoll: Duration = .zero) throws {
         path = socketPath
+        self.busyPoll = busyPoll
         try connectSocket()
     }
 
@@ -46,10 +51,18 @@ final class RawHTTP: @unchecked Sendable {
             }
             sent += n
         }
+        pollLeft = busyPoll
         return try readResponse()
     }
 
     private func fill() throws {
+        if pollLeft > .zero {
+            let clock = ContinuousClock()
+            let start = clock.now
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            while poll(&entry, 1, 0) == 0 && clock.now - start < pollLeft {}
+            pollLeft -= clock.now - start
+        }
         let n = read(fd, &buffer, buffer.count)
         guard n > 0 else { throw BenchError("raw connection closed") }
         pending += buffer[0..<n]

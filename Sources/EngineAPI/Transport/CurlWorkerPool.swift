@@ -1,7 +1,7 @@
 import CCurl
 import Foundation
 
-/// Threads that each own one libcurl easy handle (so one kept-alive connection) and run blocking
+/// Threads that each own libcurl handles (so one kept-alive connection) and run blocking
 /// transfers, keeping them off Swift's cooperative pool and any event loop.
 ///
 /// The pool is also a `TaskExecutor`. A task that prefers it (`withTaskExecutorPreference`) runs
@@ -59,10 +59,10 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
         condition.unlock()
     }
 
-    /// The easy handle of the worker thread this is called on, when it is one of this pool's.
-    func handleOfCurrentThread() -> UnsafeMutableRawPointer? {
+    /// The handles of the worker thread this is called on, when it is one of this pool's.
+    func handlesOfCurrentThread() -> CurlHandles? {
         guard let worker = WorkerThread.current, worker.pool === self else { return nil }
-        return worker.handle
+        return worker.handles
     }
 
     private func submit(_ work: Work) {
@@ -125,20 +125,20 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
     }
 
     private func runWorker() {
-        guard let handle = curl_easy_init() else {
+        guard let handles = CurlHandles() else {
             condition.lock()
             workers -= 1
             condition.unlock()
             return
         }
-        defer { curl_easy_cleanup(handle) }
-        let worker = WorkerThread(pool: self, handle: handle)
+        defer { handles.cleanup() }
+        let worker = WorkerThread(pool: self, handles: handles)
         WorkerThread.current = worker
         defer { WorkerThread.current = nil }
         while let work = nextWork() {
             switch work {
             case .transfer(let transfer):
-                let deliver = transfer.run(on: handle)
+                let deliver = transfer.run(on: handles)
                 // Count as free before the caller resumes, so its next request reuses this warm
                 // connection instead of starting a thread.
                 markFree()
@@ -151,14 +151,14 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
     }
 }
 
-/// The pool and handle of a worker thread, found again from code running on it.
+/// The pool and handles of a worker thread, found again from code running on it.
 private final class WorkerThread {
     unowned let pool: CurlWorkerPool
-    let handle: UnsafeMutableRawPointer
+    let handles: CurlHandles
 
-    init(pool: CurlWorkerPool, handle: UnsafeMutableRawPointer) {
+    init(pool: CurlWorkerPool, handles: CurlHandles) {
         self.pool = pool
-        self.handle = handle
+        self.handles = handles
     }
 
     private static let key: pthread_key_t = {

@@ -25,6 +25,8 @@ final class Transfer: @unchecked Sendable {
     let request: HTTPRequest
     let endpoint: EngineEndpoint
     let connectTimeout: Duration
+    /// How long the worker polls for the answer before it sleeps; see `CurlHandles.perform`.
+    let busyPoll: Duration
     /// Called with each block of request headers as actually sent (for `api-dump`).
     let traceRequest: (@Sendable (String) -> Void)?
     /// Streams normally read an error response whole and throw it; a debugging tool wants it raw.
@@ -46,13 +48,14 @@ final class Transfer: @unchecked Sendable {
     private(set) var outcome: Result<HTTPResponse, EngineError> = .failure(.cancelled)
 
     init(
-        request: HTTPRequest, endpoint: EngineEndpoint, connectTimeout: Duration, delivery: Delivery,
+        request: HTTPRequest, endpoint: EngineEndpoint, connectTimeout: Duration, busyPoll: Duration, delivery: Delivery,
         traceRequest: (@Sendable (String) -> Void)? = nil, streamErrorResponses: Bool = false, streamWindow: Int = Transport.defaultStreamWindow
     ) {
         self.streamErrorResponses = streamErrorResponses
         self.request = request
         self.endpoint = endpoint
         self.connectTimeout = connectTimeout
+        self.busyPoll = busyPoll
         self.delivery = delivery
         self.traceRequest = traceRequest
         if case .streaming = delivery { flow = FlowControl(limit: streamWindow) } else { flow = nil }
@@ -79,7 +82,8 @@ final class Transfer: @unchecked Sendable {
 
     /// Runs the transfer to its end and returns what hands the outcome to the caller. The worker
     /// calls that only after marking itself free, so the caller's next request finds it free.
-    func run(on handle: UnsafeMutableRawPointer) -> () -> Void {
+    func run(on handles: CurlHandles) -> () -> Void {
+        let handle = handles.easy
         if isCancelled {
             return finish(.failure(EngineError.cancelled))
         }
@@ -213,10 +217,10 @@ final class Transfer: @unchecked Sendable {
         if let bodyData {
             code = bodyData.withUnsafeBytes { bytes in
                 berth_setopt_pointer(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress))
-                return curl_easy_perform(handle)
+                return handles.perform(busyPoll: busyPoll)
             }
         } else {
-            code = curl_easy_perform(handle)
+            code = handles.perform(busyPoll: busyPoll)
         }
         // The error buffer belongs to this frame; libcurl must not keep a pointer to it.
         berth_setopt_pointer(handle, CURLOPT_ERRORBUFFER, nil)

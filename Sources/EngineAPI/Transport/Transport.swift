@@ -10,12 +10,21 @@ public final class Transport: Sendable {
     /// stream holds in chunks not yet read.
     public let streamWindow: Int
     public static let defaultStreamWindow = 4 << 20
+    /// How long a worker polls for an answer before it goes to sleep waiting for it: a local
+    /// engine answers within this, and a thread woken from sleep on a virtual machine takes longer
+    /// than the engine did. At most this much CPU per request; `.zero` always sleeps.
+    public let busyPoll: Duration
+    public static let defaultBusyPoll = Duration.microseconds(100)
     let pool: CurlWorkerPool
 
-    public init(endpoint: EngineEndpoint, connectTimeout: Duration = .seconds(2), streamWindow: Int = Transport.defaultStreamWindow) {
+    public init(
+        endpoint: EngineEndpoint, connectTimeout: Duration = .seconds(2), streamWindow: Int = Transport.defaultStreamWindow,
+        busyPoll: Duration = Transport.defaultBusyPoll
+    ) {
         self.endpoint = endpoint
         self.connectTimeout = connectTimeout
         self.streamWindow = streamWindow
+        self.busyPoll = busyPoll
         self.pool = CurlWorkerPool()
     }
 
@@ -31,7 +40,7 @@ public final class Transport: Sendable {
     /// Runs blocking work (a socket probe, say) on the pool's threads: right here when the task
     /// already runs on one of them, else on a free one; never on Swift's cooperative threads.
     public func runBlocking<T: Sendable>(_ work: @Sendable () -> T) async -> T {
-        if pool.handleOfCurrentThread() != nil { return work() }
+        if pool.handlesOfCurrentThread() != nil { return work() }
         // A closure that never suspends would run where it is; a `@concurrent` function moves to
         // the preferred executor.
         return await withTaskExecutorPreference(pool) { await Self.run(work) }
@@ -41,9 +50,19 @@ public final class Transport: Sendable {
         work()
     }
 
+    /// A transfer of `request` with this transport's settings.
+    func makeTransfer(
+        _ request: HTTPRequest, delivery: Transfer.Delivery,
+        traceRequest: (@Sendable (String) -> Void)? = nil, streamErrorResponses: Bool = false
+    ) -> Transfer {
+        Transfer(
+            request: request, endpoint: endpoint, connectTimeout: connectTimeout, busyPoll: busyPoll, delivery: delivery,
+            traceRequest: traceRequest, streamErrorResponses: streamErrorResponses, streamWindow: streamWindow)
+    }
+
     /// Sends a request and returns the whole response, whatever its status.
     public func send(_ request: HTTPRequest, traceRequest: (@Sendable (String) -> Void)? = nil) async throws -> HTTPResponse {
-        if pool.handleOfCurrentThread() != nil {
+        if pool.handlesOfCurrentThread() != nil {
             return try await sendHere(request, traceRequest: traceRequest)
         }
         return try await sendThroughPool(request, traceRequest: traceRequest)
@@ -54,9 +73,7 @@ public final class Transport: Sendable {
         let box = TransferBox()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let transfer = Transfer(
-                    request: request, endpoint: endpoint, connectTimeout: connectTimeout,
-                    delivery: .buffered(continuation), traceRequest: traceRequest)
+                let transfer = makeTransfer(request, delivery: .buffered(continuation), traceRequest: traceRequest)
                 box.set(transfer)
                 pool.submit(transfer)
             }
@@ -67,15 +84,13 @@ public final class Transport: Sendable {
 
     /// Runs the transfer on the worker thread the calling task is on (it prefers `executor`).
     private func sendHere(_ request: HTTPRequest, traceRequest: (@Sendable (String) -> Void)?) async throws -> HTTPResponse {
-        let transfer = Transfer(
-            request: request, endpoint: endpoint, connectTimeout: connectTimeout,
-            delivery: .direct, traceRequest: traceRequest)
+        let transfer = makeTransfer(request, delivery: .direct, traceRequest: traceRequest)
         return try await withTaskCancellationHandler {
             // Nothing here suspends, so this is still the thread whose handle is taken.
-            guard let handle = pool.handleOfCurrentThread() else {
+            guard let handles = pool.handlesOfCurrentThread() else {
                 return try await sendThroughPool(request, traceRequest: traceRequest)
             }
-            _ = transfer.run(on: handle)
+            _ = transfer.run(on: handles)
             return try transfer.outcome.get()
         } onCancel: {
             transfer.cancel()
@@ -94,10 +109,9 @@ public final class Transport: Sendable {
                 let (raw, chunks) = AsyncThrowingStream<Data, any Error>.makeStream()
                 let reader = ChunkReader(raw.makeAsyncIterator())
                 // Delivered through `reader`, which tells the transfer what has been taken.
-                let transfer = Transfer(
-                    request: request, endpoint: endpoint, connectTimeout: connectTimeout,
-                    delivery: .streaming(head: continuation, body: AsyncThrowingStream { try await reader.next() }, chunks: chunks),
-                    traceRequest: traceRequest, streamErrorResponses: streamErrorResponses, streamWindow: streamWindow)
+                let transfer = makeTransfer(
+                    request, delivery: .streaming(head: continuation, body: AsyncThrowingStream { try await reader.next() }, chunks: chunks),
+                    traceRequest: traceRequest, streamErrorResponses: streamErrorResponses)
                 reader.flow = transfer.flow
                 chunks.onTermination = { termination in
                     if case .cancelled = termination { transfer.cancel() }
@@ -124,9 +138,7 @@ extension Transport {
         let box = TransferBox()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let transfer = Transfer(
-                    request: request, endpoint: endpoint, connectTimeout: connectTimeout,
-                    delivery: .sink(receive: receive, done: continuation))
+                let transfer = makeTransfer(request, delivery: .sink(receive: receive, done: continuation))
                 box.set(transfer)
                 pool.submit(transfer)
             }
