@@ -24,25 +24,30 @@ let packedRelocations: [String] = {
     return ["-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"]
 }()
 
-/// The functions the programs run in `make demo` (Resources/link-order.txt, written by
-/// scripts/link-order.sh) placed side by side at the front of the code: the kernel maps 64 kB
+/// The functions a program runs in `make demo` (Resources/link-order/PROGRAM.txt, written by
+/// scripts/link-order.sh) placed side by side at the front of its code: the kernel maps 64 kB
 /// around each page a process touches, so code that runs strewn among code that never does keeps
 /// far more of the binary resident than is used. Needs functions in sections of their own, which
 /// scripts/release-build.sh asks the compilers for.
-let linkOrder = [
-    "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Resources/link-order.txt", "-Xlinker", "--no-warn-symbol-ordering",
-]
+func linkOrder(_ program: String) -> [String] {
+    let file = "\(Context.packageDirectory)/Resources/link-order/\(program).txt"
+    return ["-Xlinker", "--symbol-ordering-file=\(file)", "-Xlinker", "--no-warn-symbol-ordering"]
+}
 #else
 let packedRelocations: [String] = []
-let linkOrder: [String] = []
+func linkOrder(_ program: String) -> [String] { [] }
 #endif
 
 /// Release executables are linked by lld and export no symbols (the static Swift runtime asks for
 /// every one to be exported; nothing here looks its own symbols up), so the dynamic loader has
-/// less to read at every start.
-let releaseLinking: [LinkerSetting] = [
-    .unsafeFlags(["-use-ld=lld", "-Xlinker", "--no-export-dynamic"] + packedRelocations + linkOrder, .when(platforms: [.linux], configuration: .release)),
-]
+/// less to read at every start. `program` names the link order, where it has one.
+func releaseLinking(_ program: String? = nil) -> [LinkerSetting] {
+    [
+        .unsafeFlags(
+            ["-use-ld=lld", "-Xlinker", "--no-export-dynamic"] + packedRelocations + (program.map(linkOrder) ?? []),
+            .when(platforms: [.linux], configuration: .release)),
+    ]
+}
 
 let package = Package(
     name: "Berth",
@@ -79,9 +84,9 @@ let package = Package(
         .target(name: "BerthServer", dependencies: ["BerthCore", hummingbird, logging, prometheus, .product(name: "NIOCore", package: "swift-nio")]),
         /// What the three command-line tools share: one-line errors, tables, JSON output.
         .target(name: "BerthCLI", dependencies: ["BerthCore", argumentParser]),
-        .executableTarget(name: "Agent", dependencies: ["EngineAPI", "BerthCore", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], linkerSettings: releaseLinking),
-        .executableTarget(name: "Manager", dependencies: ["EngineAPI", "BerthCore", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], linkerSettings: releaseLinking),
-        .executableTarget(name: "Client", dependencies: ["EngineAPI", "BerthCore", "BerthCLI", "UnitProtocol", argumentParser], linkerSettings: releaseLinking),
+        .executableTarget(name: "Agent", dependencies: ["EngineAPI", "BerthCore", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], linkerSettings: releaseLinking("berth-agent")),
+        .executableTarget(name: "Manager", dependencies: ["EngineAPI", "BerthCore", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], linkerSettings: releaseLinking("berth-manager")),
+        .executableTarget(name: "Client", dependencies: ["EngineAPI", "BerthCore", "BerthCLI", "UnitProtocol", argumentParser], linkerSettings: releaseLinking("berth")),
         /// The call protocol of `berth call` and `berth-unit`, free of Foundation.
         .target(name: "UnitProtocol"),
         /// `berth-unit`: small, static, no Foundation beyond FoundationEssentials.
@@ -90,7 +95,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
-        ], linkerSettings: releaseLinking),
+        ], linkerSettings: releaseLinking()),
         .executableTarget(name: "Bench", dependencies: ["CCurl", "EngineAPI", "BerthCore", "BerthConfig", "UnitProtocol", argumentParser], path: "bench/Sources"),
         .testTarget(name: "EngineAPITests", dependencies: ["EngineAPI"]),
         .testTarget(name: "BerthCoreTests", dependencies: ["BerthCore", "BerthConfig"]),

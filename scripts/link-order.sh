@@ -1,11 +1,13 @@
 #!/bin/bash
-# Regenerates Resources/link-order.txt, the functions that berth-agent, berth-manager and berth run
-# in `make demo` (start, login, status, calls, logs, logout), recorded by valgrind's callgrind.
-# The release link (Package.swift) puts these functions side by side at the front of each binary's
-# code, so the pages a running process maps hold code it runs: the kernel maps 64 kB around every
-# page a process touches, and with the used functions strewn over 24 MB of code an idle agent kept
-# 13 MB of it resident. Run it again when much of the code has changed; symbols it names that no
-# longer exist are skipped by the linker, and new ones are merely placed elsewhere.
+# Regenerates Resources/link-order/PROGRAM.txt: the functions each of berth-agent, berth-manager
+# and berth runs in `make demo` (start, login, status, calls, logs, logout), recorded by valgrind's
+# callgrind. The release link (Package.swift) puts a program's functions side by side at the front
+# of its code, so the pages a running process maps hold code it runs: the kernel maps 64 kB around
+# every page a process touches, and with the used functions strewn over 24 MB of code an idle agent
+# kept 13 MB of it resident. One list per program, since what the manager or `berth` runs placed
+# among the agent's functions is code the agent maps and never runs. Run it again when much of the
+# code has changed; symbols it names that no longer exist are skipped by the linker, and new ones
+# are merely placed elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "link-order.sh: valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
@@ -25,25 +27,34 @@ done
 DEMO_BIN="$work/bin" scripts/demo.sh
 
 # Each callgrind file (one per process) names each object (ob=) and function (fn=, cfn=) once with
-# an id and refers to it by the id after; the functions listed under the three programs are wanted.
-for profile in "$work"/callgrind.*; do
-  perl -ne '
-    if (/^(c?)ob=\((\d+)\)(?: (.*))?$/) {
-      my ($callee, $id, $name) = ($1, $2, $3);
-      $object{$id} = $name if defined $name;
-      $current = $object{$id} unless $callee;
-      next;
-    }
-    if (/^(c?)fn=\((\d+)\)(?: (.*))?$/) {
-      my ($callee, $id, $name) = ($1, $2, $3);
-      $function{$id} = $name if defined $name;
-      next if $callee || $current !~ m{/real/berth(-agent|-manager)?$};
-      ($name = $function{$id}) =~ s/\x27\d+$//;
-      print "$name\n" unless $seen{$name}++;
-    }
-  ' "$profile"
-done | awk '!seen[$0]++' > "$work/order.txt"
-mv "$work/order.txt" Resources/link-order.txt
-# The build does not know the file is an input of the link: the next `make` links afresh.
+# an id and refers to it by the id after; the functions listed under a program's own binary are
+# that program's, in the order they first ran.
+mkdir -p Resources/link-order
+for program in berth-agent berth-manager berth; do
+  for profile in "$work"/callgrind.*; do
+    PROGRAM=$program perl -ne '
+      if (/^(c?)ob=\((\d+)\)(?: (.*))?$/) {
+        my ($callee, $id, $name) = ($1, $2, $3);
+        $object{$id} = $name if defined $name;
+        $current = $object{$id} unless $callee;
+        next;
+      }
+      if (/^(c?)fn=\((\d+)\)(?: (.*))?$/) {
+        my ($callee, $id, $name) = ($1, $2, $3);
+        $function{$id} = $name if defined $name;
+        next if $callee || $current !~ m{/real/\Q$ENV{PROGRAM}\E$};
+        ($name = $function{$id}) =~ s/\x27\d+$//;
+        print "$name\n" unless $seen{$name}++;
+      }
+    ' "$profile"
+  done | awk '!seen[$0]++' > "$work/$program.txt"
+  [ -s "$work/$program.txt" ] || { echo "link-order.sh: no functions of $program were recorded" >&2; exit 1; }
+done
+for program in berth-agent berth-manager berth; do
+  mv "$work/$program.txt" "Resources/link-order/$program.txt"
+  echo "==> Resources/link-order/$program.txt: $(wc -l < "Resources/link-order/$program.txt") functions"
+done
+rm -f Resources/link-order.txt
+# The build does not know the files are inputs of the link: the next `make` links afresh.
 rm -f .build/release/berth-agent .build/release/berth-manager .build/release/berth
-echo "==> Resources/link-order.txt: $(wc -l < Resources/link-order.txt) functions; \`make\` links them in front"
+echo "==> \`make\` links them in front"
