@@ -57,8 +57,8 @@ final class CurlHandles: @unchecked Sendable {
                     }
                 }
             }
-            // Wakes for the socket or libcurl's own timeouts; at least once a second, when the
-            // progress callback checks for cancellation.
+            // Wakes for the socket, libcurl's own timeouts, or `Transfer.cancel` (curl_multi_wakeup);
+            // at least once a second in any case. The progress callback then sees a cancellation.
             guard curl_multi_poll(multi, nil, 0, 1000, nil) == CURLM_OK else { return CURLE_FAILED_INIT }
             waited += clock.now - start
         }

@@ -33,6 +33,9 @@ final class Transfer: @unchecked Sendable {
     let streamErrorResponses: Bool
     private let delivery: Delivery
     private let cancelledFlag = Atomic<Bool>(false)
+    /// The multi handle driving the transfer while it runs, for `cancel` to wake. Set and cleared
+    /// by the worker under the lock, so a cancel never wakes a handle the transfer has left.
+    private let wakeable = Mutex<UnsafeMutableRawPointer?>(nil)
     /// Bytes handed to the stream's reader and not yet taken; the worker waits above a limit,
     /// so a slow reader slows the sender instead of filling memory. Streams only.
     let flow: FlowControl?
@@ -67,10 +70,14 @@ final class Transfer: @unchecked Sendable {
 
     var isCancelled: Bool { cancelledFlag.load(ordering: .relaxed) }
 
-    /// Aborts the transfer at libcurl's next callback (data or progress, at least once a second).
+    /// Aborts the transfer at libcurl's next callback (data or progress), which the worker, woken
+    /// from waiting for the socket, reaches at once.
     func cancel() {
         cancelledFlag.store(true, ordering: .relaxed)
         flow?.wake()
+        wakeable.withLock { multi in
+            if let multi { curl_multi_wakeup(multi) }
+        }
     }
 
     /// Whether the body is passed on as it comes (`.streaming`, `.sink`) rather than collected.
@@ -213,6 +220,7 @@ final class Transfer: @unchecked Sendable {
             return finish(.failure(setupError))
         }
 
+        wakeable.withLock { $0 = handles.multi }
         let code: CURLcode
         if let bodyData {
             code = bodyData.withUnsafeBytes { bytes in
@@ -222,6 +230,7 @@ final class Transfer: @unchecked Sendable {
         } else {
             code = handles.perform(busyPoll: busyPoll)
         }
+        wakeable.withLock { $0 = nil }
         // The error buffer belongs to this frame; libcurl must not keep a pointer to it.
         berth_setopt_pointer(handle, CURLOPT_ERRORBUFFER, nil)
 
