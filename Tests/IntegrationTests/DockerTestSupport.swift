@@ -52,19 +52,23 @@ enum DockerTestSupport {
         return String(decoding: output, as: UTF8.self)
     }
 
-    /// A port nothing listens on right now.
+    /// A port nothing listens on right now, below the kernel's ephemeral range. A port from that
+    /// range (what binding port 0 hands out) can be taken a moment later as the source port of
+    /// any outgoing connection on the machine, and a daemon told to listen there then cannot: a
+    /// cluster whose manager never came up failed CI that way.
     static func freePort(host: String = "127.0.0.1") throws -> Int {
-        guard let fd = TestSocket.open(host: host, port: 0, connect: false) else {
-            throw TestSetupError("cannot find a free port on \(host)")
+        for _ in 0..<500 {
+            let port = Int.random(in: 10_000..<max(10_001, firstEphemeralPort))
+            if canBind(host: host, port: port) { return port }
         }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
+        throw TestSetupError("cannot find a free port on \(host) below \(firstEphemeralPort)")
     }
+
+    /// The first port of /proc/sys/net/ipv4/ip_local_port_range (32768 unless changed).
+    static let firstEphemeralPort: Int = {
+        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+        return range.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap { Int($0) } ?? 32768
+    }()
 
     /// Connects to `host:port` and returns what the server sends first, retrying until `deadline`.
     static func readBanner(host: String, port: Int, within deadline: Duration = .seconds(10)) async throws -> String {
