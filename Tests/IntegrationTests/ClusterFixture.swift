@@ -122,12 +122,22 @@ final class ClusterFixture: @unchecked Sendable {
                 </Config>
                 """.write(toFile: root + "/docker_server_\(host).xml", atomically: true, encoding: .utf8)
         }
-        for host in Self.hosts {
-            try launchAgent(host)
-        }
-        try startManager()
-        for address in Self.hosts.map({ HostPort(host: $0, port: communicationPort) }) + [managerAddress] {
-            try await Self.waitListening(address)
+        do {
+            for host in Self.hosts {
+                try launchAgent(host)
+            }
+            try startManager()
+            for address in Self.hosts.map({ HostPort(host: $0, port: communicationPort) }) + [managerAddress] {
+                try await Self.waitListening(address)
+            }
+        } catch {
+            // A cluster that did not come up leaves nothing running, and its daemons' logs say why.
+            let tails = (["manager"] + Self.hosts.map { "agent-\($0)" }).compactMap { name -> String? in
+                guard let text = try? String(contentsOfFile: root + "/\(name).log", encoding: .utf8), !text.isEmpty else { return nil }
+                return "\(name).log: " + text.split(separator: "\n").suffix(3).joined(separator: " | ")
+            }
+            shutdown()
+            throw TestSetupError(([String(describing: error)] + tails).joined(separator: "; "))
         }
     }
 
