@@ -54,7 +54,6 @@ for program in berth-agent berth-manager berth; do
   mv "$work/$program.txt" "Resources/link-order/$program.txt"
   echo "==> Resources/link-order/$program.txt: $(wc -l < "Resources/link-order/$program.txt") functions"
 done
-rm -f Resources/link-order.txt
 # The build does not know the files are inputs of the link: the next `make` links afresh.
 rm -f .build/release/berth-agent .build/release/berth-manager .build/release/berth
 echo "==> \`make\` links them in front"

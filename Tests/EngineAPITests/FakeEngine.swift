@@ -46,9 +46,7 @@ final class FakeEngine: @unchecked Sendable {
                 let bytes = Array(response.utf8)
                 let pieces = pause > .zero ? [bytes[..<(bytes.count / 2)], bytes[(bytes.count / 2)...]] : [bytes[...]]
                 for piece in pieces {
-                    if pause > .zero {
-                        Thread.sleep(forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18)
-                    }
+                    if pause > .zero { Thread.sleep(forTimeInterval: pause / .seconds(1)) }
                     _ = piece.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                 }
                 close(client)

@@ -124,7 +124,6 @@ struct BerthBench: AsyncParsableCommand {
     private func compareBusyPoll(pairs: Int) async throws -> Table {
         var table = Table(columns: ["GET /_ping", "busy poll off (median of the pairs' medians)", "on", "on / off", "on faster in"])
         let request = HTTPRequest(method: "GET", path: "/_ping", timeout: .seconds(10))
-        let clock = ContinuousClock()
         for (apart, count) in [(Duration.zero, 3000), (.milliseconds(1), 1000)] {
             var off: [Duration] = []
             var on: [Duration] = []
@@ -133,16 +132,7 @@ struct BerthBench: AsyncParsableCommand {
                     let transport = Transport(endpoint: .unix(socket), busyPoll: poll)
                     let times = try await withTaskExecutorPreference(transport.executor) {
                         for _ in 0..<50 { _ = try await transport.send(request) }
-                        var times: [Duration] = []
-                        for _ in 0..<count {
-                            let idle = clock.now
-                            while clock.now - idle < apart {}
-                            let start = clock.now
-                            let response = try await transport.send(request)
-                            times.append(clock.now - start)
-                            guard response.status == 200 else { throw BenchError("EngineAPI got \(response.status)") }
-                        }
-                        return times
+                        return try await timedCalls("EngineAPI", count: count, apart: apart) { try await transport.send(request).status }
                     }
                     if poll == .zero { off.append(Stats(times).median) } else { on.append(Stats(times).median) }
                 }
@@ -163,35 +153,15 @@ struct BerthBench: AsyncParsableCommand {
     ) async throws {
         let rounds = 5
         let perRound = max(1, (apart > .zero ? requests / 2 : requests) / rounds)
-        let clock = ContinuousClock()
         let curl = try CurlAlone(socketPath: socket, target: rawTarget)
         let spinningRaw = try RawHTTP(socketPath: socket, busyPoll: Transport.defaultBusyPoll)
         let sleepingTransport = Transport(endpoint: .unix(socket), busyPoll: .zero)
 
-        /// `perRound` timed calls of `call`, each checked for a 200.
         @Sendable func timed(_ name: String, _ call: () throws -> Int) throws -> [Duration] {
-            var times: [Duration] = []
-            for _ in 0..<perRound {
-                let idle = clock.now
-                while clock.now - idle < apart {}
-                let start = clock.now
-                let status = try call()
-                times.append(clock.now - start)
-                guard status == 200 else { throw BenchError("\(name) got \(status)") }
-            }
-            return times
+            try timedCalls(name, count: perRound, apart: apart, call)
         }
         func timedAsync(_ name: String, _ call: () async throws -> Int) async throws -> [Duration] {
-            var times: [Duration] = []
-            for _ in 0..<perRound {
-                let idle = clock.now
-                while clock.now - idle < apart {}
-                let start = clock.now
-                let status = try await call()
-                times.append(clock.now - start)
-                guard status == 200 else { throw BenchError("\(name) got \(status)") }
-            }
-            return times
+            try await timedCalls(name, count: perRound, apart: apart, call)
         }
         // The blocking ones on a thread of their own, as EngineAPI's workers are: a blocking read
         // on one of Swift's pool threads measured slower here, which would flatter everything
@@ -240,11 +210,9 @@ struct BerthBench: AsyncParsableCommand {
             table.row(["", "docker-py", pythonStats.medianText, pythonStats.p90Text, ratio(pythonStats, floor)])
         }
         if let cli, let docker = which("docker") {
-            var times: [Duration] = []
-            for _ in 0..<30 {
-                let start = clock.now
+            let times = try timedCalls("docker CLI", count: 30, apart: .zero) {
                 try runProcess(docker, cli, environment: ["DOCKER_HOST": "unix://\(socket)"])
-                times.append(clock.now - start)
+                return 200
             }
             let cliStats = Stats(times)
             table.row(["", "docker CLI (spawned)", cliStats.medianText, cliStats.p90Text, ratio(cliStats, floor)])
@@ -282,6 +250,37 @@ struct BerthBench: AsyncParsableCommand {
         let memory = ProcessInfo.processInfo.physicalMemory >> 30
         return "\(cpus) cores, \(memory) GiB, kernel \(version.kernelVersion ?? "?"), Docker \(version.version) (API \(version.apiVersion)), cgroup \(info.cgroupVersion ?? "?")"
     }
+}
+
+/// `count` timed calls, each checked for a 200, each after `apart` of untimed waiting (spent
+/// spinning, so that the waiting does not put the calling thread to sleep).
+func timedCalls(_ name: String, count: Int, apart: Duration, _ call: () throws -> Int) throws -> [Duration] {
+    let clock = ContinuousClock()
+    var times: [Duration] = []
+    for _ in 0..<count {
+        let idle = clock.now
+        while clock.now - idle < apart {}
+        let start = clock.now
+        let status = try call()
+        times.append(clock.now - start)
+        guard status == 200 else { throw BenchError("\(name) got \(status)") }
+    }
+    return times
+}
+
+/// `timedCalls` of a call that awaits.
+func timedCalls(_ name: String, count: Int, apart: Duration, _ call: () async throws -> Int) async throws -> [Duration] {
+    let clock = ContinuousClock()
+    var times: [Duration] = []
+    for _ in 0..<count {
+        let idle = clock.now
+        while clock.now - idle < apart {}
+        let start = clock.now
+        let status = try await call()
+        times.append(clock.now - start)
+        guard status == 200 else { throw BenchError("\(name) got \(status)") }
+    }
+    return times
 }
 
 func ratio(_ value: Stats, _ floor: Stats) -> String {
