@@ -199,7 +199,7 @@ final class UnitService: Sendable {
             guard let home = inspect.mounts?.first(where: { $0.destination == "/app" })?.source else { return }
             let directory = home + "/logs"
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+            let stamp = Date().iso8601.replacingOccurrences(of: ":", with: "")
             let path = "\(directory)/\(unit.host)-\(unit.port)-\(stamp).log"
             var text = Data()
             for try await frame in try await docker.logs(container.id, options: LogOptions(timestamps: true), tty: inspect.config.tty ?? false) {

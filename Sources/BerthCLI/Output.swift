@@ -28,7 +28,7 @@ public func formatTable(_ header: [String], _ rows: [[String]]) -> String {
 public func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    encoder.dateEncodingStrategy = .iso8601
+    encoder.dateEncodingStrategy = .iso8601WithoutICU
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 

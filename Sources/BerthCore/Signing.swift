@@ -97,8 +97,16 @@ public final class RequestVerifier: Sendable {
 }
 
 extension Data {
+    /// Lowercase hex, two digits a byte.
     public var hexString: String {
-        map { String(format: "%02x", $0) }.joined()
+        let digits = Array("0123456789abcdef".utf8)
+        return String(unsafeUninitializedCapacity: count * 2) { text in
+            for (index, byte) in enumerated() {
+                text[2 * index] = digits[Int(byte >> 4)]
+                text[2 * index + 1] = digits[Int(byte & 0x0f)]
+            }
+            return count * 2
+        }
     }
 
     public init?(hex: String) {

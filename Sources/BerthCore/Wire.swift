@@ -245,14 +245,14 @@ public struct SessionSummary: Codable, Sendable {
 public enum BerthJSON {
     public static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
+        encoder.dateEncodingStrategy = .iso8601WithoutICU
         encoder.outputFormatting = [.sortedKeys]
         return encoder
     }()
 
     public static let decoder: JSONDecoder = {
         let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
+        decoder.dateDecodingStrategy = .iso8601WithoutICU
         return decoder
     }()
 }

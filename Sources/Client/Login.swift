@@ -114,7 +114,7 @@ struct Status: AsyncParsableCommand {
             try printJSON(status)
             return
         }
-        print("\(status.user), logged in since \(ISO8601DateFormatter().string(from: status.since)) from \(status.from)")
+        print("\(status.user), logged in since \(status.since.iso8601) from \(status.from)")
         print(formatTable(["UNIT", "STATE", "DETAIL"], status.units.map { [$0.unit.description, $0.state, $0.detail ?? ""] }))
     }
 }

@@ -64,7 +64,7 @@ struct Logs: AsyncParsableCommand {
         if let last = text.last, let scale = units[last], let amount = Double(text.dropLast()), amount >= 0 {
             return String(Int(Date().timeIntervalSince1970 - amount * scale))
         }
-        if Double(text) != nil || ISO8601DateFormatter().date(from: text) != nil { return text }
+        if Double(text) != nil || Date(iso8601: text) != nil { return text }
         throw failure("--since \(text): use RFC 3339 (2026-01-02T15:04:05Z), Unix seconds, or a duration like 10m")
     }
 }

@@ -75,10 +75,10 @@ final class Coordinator: Sendable {
         if let existing = await sessions.session(user: user.name) {
             guard request.force else {
                 ManagerMetrics.shared.login(.alreadyLoggedIn)
-                let since = ISO8601DateFormatter().string(from: existing.since)
+                let since = existing.since.iso8601
                 return LoginEvent(kind: .failed, message: "\(user.name) is already logged in since \(since) from \(existing.from); log out there, or use --force to end that session")
             }
-            try await emit(LoginEvent(kind: .notice, message: "ending the session since \(ISO8601DateFormatter().string(from: existing.since)) from \(existing.from)"))
+            try await emit(LoginEvent(kind: .notice, message: "ending the session since \(existing.since.iso8601) from \(existing.from)"))
             try await stopUnits(of: existing)
             try await sessions.remove(user: user.name)
             logger.notice("session ended by --force", metadata: ["user": "\(user.name)", "from": "\(address)"])

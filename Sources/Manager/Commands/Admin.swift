@@ -77,9 +77,8 @@ struct Sessions: AsyncParsableCommand {
                 try printJSON(sessions)
                 return
             }
-            let format = ISO8601DateFormatter()
             print(formatTable(["USER", "SINCE", "FROM", "LAST SEEN", "UNITS"], sessions.map {
-                [$0.user, format.string(from: $0.since), $0.from, format.string(from: $0.lastSeen), $0.units.map(\.description).joined(separator: ",")]
+                [$0.user, $0.since.iso8601, $0.from, $0.lastSeen.iso8601, $0.units.map(\.description).joined(separator: ",")]
             }))
         } catch {
             throw failure("\(error)")
