@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
@@ -49,6 +49,12 @@ func releaseLinking(_ program: String? = nil) -> [LinkerSetting] {
     ]
 }
 
+/// The modules linked into the daemons import FoundationEssentials, never the whole of Foundation,
+/// which would bring ICU and CoreFoundation (megabytes resident in every agent). Members are looked
+/// up only in modules a file imports itself, so one reached through a dependency that imports
+/// Foundation cannot pull it back in unnoticed.
+let essentialsOnly: [SwiftSetting] = [.enableUpcomingFeature("MemberImportVisibility")]
+
 let package = Package(
     name: "Berth",
     platforms: [.macOS(.v15)],
@@ -62,8 +68,10 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
-        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        // Without its default traits: FullFoundation would link the whole of Foundation (ICU,
+        // CoreFoundation) into the daemons for date formatters Berth never uses.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
@@ -74,17 +82,23 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
-        .target(name: "EngineAPI", dependencies: ["CCurl"]),
+        /// libxml2's SAX parser, for the configuration files.
+        .systemLibrary(
+            name: "CLibXML2",
+            pkgConfig: "libxml-2.0",
+            providers: [.apt(["libxml2-dev"])]
+        ),
+        .target(name: "EngineAPI", dependencies: ["CCurl"], swiftSettings: essentialsOnly),
         /// What the executables share: configuration, wire types, request signing, passwords.
-        .target(name: "BerthCore", dependencies: ["EngineAPI", crypto, cryptoExtras]),
+        .target(name: "BerthCore", dependencies: ["EngineAPI", crypto, cryptoExtras], swiftSettings: essentialsOnly),
         /// The daemons' configuration files (docker_server.xml, docker_user.xml), read with line numbers
-        /// through FoundationXML. Apart from BerthCore so that `berth` links no XML parser.
-        .target(name: "BerthConfig", dependencies: ["BerthCore", "BerthCLI", argumentParser]),
+        /// through libxml2. Apart from BerthCore so that `berth` links no XML parser.
+        .target(name: "BerthConfig", dependencies: ["BerthCore", "BerthCLI", "CLibXML2", argumentParser], swiftSettings: essentialsOnly),
         /// The HTTP serving both daemons share: signed requests, bounded bodies, one-line JSON errors, /metrics.
-        .target(name: "BerthServer", dependencies: ["BerthCore", hummingbird, logging, prometheus, .product(name: "NIOCore", package: "swift-nio")]),
+        .target(name: "BerthServer", dependencies: ["BerthCore", hummingbird, logging, prometheus, .product(name: "NIOCore", package: "swift-nio")], swiftSettings: essentialsOnly),
         /// What the three command-line tools share: one-line errors, tables, JSON output.
-        .target(name: "BerthCLI", dependencies: ["BerthCore", argumentParser]),
-        .executableTarget(name: "Agent", dependencies: ["EngineAPI", "BerthCore", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], linkerSettings: releaseLinking("berth-agent")),
+        .target(name: "BerthCLI", dependencies: ["BerthCore", argumentParser], swiftSettings: essentialsOnly),
+        .executableTarget(name: "Agent", dependencies: ["EngineAPI", "BerthCore", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-agent")),
         .executableTarget(name: "Manager", dependencies: ["EngineAPI", "BerthCore", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], linkerSettings: releaseLinking("berth-manager")),
         .executableTarget(name: "Client", dependencies: ["EngineAPI", "BerthCore", "BerthCLI", "UnitProtocol", argumentParser], linkerSettings: releaseLinking("berth")),
         /// The call protocol of `berth call` and `berth-unit`, free of Foundation.

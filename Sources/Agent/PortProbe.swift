@@ -1,4 +1,15 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Socket checks on a unit's `ip:port`. Each call blocks for at most a moment, and callers run
 /// it off the event loops (see `Transport.runBlocking`).

@@ -1,6 +1,17 @@
 import BerthCore
 import EngineAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Waits until a started unit serves on its published `ip:port`, failing early when its container
 /// exits and at the latest after the timeout.

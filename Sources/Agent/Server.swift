@@ -1,9 +1,22 @@
 import BerthCore
 import BerthServer
+import BerthConfig
 import EngineAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Hummingbird
 import Logging
+import Prometheus
 
 /// The agent's HTTP API, for the manager only: every route needs a signed request, but for
 /// `/metrics`, which Prometheus reads.

@@ -1,7 +1,18 @@
 import BerthConfig
 import BerthCore
 import EngineAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 
 /// What the agent does with its engine on the manager's behalf: start, stop, list, log and exec
@@ -68,7 +79,7 @@ final class UnitService: Sendable {
         } catch {
             AgentMetrics.shared.engineError(error)
             let cause = describe(error, unit: unit)
-            let tail = (try? await docker.logTail(id, lines: 10))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            let tail = (try? await docker.logTail(id, lines: 10))?.trimmed ?? ""
             try? await docker.removeContainer(id, force: true)
             logger.warning("unit failed to start", metadata: ["unit": "\(unit)", "user": "\(request.user)", "cause": "\(cause)"])
             throw AgentError(tail.isEmpty ? cause : "\(cause); last log lines:\n\(tail)")
@@ -83,8 +94,18 @@ final class UnitService: Sendable {
         return UnitStatus(unit: unit, user: request.user, session: request.session, state: "running", container: id)
     }
 
+    /// 1 to 32 of `A-Z a-z 0-9 _ . -`, starting with a letter or digit: a safe container name part.
+    static func isAllowedUserName(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        func isAlphanumeric(_ byte: UInt8) -> Bool {
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte | 0x20) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+        }
+        guard let first = bytes.first, bytes.count <= 32, isAlphanumeric(first) else { return false }
+        return bytes.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
+    }
+
     private func validate(_ request: StartUnitRequest) throws -> MemorySpec {
-        guard request.user.range(of: #"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"#, options: .regularExpression) != nil else {
+        guard Self.isAllowedUserName(request.user) else {
             throw AgentError("user name \"\(request.user)\" is not allowed")
         }
         guard request.unit.host == config.server.host else {
@@ -157,7 +178,7 @@ final class UnitService: Sendable {
         let result = await docker.transport.runBlocking { PortProbe.isFree(host: unit.host, port: unit.port) }
         guard case .failure(let error) = result else { return }
         guard error.code == .EADDRINUSE else {
-            throw AgentError("unit \(unit): cannot use the address: \(error.localizedDescription)")
+            throw AgentError("unit \(unit): cannot use the address: \(String(cString: strerror(error.code.rawValue)))")
         }
         let holders = (try? await docker.listContainers(labels: ["\(UnitLabel.unit)=\(unit)"])) ?? []
         if let holder = holders.first, let owner = holder.labels?[UnitLabel.user] {
@@ -199,7 +220,7 @@ final class UnitService: Sendable {
             guard let home = inspect.mounts?.first(where: { $0.destination == "/app" })?.source else { return }
             let directory = home + "/logs"
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let stamp = Date().iso8601.replacingOccurrences(of: ":", with: "")
+            let stamp = Date().iso8601.filter { $0 != ":" }
             let path = "\(directory)/\(unit.host)-\(unit.port)-\(stamp).log"
             var text = Data()
             for try await frame in try await docker.logs(container.id, options: LogOptions(timestamps: true), tty: inspect.config.tty ?? false) {

@@ -1,6 +1,17 @@
 import BerthCore
 import EngineAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// An admin's container template: a JSON fragment of a Docker create body with
 /// `{{user}} {{ip}} {{port}} {{memory}} {{newsize}} {{cpu}}` placeholders.
@@ -30,14 +41,34 @@ struct UnitTemplate: Sendable {
         return template
     }
 
+    /// Where the first `{{` is (JSON itself never has two `{` in a row outside a string).
+    private static func firstPlaceholderStart(in text: Substring) -> Substring.Index? {
+        var index = text.startIndex
+        while let open = text[index...].firstIndex(of: "{") {
+            let next = text.index(after: open)
+            if next < text.endIndex && text[next] == "{" { return open }
+            index = next
+        }
+        return nil
+    }
+
     func render(_ values: [String: String]) throws -> ContainerConfig {
-        var text = self.text
-        for name in Self.placeholders {
-            text = text.replacingOccurrences(of: "{{\(name)}}", with: values[name] ?? "")
+        var text = ""
+        var rest = self.text[...]
+        while let open = Self.firstPlaceholderStart(in: rest) {
+            text += rest[..<open]
+            let inside = rest[rest.index(open, offsetBy: 2)...]
+            guard let close = inside.firstIndex(of: "}"), inside[close...].hasPrefix("}}") else {
+                throw AgentError("\(source): unknown placeholder \(rest[open...].prefix(40)); known: \(Self.placeholders.map { "{{\($0)}}" }.joined(separator: " "))")
+            }
+            let name = String(inside[..<close])
+            guard Self.placeholders.contains(name) else {
+                throw AgentError("\(source): unknown placeholder {{\(name)}}; known: \(Self.placeholders.map { "{{\($0)}}" }.joined(separator: " "))")
+            }
+            text += values[name] ?? ""
+            rest = inside[inside.index(close, offsetBy: 2)...]
         }
-        if let range = text.range(of: #"\{\{[^}]*\}\}"#, options: .regularExpression) {
-            throw AgentError("\(source): unknown placeholder \(text[range]); known: \(Self.placeholders.map { "{{\($0)}}" }.joined(separator: " "))")
-        }
+        text += rest
         do {
             return try EngineJSON.decoder.decode(ContainerConfig.self, from: Data(text.utf8))
         } catch {

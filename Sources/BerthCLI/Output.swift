@@ -1,16 +1,45 @@
 import ArgumentParser
 import BerthCore
+import EngineAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Prints a one-line `error: …` to stderr and returns the exit status to throw.
 public func failure(_ message: String) -> ExitCode {
-    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    writeToStandardError("error: \(message)\n")
     return ExitCode.failure
 }
 
 /// Writes a line to stderr (progress, warnings), leaving stdout to results.
 public func note(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
+    writeToStandardError(line + "\n")
+}
+
+/// All of `text` to stderr, unbuffered.
+public func writeToStandardError(_ text: String) {
+    writeUnbuffered(text, to: STDERR_FILENO)
+}
+
+/// All of `text` to a file descriptor at once, as `FileHandle.standardError` and `.standardOutput`
+/// would (they live in the part of Foundation the daemons do not link).
+public func writeUnbuffered(_ text: String, to descriptor: Int32) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        if written < 0 && errno == EINTR { continue }
+        guard written > 0 else { return }
+        bytes = bytes.dropFirst(written)
+    }
 }
 
 /// Columns padded to their widest cell.
@@ -19,7 +48,7 @@ public func formatTable(_ header: [String], _ rows: [[String]]) -> String {
     let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
     return all.map { row in
         row.enumerated().map { index, cell in
-            index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            index == row.count - 1 ? cell : cell + String(repeating: " ", count: max(0, widths[index] - cell.count))
         }.joined(separator: "  ")
     }.joined(separator: "\n")
 }
@@ -45,15 +74,21 @@ extension AsyncParsableCommand {
             }
         } catch {
             let code = exitCode(for: error)
-            let message = self.message(for: error).trimmingCharacters(in: .whitespacesAndNewlines)
+            let message = self.message(for: error).trimmed
             if code == .success || error is ExitCode || message.isEmpty {
                 // Help, version, or a failure already reported by `failure(_:)`.
                 exit(withError: error)
             }
             let line = message.split(separator: "\n").first.map(String.init) ?? message
             let lowered = line.hasPrefix("Error: ") ? String(line.dropFirst(7)) : line
-            FileHandle.standardError.write(Data("error: \(lowered) (see \(configuration.commandName ?? "the command") --help)\n".utf8))
-            Foundation.exit(code.rawValue)
+            writeToStandardError("error: \(lowered) (see \(configuration.commandName ?? "the command") --help)\n")
+            #if canImport(Glibc)
+            Glibc.exit(code.rawValue)
+            #elseif canImport(Musl)
+            Musl.exit(code.rawValue)
+            #else
+            Darwin.exit(code.rawValue)
+            #endif
         }
     }
 }

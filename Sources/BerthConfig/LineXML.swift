@@ -1,8 +1,6 @@
 import BerthCore
-import Foundation
-#if canImport(FoundationXML)
-import FoundationXML
-#endif
+import CLibXML2
+import EngineAPI
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -23,7 +21,7 @@ struct LineXMLElement: Sendable, Equatable {
 
     /// The value of a leaf element: configuration files are often indented, and the whitespace
     /// around a value is never part of it.
-    var value: String { text.trimmingCharacters(in: .whitespacesAndNewlines) }
+    var value: String { text.trimmed }
 }
 
 extension LineXMLElement {
@@ -81,7 +79,7 @@ struct UnusableConfigFile: Error, Sendable {
     var problem: ConfigProblem
 }
 
-/// Reads configuration files into `LineXMLElement` trees with Foundation's `XMLParser`.
+/// Reads configuration files into `LineXMLElement` trees with libxml2.
 enum LineXML {
     /// Reads and parses a file; a file that cannot be read or is not well-formed becomes the one
     /// problem to report, because nothing past it can be checked.
@@ -109,61 +107,104 @@ enum LineXML {
         case .success(let converted): bytes = converted
         case .failure(let error): return .failure(error)
         }
-        let parser = XMLParser(data: Data(bytes))
-        parser.shouldProcessNamespaces = false
-        parser.shouldResolveExternalEntities = false
-        let builder = TreeBuilder(startLines: StartLineLocator(bytes))
-        parser.delegate = builder
-        let succeeded = parser.parse()
-        // parse() has been seen to return true after a fatal error (e.g. a mismatched tag
-        // followed by more input), so the parser's own error counts as well.
-        if let error = builder.firstError {
-            return .failure(error)
-        }
-        if !succeeded || parser.parserError != nil {
-            let code = (parser.parserError as NSError?)?.code ?? 0
-            return .failure(LineXMLSyntaxError(line: max(parser.lineNumber, 1), reason: "XML parser error \(code)"))
-        }
-        guard let root = builder.root else {
-            // An empty file parses "successfully" with no elements at all.
-            return .failure(LineXMLSyntaxError(line: 1, reason: "the document is empty (no root element)"))
-        }
-        return .success(root)
+        return TreeBuilder(startLines: StartLineLocator(bytes)).parse(bytes)
     }
 }
 
-/// Builds the element tree from the parser's callbacks.
-private final class TreeBuilder: NSObject, XMLParserDelegate {
+/// Builds the element tree from libxml2's SAX callbacks.
+///
+/// libxml2 is used directly rather than through FoundationXML's `XMLParser`, which would link the
+/// rest of Foundation (CoreFoundation, ICU) into both daemons for the sake of two config files.
+/// The parser runs without network access, loads no DTD and substitutes no entity beyond the five
+/// XML predefines: a configuration file has no use for them, and they are how XML attacks work.
+private final class TreeBuilder {
+    private static let initialized: Void = xmlInitParser()
+
     private let startLines: StartLineLocator
     private var open: [LineXMLElement] = []
-    private(set) var root: LineXMLElement?
-    private(set) var firstError: LineXMLSyntaxError?
+    private var root: LineXMLElement?
+    private var firstError: LineXMLSyntaxError?
+    private var context: xmlParserCtxtPtr?
 
     init(startLines: StartLineLocator) {
         self.startLines = startLines
     }
 
-    func parser(
-        _ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
-        qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]
-    ) {
-        let line = startLines.startLine(ofTagEndingAt: parser.lineNumber, column: parser.columnNumber)
-        open.append(LineXMLElement(name: elementName, attributes: attributeDict, line: line, text: "", children: []))
+    func parse(_ bytes: [UInt8]) -> Result<LineXMLElement, LineXMLSyntaxError> {
+        _ = Self.initialized
+        var handler = xmlSAXHandler()
+        handler.initialized = XML_SAX2_MAGIC
+        handler.startElementNs = { user, name, prefix, _, _, _, count, _, attributes in
+            TreeBuilder.from(user).started(name, prefix, Int(count), attributes)
+        }
+        handler.endElementNs = { user, _, _, _ in
+            TreeBuilder.from(user).ended()
+        }
+        handler.characters = { user, text, count in
+            TreeBuilder.from(user).found(text, count)
+        }
+        handler.cdataBlock = { user, text, count in
+            TreeBuilder.from(user).found(text, count)
+        }
+        handler.serror = { user, error in
+            TreeBuilder.from(user).failed(error)
+        }
+        let user = Unmanaged.passUnretained(self).toOpaque()
+        guard let context = xmlCreatePushParserCtxt(&handler, user, nil, 0, nil) else {
+            return .failure(LineXMLSyntaxError(line: 1, reason: "the XML parser could not start (out of memory?)"))
+        }
+        defer { xmlFreeParserCtxt(context) }
+        self.context = context
+        xmlCtxtUseOptions(context, Int32(XML_PARSE_NONET.rawValue))
+        let status = bytes.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { xmlParseChunk(context, $0.baseAddress, Int32($0.count), 1) }
+        }
+        withExtendedLifetime(self) {}
+        if let firstError {
+            return .failure(firstError)
+        }
+        if status != 0 || context.pointee.wellFormed == 0 {
+            return .failure(LineXMLSyntaxError(line: max(Int(xmlSAX2GetLineNumber(context)), 1), reason: reason(forCode: Int(status))))
+        }
+        guard let root else {
+            // An empty file parses "successfully" with no elements at all.
+            return .failure(LineXMLSyntaxError(line: 1, reason: "the document is empty (no root element)"))
+        }
+        return .success(root)
     }
 
-    func parser(_ parser: XMLParser, foundCharacters string: String) {
-        guard !open.isEmpty else { return }
-        open[open.count - 1].text += string
+    private static func from(_ user: UnsafeMutableRawPointer?) -> TreeBuilder {
+        Unmanaged<TreeBuilder>.fromOpaque(user!).takeUnretainedValue()
     }
 
-    func parser(_ parser: XMLParser, foundCDATA CDATABlock: Data) {
-        guard !open.isEmpty else { return }
-        open[open.count - 1].text += String(decoding: CDATABlock, as: UTF8.self)
+    private var position: (line: Int, column: Int) {
+        (Int(xmlSAX2GetLineNumber(context)), Int(xmlSAX2GetColumnNumber(context)))
     }
 
-    func parser(
-        _ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?
-    ) {
+    /// `attributes` holds five pointers an attribute: local name, prefix, URI, and the value's
+    /// start and end (values are not NUL-terminated).
+    private func started(_ name: UnsafePointer<xmlChar>?, _ prefix: UnsafePointer<xmlChar>?, _ count: Int, _ attributes: UnsafeMutablePointer<UnsafePointer<xmlChar>?>?) {
+        func qualified(_ name: UnsafePointer<xmlChar>?, _ prefix: UnsafePointer<xmlChar>?) -> String {
+            (prefix.map { String(cString: $0) + ":" } ?? "") + (name.map { String(cString: $0) } ?? "")
+        }
+        var attributeValues: [String: String] = [:]
+        if let attributes {
+            for index in 0..<count {
+                let fields = attributes + index * 5
+                guard let start = fields[3], let end = fields[4] else { continue }
+                attributeValues[qualified(fields[0], fields[1])] = String(decoding: UnsafeBufferPointer(start: start, count: end - start), as: UTF8.self)
+            }
+        }
+        let line = startLines.startLine(ofTagEndingAt: position.line, column: position.column)
+        open.append(LineXMLElement(name: qualified(name, prefix), attributes: attributeValues, line: line, text: "", children: []))
+    }
+
+    private func found(_ text: UnsafePointer<xmlChar>?, _ count: Int32) {
+        guard !open.isEmpty, let text else { return }
+        open[open.count - 1].text += String(decoding: UnsafeBufferPointer(start: text, count: Int(count)), as: UTF8.self)
+    }
+
+    private func ended() {
         guard let finished = open.popLast() else { return }
         if open.isEmpty {
             root = finished
@@ -172,16 +213,16 @@ private final class TreeBuilder: NSObject, XMLParserDelegate {
         }
     }
 
-    func parser(_ parser: XMLParser, parseErrorOccurred parseError: any Error) {
+    private func failed(_ error: xmlErrorPtr?) {
         // The first error is the cause; libxml2 often reports follow-on errors after it.
         guard firstError == nil else { return }
-        let code = (parseError as NSError).code
-        firstError = LineXMLSyntaxError(line: max(parser.lineNumber, 1), reason: reason(forCode: code))
-        parser.abortParsing()
+        let code = error.map { Int($0.pointee.code) } ?? 0
+        firstError = LineXMLSyntaxError(line: max(position.line, 1), reason: reason(forCode: code))
+        xmlStopParser(context)
     }
 
-    /// Foundation on Linux gives only libxml2's error number, so the common mistakes in
-    /// hand-edited files are put into words here, with the open element as context.
+    /// libxml2 gives an error number, so the common mistakes in hand-edited files are put into
+    /// words here, with the open element as context.
     private func reason(forCode code: Int) -> String {
         let innermost = open.last.map { "<\($0.name)> (line \($0.line))" }
         switch code {
@@ -235,7 +276,7 @@ private final class TreeBuilder: NSObject, XMLParserDelegate {
 
 /// Finds the line a start tag begins on.
 ///
-/// `XMLParser` reports the position where the start tag ends, which is a later line when the
+/// libxml2 reports the position where the start tag ends, which is a later line when the
 /// tag spans lines (attributes one per line). No `<` can occur inside a tag, so the nearest `<`
 /// before that position is the tag's own.
 private struct StartLineLocator {

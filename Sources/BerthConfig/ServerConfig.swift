@@ -1,5 +1,9 @@
 import BerthCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A host's `docker_server.xml`: where its agent listens, the shared directory, whether it is the
 /// entry host, and how to reach the manager and the Docker engine.
@@ -170,12 +174,12 @@ private struct ServerConfigReader {
             problems.error(line: element.line, "share \"\(share)\": must be an absolute path")
             return nil
         }
-        var isDirectory: ObjCBool = false
+        var isDirectory = false
         guard FileManager.default.fileExists(atPath: share, isDirectory: &isDirectory) else {
             problems.error(line: element.line, "share \(share) does not exist")
             return nil
         }
-        guard isDirectory.boolValue else {
+        guard isDirectory else {
             problems.error(line: element.line, "share \(share) is not a directory")
             return nil
         }
@@ -255,10 +259,10 @@ private struct ServerConfigReader {
             return nil
         }
         let template = resolve(element.value)
-        var isDirectory: ObjCBool = false
+        var isDirectory = false
         if !FileManager.default.fileExists(atPath: template, isDirectory: &isDirectory) {
             problems.error(line: element.line, "template \(template) does not exist")
-        } else if isDirectory.boolValue {
+        } else if isDirectory {
             problems.error(line: element.line, "template \(template) is a directory, not a file")
         }
         return template

@@ -1,5 +1,10 @@
 import BerthCore
+import EngineAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// One `<User>` of `docker_user.xml`: who may log in, with what limits, and which units
 /// (`ip:port`, one container each) a login starts.
@@ -251,7 +256,7 @@ private struct UsersConfigReader {
         var units: [HostPort] = []
         var valid = true
         for entry in list.split(separator: ",", omittingEmptySubsequences: false) {
-            let text = entry.trimmingCharacters(in: .whitespacesAndNewlines)
+            let text = entry.trimmed
             guard !text.isEmpty else {
                 problems.error(line: element.line, "unit list \"\(list)\": an entry between commas is empty")
                 valid = false

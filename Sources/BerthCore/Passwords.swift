@@ -1,5 +1,9 @@
 import Crypto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import _CryptoExtras
 
 /// `<PwdHash>` values: scrypt with a random salt, written `scrypt$N$r$p$salt$hash` (base64).

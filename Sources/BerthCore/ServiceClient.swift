@@ -1,5 +1,9 @@
 import EngineAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A failure talking to a Berth daemon (manager or agent), worded for a person.
 public enum ServiceError: Error, Sendable, CustomStringConvertible {

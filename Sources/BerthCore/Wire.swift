@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 // What crosses the network between client, manager and agents. All bodies are JSON with
 // camelCase keys; streams are JSON lines.

@@ -1,6 +1,11 @@
 import BerthCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Hummingbird
+import Logging
 import NIOCore
 
 /// A failure with the HTTP status it deserves and one line a person can act on.
@@ -78,7 +83,7 @@ public struct SignatureMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         do {
             try verifier.verify(
-                method: request.method.rawValue, target: request.uri.description, body: Data(buffer: body),
+                method: request.method.rawValue, target: request.uri.description, body: Data(body.readableBytesView),
                 header: { name in request.headers.first { $0.name.canonicalName == name.lowercased() }?.value })
         } catch {
             context.logger.warning("refused request", metadata: ["path": "\(request.uri.path)", "reason": "\(error)"])
@@ -98,7 +103,7 @@ extension Request {
             throw unreadableBody(error)
         }
         do {
-            return try BerthJSON.decodeRequest(type, from: Data(buffer: buffer))
+            return try BerthJSON.decodeRequest(type, from: Data(buffer.readableBytesView))
         } catch {
             throw APIError(.badRequest, error.description)
         }

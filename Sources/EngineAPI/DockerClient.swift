@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Synchronization
 
 /// A typed Docker Engine API client. Endpoints live in one file per resource
@@ -105,7 +109,9 @@ public enum EngineJSON {
 
     /// Docker's `filters` query value: `{"label":["berth.user=aaa"]}`.
     static func filters(_ filters: [String: [String]]) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: filters, options: [.sortedKeys])) ?? Data("{}".utf8)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = (try? encoder.encode(filters)) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
     }
 }

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Everything that can go wrong talking to the engine, with the context a person needs.
 public enum EngineError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -62,7 +66,7 @@ public enum EngineError: Error, Sendable, Equatable, CustomStringConvertible {
 
     static func engineMessage(in body: Data) -> String? {
         if let decoded = try? JSONDecoder().decode(Message.self, from: body) { return decoded.message }
-        let text = String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = String(decoding: body, as: UTF8.self).trimmed
         return text.isEmpty ? nil : text
     }
 }
@@ -70,6 +74,7 @@ public enum EngineError: Error, Sendable, Equatable, CustomStringConvertible {
 extension Duration {
     var formattedSeconds: String {
         let seconds = Double(components.seconds) + Double(components.attoseconds) / 1e18
-        return seconds == seconds.rounded() ? "\(Int(seconds)) s" : String(format: "%.1f s", seconds)
+        let tenths = (seconds * 10).rounded()
+        return tenths.truncatingRemainder(dividingBy: 10) == 0 ? "\(Int(tenths / 10)) s" : "\(tenths / 10) s"
     }
 }

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A finished exec: its output by stream and its exit code.
 public struct ExecResult: Sendable {

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// What `logs` returns; the defaults give every line so far from both streams.
 public struct LogOptions: Sendable {

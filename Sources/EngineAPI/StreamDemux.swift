@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// One piece of a container's output, typed by where it came from.
 public enum OutputFrame: Sendable, Equatable {

@@ -84,8 +84,15 @@ import Testing
     }
 
     @Test func unknownPlaceholdersAndBrokenTemplatesAreClearErrors() {
-        #expect(throws: AgentError.self) {
+        #expect {
             _ = try spec().createBody(template: UnitTemplate(source: "t.json", text: #"{"Cmd": ["{{hostname}}"]}"#))
+        } throws: { error in
+            "\(error)".hasPrefix("t.json: unknown placeholder {{hostname}}; known: {{user}}")
+        }
+        #expect {
+            _ = try spec().createBody(template: UnitTemplate(source: "t.json", text: #"{"Cmd": ["{{user"]}"#))
+        } throws: { error in
+            "\(error)".hasPrefix("t.json: unknown placeholder {{user\"]}")
         }
         do {
             _ = try spec().createBody(template: UnitTemplate(source: "t.json", text: #"{"Cmd": "#))
@@ -93,5 +100,17 @@ import Testing
         } catch {
             #expect("\(error)".hasPrefix("t.json: not a Docker create body"))
         }
+    }
+
+    @Test func placeholdersAreReplacedOnceAndValuesAreNotReadAsPlaceholders() throws {
+        let template = UnitTemplate(source: "t.json", text: #"{"Cmd": ["{{user}}-{{port}}", "{x}", "{{cpu}}{{cpu}}"]}"#)
+        let body = try template.render(["user": "{{port}}", "port": "7001", "cpu": "2"])
+        #expect(body.cmd == ["{{port}}-7001", "{x}", "22"])
+    }
+
+    @Test(arguments: [("aaa", true), ("A1_b.c-d", true), (String(repeating: "x", count: 32), true), ("", false), ("_a", false),
+                      (".a", false), (String(repeating: "x", count: 33), false), ("a b", false), ("a/b", false), ("é", false), ("a\n", false)])
+    func userNamesAreSafeContainerNameParts(name: String, allowed: Bool) {
+        #expect(UnitService.isAllowedUserName(name) == allowed)
     }
 }

@@ -1,7 +1,18 @@
 import ArgumentParser
 import BerthCLI
 import EngineAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// `berth-agent api-dump`: one raw Engine API call, shown like `curl -v --unix-socket`.
 struct APIDump: AsyncParsableCommand {
@@ -67,10 +78,17 @@ struct APIDump: AsyncParsableCommand {
         }
     }
 
+    /// Whether a path starts with an API version, `/v1.41/`.
+    static func isVersioned(_ path: String) -> Bool {
+        guard path.hasPrefix("/v"), let slash = path.dropFirst(2).firstIndex(of: "/") else { return false }
+        let parts = path[path.index(path.startIndex, offsetBy: 2)..<slash].split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 2 && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy { $0.isASCII && $0.isNumber } }
+    }
+
     private func buildRequest(client: DockerClient) async throws -> HTTPRequest {
         let parts = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         var enginePath = String(parts[0])
-        let isVersioned = enginePath.range(of: #"^/v[0-9]+\.[0-9]+/"#, options: .regularExpression) != nil
+        let isVersioned = Self.isVersioned(enginePath)
         if !isVersioned && enginePath != "/_ping" {
             enginePath = "/v\(try await client.apiVersion())\(enginePath)"
         }
@@ -78,8 +96,8 @@ struct APIDump: AsyncParsableCommand {
         if parts.count > 1 {
             for item in parts[1].split(separator: "&") where !item.isEmpty {
                 let pair = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                let name = String(pair[0]).removingPercentEncoding ?? String(pair[0])
-                let value = pair.count > 1 ? (String(pair[1]).removingPercentEncoding ?? String(pair[1])) : ""
+                let name = percentDecoded(pair[0])
+                let value = pair.count > 1 ? percentDecoded(pair[1]) : ""
                 query.append((name: name, value: value))
             }
         }
@@ -105,18 +123,38 @@ struct APIDump: AsyncParsableCommand {
 
     private func validJSON(_ data: Data, source: String) throws -> Data {
         do {
-            _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+            _ = try JSONDecoder().decode(JSONValue.self, from: data)
             return data
+        } catch DecodingError.dataCorrupted(let context) {
+            throw failure("\(source) is not valid JSON (\(context.debugDescription))")
         } catch {
-            throw failure("\(source) is not valid JSON (\(error.localizedDescription))")
+            throw failure("\(source) is not valid JSON")
         }
     }
+}
+
+/// `a%20b` as `a b`; text that is not valid percent-encoding is kept as written.
+private func percentDecoded(_ text: Substring) -> String {
+    let bytes = Array(text.utf8)
+    var decoded: [UInt8] = []
+    var index = 0
+    while index < bytes.count {
+        if bytes[index] == UInt8(ascii: "%"), index + 2 < bytes.count,
+           let byte = UInt8(String(decoding: bytes[index + 1...index + 2], as: UTF8.self), radix: 16) {
+            decoded.append(byte)
+            index += 3
+        } else {
+            decoded.append(bytes[index])
+            index += 1
+        }
+    }
+    return String(validating: decoded, as: UTF8.self) ?? String(text)
 }
 
 /// Writes the dump to stdout unbuffered, so streams show as they arrive.
 final class DumpPrinter: Sendable {
     func write(_ text: String) {
-        FileHandle.standardOutput.write(Data(text.utf8))
+        writeUnbuffered(text, to: STDOUT_FILENO)
     }
 
     func requestHeaders(_ block: String) {
@@ -132,9 +170,9 @@ final class DumpPrinter: Sendable {
 
     /// Pretty prints one JSON document, or writes it as it is when it is not JSON.
     func json(_ data: Data) {
-        if let object = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]),
-           let pretty = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes])
-        {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        if let value = try? JSONDecoder().decode(JSONValue.self, from: data), let pretty = try? encoder.encode(value) {
             write(String(decoding: pretty, as: UTF8.self) + "\n")
         } else {
             write(String(decoding: data, as: UTF8.self) + "\n")
@@ -198,5 +236,49 @@ struct ResponseBodyPrinter {
         var text = String(decoding: frame.data, as: UTF8.self)
         if text.hasSuffix("\n") { text.removeLast() }
         output.write(text.split(separator: "\n", omittingEmptySubsequences: false).map { "[\(label)] \($0)\n" }.joined())
+    }
+}
+
+/// Any JSON document, read and written back as it was (numbers that are integers stay integers),
+/// for showing the engine's answers pretty printed.
+private enum JSONValue: Codable {
+    case null
+    case bool(Bool)
+    case integer(Int64)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Int64.self) {
+            self = .integer(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([JSONValue].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let value): try container.encode(value)
+        case .integer(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        case .string(let value): try container.encode(value)
+        case .array(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        }
     }
 }

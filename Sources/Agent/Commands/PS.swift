@@ -3,7 +3,18 @@ import BerthCLI
 import BerthConfig
 import BerthCore
 import EngineAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// `berth-agent ps`: the unit containers on this host, straight from the engine's labels.
 struct PS: AsyncParsableCommand {

@@ -1,4 +1,9 @@
+import EngineAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// An `ip:port` (or `hostname:port`) as the configuration files write it: where an agent, the
 /// manager or a unit listens.
@@ -62,7 +67,7 @@ public struct HostPort: Hashable, Sendable, Comparable, CustomStringConvertible,
     /// Parses `host:port`; the error says what is wrong without naming the value, so callers can
     /// put it after their own subject (`unit "…": missing port …`).
     public static func parse(_ text: String) throws(ConfigError) -> HostPort {
-        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let trimmed = text.trimmed
         guard !trimmed.isEmpty else {
             throw ConfigError("empty; expected ip:port")
         }

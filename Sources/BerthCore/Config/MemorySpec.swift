@@ -1,4 +1,9 @@
+import EngineAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A user's `<Memory>` value, `m1[,m2]`: the container's memory limit and the Java new-generation
 /// size of the payload (`-Xmn`), each a whole number with a `k`, `m` or `g` unit.
@@ -20,12 +25,12 @@ public struct MemorySpec: Sendable, Equatable, Codable {
         func problem(_ reason: String) -> ConfigError {
             ConfigError("memory \"\(text)\": \(reason)")
         }
-        let written = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let written = text.trimmed
         guard !written.isEmpty else {
             throw problem("empty; write m1[,m2] with k, m or g, e.g. 500m or 1g,256m")
         }
         let parts = written.split(separator: ",", omittingEmptySubsequences: false)
-            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .map { $0.trimmed }
         guard parts.count <= 2 else {
             throw problem("expected m1[,m2] (a limit and an optional new-generation size), e.g. 1g,256m")
         }
@@ -165,14 +170,18 @@ private struct Size: CustomStringConvertible {
 
     private static func exactSmallerUnit(for part: String) -> String? {
         guard let unit = part.last?.lowercased().first,
-              let smaller: Character = unit == "g" ? "m" : unit == "m" ? "k" : nil,
-              let number = Decimal(string: String(part.dropLast()), locale: Locale(identifier: "en_US_POSIX")),
-              number > 0 else { return nil }
-        var scaled = number * 1024
-        var whole = Decimal()
-        NSDecimalRound(&whole, &scaled, 0, .down)
-        let amount = NSDecimalNumber(decimal: whole).int64Value
-        guard whole == scaled, amount > 0 else { return nil }
+              let smaller: Character = unit == "g" ? "m" : unit == "m" ? "k" : nil else { return nil }
+        // "1.5" as whole and fraction digits; a fraction of up to 12 digits times 1024 fits an Int64.
+        let number = part.dropLast().split(separator: ".", omittingEmptySubsequences: false)
+        guard number.count == 2, number[0].count + number[1].count > 0, number[1].count <= 12,
+              number.allSatisfy({ $0.allSatisfy { $0.isASCII && $0.isNumber } }),
+              let whole = Int64(number[0].isEmpty ? "0" : number[0]),
+              let fraction = Int64(number[1].isEmpty ? "0" : number[1]) else { return nil }
+        let scale = number[1].reduce(Int64(1)) { scale, _ in scale * 10 }
+        let (wholeScaled, overflow) = whole.multipliedReportingOverflow(by: 1024)
+        guard !overflow, (fraction * 1024) % scale == 0 else { return nil }
+        let (amount, sumOverflow) = wholeScaled.addingReportingOverflow(fraction * 1024 / scale)
+        guard !sumOverflow, amount > 0 else { return nil }
         return "\(amount)\(smaller)"
     }
 }

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// An empty JSON object, as in `ExposedPorts: {"8281/tcp": {}}`.
 public struct EmptyObject: Codable, Sendable, Equatable {

@@ -1,5 +1,16 @@
 import CCurl
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A worker's libcurl handles: the easy handle that carries its requests, and the multi handle
 /// that drives them and keeps the connection alive between them. Used by its worker thread only.

@@ -1,5 +1,11 @@
 import CCurl
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Threads that each own libcurl handles (so one kept-alive connection) and run blocking
 /// transfers, keeping them off Swift's cooperative pool and any event loop.
@@ -24,7 +30,7 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
         case job(UnownedJob)
     }
 
-    private let condition = NSCondition()
+    private let condition = ConditionLock()
     private var queue: [Work] = []
     private var queueHead = 0
     /// Workers running something; the others are free or about to wait for work.
@@ -33,9 +39,9 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
     private var shuttingDown = false
     private let maximumWorkers: Int
     private let minimumWorkers: Int
-    private let idleTimeout: TimeInterval
+    private let idleTimeout: Duration
 
-    init(maximumWorkers: Int = 256, minimumWorkers: Int = 2, idleTimeout: TimeInterval = 30) {
+    init(maximumWorkers: Int = 256, minimumWorkers: Int = 2, idleTimeout: Duration = .seconds(30)) {
         _ = Self.globalInit
         self.maximumWorkers = maximumWorkers
         self.minimumWorkers = minimumWorkers
@@ -71,25 +77,14 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
         let pending = queue.count - queueHead
         if pending > workers - active && workers < maximumWorkers {
             workers += 1
-            let thread = Thread { [self] in
-                Self.nameThisThread("berth-curl")
-                runWorker()
+            // With no thread to be had, the work waits for a worker that is busy now (or the
+            // next submit tries again).
+            if !startThread(name: "berth-curl", stackSize: 512 * 1024, { [self] in runWorker() }) {
+                workers -= 1
             }
-            thread.stackSize = 512 * 1024
-            thread.start()
         }
         condition.signal()
         condition.unlock()
-    }
-
-    /// What `ps -L` and /proc show. Foundation's `Thread.name` can miss a thread that starts
-    /// running before its creator has recorded it (the thread then keeps its creator's name), and
-    /// Glibc's `pthread_setname_np` is not visible to Swift; the kernel's own file always works.
-    private static func nameThisThread(_ name: String) {
-        let descriptor = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return }
-        _ = Array(name.utf8).withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-        close(descriptor)
     }
 
     private func nextWork() -> Work? {
@@ -110,7 +105,7 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
                 workers -= 1
                 return nil
             }
-            let signalled = condition.wait(until: Date(timeIntervalSinceNow: idleTimeout))
+            let signalled = condition.wait(timeout: idleTimeout)
             if !signalled && queueHead == queue.count && workers > minimumWorkers {
                 workers -= 1
                 return nil

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Where a Docker engine listens: a Unix socket (the default) or a TCP address.
 public struct EngineEndpoint: Sendable, Equatable, CustomStringConvertible {

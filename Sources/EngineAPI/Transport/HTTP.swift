@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// One HTTP request to the engine, as the transport sends it.
 public struct HTTPRequest: Sendable {

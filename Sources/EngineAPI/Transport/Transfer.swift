@@ -1,5 +1,16 @@
 import CCurl
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Synchronization
 
 /// One request in flight on a worker's easy handle. Its mutable state is touched only by the worker
@@ -392,7 +403,7 @@ final class FlowControl: @unchecked Sendable {
         self.limit = limit
     }
 
-    private let condition = NSCondition()
+    private let condition = ConditionLock()
     private var pending = 0
 
     /// Called on the worker: waits while the reader is more than `limit` bytes behind.
@@ -400,7 +411,7 @@ final class FlowControl: @unchecked Sendable {
         condition.lock()
         pending += count
         while pending > limit && !isCancelled() {
-            _ = condition.wait(until: Date(timeIntervalSinceNow: 0.05))
+            _ = condition.wait(timeout: .milliseconds(50))
         }
         condition.unlock()
     }

@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import Synchronization
 
 /// HTTP/1.1 to one engine through libcurl: pooled kept-alive connections, blocking work on the
 /// pool's own threads, async to callers, and cancellation that aborts the transfer.
@@ -150,24 +155,22 @@ extension Transport {
 
 /// Lets a cancellation handler reach a transfer created inside the continuation closure, in
 /// whichever order the two run.
-private final class TransferBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var transfer: Transfer?
-    private var cancelled = false
+private final class TransferBox: Sendable {
+    private let state = Mutex<(transfer: Transfer?, cancelled: Bool)>((nil, false))
 
     func set(_ transfer: Transfer) {
-        lock.lock()
-        self.transfer = transfer
-        let cancelNow = cancelled
-        lock.unlock()
+        let cancelNow = state.withLock { state in
+            state.transfer = transfer
+            return state.cancelled
+        }
         if cancelNow { transfer.cancel() }
     }
 
     func cancel() {
-        lock.lock()
-        cancelled = true
-        let transfer = self.transfer
-        lock.unlock()
+        let transfer = state.withLock { state in
+            state.cancelled = true
+            return state.transfer
+        }
         transfer?.cancel()
     }
 }
