@@ -1,6 +1,7 @@
 #!/bin/bash
 # Regenerates Resources/link-order/PROGRAM.txt: the functions each of berth-agent, berth-manager
-# and berth runs in `make demo` (start, login, status, calls, logs, logout), recorded by valgrind's
+# and berth runs in `make demo` (start, login, status, calls, logs, logout) and in a burst of
+# logins and logouts by several users at once (berth-bench's footprint cycles), recorded by valgrind's
 # callgrind. The release link (Package.swift) puts a program's functions side by side at the front
 # of its code, so the pages a running process maps hold code it runs: the kernel maps 64 kB around
 # every page a process touches, and with the used functions strewn over 24 MB of code an idle agent
@@ -25,6 +26,11 @@ for program in berth-agent berth-manager berth; do
   chmod +x "$work/bin/$program"
 done
 DEMO_BIN="$work/bin" scripts/demo.sh
+# Then what the daemons run under load: users logging in and out side by side (the footprint
+# bench's cycles), whose paths the one-user demo does not take (queued starts, contended locks,
+# waits for exits). The bench starts the programs it finds next to itself.
+cp .build/release/berth-bench "$work/bin/"
+"$work/bin/berth-bench" --only footprint --cycles 24 --results "$work/bench"
 
 # Each callgrind file (one per process) names each object (ob=) and function (fn=, cfn=) once with
 # an id and refers to it by the id after; the functions listed under a program's own binary are
