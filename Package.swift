@@ -99,7 +99,7 @@ let package = Package(
         /// What the three command-line tools share: one-line errors, tables, JSON output.
         .target(name: "BerthCLI", dependencies: ["BerthCore", argumentParser], swiftSettings: essentialsOnly),
         .executableTarget(name: "Agent", dependencies: ["EngineAPI", "BerthCore", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-agent")),
-        .executableTarget(name: "Manager", dependencies: ["EngineAPI", "BerthCore", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], linkerSettings: releaseLinking("berth-manager")),
+        .executableTarget(name: "Manager", dependencies: ["EngineAPI", "BerthCore", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-manager")),
         .executableTarget(name: "Client", dependencies: ["EngineAPI", "BerthCore", "BerthCLI", "UnitProtocol", argumentParser], linkerSettings: releaseLinking("berth")),
         /// The call protocol of `berth call` and `berth-unit`, free of Foundation.
         .target(name: "UnitProtocol"),

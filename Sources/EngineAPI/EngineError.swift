@@ -72,7 +72,8 @@ public enum EngineError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 extension Duration {
-    var formattedSeconds: String {
+    /// `2 s`, `0.3 s`: a duration as progress lines show it.
+    package var formattedSeconds: String {
         let seconds = Double(components.seconds) + Double(components.attoseconds) / 1e18
         let tenths = (seconds * 10).rounded()
         return tenths.truncatingRemainder(dividingBy: 10) == 0 ? "\(Int(tenths / 10)) s" : "\(tenths / 10) s"

@@ -1,6 +1,10 @@
 import BerthCore
 import EngineAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Synchronization
 
 /// The manager's line to one host's agent: signed JSON over TCP, every call with a timeout.

@@ -1,6 +1,10 @@
 import BerthConfig
 import BerthCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Password checks: slow hash, constant-time comparison, the same answer for an unknown name
 /// and a wrong password, and a name locked for a while after repeated failures.

@@ -1,7 +1,13 @@
 import BerthConfig
 import BerthCore
+import EngineAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
+import Prometheus
 import Synchronization
 
 /// Logs users in and out across the agents: all of a user's units start in parallel, and a login
@@ -145,8 +151,7 @@ final class Coordinator: Sendable {
                                 guard let progress = Self.progress(event, unit: unit) else { return }
                                 try? await emit(progress)
                             }
-                            let seconds = Double((clock.now - started).components.attoseconds) / 1e18 + Double((clock.now - started).components.seconds)
-                            try? await emit(LoginEvent(kind: .unit, unit: unit, state: "ready", message: String(format: "%.1f s", seconds)))
+                            try? await emit(LoginEvent(kind: .unit, unit: unit, state: "ready", message: (clock.now - started).formattedSeconds))
                             return nil
                         } catch {
                             let message = Self.unitFailure(error, unit: unit)

@@ -1,6 +1,12 @@
+import BerthConfig
 import BerthCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
+import Prometheus
 
 /// Docker labels are the truth of what runs. Periodically, and once at start, compares every
 /// agent's unit containers with the live sessions: a container no session owns is removed after

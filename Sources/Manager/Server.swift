@@ -1,9 +1,14 @@
 import BerthCore
 import BerthServer
 import EngineAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Hummingbird
 import Logging
+import Prometheus
 
 /// The manager's HTTP API: `login` for anyone with a password, the rest for a session's token,
 /// `admin/` for holders of the cluster secret.

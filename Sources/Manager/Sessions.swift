@@ -1,6 +1,17 @@
 import BerthCore
 import Crypto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// One user's live login. Only the token's hash is kept.
 struct Session: Codable, Sendable {

@@ -1,5 +1,6 @@
 import EngineAPI
 import Foundation
+import Synchronization
 import Testing
 
 /// The real engine the integration tests run against, and the busybox image they use.
@@ -55,14 +56,18 @@ enum DockerTestSupport {
     /// A port nothing listens on right now, below the kernel's ephemeral range. A port from that
     /// range (what binding port 0 hands out) can be taken a moment later as the source port of
     /// any outgoing connection on the machine, and a daemon told to listen there then cannot: a
-    /// cluster whose manager never came up failed CI that way.
+    /// cluster whose manager never came up failed CI that way. No port is handed out twice in a
+    /// run: two units of one test cluster once drew the same one, which its users file refuses.
     static func freePort(host: String = "127.0.0.1") throws -> Int {
         for _ in 0..<500 {
             let port = Int.random(in: 10_000..<max(10_001, firstEphemeralPort))
+            guard handedOut.withLock({ $0.insert(port).inserted }) else { continue }
             if canBind(host: host, port: port) { return port }
         }
         throw TestSetupError("cannot find a free port on \(host) below \(firstEphemeralPort)")
     }
+
+    private static let handedOut = Mutex<Set<Int>>([])
 
     /// The first port of /proc/sys/net/ipv4/ip_local_port_range (32768 unless changed).
     static let firstEphemeralPort: Int = {

@@ -29,6 +29,16 @@ import Testing
         #expect(problems.isEmpty, "\(output)")
         #expect(process.terminationStatus == 0, "\(output)")
     }
+
+    /// The daemons link FoundationEssentials and nothing more of Foundation, whose rest brings
+    /// CoreFoundation and ICU: megabytes every agent keeps resident (`make bench`, footprint).
+    @Test(arguments: ["berth-agent", "berth-manager"])
+    func daemonsLinkNoFullFoundation(binary: String) throws {
+        let libraries = try DockerTestSupport.run("/usr/bin/ldd", [ClusterFixture.binaries + "/" + binary])
+        for library in ["libFoundation.so", "libFoundationInternationalization.so", "lib_FoundationICU.so", "libFoundationXML.so"] {
+            #expect(!libraries.contains(library), "\(binary) links \(library)")
+        }
+    }
 }
 
 /// Every failure of the command-line tools is one line, `error: …`, and a non-zero status.

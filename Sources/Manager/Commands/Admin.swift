@@ -2,7 +2,11 @@ import ArgumentParser
 import BerthCLI
 import BerthConfig
 import BerthCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// `berth-manager check-config`: every problem of both files, then a summary.
 struct CheckConfig: AsyncParsableCommand {

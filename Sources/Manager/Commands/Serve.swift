@@ -3,8 +3,20 @@ import BerthCLI
 import BerthConfig
 import BerthCore
 import BerthServer
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Hummingbird
+import Dispatch
 import Logging
 
 /// `berth-manager serve`: the manager daemon.
