@@ -68,9 +68,10 @@ final class BenchCluster: @unchecked Sendable {
                 """.write(toFile: root + "/server-\(host).xml", atomically: true, encoding: .utf8)
             try launch(binaries + "/berth-agent", ["serve", "--config", root + "/server-\(host).xml"], log: "agent-\(host)")
         }
+        // With the environment its systemd unit gives it (Resources/templates/systemd).
         try launch(binaries + "/berth-manager", [
             "serve", "--config", root + "/server-\(Self.hosts[0]).xml", "--users", root + "/users.xml", "--state-dir", root + "/state",
-        ], log: "manager")
+        ], log: "manager", environment: ["GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"])
         for address in agents + [manager] {
             try await waitListening(address)
         }
@@ -139,10 +140,11 @@ final class BenchCluster: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: root)
     }
 
-    private func launch(_ path: String, _ arguments: [String], log: String) throws {
+    private func launch(_ path: String, _ arguments: [String], log: String, environment: [String: String] = [:]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         FileManager.default.createFile(atPath: root + "/\(log).log", contents: nil)
         let output = FileHandle(forWritingAtPath: root + "/\(log).log")
         process.standardOutput = output
