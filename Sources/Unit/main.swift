@@ -38,9 +38,29 @@ let bootstrap = ServerBootstrap(group: group)
         }
     }
 
-let server: any Channel
+/// Listens on every address, or, when the port is taken on one of them, on the container's own
+/// addresses. Docker's embedded DNS listens inside every container on a user network at 127.0.0.11,
+/// on a random port of the kernel's ephemeral range (32768–60999): a unit given that same port
+/// cannot take it on every address, but the published port and the agent's readiness probes reach
+/// it on the container's address all the same.
+@MainActor func listen() throws -> [any Channel] {
+    do {
+        return [try bootstrap.bind(host: "0.0.0.0", port: settings.port).wait()]
+    } catch let error as IOError where error.errnoCode == EADDRINUSE {
+        let own = ((try? System.enumerateDevices()) ?? []).compactMap { device -> String? in
+            guard let address = device.address, case .v4 = address, let ip = address.ipAddress, !ip.hasPrefix("127.") else { return nil }
+            return ip
+        }
+        guard !own.isEmpty else { throw error }
+        let channels = try own.map { try bootstrap.bind(host: $0, port: settings.port).wait() }
+        logLine("port \(settings.port) is taken on another address of this container (Docker's DNS on 127.0.0.11?); serving on \(own.joined(separator: ", ")) only")
+        return channels
+    }
+}
+
+let servers: [any Channel]
 do {
-    server = try bootstrap.bind(host: "0.0.0.0", port: settings.port).wait()
+    servers = try listen()
 } catch {
     writeError("cannot serve on port \(settings.port): \(error)")
     exit(1)
@@ -53,11 +73,11 @@ signal(SIGPIPE, SIG_IGN)
 let terminate = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
 terminate.setEventHandler { @Sendable in
     logLine("stopping: \(state.runningCount) call(s) running")
-    server.close(promise: nil)
+    for server in servers { server.close(promise: nil) }
 }
 terminate.resume()
 
-try? server.closeFuture.wait()
+for server in servers { try? server.closeFuture.wait() }
 for _ in 0..<50 where state.runningCount > 0 { usleep(100_000) }
 state.cancelAll()
 for _ in 0..<30 where state.runningCount > 0 { usleep(100_000) }
