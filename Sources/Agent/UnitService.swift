@@ -226,7 +226,10 @@ final class UnitService: Sendable {
             for try await frame in try await docker.logs(container.id, options: LogOptions(timestamps: true), tty: inspect.config.tty ?? false) {
                 text.append(frame.data)
             }
-            FileManager.default.createFile(atPath: path, contents: text)
+            guard FileManager.default.createFile(atPath: path, contents: text) else {
+                logger.warning("could not save a unit's log", metadata: ["unit": "\(unit)", "path": "\(path)"])
+                return
+            }
             if let owner = try? homeOwner(home) { chown(path, owner.uid, owner.gid) }
         } catch {
             logger.warning("could not save a unit's log", metadata: ["unit": "\(unit)", "error": "\(error)"])

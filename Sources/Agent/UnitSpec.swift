@@ -53,17 +53,18 @@ struct UnitTemplate: Sendable {
     }
 
     func render(_ values: [String: String]) throws -> ContainerConfig {
+        let known = "known: " + Self.placeholders.map { "{{\($0)}}" }.joined(separator: " ")
         var text = ""
         var rest = self.text[...]
         while let open = Self.firstPlaceholderStart(in: rest) {
             text += rest[..<open]
             let inside = rest[rest.index(open, offsetBy: 2)...]
             guard let close = inside.firstIndex(of: "}"), inside[close...].hasPrefix("}}") else {
-                throw AgentError("\(source): unknown placeholder \(rest[open...].prefix(40)); known: \(Self.placeholders.map { "{{\($0)}}" }.joined(separator: " "))")
+                throw AgentError("\(source): unknown placeholder \(rest[open...].prefix(40)); \(known)")
             }
             let name = String(inside[..<close])
             guard Self.placeholders.contains(name) else {
-                throw AgentError("\(source): unknown placeholder {{\(name)}}; known: \(Self.placeholders.map { "{{\($0)}}" }.joined(separator: " "))")
+                throw AgentError("\(source): unknown placeholder {{\(name)}}; \(known)")
             }
             text += values[name] ?? ""
             rest = inside[inside.index(close, offsetBy: 2)...]

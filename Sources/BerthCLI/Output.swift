@@ -82,13 +82,7 @@ extension AsyncParsableCommand {
             let line = message.split(separator: "\n").first.map(String.init) ?? message
             let lowered = line.hasPrefix("Error: ") ? String(line.dropFirst(7)) : line
             writeToStandardError("error: \(lowered) (see \(configuration.commandName ?? "the command") --help)\n")
-            #if canImport(Glibc)
-            Glibc.exit(code.rawValue)
-            #elseif canImport(Musl)
-            Musl.exit(code.rawValue)
-            #else
-            Darwin.exit(code.rawValue)
-            #endif
+            exit(withError: code)
         }
     }
 }

@@ -159,7 +159,6 @@ private final class TreeBuilder {
         let status = bytes.withUnsafeBufferPointer { buffer in
             buffer.withMemoryRebound(to: CChar.self) { xmlParseChunk(context, $0.baseAddress, Int32($0.count), 1) }
         }
-        withExtendedLifetime(self) {}
         if let firstError {
             return .failure(firstError)
         }
@@ -195,7 +194,8 @@ private final class TreeBuilder {
                 attributeValues[qualified(fields[0], fields[1])] = String(decoding: UnsafeBufferPointer(start: start, count: end - start), as: UTF8.self)
             }
         }
-        let line = startLines.startLine(ofTagEndingAt: position.line, column: position.column)
+        let (tagEndLine, tagEndColumn) = position
+        let line = startLines.startLine(ofTagEndingAt: tagEndLine, column: tagEndColumn)
         open.append(LineXMLElement(name: qualified(name, prefix), attributes: attributeValues, line: line, text: "", children: []))
     }
 

@@ -101,13 +101,14 @@ public final class RequestVerifier: Sendable {
 }
 
 extension Data {
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
     /// Lowercase hex, two digits a byte.
     public var hexString: String {
-        let digits = Array("0123456789abcdef".utf8)
-        return String(unsafeUninitializedCapacity: count * 2) { text in
+        String(unsafeUninitializedCapacity: count * 2) { text in
             for (index, byte) in enumerated() {
-                text[2 * index] = digits[Int(byte >> 4)]
-                text[2 * index + 1] = digits[Int(byte & 0x0f)]
+                text[2 * index] = Self.hexDigits[Int(byte >> 4)]
+                text[2 * index + 1] = Self.hexDigits[Int(byte & 0x0f)]
             }
             return count * 2
         }
