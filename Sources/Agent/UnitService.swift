@@ -54,25 +54,24 @@ final class UnitService: Sendable {
             request: request, memory: memory, share: config.share, defaultImage: config.image,
             hostLabel: hostLabel, network: network, owner: owner)
 
-        try await removeStale(named: spec.containerName, user: request.user, unit: unit)
-        try await checkPortFree(unit)
+        try await checkPortFree(unit, user: request.user)
 
         let body = try spec.createBody(template: template)
-        let image = body.image ?? config.image
         let clock = ContinuousClock()
         let creating = clock.now
-        let id: String
-        do {
-            id = try await docker.createContainer(name: spec.containerName, config: body).id
-        } catch EngineError.notFound {
-            throw AgentError("unit \(unit): image \(image) is not on host \(config.server.host) (build it with `make image`, or `docker load` it there)")
-        } catch EngineError.conflict(let message, _, _) {
-            throw AgentError("unit \(unit): \(message)")
-        }
+        var id = try await create(spec, body: body, user: request.user, unit: unit)
         let starting = clock.now
         let started: ContinuousClock.Instant
         do {
-            try await docker.startContainer(id)
+            do {
+                try await docker.startContainer(id)
+            } catch EngineError.notFound {
+                // The engine checks the network only now: it went behind this agent's back.
+                try? await docker.removeContainer(id, force: true)
+                try await networks.renew(user: request.user)
+                id = try await create(spec, body: body, user: request.user, unit: unit)
+                try await docker.startContainer(id)
+            }
             slot.leave()
             started = clock.now
             try await Readiness(docker: docker, timeout: .seconds(config.readyTimeoutSeconds)).wait(container: id, unit: unit)
@@ -163,6 +162,32 @@ final class UnitService: Sendable {
         return (info.st_uid, info.st_gid)
     }
 
+    /// Creates the unit's container. The common case costs one engine call: a container left
+    /// under the unit's name by an earlier session, or (on engines that check it here) a user
+    /// network removed behind this agent's back, shows up as the create's refusal and is dealt
+    /// with then, and the create tried again.
+    private func create(_ spec: UnitSpec, body: ContainerConfig, user: String, unit: HostPort) async throws -> String {
+        let image = body.image ?? config.image
+        var removedStale = false
+        var renewedNetwork = false
+        while true {
+            do {
+                return try await docker.createContainer(name: spec.containerName, config: body).id
+            } catch EngineError.conflict(let message, _, _) {
+                guard !removedStale else { throw AgentError("unit \(unit): \(message)") }
+                try await removeStale(named: spec.containerName, user: user, unit: unit)
+                removedStale = true
+            } catch EngineError.notFound {
+                // The network or the image. A network is made again; an image is the admin's.
+                guard !renewedNetwork else {
+                    throw AgentError("unit \(unit): image \(image) is not on host \(config.server.host) (build it with `make image`, or `docker load` it there)")
+                }
+                try await networks.renew(user: user)
+                renewedNetwork = true
+            }
+        }
+    }
+
     /// A container left from an earlier session under the unit's name is removed; a foreign
     /// container with that name is the admin's to sort out.
     private func removeStale(named name: String, user: String, unit: HostPort) async throws {
@@ -174,17 +199,28 @@ final class UnitService: Sendable {
         try await docker.removeContainer(existing.id, force: true)
     }
 
-    private func checkPortFree(_ unit: HostPort) async throws {
-        let result = await docker.transport.runBlocking { PortProbe.isFree(host: unit.host, port: unit.port) }
-        guard case .failure(let error) = result else { return }
-        guard error.code == .EADDRINUSE else {
-            throw AgentError("unit \(unit): cannot use the address: \(String(cString: strerror(error.code.rawValue)))")
+    /// Refuses a port something else holds. The user's own unit container from an earlier
+    /// session (the manager starts a unit only when no session of the user has it) is removed.
+    private func checkPortFree(_ unit: HostPort, user: String) async throws {
+        var removedStale = false
+        while true {
+            let result = await docker.transport.runBlocking { PortProbe.isFree(host: unit.host, port: unit.port) }
+            guard case .failure(let error) = result else { return }
+            guard error.code == .EADDRINUSE else {
+                throw AgentError("unit \(unit): cannot use the address: \(String(cString: strerror(error.code.rawValue)))")
+            }
+            let holders = (try? await docker.listContainers(labels: ["\(UnitLabel.unit)=\(unit)"])) ?? []
+            guard let holder = holders.first else {
+                throw AgentError("unit \(unit): port in use by another process on \(unit.host)")
+            }
+            let owner = holder.labels?[UnitLabel.user] ?? "unknown"
+            guard owner == user, !removedStale else {
+                throw AgentError("unit \(unit): port in use by user \(owner)'s unit container")
+            }
+            logger.notice("removing stale unit container", metadata: ["unit": "\(unit)", "container": "\(holder.id.prefix(12))"])
+            try await docker.removeContainer(holder.id, force: true)
+            removedStale = true
         }
-        let holders = (try? await docker.listContainers(labels: ["\(UnitLabel.unit)=\(unit)"])) ?? []
-        if let holder = holders.first, let owner = holder.labels?[UnitLabel.user] {
-            throw AgentError("unit \(unit): port in use by user \(owner)'s unit container")
-        }
-        throw AgentError("unit \(unit): port in use by another process on \(unit.host)")
     }
 
     // MARK: - Stop, list
@@ -281,6 +317,8 @@ actor UserNetworks {
     let keepIdle: TimeInterval
     private var pending: [String: Task<String, any Error>] = [:]
     private var idleSince: [String: Date] = [:]
+    /// Users whose network this agent has seen or made, and not removed since.
+    private var present: Set<String> = []
 
     init(docker: DockerClient, agent: HostPort, keepIdle: TimeInterval = 600) {
         self.docker = docker
@@ -288,10 +326,13 @@ actor UserNetworks {
         self.keepIdle = keepIdle
     }
 
+    /// The user's network here, made if missing. Once seen it is not asked for again: a start
+    /// whose create finds it gone after all calls `renew`.
     func ensure(user: String) async throws -> String {
         idleSince[user] = nil
-        if let task = pending[user] { return try await task.value }
         let name = UnitSpec.networkName(user: user, agent: agent)
+        if present.contains(user) { return name }
+        if let task = pending[user] { return try await task.value }
         let task = Task { [docker, agent] in
             if (try? await docker.inspectNetwork(name)) != nil { return name }
             do {
@@ -303,7 +344,16 @@ actor UserNetworks {
         }
         pending[user] = task
         defer { pending[user] = nil }
-        return try await task.value
+        let made = try await task.value
+        present.insert(user)
+        return made
+    }
+
+    /// The user's network was not found where it was expected (removed outside Berth): makes it again.
+    @discardableResult
+    func renew(user: String) async throws -> String {
+        present.remove(user)
+        return try await ensure(user: user)
     }
 
     /// The user's last unit here is gone; the network goes after `keepIdle` unless used again.
@@ -317,13 +367,17 @@ actor UserNetworks {
         guard let networks = try? await docker.listNetworks(labels: ["\(UnitLabel.host)=\(agent)"]) else { return }
         for network in networks {
             guard let user = network.labels?[UnitLabel.user], pending[user] == nil else { continue }
+            let recorded = idleSince[user]
             guard let detail = try? await docker.inspectNetwork(network.id), (detail.containers ?? [:]).isEmpty else {
                 idleSince[user] = nil
                 continue
             }
+            // A start may have claimed the network while the engine answered.
+            guard pending[user] == nil, idleSince[user] == recorded else { continue }
             let since = idleSince[user] ?? now
             idleSince[user] = since
             if now.timeIntervalSince(since) >= keepIdle {
+                present.remove(user)
                 try? await docker.removeNetwork(network.id)
                 idleSince[user] = nil
             }

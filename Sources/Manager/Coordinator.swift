@@ -40,6 +40,8 @@ final class Coordinator: Sendable {
 
     func login(_ request: LoginRequest, from address: String, emit: @escaping Emit) async throws {
         let user: UserConfig
+        let clock = ContinuousClock()
+        let received = clock.now
         do {
             user = try await auth.check(name: request.user, password: request.password, users: users)
         } catch {
@@ -51,8 +53,9 @@ final class Coordinator: Sendable {
         }
         // The outcome goes out once the claim is released: a client that logs out as soon as it
         // reads `done` must find the user free.
+        let checked = clock.now - received
         let outcome = try await holdingClaim(on: user.name) {
-            try await loginClaimed(user, request: request, from: address, emit: emit)
+            try await loginClaimed(user, request: request, from: address, checked: checked, emit: emit)
         }
         guard let outcome else {
             ManagerMetrics.shared.login(.busy)
@@ -77,7 +80,9 @@ final class Coordinator: Sendable {
     }
 
     /// Logs the user in (progress through `emit`) and returns the outcome, `done` or `failed`.
-    private func loginClaimed(_ user: UserConfig, request: LoginRequest, from address: String, emit: @escaping Emit) async throws -> LoginEvent {
+    private func loginClaimed(
+        _ user: UserConfig, request: LoginRequest, from address: String, checked: Duration, emit: @escaping Emit
+    ) async throws -> LoginEvent {
         if let existing = await sessions.session(user: user.name) {
             guard request.force else {
                 ManagerMetrics.shared.login(.alreadyLoggedIn)
@@ -96,7 +101,7 @@ final class Coordinator: Sendable {
             from: address, since: Date(), lastSeen: Date())
         await sessions.beginPending(session: session.id)
         do {
-            let outcome = try await startSession(session, user: user, from: address, emit: emit)
+            let outcome = try await startSession(session, user: user, from: address, checked: checked, emit: emit)
             await sessions.endPending(session: session.id)
             return outcome
         } catch {
@@ -105,10 +110,15 @@ final class Coordinator: Sendable {
         }
     }
 
-    private func startSession(_ session: Session, user: UserConfig, from address: String, emit: @escaping Emit) async throws -> LoginEvent {
+    private func startSession(
+        _ session: Session, user: UserConfig, from address: String, checked: Duration, emit: @escaping Emit
+    ) async throws -> LoginEvent {
         for unit in user.units { try? await emit(LoginEvent(kind: .unit, unit: unit, state: "starting")) }
         let unitSecret = Session.newToken()
+        let clock = ContinuousClock()
+        let starting = clock.now
         let failures = await startAll(user: user, session: session.id, unitSecret: unitSecret, emit: emit)
+        let started = clock.now - starting
         if !failures.isEmpty {
             var outcome = "nothing was left running"
             do {
@@ -129,7 +139,12 @@ final class Coordinator: Sendable {
         var saved = session
         saved.tokenHash = Session.hash(token: token)
         try await sessions.save(saved)
-        logger.info("logged in", metadata: ["user": "\(user.name)", "from": "\(address)", "units": "\(user.units.count)"])
+        // Where a login's time goes: the password check, then the agents' starts (their own logs
+        // split those further).
+        logger.info("logged in", metadata: [
+            "user": "\(user.name)", "from": "\(address)", "units": "\(user.units.count)",
+            "check_ms": "\(checked.milliseconds)", "start_ms": "\(started.milliseconds)",
+        ])
         await audit.record("login.ok", user: user.name, from: address, detail: user.units.map(\.description).joined(separator: ","))
         ManagerMetrics.shared.login(.ok)
         return LoginEvent(kind: .done, message: "\(user.units.count) unit\(user.units.count == 1 ? "" : "s") ready", token: token, units: user.units, unitSecret: unitSecret)

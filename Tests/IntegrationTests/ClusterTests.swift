@@ -266,6 +266,56 @@ final class ClusterTests {
         #expect(audit.contains("\"event\":\"unit.orphan_removed\""))
     }
 
+    /// What an earlier session or an admin left behind on a unit's name, port or network, as the
+    /// agent finds it at the next login: the user's own leftovers go, a stranger's are refused.
+    @Test func leftoversUnderAUnitsNamePortOrNetworkAreClearedOrNamed() async throws {
+        let unit = cluster.units["bbb"]![0]
+        let client = DockerTestSupport.client
+        let name = "berth-bbb-\(unit.host)-\(unit.port)"
+        let agentLog = cluster.root + "/agent-\(unit.host).log"
+        // Without berth.host, so the manager's reconciler does not remove them first.
+        let usersOwn = [UnitLabel.user: "bbb", UnitLabel.unit: unit.description, UnitLabel.session: "earlier", DockerTestSupport.testLabel: "1"]
+        func staleRemovals() -> Int {
+            ((try? String(contentsOfFile: agentLog, encoding: .utf8)) ?? "").components(separatedBy: "removing stale unit container").count - 1
+        }
+
+        // The user's container of an earlier session, running under the unit's name and holding its port.
+        let spec = "\(unit.port)/tcp"
+        let holder = try await client.createContainer(name: name, config: ContainerConfig(
+            image: DockerTestSupport.image, cmd: ["sleep", "300"], labels: usersOwn, exposedPorts: [spec: EmptyObject()],
+            hostConfig: HostConfig(portBindings: [spec: [PortBinding(hostIp: unit.host, hostPort: String(unit.port))]])))
+        try await client.startContainer(holder.id)
+        try await cluster.expectLogin("bbb")
+        #expect((try? await client.inspectContainer(holder.id)) == nil)
+        #expect(staleRemovals() == 1)
+        #expect(try await DockerTestSupport.readBanner(host: unit.host, port: unit.port).hasPrefix("unit bbb"))
+        #expect(try await cluster.berth(["logout"], user: "bbb").status == 0)
+
+        // A stopped one under the unit's name.
+        let stopped = try await client.createContainer(name: name, config: ContainerConfig(image: DockerTestSupport.image, cmd: ["true"], labels: usersOwn))
+        try await cluster.expectLogin("bbb")
+        #expect((try? await client.inspectContainer(stopped.id)) == nil)
+        #expect(staleRemovals() == 2)
+        #expect(try await cluster.berth(["logout"], user: "bbb").status == 0)
+
+        // The user's network, removed behind the agent's back after it last used it.
+        let network = "berth-bbb-\(unit.host)-\(cluster.communicationPort)"
+        try await client.removeNetwork(network)
+        try await cluster.expectLogin("bbb")
+        #expect(try await client.inspectNetwork(network).labels?[UnitLabel.user] == "bbb")
+        #expect(try await DockerTestSupport.readBanner(host: unit.host, port: unit.port).hasPrefix("unit bbb"))
+        #expect(try await cluster.berth(["logout"], user: "bbb").status == 0)
+
+        // Someone else's container under the unit's name: the login is refused, naming it, and it stays.
+        let foreign = try await client.createContainer(name: name, config: ContainerConfig(
+            image: DockerTestSupport.image, cmd: ["true"], labels: [DockerTestSupport.testLabel: "1"]))
+        let refused = try await cluster.login("bbb")
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("a container named \(name) exists and is not this user's Berth unit; remove it"), "\(refused.stderr)")
+        #expect((try? await client.inspectContainer(foreign.id)) != nil)
+        try await client.removeContainer(foreign.id, force: true)
+    }
+
     @Test func agentsRefuseUnsignedAndReplayedRequests() async throws {
         let agent = HostPort(host: ClusterFixture.hosts[0], port: cluster.communicationPort)
         let start = StartUnitRequest(

@@ -137,6 +137,7 @@ final class BenchCluster: @unchecked Sendable {
     func shutdown() {
         for process in processes where process.isRunning { process.terminate() }
         for process in processes { process.waitUntilExit() }
+        if ProcessInfo.processInfo.environment["BERTH_BENCH_KEEP"] != nil { print("kept \(root)"); return }
         try? FileManager.default.removeItem(atPath: root)
     }
 

@@ -68,6 +68,12 @@ struct ClusterSections {
         try await BenchCluster.removeLeftovers(client: client)
     }
 
+    /// Lets the engine finish what a removal left it doing in the background (the network
+    /// sandbox, the port's proxy and rules), so each way starts on a quiet host.
+    private func settle() async throws {
+        try await Task.sleep(for: .milliseconds(Int(ProcessInfo.processInfo.environment["SETTLE"] ?? "300")!))
+    }
+
     private func loginToReady(_ cluster: BenchCluster, into report: inout Report) async throws {
         let clock = ContinuousClock()
         let starter = RawUnitStarter(socketPath: socket, version: version, share: cluster.share)
@@ -88,16 +94,19 @@ struct ClusterSections {
             var seeds: [Duration] = []
             for round in 0...logins {
                 // Berth first: its first login creates the user's networks, which the other two use.
+                try await settle()
                 var start = clock.now
                 let session = try await cluster.login(user)
                 let berthTime = clock.now - start
                 try await cluster.logout(token: session.token)
+                try await settle()
                 start = clock.now
                 let started = try await starter.startAndWait(units, memoryBytes: 128 << 20)
                 let floorTime = clock.now - start
                 for one in started { try await client.removeContainer(one.id, force: true) }
                 var cliTime: Duration?
                 if let cli {
+                    try await settle()
                     start = clock.now
                     let ids = try await cli.startAndWait(units, memory: "128m")
                     cliTime = clock.now - start
