@@ -28,7 +28,10 @@ struct BerthBench: AsyncParsableCommand {
     var image = "berth-test-busybox:latest"
 
     @Option(help: "Logins per client in the login-to-ready table.")
-    var logins = 8
+    var logins = 12
+
+    @Flag(help: "Keep each bench cluster's folder (configs, homes, the daemons' logs) and print where it is.")
+    var keep = false
 
     @Option(help: "MB of script output per call run (split over two units).")
     var callMegabytes = 50
@@ -62,7 +65,7 @@ struct BerthBench: AsyncParsableCommand {
                 client: client, socket: socket, version: version, logins: logins, callMegabytes: callMegabytes,
                 storm: StormSection.Settings(users: stormUsers, rounds: stormRounds, limits: limits),
                 footprint: FootprintSection.Settings(cycles: cycles),
-                parts: clusterParts, machine: try await machineLine(client), command: commandLine, results: results
+                parts: clusterParts, machine: try await machineLine(client), command: commandLine, results: results, keep: keep
             ).run()
         }
         guard only == "all" || only == "engine" else { return }
@@ -285,6 +288,15 @@ func timedCalls(_ name: String, count: Int, apart: Duration, _ call: () async th
 
 func ratio(_ value: Stats, _ floor: Stats) -> String {
     String(format: "%.2f", Double(value.median.nanoseconds) / Double(max(1, floor.median.nanoseconds)))
+}
+
+/// The median over paired samples (the same round of a run) of `values[i] / floors[i]`.
+func pairedRatio(_ values: [Duration], over floors: [Duration]) -> String {
+    let ratios = zip(values, floors).map { Double($0.nanoseconds) / Double(max(1, $1.nanoseconds)) }.sorted()
+    guard !ratios.isEmpty else { return "—" }
+    let middle = ratios.count / 2
+    let median = ratios.count % 2 == 1 ? ratios[middle] : (ratios[middle - 1] + ratios[middle]) / 2
+    return String(format: "%.2f", median)
 }
 
 func which(_ name: String) -> String? {

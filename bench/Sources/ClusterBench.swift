@@ -68,10 +68,9 @@ final class BenchCluster: @unchecked Sendable {
                 """.write(toFile: root + "/server-\(host).xml", atomically: true, encoding: .utf8)
             try launch(binaries + "/berth-agent", ["serve", "--config", root + "/server-\(host).xml"], log: "agent-\(host)")
         }
-        // With the environment its systemd unit gives it (Resources/templates/systemd).
         try launch(binaries + "/berth-manager", [
             "serve", "--config", root + "/server-\(Self.hosts[0]).xml", "--users", root + "/users.xml", "--state-dir", root + "/state",
-        ], log: "manager", environment: ["GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"])
+        ], log: "manager")
         for address in agents + [manager] {
             try await waitListening(address)
         }
@@ -134,18 +133,31 @@ final class BenchCluster: @unchecked Sendable {
         }
     }
 
-    func shutdown() {
+    /// Ends the daemons and removes the cluster's folder, unless `keep` (its logs stay for a look).
+    func shutdown(keep: Bool = false) {
         for process in processes where process.isRunning { process.terminate() }
         for process in processes { process.waitUntilExit() }
-        if ProcessInfo.processInfo.environment["BERTH_BENCH_KEEP"] != nil { print("kept \(root)"); return }
+        if keep {
+            print("The cluster's configuration, homes and daemon logs: \(root)")
+            return
+        }
         try? FileManager.default.removeItem(atPath: root)
     }
 
-    private func launch(_ path: String, _ arguments: [String], log: String, environment: [String: String] = [:]) throws {
+    /// The password checks of `user`'s logins so far, in order, as the manager logs them
+    /// (`logged in … check_ms=…`).
+    func passwordChecks(of user: String) -> [Duration] {
+        let log = (try? String(contentsOfFile: root + "/manager.log", encoding: .utf8)) ?? ""
+        return log.split(separator: "\n").compactMap { line in
+            guard line.hasSuffix("logged in"), line.contains(" user=\(user) "), let range = line.range(of: "check_ms=") else { return nil }
+            return Int(line[range.upperBound...].prefix { $0.isNumber }).map { .milliseconds($0) }
+        }
+    }
+
+    private func launch(_ path: String, _ arguments: [String], log: String) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         FileManager.default.createFile(atPath: root + "/\(log).log", contents: nil)
         let output = FileHandle(forWritingAtPath: root + "/\(log).log")
         process.standardOutput = output

@@ -19,6 +19,8 @@ struct ClusterSections {
     let machine: String
     let command: String
     let results: String
+    /// Leave each cluster's folder in place, logs and all.
+    let keep: Bool
 
     var binaries: String {
         URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
@@ -59,11 +61,11 @@ struct ClusterSections {
         do {
             try await body(cluster)
         } catch {
-            cluster.shutdown()
+            cluster.shutdown(keep: keep)
             try? await BenchCluster.removeLeftovers(client: client)
             throw error
         }
-        cluster.shutdown()
+        cluster.shutdown(keep: keep)
         // The agents keep a user's network for a while after logout; these agents are gone.
         try await BenchCluster.removeLeftovers(client: client)
     }
@@ -71,69 +73,76 @@ struct ClusterSections {
     /// Lets the engine finish what a removal left it doing in the background (the network
     /// sandbox, the port's proxy and rules), so each way starts on a quiet host.
     private func settle() async throws {
-        try await Task.sleep(for: .milliseconds(Int(ProcessInfo.processInfo.environment["SETTLE"] ?? "300")!))
+        try await Task.sleep(for: .milliseconds(300))
     }
 
     private func loginToReady(_ cluster: BenchCluster, into report: inout Report) async throws {
         let clock = ContinuousClock()
         let starter = RawUnitStarter(socketPath: socket, version: version, share: cluster.share)
         let cli = which("docker").map { CLIUnitStarter(docker: $0, socketPath: socket, share: cluster.share) }
-        var kdf: [Duration] = []
-        let hash = try PasswordHash.make("x")
-        for _ in 0..<5 {
-            let start = clock.now
-            _ = PasswordHash.verify("x", against: hash)
-            kdf.append(clock.now - start)
-        }
-        let kdfStats = Stats(kdf)
         var table = Table(columns: ["login of a user with N units on 2 agents", "median", "p90", "× floor"])
+        var allChecks: [Duration] = []
         for (user, count) in [("bench1", 1), ("bench", 2), ("bench4", 4)] {
             let units = cluster.benchUnits(user)
             var floor: [Duration] = []
             var berth: [Duration] = []
             var seeds: [Duration] = []
+            enum Way: CaseIterable { case berth, floor, cli }
             for round in 0...logins {
-                // Berth first: its first login creates the user's networks, which the other two use.
-                try await settle()
-                var start = clock.now
-                let session = try await cluster.login(user)
-                let berthTime = clock.now - start
-                try await cluster.logout(token: session.token)
-                try await settle()
-                start = clock.now
-                let started = try await starter.startAndWait(units, memoryBytes: 128 << 20)
-                let floorTime = clock.now - start
-                for one in started { try await client.removeContainer(one.id, force: true) }
-                var cliTime: Duration?
-                if let cli {
+                // Each way once per round, each on a quiet engine; the order turns from round to
+                // round, so no way always follows the same one. Berth comes first in the warm-up
+                // round: its first login creates the user's networks, which the other two use.
+                let ways = Way.allCases
+                for way in ways.indices.map({ ways[($0 + round) % ways.count] }) {
                     try await settle()
-                    start = clock.now
-                    let ids = try await cli.startAndWait(units, memory: "128m")
-                    cliTime = clock.now - start
-                    for id in ids { try await client.removeContainer(id, force: true) }
-                }
-                // The first round warms the engine, the page cache and the user's networks for all.
-                if round > 0 {
-                    floor.append(floorTime)
-                    berth.append(berthTime)
-                    if let cliTime { seeds.append(cliTime) }
+                    let start = clock.now
+                    switch way {
+                    case .berth:
+                        let session = try await cluster.login(user)
+                        let time = clock.now - start
+                        try await cluster.logout(token: session.token)
+                        if round > 0 { berth.append(time) }
+                    case .floor:
+                        let started = try await starter.startAndWait(units, memoryBytes: 128 << 20)
+                        let time = clock.now - start
+                        for one in started { try await client.removeContainer(one.id, force: true) }
+                        if round > 0 { floor.append(time) }
+                    case .cli:
+                        guard let cli else { continue }
+                        let ids = try await cli.startAndWait(units, memory: "128m")
+                        let time = clock.now - start
+                        for id in ids { try await client.removeContainer(id, force: true) }
+                        // The first round warms the engine, the page cache and the user's networks for all.
+                        if round > 0 { seeds.append(time) }
+                    }
                 }
             }
+            // The manager's own check of each of these logins (the first was the warm-up round's).
+            let checks = Array(cluster.passwordChecks(of: user).suffix(berth.count))
+            guard checks.count == berth.count else {
+                throw BenchError("the manager's log has \(checks.count) password checks of \(user) for \(berth.count) logins")
+            }
+            allChecks += checks
             let floorStats = Stats(floor), berthStats = Stats(berth)
             let label = "\(count) unit\(count == 1 ? "" : "s")"
             table.row(["\(label): raw HTTP create + start + health, in parallel (floor)", floorStats.medianText, floorStats.p90Text, "1.00"])
-            let withoutKDF = Stats(berth.map { $0 - kdfStats.median })
+            let withoutKDF = zip(berth, checks).map { $0 - $1 }
             table.row(["\(label): berth login → every unit ready", berthStats.medianText, berthStats.p90Text,
-                       "\(ratio(berthStats, floorStats)) (\(ratio(withoutKDF, floorStats)) less the password check)"])
+                       "\(pairedRatio(berth, over: floor)) (\(pairedRatio(withoutKDF, over: floor)) less the password check)"])
             if !seeds.isEmpty {
                 let seedStats = Stats(seeds)
-                table.row(["\(label): docker run -d per unit, one after another, then wait (the seeds' raq_start.sh)", seedStats.medianText, seedStats.p90Text, ratio(seedStats, floorStats)])
+                table.row(["\(label): docker run -d per unit, one after another, then wait (the seeds' raq_start.sh)", seedStats.medianText, seedStats.p90Text, pairedRatio(seeds, over: floor)])
             }
         }
-        table.row(["password check alone (scrypt N=2^14, r=8, p=1)", kdfStats.medianText, kdfStats.p90Text, "—"])
+        let checkStats = Stats(allChecks)
+        table.row(["the manager's password check in these logins (scrypt N=2^14, r=8, p=1)", checkStats.medianText, checkStats.p90Text, "—"])
         report.section(table, note: """
-            \(logins) logins per row (after one warm-up round), the three ways alternating. 2 units are one per agent, \
-            4 units two per agent. Berth's time runs from the login request to the manager's `done`: password check, \
+            \(logins) logins per row after one warm-up round. Each round runs the three ways once, each after a 300 ms \
+            pause that lets the engine finish the previous removal, in an order that turns from round to round; \
+            "× floor" is the median of each round's time over that round's floor, so a drift of the engine's speed \
+            during the run cancels out. 2 units are one per agent, \
+            4 units two per agent. "Less the password check" takes each login's own check, as the manager logs it \
+            (`check_ms`), off that login's time. Berth's time runs from the login request to the manager's `done`: password check, \
             home folders, port checks, create, start, and the agents' readiness probes, for all units in parallel. \
             The floor and the docker CLI create the same containers as Berth (image, command, limits, mounts, port \
             binding, the user's network, PIDs limit, no-new-privileges); the floor waits for each unit's health \
