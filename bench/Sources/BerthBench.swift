@@ -18,6 +18,9 @@ struct BerthBench: AsyncParsableCommand {
     @Option(help: "Requests per client per latency row.")
     var requests = 2000
 
+    /// Rounds of the latency table: each runs every client once, so the engine's drift cancels out.
+    static let latencyRounds = 10
+
     @Option(help: "Full container lifecycles per client.")
     var lifecycles = 12
 
@@ -96,7 +99,7 @@ struct BerthBench: AsyncParsableCommand {
                                      typed: { _ = try await client.listContainers(all: true) })
             try await bench.remove(created)
         }
-        report.section(latency, note: "Median of \(requests) sequential requests per client (\(requests / 2) for the calls 1 ms apart, where each waits 1 ms, untimed, after the one before), interleaved in rounds. EngineAPI goes through the pooled libcurl transport (worker thread hop and async resume included); the floor is one persistent blocking socket with hand-written HTTP. EngineAPI polls the socket for up to \(Transport.defaultBusyPoll.nanoseconds / 1000) µs before it sleeps for an answer; the floor's second row does the same, and the row with the busy poll off shows what it gains. \"libcurl alone\" is a bare `curl_easy_perform` loop (which sleeps at once): what any libcurl client pays at least.")
+        report.section(latency, note: "Median of \(requests) sequential requests per client (\(requests / 2) for the calls 1 ms apart, where each waits 1 ms, untimed, after the one before), in \(Self.latencyRounds) rounds; each round runs every client once, in an order that turns from round to round, and \"× floor\" is the median of the rounds' ratios (a client's median over the floor's in the same round), so a drift of the engine's speed during the run cancels out (docker-py and the CLI, timed apart, against the floor's overall median). EngineAPI goes through the pooled libcurl transport (worker thread hop and async resume included); the floor is one persistent blocking socket with hand-written HTTP. EngineAPI polls the socket for up to \(Transport.defaultBusyPoll.nanoseconds / 1000) µs before it sleeps for an answer; the floor's second row does the same, and the row with the busy poll off shows what it gains. \"libcurl alone\" is a bare `curl_easy_perform` loop (which sleeps at once): what any libcurl client pays at least.")
 
         var lifecycle = Table(columns: ["lifecycle", "client", "median", "p90", "× floor"])
         var floorTimes: [Duration] = []
@@ -154,7 +157,7 @@ struct BerthBench: AsyncParsableCommand {
         into table: inout Table, call: String, raw: RawHTTP, client: DockerClient, rawTarget: String,
         engineRequest: HTTPRequest, cli: [String]?, python: String?, typed: (() async throws -> Void)? = nil, apart: Duration = .zero
     ) async throws {
-        let rounds = 5
+        let rounds = Self.latencyRounds
         let perRound = max(1, (apart > .zero ? requests / 2 : requests) / rounds)
         let curl = try CurlAlone(socketPath: socket, target: rawTarget)
         let spinningRaw = try RawHTTP(socketPath: socket, busyPoll: Transport.defaultBusyPoll)
@@ -198,16 +201,26 @@ struct BerthBench: AsyncParsableCommand {
             _ = try await client.transport.send(engineRequest)
             _ = try await sleepingTransport.send(engineRequest)
         }
+        // Every client once per round, in an order that turns from round to round; a client's
+        // ratio is the median of its round medians over the floor's of the same round, so the
+        // engine's drift during the run (a tenth or more here) falls out.
         var times = Array(repeating: [Duration](), count: clients.count)
-        for _ in 0..<rounds {
-            for (index, measured) in clients.enumerated() {
-                times[index] += try await measured.measure()
+        var roundMedians = Array(repeating: [Duration](), count: clients.count)
+        for round in 0..<rounds {
+            for step in 0..<clients.count {
+                let index = (step + round) % clients.count
+                let measured = try await clients[index].measure()
+                times[index] += measured
+                roundMedians[index].append(Stats(measured).median)
             }
         }
         let floor = Stats(times[0])
         for (index, measured) in clients.enumerated() {
             let stats = Stats(times[index])
-            table.row([index == 0 ? call : "", measured.name, stats.medianText, stats.p90Text, index == 0 ? "1.00" : ratio(stats, floor)])
+            table.row([
+                index == 0 ? call : "", measured.name, stats.medianText, stats.p90Text,
+                index == 0 ? "1.00" : pairedRatio(roundMedians[index], over: roundMedians[0]),
+            ])
         }
         if let python, let pythonStats = try? pythonLatency(python) {
             table.row(["", "docker-py", pythonStats.medianText, pythonStats.p90Text, ratio(pythonStats, floor)])

@@ -22,6 +22,11 @@ final class CurlHandles: @unchecked Sendable {
     /// from one waking up, and on a small machine the CPU a poll takes is CPU the engine then
     /// lacks (listing 10 containers, ~0.85 ms, measured up to 10 % slower with the poll).
     private var answersComeQuickly = true
+    /// Transfers since this worker last polled. An answer waited for asleep includes the wake-up,
+    /// so it alone cannot show that answers come quickly again: every `probeEvery`-th transfer
+    /// polls anyway and finds out.
+    private var transfersWithoutPoll = 0
+    static let probeEvery = 8
 
     init?() {
         guard let easy = curl_easy_init() else { return nil }
@@ -41,7 +46,8 @@ final class CurlHandles: @unchecked Sendable {
 
     /// Runs the transfer set up on `easy` to its end, as `curl_easy_perform` does, except for how
     /// it waits for the answer: polling the socket for up to `busyPoll` first (while answers come
-    /// quickly; see `answersComeQuickly`), and sleeping only after that. A local engine answers a
+    /// quickly, and every `probeEvery`-th transfer otherwise; see `answersComeQuickly`), and
+    /// sleeping only after that. A local engine answers a
     /// small request within some tens of microseconds, and a thread that went to sleep for it
     /// takes about as long again to wake on a virtual machine; the busy poll costs at most
     /// `busyPoll` of CPU per transfer, however long the transfer runs.
@@ -49,7 +55,8 @@ final class CurlHandles: @unchecked Sendable {
         guard curl_multi_add_handle(multi, easy) == CURLM_OK else { return CURLE_FAILED_INIT }
         defer { curl_multi_remove_handle(multi, easy) }
         let clock = ContinuousClock()
-        var pollLeft = answersComeQuickly ? busyPoll : .zero
+        let polls = answersComeQuickly || transfersWithoutPoll + 1 >= Self.probeEvery
+        var pollLeft = polls ? busyPoll : .zero
         // Time spent waiting for the socket, polling or asleep (which includes waking up).
         var waited = Duration.zero
         var running: Int32 = 1
@@ -75,6 +82,7 @@ final class CurlHandles: @unchecked Sendable {
             waited += clock.now - start
         }
         answersComeQuickly = waited <= busyPoll * 2
+        transfersWithoutPoll = polls ? 0 : transfersWithoutPoll + 1
         var queued: Int32 = 0
         while let message = curl_multi_info_read(multi, &queued) {
             if message.pointee.msg == CURLMSG_DONE { return message.pointee.data.result }
