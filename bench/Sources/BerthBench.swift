@@ -207,8 +207,7 @@ struct BerthBench: AsyncParsableCommand {
         var times = Array(repeating: [Duration](), count: clients.count)
         var roundMedians = Array(repeating: [Duration](), count: clients.count)
         for round in 0..<rounds {
-            for step in 0..<clients.count {
-                let index = (step + round) % clients.count
+            for index in turnedOrder(clients.count, round: round) {
                 let measured = try await clients[index].measure()
                 times[index] += measured
                 roundMedians[index].append(Stats(measured).median)
@@ -301,6 +300,12 @@ func timedCalls(_ name: String, count: Int, apart: Duration, _ call: () async th
 
 func ratio(_ value: Stats, _ floor: Stats) -> String {
     String(format: "%.2f", Double(value.median.nanoseconds) / Double(max(1, floor.median.nanoseconds)))
+}
+
+/// The indices 0..<count starting at `round` and wrapping around: run in this order, no way
+/// always follows the same one.
+func turnedOrder(_ count: Int, round: Int) -> [Int] {
+    (0..<count).map { ($0 + round) % count }
 }
 
 /// The median over paired samples (the same round of a run) of `values[i] / floors[i]`.

@@ -93,7 +93,7 @@ struct ClusterSections {
                 // round, so no way always follows the same one. Berth comes first in the warm-up
                 // round: its first login creates the user's networks, which the other two use.
                 let ways = Way.allCases
-                for way in ways.indices.map({ ways[($0 + round) % ways.count] }) {
+                for way in turnedOrder(ways.count, round: round).map({ ways[$0] }) {
                     try await settle()
                     let start = clock.now
                     switch way {

@@ -47,10 +47,10 @@ final class CurlHandles: @unchecked Sendable {
     /// Runs the transfer set up on `easy` to its end, as `curl_easy_perform` does, except for how
     /// it waits for the answer: polling the socket for up to `busyPoll` first (while answers come
     /// quickly, and every `probeEvery`-th transfer otherwise; see `answersComeQuickly`), and
-    /// sleeping only after that. A local engine answers a
-    /// small request within some tens of microseconds, and a thread that went to sleep for it
-    /// takes about as long again to wake on a virtual machine; the busy poll costs at most
-    /// `busyPoll` of CPU per transfer, however long the transfer runs.
+    /// sleeping only after that. A local engine answers a small request within some tens of
+    /// microseconds, and a thread that went to sleep for it takes about as long again to wake on
+    /// a virtual machine; the busy poll costs at most `busyPoll` of CPU per transfer, however long
+    /// the transfer runs.
     func perform(busyPoll: Duration) -> CURLcode {
         guard curl_multi_add_handle(multi, easy) == CURLM_OK else { return CURLE_FAILED_INIT }
         defer { curl_multi_remove_handle(multi, easy) }
