@@ -62,9 +62,9 @@ enum AgentServer {
         }
         units.post("units/stop") { request, _ in
             let stop = try await request.decodeJSON(StopUnitsRequest.self)
-            let removed = try await engineCall(service, metrics) { try await service.stop(stop) }
-            metrics.unitsRemoved.increment(by: Int64(removed.count))
-            return try jsonResponse(StopUnitsResponse(removed: removed))
+            let stopped = try await engineCall(service, metrics) { try await service.stop(stop) }
+            metrics.unitsRemoved.increment(by: Int64(stopped.removed.count))
+            return try jsonResponse(stopped)
         }
         units.get("units") { request, _ in
             let user = request.uri.queryParameters["user"].map(String.init)

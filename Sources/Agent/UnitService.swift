@@ -44,15 +44,14 @@ final class UnitService: Sendable {
     func start(_ request: StartUnitRequest, progress: (StartUnitEvent) async -> Void = { _ in }) async throws -> UnitStatus {
         let unit = request.unit
         let memory = try validate(request)
-        try prepareHome(request.home)
-        let owner = try homeOwner(request.home)
+        let account = try HomeFiles.prepare(home: request.home, homeRoot: config.homeRoot, account: request.account)
         let slot = try await admission.enter { place in await progress(StartUnitEvent(kind: .queued, place: place, slots: admission.limit)) }
         defer { slot.leave() }
         if slot.waited { await progress(StartUnitEvent(kind: .starting)) }
         let network = try await networks.ensure(user: request.user)
         let spec = UnitSpec(
             request: request, memory: memory, share: config.share, defaultImage: config.image,
-            hostLabel: hostLabel, network: network, owner: owner)
+            hostLabel: hostLabel, network: network, account: account)
 
         try await checkPortFree(unit, user: request.user)
 
@@ -113,9 +112,6 @@ final class UnitService: Sendable {
         guard request.unit.port != config.communicationPort else {
             throw AgentError("unit \(request.unit) uses the communication port")
         }
-        guard request.home.hasPrefix("/"), !request.home.split(separator: "/").contains("..") else {
-            throw AgentError("home \(request.home) must be an absolute path without ..")
-        }
         guard request.cpu >= 2 else { throw AgentError("CPU shares \(request.cpu) must be at least 2") }
         do {
             return try MemorySpec(parsing: request.memory)
@@ -137,29 +133,6 @@ final class UnitService: Sendable {
         default:
             "unit \(unit): \(error)"
         }
-    }
-
-    /// Creates the home and its `script/ data/ config/ logs/` when missing, owned like the home.
-    /// Several units of one user start at once, so "already exists" is success.
-    private func prepareHome(_ home: String) throws {
-        if mkdir(home, 0o750) != 0 && errno != EEXIST {
-            throw AgentError("cannot create home \(home): \(String(cString: strerror(errno)))")
-        }
-        let owner = try homeOwner(home)
-        for sub in ["script", "data", "config", "logs"] {
-            let path = home + "/" + sub
-            if mkdir(path, 0o755) == 0 {
-                chown(path, owner.uid, owner.gid)
-            } else if errno != EEXIST {
-                throw AgentError("cannot create \(path): \(String(cString: strerror(errno)))")
-            }
-        }
-    }
-
-    private func homeOwner(_ home: String) throws -> (uid: UInt32, gid: UInt32) {
-        var info = stat()
-        guard stat(home, &info) == 0 else { throw AgentError("home \(home) is not accessible: \(String(cString: strerror(errno)))") }
-        return (info.st_uid, info.st_gid)
     }
 
     /// Creates the unit's container. The common case costs one engine call: a container left
@@ -227,15 +200,16 @@ final class UnitService: Sendable {
 
     /// Removes the user's unit containers here (all, one session's, or the given units), saving
     /// each one's log into the home first.
-    func stop(_ request: StopUnitsRequest) async throws -> [HostPort] {
+    func stop(_ request: StopUnitsRequest) async throws -> StopUnitsResponse {
         var labels = ["\(UnitLabel.user)=\(request.user)", "\(UnitLabel.host)=\(hostLabel)"]
         if let session = request.session { labels.append("\(UnitLabel.session)=\(session)") }
         let containers = try await docker.listContainers(all: true, labels: labels)
         var removed: [HostPort] = []
+        var notes: [String] = []
         for container in containers {
             guard let unitText = container.labels?[UnitLabel.unit], let unit = HostPort(parsing: unitText) else { continue }
             if let only = request.units, !only.contains(unit) { continue }
-            if request.saveLogs { await saveLog(container: container, unit: unit) }
+            if request.saveLogs, let note = await saveLog(container: container, unit: unit, user: request.user) { notes.append(note) }
             do {
                 try await docker.removeContainer(container.id, force: true)
             } catch EngineError.notFound {}
@@ -246,31 +220,34 @@ final class UnitService: Sendable {
         if !removed.isEmpty {
             logger.info("units removed", metadata: ["user": "\(request.user)", "units": "\(removed.map(\.description))"])
         }
-        return removed.sorted()
+        return StopUnitsResponse(removed: removed.sorted(), notes: notes.isEmpty ? nil : notes)
     }
 
-    /// Writes the container's whole log to `<home>/logs/<ip>-<port>-<time>.log`, so it outlives the container.
-    private func saveLog(container: ContainerSummary, unit: HostPort) async {
+    /// Streams the container's log to `<home>/logs/<ip>-<port>-<time>.log`, so it outlives the
+    /// container; capped, keeping the newest part. A home whose `logs` is not a plain directory
+    /// gets nothing written through it: the log goes to the agent's own directory, and the stop's
+    /// answer says why, for the manager's audit.
+    private func saveLog(container: ContainerSummary, unit: HostPort, user: String) async -> String? {
         do {
             let inspect = try await docker.inspectContainer(container.id)
-            guard let home = inspect.mounts?.first(where: { $0.destination == "/app" })?.source else { return }
-            let directory = home + "/logs"
-            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            guard let home = inspect.mounts?.first(where: { $0.destination == "/app" })?.source else { return nil }
+            let owner = try inspect.config.user.map(UnixAccount.parse) ?? UnixAccount(uid: 0, gid: 0)
             let stamp = Date().iso8601.filter { $0 != ":" }
-            let path = "\(directory)/\(unit.host)-\(unit.port)-\(stamp).log"
-            var text = Data()
-            for try await frame in try await docker.logs(container.id, options: LogOptions(timestamps: true), tty: inspect.config.tty ?? false) {
-                text.append(frame.data)
-            }
-            guard FileManager.default.createFile(atPath: path, contents: text) else {
-                logger.warning("could not save a unit's log", metadata: ["unit": "\(unit)", "path": "\(path)"])
-                return
-            }
-            if let owner = try? homeOwner(home) { chown(path, owner.uid, owner.gid) }
+            let frames = try await docker.logs(container.id, options: LogOptions(timestamps: true), tty: inspect.config.tty ?? false)
+            let saved = try await HomeFiles.saveLog(
+                home: home, homeRoot: config.homeRoot, user: user, fileName: "\(unit.host)-\(unit.port)-\(stamp).log", owner: owner,
+                fallbackDirectory: config.logDirectory + "/units", cap: Self.savedLogCap, chunks: frames.map(\.data))
+            guard let reason = saved.fallbackReason else { return nil }
+            logger.notice("unit log saved outside the home", metadata: ["unit": "\(unit)", "user": "\(user)", "path": "\(saved.path)", "reason": "\(reason)"])
+            return "unit \(unit): log saved to \(saved.path), not the home: \(reason)"
         } catch {
             logger.warning("could not save a unit's log", metadata: ["unit": "\(unit)", "error": "\(error)"])
+            return "unit \(unit): log not saved: \(error)"
         }
     }
+
+    /// The newest 16 MiB of a unit's log are kept at logout; a user sizes the log.
+    static let savedLogCap = 16 << 20
 
     /// The unit containers this agent manages (labelled with its host), of one user or of all.
     func list(user: String?) async throws -> [UnitStatus] {

@@ -78,8 +78,10 @@ struct UnitTemplate: Sendable {
     }
 }
 
-/// Turns one unit of one user, the host's config and the template into the create body of
-/// SPEC §4.2. The template adds image, command, env and user; it cannot loosen what Berth sets.
+/// Turns one unit of one user, the host's config and the template into the create body of a unit
+/// container. The template is merged as raw JSON, so every field Berth does not set reaches Docker
+/// as written; what Berth sets (limits, mounts, ports, network, account, confinement) replaces the
+/// template's value under any spelling of its key, since Docker reads keys case-insensitively.
 struct UnitSpec: Sendable {
     let request: StartUnitRequest
     let memory: MemorySpec
@@ -87,10 +89,15 @@ struct UnitSpec: Sendable {
     let defaultImage: String
     let hostLabel: String
     let network: String
-    /// The home's owner, who the container runs as unless the template names a user.
-    let owner: (uid: UInt32, gid: UInt32)
+    /// Who the container runs as: the user's `<Uid>`, else the home's owner. A template may name
+    /// root instead only where the host's policy allows it (checked when the template is loaded).
+    let account: UnixAccount
 
     static let defaultPidsLimit: Int64 = 1024
+    /// Docker's json-file log of a unit: at most `logFiles` files of `logFileSize` each, so a
+    /// unit that writes without end fills no disk.
+    static let logFileSize = "10m"
+    static let logFiles = "3"
 
     var unit: HostPort { request.unit }
     var portSpec: String { "\(unit.port)/tcp" }
@@ -103,44 +110,58 @@ struct UnitSpec: Sendable {
     /// must own its networks as it owns its containers.
     static func networkName(user: String, agent: HostPort) -> String { "berth-\(user)-\(agent.host)-\(agent.port)" }
 
-    func createBody(template: UnitTemplate) throws -> ContainerConfig {
-        var config = try template.render([
+    func createBody(template: UnitTemplate) throws -> [String: JSONValue] {
+        var body = try template.render([
             "user": request.user, "ip": unit.host, "port": String(unit.port),
             "memory": memory.dockerMemory, "newsize": memory.javaNewSize, "cpu": String(request.cpu),
         ])
-        config.image = config.image ?? defaultImage
-        config.user = config.user ?? "\(owner.uid):\(owner.gid)"
-        config.workingDir = config.workingDir ?? "/app"
-        config.tty = false
-        config.env = (config.env ?? []).filter { !$0.hasPrefix("BERTH_UNIT_SECRET=") } + ["BERTH_UNIT_SECRET=\(request.unitSecret)"]
-        var labels = config.labels ?? [:]
-        labels[UnitLabel.user] = request.user
-        labels[UnitLabel.unit] = unit.description
-        labels[UnitLabel.session] = request.session
-        labels[UnitLabel.host] = hostLabel
-        config.labels = labels
-        config.exposedPorts = [portSpec: EmptyObject()]
+        if body.value(forKey: "Image") == nil { body.set("Image", .string(defaultImage)) }
+        if body.value(forKey: "User") == nil { body.set("User", .string(account.description)) }
+        if body.value(forKey: "WorkingDir") == nil { body.set("WorkingDir", .string("/app")) }
+        body.set("Tty", .bool(false))
+        let env = body.value(forKey: "Env")?.strings.filter { !$0.hasPrefix("BERTH_UNIT_SECRET=") } ?? []
+        body.set("Env", .strings(env + ["BERTH_UNIT_SECRET=\(request.unitSecret)"]))
+        body.set("Labels", .object(labels(over: body.value(forKey: "Labels")?.objectValue ?? [:])))
+        body.set("ExposedPorts", .object([portSpec: .object([:])]))
+        body.set("HostConfig", .object(hostConfig(over: body.value(forKey: "HostConfig")?.objectValue ?? [:])))
+        body.remove("NetworkingConfig")
+        return body
+    }
 
-        var host = config.hostConfig ?? HostConfig()
-        host.memory = memory.limitBytes
-        host.cpuShares = request.cpu
-        host.`init` = true
-        let extraBinds = (host.binds ?? []).filter { bind in
+    private func labels(over template: [String: JSONValue]) -> [String: JSONValue] {
+        var labels = template
+        labels[UnitLabel.user] = .string(request.user)
+        labels[UnitLabel.unit] = .string(unit.description)
+        labels[UnitLabel.session] = .string(request.session)
+        labels[UnitLabel.host] = .string(hostLabel)
+        return labels
+    }
+
+    private func hostConfig(over template: [String: JSONValue]) -> [String: JSONValue] {
+        var host = template
+        host.set("Memory", .integer(memory.limitBytes))
+        host.set("CpuShares", .integer(Int64(request.cpu)))
+        host.set("Init", .bool(true))
+        host.set("Binds", .strings(["\(share):/share:ro", "\(request.home):/app"] + extraBinds(host.value(forKey: "Binds")?.strings ?? [])))
+        host.set("PortBindings", .object([portSpec: .array([.object(["HostIp": .string(unit.host), "HostPort": .string(String(unit.port))])])]))
+        host.set("PublishAllPorts", .bool(false))
+        host.set("NetworkMode", .string(network))
+        if host.value(forKey: "PidsLimit") == nil { host.set("PidsLimit", .integer(Self.defaultPidsLimit)) }
+        host.set("CapDrop", .strings(["ALL"]))
+        let security = host.value(forKey: "SecurityOpt")?.strings ?? []
+        host.set("SecurityOpt", .strings(security + ["no-new-privileges"]))
+        host.set("LogConfig", .object(["Type": .string("json-file"), "Config": .object(["max-size": .string(Self.logFileSize), "max-file": .string(Self.logFiles)])]))
+        host.set("RestartPolicy", .object(["Name": .string("no")]))
+        host.set("AutoRemove", .bool(false))
+        return host
+    }
+
+    /// The template's own binds, but none onto `/share` or `/app`, which are Berth's.
+    private func extraBinds(_ binds: [String]) -> [String] {
+        binds.filter { bind in
             let target = bind.split(separator: ":").dropFirst().first.map(String.init) ?? ""
             return !(target == "/share" || target.hasPrefix("/share/") || target == "/app" || target.hasPrefix("/app/"))
         }
-        host.binds = ["\(share):/share:ro", "\(request.home):/app"] + extraBinds
-        host.portBindings = [portSpec: [PortBinding(hostIp: unit.host, hostPort: String(unit.port))]]
-        host.networkMode = network
-        host.pidsLimit = host.pidsLimit ?? Self.defaultPidsLimit
-        var security = host.securityOpt ?? []
-        if !security.contains(where: { $0.hasPrefix("no-new-privileges") }) { security.append("no-new-privileges") }
-        host.securityOpt = security
-        host.restartPolicy = RestartPolicy.no
-        host.autoRemove = false
-        config.hostConfig = host
-        config.networkingConfig = nil
-        return config
     }
 }
 

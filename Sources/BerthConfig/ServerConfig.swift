@@ -4,6 +4,13 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A host's `docker_server.xml`: where its agent listens, the shared directory, whether it is the
 /// entry host, and how to reach the manager and the Docker engine.
@@ -33,6 +40,14 @@ public struct ServerConfig: Sendable, Equatable {
     /// further starts wait in line, and the logging-in user sees their place. An engine gets
     /// little faster in total past a few starts at once, so a line lets the first users in sooner.
     public var concurrentStarts: Int
+    /// `<HomeRoot>`: the agent accepts only homes strictly below this directory, and templates
+    /// may bind nothing from it. Nil accepts any absolute home but `/`.
+    public var homeRoot: String?
+    /// `<AllowRootUnits>true</AllowRootUnits>`: a template may set `"User"` to root. Off by
+    /// default: root in a unit owns every file it plants in the home, a host directory.
+    public var allowRootUnits: Bool
+    /// `<LogDir>`: the agent's own directory for unit logs that cannot be saved in a home safely.
+    public var logDirectory: String
 
     /// The port every host's agent listens on.
     public var communicationPort: Int { server.port }
@@ -46,6 +61,9 @@ public struct ServerConfig: Sendable, Equatable {
     /// core (see the README's Performance).
     public static let defaultConcurrentStarts = max(2, ProcessInfo.processInfo.activeProcessorCount)
     public static let concurrentStartsRange = 1...256
+    public static let defaultLogDirectory = "/var/log/berth"
+    /// A cluster secret shorter than this is guessable offline from one signed request.
+    public static let minimumSecretBytes = 32
 
     /// Builds a configuration directly (tests, tools); `load(path:)` is the validating way in.
     public init(
@@ -53,7 +71,8 @@ public struct ServerConfig: Sendable, Equatable {
         manager: HostPort? = nil, secretFile: String? = nil, image: String = ServerConfig.defaultImage,
         template: String? = nil, docker: String = ServerConfig.defaultDocker,
         readyTimeoutSeconds: Int = ServerConfig.defaultReadyTimeoutSeconds,
-        concurrentStarts: Int = ServerConfig.defaultConcurrentStarts
+        concurrentStarts: Int = ServerConfig.defaultConcurrentStarts, homeRoot: String? = nil, allowRootUnits: Bool = false,
+        logDirectory: String = ServerConfig.defaultLogDirectory
     ) {
         self.file = file
         self.server = server
@@ -66,10 +85,14 @@ public struct ServerConfig: Sendable, Equatable {
         self.docker = docker
         self.readyTimeoutSeconds = readyTimeoutSeconds
         self.concurrentStarts = concurrentStarts
+        self.homeRoot = homeRoot
+        self.allowRootUnits = allowRootUnits
+        self.logDirectory = logDirectory
     }
 
     static let elementNames = [
         "Server", "Share", "NodeType", "Manager", "Secret", "Image", "Template", "Docker", "ReadyTimeout", "ConcurrentStarts",
+        "HomeRoot", "AllowRootUnits", "LogDir",
     ]
 
     /// Loads and validates; returns the config only if there is no error (warnings allowed), plus every problem found.
@@ -116,7 +139,25 @@ public struct ServerConfig: Sendable, Equatable {
         guard !bytes.isEmpty else {
             throw ConfigError("secret \(path) is empty")
         }
+        guard bytes.count >= minimumSecretBytes else {
+            throw ConfigError("secret \(path) is \(bytes.count) bytes; use at least \(minimumSecretBytes) random bytes (head -c 32 /dev/urandom | base64 > \(path))")
+        }
+        try checkSecretMode(path)
         return bytes
+    }
+}
+
+extension ServerConfig {
+    /// Anyone who reads the secret can sign requests that agents obey as root.
+    static func checkSecretMode(_ path: String) throws(ConfigError) {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw ConfigError("secret \(path) is not readable: \(String(cString: strerror(errno)))")
+        }
+        let mode = info.st_mode & 0o777
+        guard mode & 0o077 == 0 else {
+            throw ConfigError("secret \(path) is open to other users (mode \(String(mode, radix: 8))); chmod 600 \(path)")
+        }
     }
 }
 
@@ -139,12 +180,16 @@ private struct ServerConfigReader {
         let docker = elements["Docker"].map { readDocker($0) } ?? ServerConfig.defaultDocker
         let readyTimeout = elements["ReadyTimeout"].map { readReadyTimeout($0) } ?? ServerConfig.defaultReadyTimeoutSeconds
         let concurrentStarts = elements["ConcurrentStarts"].map { readConcurrentStarts($0) } ?? ServerConfig.defaultConcurrentStarts
+        let homeRoot = elements["HomeRoot"].flatMap { readHomeRoot($0) }
+        let allowRootUnits = elements["AllowRootUnits"].map { readFlag($0) } ?? false
+        let logDirectory = elements["LogDir"].flatMap { readLogDirectory($0) } ?? ServerConfig.defaultLogDirectory
 
         guard let server, let share, let manager else { return nil }
         return ServerConfig(
             file: path, server: server, share: share, isManager: isManager, manager: manager,
             secretFile: secretFile, image: image, template: template, docker: docker,
-            readyTimeoutSeconds: readyTimeout, concurrentStarts: concurrentStarts)
+            readyTimeoutSeconds: readyTimeout, concurrentStarts: concurrentStarts, homeRoot: homeRoot,
+            allowRootUnits: allowRootUnits, logDirectory: logDirectory)
     }
 
     private mutating func readServer(_ element: LineXMLElement?) -> HostPort? {
@@ -297,5 +342,44 @@ private struct ServerConfigReader {
             return ServerConfig.defaultConcurrentStarts
         }
         return starts
+    }
+
+    /// Kept as written: homes are given below it in the same words. An agent resolves it (the
+    /// admin's symlinks) and follows nothing below it.
+    private mutating func readHomeRoot(_ element: LineXMLElement) -> String? {
+        var path = element.value
+        while path.count > 1, path.hasSuffix("/") { path.removeLast() }
+        guard path.hasPrefix("/"), !path.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else {
+            problems.error(line: element.line, "HomeRoot \"\(element.value)\": must be an absolute path without . or ..")
+            return nil
+        }
+        guard path != "/" else {
+            problems.error(line: element.line, "HomeRoot is /; give the directory that holds the users' homes, e.g. /opt/app")
+            return nil
+        }
+        var isDirectory = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory else {
+            problems.error(line: element.line, "HomeRoot \(path) is not an existing directory")
+            return nil
+        }
+        return path
+    }
+
+    private mutating func readFlag(_ element: LineXMLElement) -> Bool {
+        switch element.value {
+        case "true": return true
+        case "false": return false
+        default:
+            problems.error(line: element.line, "<\(element.name)> \"\(element.value)\": must be true or false")
+            return false
+        }
+    }
+
+    private mutating func readLogDirectory(_ element: LineXMLElement) -> String? {
+        guard element.value.hasPrefix("/") else {
+            problems.error(line: element.line, "LogDir \"\(element.value)\": must be an absolute path")
+            return nil
+        }
+        return element.value
     }
 }

@@ -25,6 +25,8 @@ public struct UserConfig: Sendable, Equatable {
     public var cpu: Int
     /// The host directory mounted read-write at `/app`.
     public var home: String
+    /// `<Uid>`: the account the units run as; nil runs them as the home's owner.
+    public var account: UnixAccount?
     /// In file order, which is the order `berth call` prints outputs in.
     public var units: [HostPort]
     /// The line of this user's `<User>`, for messages.
@@ -32,7 +34,7 @@ public struct UserConfig: Sendable, Equatable {
 
     public init(
         name: String, alias: String? = nil, password: Password, memory: MemorySpec, cpu: Int, home: String,
-        units: [HostPort], line: Int = 0
+        account: UnixAccount? = nil, units: [HostPort], line: Int = 0
     ) {
         self.name = name
         self.alias = alias
@@ -40,6 +42,7 @@ public struct UserConfig: Sendable, Equatable {
         self.memory = memory
         self.cpu = cpu
         self.home = home
+        self.account = account
         self.units = units
         self.line = line
     }
@@ -61,7 +64,7 @@ public struct UsersConfig: Sendable, Equatable {
         users.first { $0.name == name }
     }
 
-    static let elementNames = ["Name", "Alias", "Pwd", "PwdHash", "Memory", "CPU", "Home", "Unit"]
+    static let elementNames = ["Name", "Alias", "Pwd", "PwdHash", "Memory", "CPU", "Home", "Uid", "Unit"]
 
     /// Docker's own limit for `CpuShares`.
     static let maximumCPUShares = 262_144
@@ -94,6 +97,8 @@ private struct UsersConfigReader {
     /// The first user to claim each name and each unit, to name both in a clash.
     private var userLineByName: [String: Int] = [:]
     private var ownerByUnit: [HostPort: (user: String, line: Int)] = [:]
+    /// Every home read so far, to refuse one inside another.
+    private var homes: [(home: String, line: Int, subject: String)] = []
 
     init(server: ServerConfig?, problems: ConfigProblemList) {
         self.server = server
@@ -127,14 +132,15 @@ private struct UsersConfigReader {
         let password = readPassword(plain: elements["Pwd"], hash: elements["PwdHash"], user: user, subject: subject)
         let memory = required("Memory", in: elements, user: user, subject: subject).flatMap { readMemory($0) }
         let cpu = required("CPU", in: elements, user: user, subject: subject).flatMap { readCPU($0) }
-        let home = required("Home", in: elements, user: user, subject: subject).flatMap { readHome($0) }
+        let home = required("Home", in: elements, user: user, subject: subject).flatMap { readHome($0, subject: subject) }
+        let account = elements["Uid"].flatMap { readAccount($0, subject: subject) }
         let units = required("Unit", in: elements, user: user, subject: subject)
             .flatMap { readUnits($0, userName: name ?? elements["Name"]?.value ?? "(no name)", user: user, subject: subject) }
         let alias = elements["Alias"].map(\.value).flatMap { $0.isEmpty ? nil : $0 }
 
         guard let name, let password, let memory, let cpu, let home, let units else { return nil }
         return UserConfig(
-            name: name, alias: alias, password: password, memory: memory, cpu: cpu, home: home, units: units,
+            name: name, alias: alias, password: password, memory: memory, cpu: cpu, home: home, account: account, units: units,
             line: user.line)
     }
 
@@ -228,7 +234,7 @@ private struct UsersConfigReader {
     }
 
     /// A `..` could step out of the directory the admin meant to give, onto another user's home.
-    private mutating func readHome(_ element: LineXMLElement) -> String? {
+    private mutating func readHome(_ element: LineXMLElement, subject: String) -> String? {
         let home = element.value
         guard home.hasPrefix("/") else {
             problems.error(line: element.line, "home \"\(home)\": must be an absolute path")
@@ -242,7 +248,43 @@ private struct UsersConfigReader {
             problems.error(line: element.line, "home \"\(home)\": must be a directory below /, not / itself")
             return nil
         }
+        if let root = server?.homeRoot, !Self.path(home, isBelow: root) {
+            problems.error(line: element.line, "home \(home) is not below <HomeRoot> \(root); agents refuse it")
+            return nil
+        }
+        checkNesting(home, line: element.line, subject: subject)
         return home
+    }
+
+    /// Whether `path` lies strictly below `root`, component by component (`/opt/app2` is not below `/opt/app`).
+    static func path(_ path: String, isBelow root: String) -> Bool {
+        let inner = path.split(separator: "/"), outer = root.split(separator: "/")
+        return inner.count > outer.count && inner.starts(with: outer)
+    }
+
+    /// A home inside another user's home is a directory that user can rename and replace with a
+    /// symlink, which the engine would follow as root when it mounts the inner home.
+    private mutating func checkNesting(_ home: String, line: Int, subject: String) {
+        for other in homes where home == other.home || Self.path(home, isBelow: other.home) || Self.path(other.home, isBelow: home) {
+            problems.error(line: line,
+                "\(subject): home \(home) overlaps \(other.subject)'s home \(other.home) (line \(other.line)); give each user a directory of their own")
+        }
+        homes.append((home, line, subject))
+    }
+
+    private mutating func readAccount(_ element: LineXMLElement, subject: String) -> UnixAccount? {
+        let account: UnixAccount
+        do throws(ConfigError) {
+            account = try UnixAccount.parse(element.value)
+        } catch {
+            problems.error(line: element.line, "Uid \(error.message)")
+            return nil
+        }
+        guard !account.isRoot else {
+            problems.error(line: element.line, "\(subject): Uid \(account) is root's user or group; give the user's own account, e.g. 2001:2001")
+            return nil
+        }
+        return account
     }
 
     private mutating func readUnits(

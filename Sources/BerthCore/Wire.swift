@@ -25,16 +25,19 @@ public struct StartUnitRequest: Codable, Sendable {
     public var memory: String
     public var cpu: Int
     public var home: String
+    /// `<Uid>`: the account the unit runs as; nil runs it as the home's owner.
+    public var account: UnixAccount?
     /// Given to the unit's payload (`BERTH_UNIT_SECRET`): only the session's owner may call it.
     public var unitSecret: String
 
-    public init(user: String, session: String, unit: HostPort, memory: String, cpu: Int, home: String, unitSecret: String) {
+    public init(user: String, session: String, unit: HostPort, memory: String, cpu: Int, home: String, account: UnixAccount? = nil, unitSecret: String) {
         self.user = user
         self.session = session
         self.unit = unit
         self.memory = memory
         self.cpu = cpu
         self.home = home
+        self.account = account
         self.unitSecret = unitSecret
     }
 }
@@ -89,9 +92,12 @@ public struct StopUnitsRequest: Codable, Sendable {
 
 public struct StopUnitsResponse: Codable, Sendable {
     public var removed: [HostPort]
+    /// What the manager's audit should hear: a unit log saved outside its home, and why.
+    public var notes: [String]?
 
-    public init(removed: [HostPort]) {
+    public init(removed: [HostPort], notes: [String]? = nil) {
         self.removed = removed
+        self.notes = notes
     }
 }
 

@@ -7,9 +7,15 @@ import Foundation
 extension DockerClient {
     /// `POST /containers/create`.
     public func createContainer(name: String? = nil, config: ContainerConfig) async throws -> ContainerCreateResponse {
+        try await createContainer(name: name, body: config)
+    }
+
+    /// `POST /containers/create` with any encodable body, e.g. an admin's template merged as raw
+    /// JSON, whose fields Berth's model does not know.
+    public func createContainer(name: String? = nil, body: some Encodable) async throws -> ContainerCreateResponse {
         var query = Query()
         query.add("name", name)
-        let response = try await request("POST", "/containers/create", query: query.items, body: try EngineJSON.body(config))
+        let response = try await request("POST", "/containers/create", query: query.items, body: try EngineJSON.body(body))
         return try decode(ContainerCreateResponse.self, from: response)
     }
 

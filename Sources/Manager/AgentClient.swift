@@ -69,8 +69,8 @@ struct AgentClient: Sendable {
         }
     }
 
-    func stop(_ request: StopUnitsRequest) async throws -> [HostPort] {
-        try await client.call("POST", "/v1/units/stop", body: request, timeout: .seconds(120), as: StopUnitsResponse.self).removed
+    func stop(_ request: StopUnitsRequest) async throws -> StopUnitsResponse {
+        try await client.call("POST", "/v1/units/stop", body: request, timeout: .seconds(120), as: StopUnitsResponse.self)
     }
 
     func list(user: String?) async throws -> [UnitStatus] {

@@ -158,7 +158,7 @@ final class Coordinator: Sendable {
                     group.addTask {
                         let request = StartUnitRequest(
                             user: user.name, session: session, unit: unit, memory: user.memory.text, cpu: user.cpu, home: user.home,
-                            unitSecret: unitSecret)
+                            account: user.account, unitSecret: unitSecret)
                         let clock = ContinuousClock()
                         let started = clock.now
                         do {
@@ -207,7 +207,7 @@ final class Coordinator: Sendable {
     @discardableResult
     func stopUnits(of session: Session, saveLogs: Bool = true) async throws -> [HostPort] {
         let groups = planner.byHost(session.units)
-        let results = await withTaskGroup(of: Result<[HostPort], any Error>.self) { group in
+        let results = await withTaskGroup(of: Result<StopUnitsResponse, any Error>.self) { group in
             for (agent, _) in groups {
                 group.addTask {
                     do {
@@ -217,7 +217,7 @@ final class Coordinator: Sendable {
                     }
                 }
             }
-            var all: [Result<[HostPort], any Error>] = []
+            var all: [Result<StopUnitsResponse, any Error>] = []
             for await result in group { all.append(result) }
             return all
         }
@@ -225,7 +225,9 @@ final class Coordinator: Sendable {
         var problems: [String] = []
         for result in results {
             switch result {
-            case .success(let units): removed += units
+            case .success(let stopped):
+                removed += stopped.removed
+                for note in stopped.notes ?? [] { await audit.record("unit.log_not_in_home", user: session.user, detail: note) }
             case .failure(let error): problems.append("\(error)")
             }
         }

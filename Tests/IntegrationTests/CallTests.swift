@@ -28,6 +28,7 @@ final class CallTests {
         try Self.write(home + "/script/header.sh", #"echo "H$BERTH_PART"; echo row"#)
         try Self.write(home + "/data/outside.sh", "echo escaped")
         try FileManager.default.createSymbolicLink(atPath: home + "/script/link.sh", withDestinationPath: "/app/data/outside.sh")
+        try cluster.handHomeToUser("aaa")
         let login = try await cluster.login("aaa")
         #expect(login.status == 0, "\(login.stderr)")
     }

@@ -44,9 +44,10 @@ final class ClusterFixture: @unchecked Sendable {
     private var agents: [String: Process] = [:]
 
     /// `concurrentStarts` is the agents' `<ConcurrentStarts>`; nil leaves it out (Berth's default).
+    /// `templateFields` are more fields of the banner template's JSON object, each with a leading comma.
     init(
         payload: Payload = .bannerTemplate, users userHosts: [(String, [String])]? = nil, engineBehindProxy proxiedHost: String? = nil,
-        concurrentStarts: Int? = nil
+        concurrentStarts: Int? = nil, templateFields: String = ""
     ) async throws {
         let client = try await DockerTestSupport.ready()
         if payload == .berthUnit, (try? await client.inspectImage("berth-unit:latest")) == nil {
@@ -68,7 +69,7 @@ final class ClusterFixture: @unchecked Sendable {
         case .bannerTemplate:
             try """
             {"Image": "\(DockerTestSupport.image)",
-             "Cmd": ["nc", "-ll", "-p", "{{port}}", "-e", "echo", "unit {{user}} {{ip}}:{{port}} memory {{memory}}"]}
+             "Cmd": ["nc", "-ll", "-p", "{{port}}", "-e", "echo", "unit {{user}} {{ip}}:{{port}} memory {{memory}}"]\(templateFields)}
             """.write(toFile: root + "/unit.json", atomically: true, encoding: .utf8)
         case .slowBannerTemplate(let seconds, let host):
             let wait = host.map { "[ {{ip}} != \($0) ] || sleep \(seconds)" } ?? "sleep \(seconds)"
@@ -88,9 +89,14 @@ final class ClusterFixture: @unchecked Sendable {
         self.units = units
         let hash = try PasswordHash.make(Self.password)
         var usersXML = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Users>\n"
+        // The homes' folder is passable by the units' accounts, as /opt/app would be.
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: root)
         for (user, list) in units.sorted(by: { $0.key < $1.key }) {
             let home = root + "/home/" + user
             try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+            // Units run as the home's owner: each user has an account of their own.
+            let account = Self.account(user)
+            chown(home, account.uid, account.gid)
             usersXML += """
                   <User>
                     <Name>\(user)</Name>
@@ -118,6 +124,8 @@ final class ClusterFixture: @unchecked Sendable {
                   \(template.map { "<Template>\($0)</Template>" } ?? "")
                   \(host == proxiedHost ? "<Docker>unix://\(root)/engine-\(host).sock</Docker>" : "")
                   <ReadyTimeout>20</ReadyTimeout>
+                  <HomeRoot>\(root)/home</HomeRoot>
+                  <LogDir>\(root)/agent-logs</LogDir>
                   \(concurrentStarts.map { "<ConcurrentStarts>\($0)</ConcurrentStarts>" } ?? "")
                 </Config>
                 """.write(toFile: root + "/docker_server_\(host).xml", atomically: true, encoding: .utf8)
@@ -142,6 +150,18 @@ final class ClusterFixture: @unchecked Sendable {
     }
 
     func home(_ user: String) -> String { root + "/home/" + user }
+
+    /// The account that owns a user's home and that the user's units run as: one per name.
+    static func account(_ user: String) -> UnixAccount {
+        let id = 20_000 + UInt32(user.utf8.reduce(0) { ($0 &* 31 &+ UInt32($1)) % 10_000 })
+        return UnixAccount(uid: id, gid: id)
+    }
+
+    /// Hands what a test wrote into a home (as root) to the user, as the user's own uploads would be.
+    func handHomeToUser(_ user: String) throws {
+        let account = Self.account(user)
+        try DockerTestSupport.run("/bin/chown", ["-R", account.description, home(user)])
+    }
 
     private var manager: Process?
 

@@ -119,6 +119,12 @@ enum DockerTestSupport {
     }
 
     /// Ids of the containers carrying `label` (`key=value`), blocking.
+    /// `docker inspect` as the engine writes it, every field, for fields Berth has no model of.
+    static func inspectRaw(_ id: String) async throws -> [String: Any] {
+        let text = try await Background.run { curlSync(["http://docker/containers/\(id)/json"]) }
+        return try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
+    }
+
     static func containerIDsSync(label: String) -> [String] {
         let filters = EngineJSONFilters.encode(["label": [label]])
         let answer = curlSync(["-G", "http://docker/containers/json", "--data-urlencode", "all=1", "--data-urlencode", "filters=\(filters)"])

@@ -144,10 +144,19 @@ public struct EngineInfo: Codable, Sendable {
     public var cgroupVersion: String?
     public var cgroupDriver: String?
     public var operatingSystem: String?
+    /// `name=seccomp,profile=builtin`, `name=userns`, …
+    public var securityOptions: [String]?
+
+    /// The engine runs containers in a user namespace (`userns-remap`): root in a container is an
+    /// unprivileged user on the host.
+    public var remapsUsers: Bool {
+        securityOptions?.contains { $0.split(separator: ",").contains("name=userns") } ?? false
+    }
 
     enum CodingKeys: String, CodingKey {
         case id = "iD"
         case name, serverVersion, containers, containersRunning, images, memTotal, cgroupVersion, cgroupDriver, operatingSystem
+        case securityOptions
         case nCPU = "nCPU"
     }
 }
