@@ -21,14 +21,18 @@ final class UnitService: Sendable {
     let docker: DockerClient
     let config: ServerConfig
     let template: UnitTemplate
+    /// What the template may set here; each start checks its own render against it, since a
+    /// placeholder's value is known only then.
+    let policy: TemplatePolicy
     let logger: Logger
     let networks: UserNetworks
     let admission: StartAdmission
 
-    init(docker: DockerClient, config: ServerConfig, template: UnitTemplate, logger: Logger) {
+    init(docker: DockerClient, config: ServerConfig, template: UnitTemplate, policy: TemplatePolicy, logger: Logger) {
         self.docker = docker
         self.config = config
         self.template = template
+        self.policy = policy
         self.logger = logger
         self.networks = UserNetworks(docker: docker, agent: config.server)
         self.admission = StartAdmission(limit: config.concurrentStarts)
@@ -55,7 +59,7 @@ final class UnitService: Sendable {
 
         try await checkPortFree(unit, user: request.user)
 
-        let body = try spec.createBody(template: template)
+        let body = try spec.createBody(template: template, policy: policy)
         let clock = ContinuousClock()
         let creating = clock.now
         var id = try await create(spec, body: body, user: request.user, unit: unit)
@@ -139,13 +143,13 @@ final class UnitService: Sendable {
     /// under the unit's name by an earlier session, or (on engines that check it here) a user
     /// network removed behind this agent's back, shows up as the create's refusal and is dealt
     /// with then, and the create tried again.
-    private func create(_ spec: UnitSpec, body: ContainerConfig, user: String, unit: HostPort) async throws -> String {
-        let image = body.image ?? config.image
+    private func create(_ spec: UnitSpec, body: [String: JSONValue], user: String, unit: HostPort) async throws -> String {
+        let image = body.value(ofField: "Image")?.stringValue ?? config.image
         var removedStale = false
         var renewedNetwork = false
         while true {
             do {
-                return try await docker.createContainer(name: spec.containerName, config: body).id
+                return try await docker.createContainer(name: spec.containerName, body: body).id
             } catch EngineError.conflict(let message, _, _) {
                 guard !removedStale else { throw AgentError("unit \(unit): \(message)") }
                 try await removeStale(named: spec.containerName, user: user, unit: unit)
@@ -231,7 +235,8 @@ final class UnitService: Sendable {
         do {
             let inspect = try await docker.inspectContainer(container.id)
             guard let home = inspect.mounts?.first(where: { $0.destination == "/app" })?.source else { return nil }
-            let owner = try inspect.config.user.map(UnixAccount.parse) ?? UnixAccount(uid: 0, gid: 0)
+            // The account the unit ran as; root only where the host allows root units.
+            let owner = inspect.config.user.flatMap { try? UnixAccount.parse($0) } ?? UnixAccount(uid: 0, gid: 0)
             let stamp = Date().iso8601.filter { $0 != ":" }
             let frames = try await docker.logs(container.id, options: LogOptions(timestamps: true), tty: inspect.config.tty ?? false)
             let saved = try await HomeFiles.saveLog(

@@ -38,12 +38,6 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw failure("\(error)")
         }
-        let template: UnitTemplate
-        do {
-            template = try server.template.map(UnitTemplate.load(path:)) ?? .builtIn
-        } catch {
-            throw failure("\(error)")
-        }
         var logger = Logger(label: "berth-agent")
         logger.logLevel = .info
         let endpoint: EngineEndpoint
@@ -53,13 +47,10 @@ struct Serve: AsyncParsableCommand {
             throw failure("\(server.file): <Docker>: \(error)")
         }
         let docker = DockerClient(endpoint: endpoint)
-        do {
-            try await docker.ping()
-        } catch {
-            // The agent still starts: it reports the engine as down and recovers when it returns.
-            logger.warning("Docker engine not answering yet", metadata: ["error": "\(error)"])
-        }
-        let service = UnitService(docker: docker, config: server, template: template, logger: logger)
+        let remapsUsers = await engineRemapsUsers(docker, logger: logger)
+        let template = try loadTemplate(server, engineRemapsUsers: remapsUsers)
+        let service = UnitService(
+            docker: docker, config: server, template: template, policy: server.templatePolicy(engineRemapsUsers: remapsUsers), logger: logger)
         let router = AgentServer.router(service: service, verifier: RequestVerifier(secret: secret))
         let sweeping = Task {
             while !Task.isCancelled {
@@ -79,6 +70,22 @@ struct Serve: AsyncParsableCommand {
             try await app.runService()
         } catch {
             throw failure("cannot serve on \(server.server): \(error)")
+        }
+    }
+
+    /// Whether the engine runs containers in a user namespace, from its `/info`. An engine not
+    /// answering yet counts as not remapping: the stricter policy.
+    private func engineRemapsUsers(_ docker: DockerClient, logger: Logger) async -> Bool {
+        do {
+            let remaps = try await docker.info().remapsUsers
+            if !remaps {
+                logger.notice("the engine does not remap users (userns-remap); units run as their users' own accounts, never root")
+            }
+            return remaps
+        } catch {
+            // The agent still starts: it reports the engine as down and recovers when it returns.
+            logger.warning("Docker engine not answering yet", metadata: ["error": "\(error)"])
+            return false
         }
     }
 }
