@@ -1,3 +1,4 @@
+import BerthConfig
 import BerthCore
 import EngineAPI
 #if canImport(FoundationEssentials)
@@ -12,71 +13,6 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-
-/// An admin's container template: a JSON fragment of a Docker create body with
-/// `{{user}} {{ip}} {{port}} {{memory}} {{newsize}} {{cpu}}` placeholders.
-struct UnitTemplate: Sendable {
-    static let placeholders = ["user", "ip", "port", "memory", "newsize", "cpu"]
-
-    /// Where it came from, for error messages.
-    let source: String
-    let text: String
-
-    /// The built-in default, the same as `Resources/templates/unit.json`.
-    static let builtIn = UnitTemplate(source: "built-in unit template", text: """
-        {
-          "Image": "berth-unit:latest",
-          "Cmd": ["/bin/berth-unit", "serve", "--port", "{{port}}"],
-          "Env": ["BERTH_USER={{user}}", "BERTH_UNIT={{ip}}:{{port}}", "BERTH_CPU_SHARES={{cpu}}"]
-        }
-        """)
-
-    /// Reads and checks a template file: valid JSON, a create body, no unknown placeholders.
-    static func load(path: String) throws -> UnitTemplate {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw AgentError("template \(path) is not readable")
-        }
-        let template = UnitTemplate(source: path, text: String(decoding: data, as: UTF8.self))
-        _ = try template.render(["user": "check", "ip": "127.0.0.1", "port": "1", "memory": "4m", "newsize": "2m", "cpu": "2"])
-        return template
-    }
-
-    /// Where the first `{{` is (JSON itself never has two `{` in a row outside a string).
-    private static func firstPlaceholderStart(in text: Substring) -> Substring.Index? {
-        var index = text.startIndex
-        while let open = text[index...].firstIndex(of: "{") {
-            let next = text.index(after: open)
-            if next < text.endIndex && text[next] == "{" { return open }
-            index = next
-        }
-        return nil
-    }
-
-    func render(_ values: [String: String]) throws -> ContainerConfig {
-        let known = "known: " + Self.placeholders.map { "{{\($0)}}" }.joined(separator: " ")
-        var text = ""
-        var rest = self.text[...]
-        while let open = Self.firstPlaceholderStart(in: rest) {
-            text += rest[..<open]
-            let inside = rest[rest.index(open, offsetBy: 2)...]
-            guard let close = inside.firstIndex(of: "}"), inside[close...].hasPrefix("}}") else {
-                throw AgentError("\(source): unknown placeholder \(rest[open...].prefix(40)); \(known)")
-            }
-            let name = String(inside[..<close])
-            guard Self.placeholders.contains(name) else {
-                throw AgentError("\(source): unknown placeholder {{\(name)}}; \(known)")
-            }
-            text += values[name] ?? ""
-            rest = inside[inside.index(close, offsetBy: 2)...]
-        }
-        text += rest
-        do {
-            return try EngineJSON.decoder.decode(ContainerConfig.self, from: Data(text.utf8))
-        } catch {
-            throw AgentError("\(source): not a Docker create body: \(error)")
-        }
-    }
-}
 
 /// Turns one unit of one user, the host's config and the template into the create body of a unit
 /// container. The template is merged as raw JSON, so every field Berth does not set reaches Docker
@@ -110,21 +46,29 @@ struct UnitSpec: Sendable {
     /// must own its networks as it owns its containers.
     static func networkName(user: String, agent: HostPort) -> String { "berth-\(user)-\(agent.host)-\(agent.port)" }
 
-    func createBody(template: UnitTemplate) throws -> [String: JSONValue] {
+    /// The template rendered for this unit, checked against `policy` (a placeholder's value is
+    /// known only now), with Berth's settings merged over it.
+    func createBody(template: UnitTemplate, policy: TemplatePolicy) throws -> [String: JSONValue] {
         var body = try template.render([
             "user": request.user, "ip": unit.host, "port": String(unit.port),
             "memory": memory.dockerMemory, "newsize": memory.javaNewSize, "cpu": String(request.cpu),
         ])
-        if body.value(forKey: "Image") == nil { body.set("Image", .string(defaultImage)) }
-        if body.value(forKey: "User") == nil { body.set("User", .string(account.description)) }
-        if body.value(forKey: "WorkingDir") == nil { body.set("WorkingDir", .string("/app")) }
-        body.set("Tty", .bool(false))
-        let env = body.value(forKey: "Env")?.strings.filter { !$0.hasPrefix("BERTH_UNIT_SECRET=") } ?? []
-        body.set("Env", .strings(env + ["BERTH_UNIT_SECRET=\(request.unitSecret)"]))
-        body.set("Labels", .object(labels(over: body.value(forKey: "Labels")?.objectValue ?? [:])))
-        body.set("ExposedPorts", .object([portSpec: .object([:])]))
-        body.set("HostConfig", .object(hostConfig(over: body.value(forKey: "HostConfig")?.objectValue ?? [:])))
-        body.remove("NetworkingConfig")
+        var policy = policy
+        policy.homes.append(request.home)
+        let refused = UnitTemplate.problems(in: body, policy).filter { !$0.isWarning }
+        guard refused.isEmpty else {
+            throw AgentError("unit \(unit): template \(template.source) refused: \(refused.map(\.description).joined(separator: "; "))")
+        }
+        if body.members(matching: "Image").isEmpty { body.setField("Image", to: .string(defaultImage)) }
+        if body.members(matching: "User").isEmpty { body.setField("User", to: .string(account.description)) }
+        if body.members(matching: "WorkingDir").isEmpty { body.setField("WorkingDir", to: "/app") }
+        body.setField("Tty", to: false)
+        let env = Self.strings(body.value(ofField: "Env")).filter { !$0.hasPrefix("BERTH_UNIT_SECRET=") && $0 != "BERTH_UNIT_SECRET" }
+        body.setField("Env", to: Self.array(env + ["BERTH_UNIT_SECRET=\(request.unitSecret)"]))
+        body.setField("Labels", to: .object(labels(over: body.value(ofField: "Labels")?.objectValue ?? [:])))
+        body.setField("ExposedPorts", to: [portSpec: [:]])
+        body.setField("HostConfig", to: .object(hostConfig(over: body.value(ofField: "HostConfig")?.objectValue ?? [:])))
+        body.setField("NetworkingConfig", to: nil)
         return body
     }
 
@@ -139,29 +83,42 @@ struct UnitSpec: Sendable {
 
     private func hostConfig(over template: [String: JSONValue]) -> [String: JSONValue] {
         var host = template
-        host.set("Memory", .integer(memory.limitBytes))
-        host.set("CpuShares", .integer(Int64(request.cpu)))
-        host.set("Init", .bool(true))
-        host.set("Binds", .strings(["\(share):/share:ro", "\(request.home):/app"] + extraBinds(host.value(forKey: "Binds")?.strings ?? [])))
-        host.set("PortBindings", .object([portSpec: .array([.object(["HostIp": .string(unit.host), "HostPort": .string(String(unit.port))])])]))
-        host.set("PublishAllPorts", .bool(false))
-        host.set("NetworkMode", .string(network))
-        if host.value(forKey: "PidsLimit") == nil { host.set("PidsLimit", .integer(Self.defaultPidsLimit)) }
-        host.set("CapDrop", .strings(["ALL"]))
-        let security = host.value(forKey: "SecurityOpt")?.strings ?? []
-        host.set("SecurityOpt", .strings(security + ["no-new-privileges"]))
-        host.set("LogConfig", .object(["Type": .string("json-file"), "Config": .object(["max-size": .string(Self.logFileSize), "max-file": .string(Self.logFiles)])]))
-        host.set("RestartPolicy", .object(["Name": .string("no")]))
-        host.set("AutoRemove", .bool(false))
+        host.setField("Memory", to: .integer(memory.limitBytes))
+        host.setField("CpuShares", to: .integer(Int64(request.cpu)))
+        host.setField("Init", to: true)
+        let binds = ["\(share):/share:ro", "\(request.home):/app"] + Self.strings(host.value(ofField: "Binds")).filter { !Self.isBerths(target: Self.bindTarget($0)) }
+        host.setField("Binds", to: Self.array(binds))
+        if let mounts = host.value(ofField: "Mounts")?.arrayValue {
+            host.setField("Mounts", to: .array(mounts.filter { !Self.isBerths(target: $0.objectValue?.value(ofField: "Target")?.stringValue ?? "") }))
+        }
+        host.setField("PortBindings", to: [portSpec: [["HostIp": .string(unit.host), "HostPort": .string(String(unit.port))]]])
+        host.setField("PublishAllPorts", to: false)
+        host.setField("NetworkMode", to: .string(network))
+        if host.members(matching: "PidsLimit").isEmpty { host.setField("PidsLimit", to: .integer(Self.defaultPidsLimit)) }
+        host.setField("CapDrop", to: ["ALL"])
+        host.setField("SecurityOpt", to: Self.array(Self.strings(host.value(ofField: "SecurityOpt")) + ["no-new-privileges"]))
+        host.setField("LogConfig", to: ["Type": "json-file", "Config": ["max-size": .string(Self.logFileSize), "max-file": .string(Self.logFiles)]])
+        host.setField("RestartPolicy", to: ["Name": "no"])
+        host.setField("AutoRemove", to: false)
         return host
     }
 
-    /// The template's own binds, but none onto `/share` or `/app`, which are Berth's.
-    private func extraBinds(_ binds: [String]) -> [String] {
-        binds.filter { bind in
-            let target = bind.split(separator: ":").dropFirst().first.map(String.init) ?? ""
-            return !(target == "/share" || target.hasPrefix("/share/") || target == "/app" || target.hasPrefix("/app/"))
-        }
+    /// `/share` and `/app` and below are Berth's mounts; a template's bind or mount there is dropped.
+    private static func isBerths(target: String) -> Bool {
+        target == "/share" || target.hasPrefix("/share/") || target == "/app" || target.hasPrefix("/app/")
+    }
+
+    /// `SOURCE:TARGET[:OPTIONS]`'s target.
+    private static func bindTarget(_ bind: String) -> String {
+        bind.split(separator: ":").dropFirst().first.map(String.init) ?? ""
+    }
+
+    private static func strings(_ value: JSONValue?) -> [String] {
+        value?.arrayValue?.compactMap(\.stringValue) ?? []
+    }
+
+    private static func array(_ strings: [String]) -> JSONValue {
+        .array(strings.map { .string($0) })
     }
 }
 

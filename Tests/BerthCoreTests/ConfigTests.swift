@@ -18,10 +18,12 @@ private final class TemporaryFolder {
         try? FileManager.default.removeItem(atPath: path)
     }
 
+    /// Written for its owner only, as a cluster key must be.
     @discardableResult
     func write(_ name: String, _ text: String) throws -> String {
         let file = path + "/" + name
         try Data(text.utf8).write(to: URL(fileURLWithPath: file))
+        chmod(file, 0o600)
         return file
     }
 
@@ -190,7 +192,7 @@ struct SeedConfigTests {
         let serverSample = try String(contentsOf: samples.appendingPathComponent("docker_server.xml"), encoding: .utf8)
         let usersSample = try String(contentsOf: samples.appendingPathComponent("docker_user.xml"), encoding: .utf8)
         let share = try folder.makeDirectory("share")
-        let secret = try folder.write("cluster.key", "c2VjcmV0\n")
+        let secret = try folder.write("cluster.key", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\n")
         let serverPath = try folder.write("docker_server.xml", serverSample
             .replacingOccurrences(of: "/home/docker/share", with: share)
             .replacingOccurrences(of: "/etc/berth/cluster.key", with: secret))
@@ -256,6 +258,11 @@ struct ServerConfigTests {
         BadServerCase(extra: ["<Docker>http://localhost:2375</Docker>"], line: 6,
                       message: #"docker "http://localhost:2375": must start with unix:// or tcp://"#),
         BadServerCase(extra: ["<Image></Image>"], line: 6, message: "<Image> is empty; leave it out to use berth-unit:latest"),
+        BadServerCase(extra: ["<HomeRoot>/</HomeRoot>"], line: 6, message: "HomeRoot is /; give the directory that holds the users' homes, e.g. /opt/app"),
+        BadServerCase(extra: ["<HomeRoot>opt/app</HomeRoot>"], line: 6, message: #"HomeRoot "opt/app": must be an absolute path without . or .."#),
+        BadServerCase(extra: ["<HomeRoot>/nonexistent/app</HomeRoot>"], line: 6, message: "HomeRoot /nonexistent/app is not an existing directory"),
+        BadServerCase(extra: ["<AllowRootUnits>yes</AllowRootUnits>"], line: 6, message: #"<AllowRootUnits> "yes": must be true or false"#),
+        BadServerCase(extra: ["<LogDir>logs</LogDir>"], line: 6, message: #"LogDir "logs": must be an absolute path"#),
         BadServerCase(extra: ["<Template>/nonexistent/unit.json</Template>"], line: 6,
                       message: "template /nonexistent/unit.json does not exist"),
         BadServerCase(extra: ["<Server>192.168.0.77:9001</Server>"], line: 6, message: "duplicate <Server> (first at line 3)"),
@@ -336,7 +343,7 @@ struct ServerConfigTests {
     @Test func optionalElementsAreRead() throws {
         let folder = try TemporaryFolder()
         let share = try folder.makeDirectory("share")
-        let secret = try folder.write("cluster.key", "0123456789abcdef\n")
+        let secret = try folder.write("cluster.key", "0123456789abcdef0123456789abcdef\n")
         let template = try folder.write("unit.json", "{}")
         let path = try folder.write("docker_server.xml", serverXML(share: share, extra: [
             "<Manager>10.0.0.1:9100</Manager>", "<Secret>\(secret)</Secret>", "<Image>esproc:8</Image>",
@@ -355,13 +362,13 @@ struct ServerConfigTests {
         #expect(server.docker == "tcp://127.0.0.1:2375")
         #expect(server.readyTimeoutSeconds == 3600)
         #expect(server.concurrentStarts == 3)
-        #expect(try server.readSecret() == Array("0123456789abcdef".utf8))
+        #expect(try server.readSecret() == Array("0123456789abcdef0123456789abcdef".utf8))
     }
 
     @Test func relativeSecretAndTemplateAreReadFromTheConfigFolder() throws {
         let folder = try TemporaryFolder()
         let share = try folder.makeDirectory("share")
-        try folder.write("cluster.key", "key")
+        try folder.write("cluster.key", "0123456789abcdef0123456789abcdef")
         _ = try folder.makeDirectory("templates")
         try folder.write("templates/unit.json", "{}")
         let path = try folder.write("docker_server.xml", serverXML(share: share, extra: [
@@ -375,7 +382,7 @@ struct ServerConfigTests {
         let folderPath = URL(fileURLWithPath: folder.path).standardizedFileURL.path
         #expect(server.secretFile == folderPath + "/cluster.key")
         #expect(server.template == folderPath + "/templates/unit.json")
-        #expect(try server.readSecret() == Array("key".utf8))
+        #expect(try server.readSecret() == Array("0123456789abcdef0123456789abcdef".utf8))
     }
 
     @Test func secretOfOnlyWhitespaceIsEmpty() throws {
@@ -392,10 +399,10 @@ struct ServerConfigTests {
 
     @Test func readSecretTrimsOnlyTrailingWhitespace() throws {
         let folder = try TemporaryFolder()
-        let secret = try folder.write("cluster.key", "  s3cret \t\r\n\n")
+        let secret = try folder.write("cluster.key", "  s3cret-0123456789abcdef0123456789abcdef \t\r\n\n")
         let config = ServerConfig(server: HostPort(host: "10.0.0.1", port: 9001), share: "/tmp", secretFile: secret)
 
-        #expect(try config.readSecret() == Array("  s3cret".utf8))
+        #expect(try config.readSecret() == Array("  s3cret-0123456789abcdef0123456789abcdef".utf8))
     }
 
     @Test func readSecretNamesTheFileWhenItCannotBeUsed() throws {
@@ -414,7 +421,12 @@ struct ServerConfigTests {
             }
         }
 
+        let short = try folder.write("short.key", "0123456789abcdef0123456789abcde\n")
+        let open = try folder.write("open.key", "\(String(repeating: "k", count: 40))\n")
+        chmod(open, 0o640)
         #expect(message(empty) == "secret \(empty) is empty")
+        #expect(message(short) == "secret \(short) is 31 bytes; use at least 32 random bytes (head -c 32 /dev/urandom | base64 > \(short))")
+        #expect(message(open) == "secret \(open) is open to other users (mode 640); chmod 600 \(open)")
         #expect(message(missing) == "secret \(missing) is not readable: No such file or directory")
         #expect(message(nil) == "/etc/berth/docker_server.xml: no <Secret> is configured; add <Secret>/etc/berth/cluster.key</Secret>")
     }
@@ -485,7 +497,42 @@ struct UsersConfigTests {
                      message: "user aaa: give <PwdHash> or <Pwd>, not both"),
         BadUsersCase(aaa: replacing("<Alias>", with: "<CPU>4</CPU>", in: seedAaa), line: 8,
                      message: "duplicate <CPU> (first at line 5)"),
+        BadUsersCase(aaa: replacing("<Alias>", with: "<Uid>0:2001</Uid>", in: seedAaa), line: 5,
+                     message: "user aaa: Uid 0:2001 is root's user or group; give the user's own account, e.g. 2001:2001"),
+        BadUsersCase(aaa: replacing("<Alias>", with: "<Uid>2001:0</Uid>", in: seedAaa), line: 5,
+                     message: "user aaa: Uid 2001:0 is root's user or group; give the user's own account, e.g. 2001:2001"),
+        BadUsersCase(aaa: replacing("<Alias>", with: "<Uid>2001</Uid>", in: seedAaa), line: 5,
+                     message: #"Uid "2001": must be uid:gid, two numbers (e.g. 2001:2001)"#),
+        BadUsersCase(aaa: replacing("<Alias>", with: "<Uid>aaa:aaa</Uid>", in: seedAaa), line: 5,
+                     message: #"Uid "aaa:aaa": must be uid:gid, two numbers (e.g. 2001:2001)"#),
+        BadUsersCase(bbb: replacing("<Home>", with: "<Home>/opt/app/aaa/bbb</Home>", in: seedBbb), line: 18,
+                     message: "user bbb: home /opt/app/aaa/bbb overlaps user aaa's home /opt/app/aaa (line 9); give each user a directory of their own"),
+        BadUsersCase(bbb: replacing("<Home>", with: "<Home>/opt/app/aaa</Home>", in: seedBbb), line: 18,
+                     message: "user bbb: home /opt/app/aaa overlaps user aaa's home /opt/app/aaa (line 9); give each user a directory of their own"),
+        BadUsersCase(bbb: replacing("<Home>", with: "<Home>/opt</Home>", in: seedBbb), line: 18,
+                     message: "user bbb: home /opt overlaps user aaa's home /opt/app/aaa (line 9); give each user a directory of their own"),
     ]
+
+    @Test func aUidIsReadAndHomesMustLieBelowTheHomeRoot() throws {
+        let folder = try TemporaryFolder()
+        let homes = try folder.makeDirectory("homes")
+        let share = try folder.makeDirectory("share")
+        let serverPath = try folder.write("docker_server.xml", serverXML(share: share, extra: ["<HomeRoot>\(homes)/</HomeRoot>"]))
+        let server = try #require(ServerConfig.load(path: serverPath).config)
+        #expect(server.homeRoot == homes)
+        let aaa = replacing("<Home>", with: "<Home>\(homes)/aaa</Home>", in: replacing("<Alias>", with: "<Uid>2001:2002</Uid>", in: seedAaa))
+        let bbb = replacing("<Home>", with: "<Home>\(homes)2/bbb</Home>", in: seedBbb)
+        let path = try folder.write("docker_user.xml", usersXML([aaa, bbb]))
+
+        let (config, problems) = UsersConfig.load(path: path, server: server)
+
+        #expect(errors(problems) == ["\(path):18: home \(homes)2/bbb is not below <HomeRoot> \(homes); agents refuse it"])
+        #expect(config == nil)
+        let fixed = try folder.write("docker_user.xml", usersXML([aaa, replacing("<Home>", with: "<Home>\(homes)/bbb</Home>", in: seedBbb)]))
+        let users = try #require(UsersConfig.load(path: fixed, server: server).config)
+        #expect(users.user(named: "aaa")?.account == UnixAccount(uid: 2001, gid: 2002))
+        #expect(users.user(named: "bbb")?.account == nil)
+    }
 
     @Test(arguments: badCases)
     func oneBadValueGivesOneErrorAtItsLine(_ badCase: BadUsersCase) throws {

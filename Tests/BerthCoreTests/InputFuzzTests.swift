@@ -278,7 +278,8 @@ final class FuzzFolder {
 
     init() throws {
         try FileManager.default.createDirectory(atPath: share, withIntermediateDirectories: true)
-        try Data("cluster-key\n".utf8).write(to: URL(fileURLWithPath: path + "/cluster.key"))
+        try Data("cluster-key-of-more-than-32-bytes\n".utf8).write(to: URL(fileURLWithPath: path + "/cluster.key"))
+        chmod(path + "/cluster.key", 0o600)
     }
 
     deinit { try? FileManager.default.removeItem(atPath: path) }

@@ -194,12 +194,14 @@ import Testing
         #expect(try shipped.render(values) == (try UnitTemplate.builtIn.render(values)))
     }
 
-    @Test func shippedEsprocTemplateNeedsRootUnits() throws {
+    @Test func shippedEsprocTemplateRunsAsTheUser() throws {
         let template = try UnitTemplate.load(path: Self.templates + "/esproc.json")
-        #expect(template.problems(Self.policy).map(\.field) == ["User"])
+        #expect(template.problems(Self.policy) == [])
+        let asRoot = UnitTemplate(source: "esproc-root.json", text: template.text.replacingOccurrences(of: #""Image""#, with: #""User": "0:0", "Image""#))
+        #expect(asRoot.problems(Self.policy).map(\.field) == ["User"])
         var allowing = Self.policy
         allowing.allowRootUnits = true
-        #expect(template.problems(allowing) == [])
+        #expect(asRoot.problems(allowing) == [])
     }
 
     // MARK: - Rendering

@@ -49,6 +49,10 @@ struct Serve: AsyncParsableCommand {
         let docker = DockerClient(endpoint: endpoint)
         let remapsUsers = await engineRemapsUsers(docker, logger: logger)
         let template = try loadTemplate(server, engineRemapsUsers: remapsUsers)
+        // Root's own: unit logs that could not be saved in a home safely go here.
+        if mkdir(server.logDirectory, 0o700) != 0 && errno != EEXIST {
+            throw failure("\(server.file): <LogDir> \(server.logDirectory): \(String(cString: strerror(errno)))")
+        }
         let service = UnitService(
             docker: docker, config: server, template: template, policy: server.templatePolicy(engineRemapsUsers: remapsUsers), logger: logger)
         let router = AgentServer.router(service: service, verifier: RequestVerifier(secret: secret))

@@ -12,7 +12,7 @@ import Foundation
 struct CheckConfig: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-config",
-        abstract: "Validate docker_server.xml and docker_user.xml; print every problem as FILE:LINE: message."
+        abstract: "Validate docker_server.xml, docker_user.xml and the unit template; print every problem as FILE:LINE: message (FILE: FIELD: message for the template)."
     )
 
     @Option(help: ArgumentHelp("docker_server.xml.", valueName: "file"))
@@ -24,6 +24,8 @@ struct CheckConfig: AsyncParsableCommand {
     func run() async throws {
         let (server, loaded) = try loadConfigs(server: config, users: users)
         guard let userList = loaded else { throw ExitCode.failure }
+        // The engines' user remapping is each agent's to see; the check here is the stricter one.
+        _ = try loadTemplate(server, homes: userList.users.map(\.home))
         let units = userList.users.reduce(0) { $0 + $1.units.count }
         let hosts = Set(userList.users.flatMap { $0.units.map(\.host) })
         print("ok: \(userList.users.count) users, \(units) units on \(hosts.count) hosts; agents on port \(server.communicationPort), manager on \(server.manager)")
