@@ -69,6 +69,9 @@ awk -F '\t' -v state="$1" -v part="$BERTH_PART" -v parts="$BERTH_PARTS" '
   total == 0 { while ((getline line < FILENAME) > 0) total++; total--; first = int((part - 1) * total / parts) + 2; last = int(part * total / parts) + 1 }
   NR >= first && NR <= last && $5 == state' /app/data/EMPLOYEE.txt
 SH
+# Units never run as root: the demo user has an account of their own, which owns the home.
+if [ "$(id -u)" -eq 0 ]; then account=20001:20001; else account="$(id -u):$(id -g)"; fi
+chown -R "$account" "$demo/home/demo"
 password="demo-$(head -c 6 /dev/urandom | base64 | tr -dc 'a-zA-Z0-9')"
 hash=$(printf '%s\n' "$password" | "$bin/berth-manager" hash-password)
 for host in 127.0.0.2 127.0.0.3; do
@@ -78,6 +81,8 @@ for host in 127.0.0.2 127.0.0.3; do
   <Share>$demo/share</Share>
   $( [ $host = 127.0.0.2 ] && echo "<NodeType>manager</NodeType><Manager>127.0.0.1:$manager</Manager>" )
   <Secret>$demo/cluster.key</Secret>
+  <HomeRoot>$demo/home</HomeRoot>
+  <LogDir>$demo/agent-logs</LogDir>
 </Config>
 XML
 done
@@ -91,6 +96,7 @@ cat > "$demo/docker_user.xml" <<XML
     <Memory>128m</Memory>
     <CPU>512</CPU>
     <Home>$demo/home/demo</Home>
+    <Uid>$account</Uid>
     <Unit>127.0.0.2:$unit1,127.0.0.3:$unit2</Unit>
   </User>
 </Users>
