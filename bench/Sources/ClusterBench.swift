@@ -18,12 +18,14 @@ final class BenchCluster: @unchecked Sendable {
     private let managerClient: ServiceClient
 
     static let hosts = ["127.0.0.2", "127.0.0.3"]
+    /// The account every bench user's units run as.
+    static let account = UnixAccount(uid: 20_001, gid: 20_001)
 
     /// `concurrentStarts` is the agents' `<ConcurrentStarts>`; nil leaves Berth's default.
     init(binaries: String, users: [String: [String]], memory: String = "128m", concurrentStarts: Int? = nil) async throws {
         root = NSTemporaryDirectory() + "berth-bench-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: root + "/share", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: root + "/cluster.key", contents: Data(UUID().uuidString.utf8), attributes: [.posixPermissions: 0o600])
+        FileManager.default.createFile(atPath: root + "/cluster.key", contents: Data((UUID().uuidString + UUID().uuidString).utf8), attributes: [.posixPermissions: 0o600])
         let communication = try Self.freePortOnHosts()
         agents = Self.hosts.map { HostPort(host: $0, port: communication) }
         manager = HostPort(host: "127.0.0.1", port: try freePort())
@@ -42,8 +44,11 @@ final class BenchCluster: @unchecked Sendable {
         for (user, hosts) in users.sorted(by: { $0.key < $1.key }) {
             units[user] = try hosts.map { HostPort(host: $0, port: try unitPort()) }
             try FileManager.default.createDirectory(atPath: root + "/home/\(user)/script", withIntermediateDirectories: true)
+            // Units never run as root: each user's account owns the home.
+            chown(root + "/home/\(user)", Self.account.uid, Self.account.gid)
+            chown(root + "/home/\(user)/script", Self.account.uid, Self.account.gid)
             xml += "<User><Name>\(user)</Name><PwdHash>\(hash)</PwdHash><Memory>\(memory)</Memory><CPU>1024</CPU>"
-            xml += "<Home>\(root)/home/\(user)</Home><Unit>\(units[user]!.map(\.description).joined(separator: ","))</Unit></User>\n"
+            xml += "<Home>\(root)/home/\(user)</Home><Uid>\(Self.account)</Uid><Unit>\(units[user]!.map(\.description).joined(separator: ","))</Unit></User>\n"
         }
         self.units = units
         try (xml + "</Users>\n").write(toFile: root + "/users.xml", atomically: true, encoding: .utf8)
@@ -64,7 +69,8 @@ final class BenchCluster: @unchecked Sendable {
         for host in Self.hosts {
             try """
                 <Config><Server>\(host):\(communication)</Server><Share>\(root)/share</Share>
-                <NodeType>manager</NodeType><Manager>\(manager)</Manager><Secret>\(root)/cluster.key</Secret>\(limit)</Config>
+                <NodeType>manager</NodeType><Manager>\(manager)</Manager><Secret>\(root)/cluster.key</Secret>\(limit)
+                <HomeRoot>\(root)/home</HomeRoot><LogDir>\(root)/agent-logs</LogDir></Config>
                 """.write(toFile: root + "/server-\(host).xml", atomically: true, encoding: .utf8)
             try launch(binaries + "/berth-agent", ["serve", "--config", root + "/server-\(host).xml"], log: "agent-\(host)")
         }
