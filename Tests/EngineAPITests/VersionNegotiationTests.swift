@@ -59,7 +59,8 @@ import Testing
         } catch {
             Issue.record("unexpected error \(error)")
         }
-        #expect(ContinuousClock.now - start < .seconds(2))
+        // Far under the 30 s request timeout; the whole suite on 2 busy cores once took 2.2 s here.
+        #expect(ContinuousClock.now - start < .seconds(10))
     }
 
     @Test func silentEngineTimesOutInsteadOfHanging() async throws {
