@@ -40,12 +40,12 @@ enum HomeFiles {
     }
 
     /// Saves a unit's log: streams `chunks` into `<home>/logs/<fileName>`, created (never opened
-    /// if it exists) and given to `owner`, keeping its newest `cap` bytes behind a line saying how
+    /// if it exists) and given to `owner` (nil: the home's owner), keeping its newest `cap` bytes behind a line saying how
     /// many were dropped. When the home cannot take it safely (a link, not a directory, missing,
     /// the name taken) the log goes to `<fallbackDirectory>/<user>/`, root's, and the result says
     /// why. Memory holds one chunk and a 64 KiB buffer, never the whole log.
     static func saveLog<Chunks: AsyncSequence>(
-        home: String, homeRoot: String?, user: String, fileName: String, owner: UnixAccount,
+        home: String, homeRoot: String?, user: String, fileName: String, owner: UnixAccount?,
         fallbackDirectory: String, cap: Int, chunks: Chunks
     ) async throws -> SavedLog where Chunks.Element == Data {
         try checkName(user, "user name")
@@ -66,9 +66,27 @@ enum HomeFiles {
         let names = try homeNames(home)
         var (directory, rest) = try walkStart(names, home: home, homeRoot: homeRoot)
         for name in rest.dropLast() {
+            try checkNobodyCanSwap(name, in: directory, home: home)
             directory = try inHome(home) { () throws(SafeDirectory.Refusal) in try directory.child(name) }
         }
+        try checkNobodyCanSwap(names[names.count - 1], in: directory, home: home)
         return (directory, names[names.count - 1])
+    }
+
+    /// The engine mounts a home by its path, following links as root: every folder on the way must
+    /// be one where nobody but root (or this agent's own account) can rename `name` into a link.
+    /// A sticky folder (`/tmp`) lets others rename only what they own.
+    private static func checkNobodyCanSwap(_ name: String, in directory: SafeDirectory, home: String) throws {
+        let info = try inHome(home) { () throws(SafeDirectory.Refusal) in try directory.status() }
+        let trusted = { (uid: uid_t) in uid == 0 || uid == geteuid() }
+        let othersMayWrite = info.st_mode & 0o022 != 0
+        let sticky = info.st_mode & S_ISVTX != 0
+        guard trusted(info.st_uid), !othersMayWrite || sticky else {
+            throw AgentError("home \(home): \(directory.path) can be changed by other users (owner \(info.st_uid), mode \(String(info.st_mode & 0o7777, radix: 8))); homes must lie in folders only root can change")
+        }
+        if othersMayWrite, let entry = try? directory.status(of: name), !trusted(entry.st_uid) {
+            throw AgentError("home \(home): \(directory.childPath(name)) belongs to uid \(entry.st_uid) in a folder others can write; homes must lie in folders only root can change")
+        }
     }
 
     /// The home's names from "/" down, refused unless the path is absolute, below "/" and free of
@@ -153,7 +171,7 @@ enum HomeFiles {
     /// The log's file, in the home's `logs` when it can be made there without following a link,
     /// else in the fallback directory together with why not.
     private static func createLogFile(
-        home: String, homeRoot: String?, user: String, fileName: String, owner: UnixAccount, fallbackDirectory: String
+        home: String, homeRoot: String?, user: String, fileName: String, owner: UnixAccount?, fallbackDirectory: String
     ) throws -> (OpenFile, String?) {
         do {
             return (try createInHome(home: home, homeRoot: homeRoot, fileName: fileName, owner: owner), nil)
@@ -162,12 +180,14 @@ enum HomeFiles {
         }
     }
 
-    /// `<home>/logs/<fileName>`, made new and given to `owner` through its descriptor.
-    private static func createInHome(home: String, homeRoot: String?, fileName: String, owner: UnixAccount) throws -> OpenFile {
+    /// `<home>/logs/<fileName>`, made new and given through its descriptor to `owner`, or to the
+    /// home's owner (a root unit's log goes to the user, who could not read it otherwise).
+    private static func createInHome(home: String, homeRoot: String?, fileName: String, owner: UnixAccount?) throws -> OpenFile {
         let (parent, name) = try openParent(of: home, homeRoot: homeRoot)
         return try inHome(home) { () throws(SafeDirectory.Refusal) in
-            let file = try parent.child(name).child("logs").createFile(fileName, mode: 0o640)
-            try file.give(to: owner)
+            let directory = try parent.child(name)
+            let file = try directory.child("logs").createFile(fileName, mode: 0o640)
+            if let owner { try file.give(to: owner) } else { try file.give(to: directory.owner()) }
             return file
         }
     }
@@ -179,10 +199,23 @@ enum HomeFiles {
             // Only the last name is made: the rest of the path is the admin's to provide.
             mkdir(fallback, 0o700)
             let base = try SafeDirectory.trusted(fallback)
-            if let made = try base.makeChild(user, mode: 0o700, owner: nil) { return try createUnique(fileName, in: made) }
-            return try createUnique(fileName, in: base.child(user))
+            let directory = try base.childMadeIfMissing(user, mode: 0o700)
+            let file = try createUnique(fileName, in: directory)
+            prune(directory, keeping: fallbackLogsKept)
+            return file
         } catch {
             throw AgentError("log fallback: \(error); give the agent a writable fallback directory")
+        }
+    }
+
+    /// A user can have every save fall back, logging in and out in a loop: only their newest logs
+    /// are kept, so the agent's disk holds at most this many capped logs per user.
+    static let fallbackLogsKept = 8
+
+    private static func prune(_ directory: SafeDirectory, keeping kept: Int) {
+        guard let entries = try? directory.entries(), entries.count > kept else { return }
+        for old in entries.sorted(by: { ($0.modified, $0.name) > ($1.modified, $1.name) }).dropFirst(kept) {
+            directory.remove(old.name)
         }
     }
 
@@ -264,6 +297,12 @@ final class SafeDirectory: Sendable {
         return made
     }
 
+    /// The directory `name`, made (root's) when missing.
+    func childMadeIfMissing(_ name: String, mode: mode_t) throws(Refusal) -> SafeDirectory {
+        if let made = try makeChild(name, mode: mode, owner: nil) { return made }
+        return try child(name)
+    }
+
     /// A new file `name`, never an existing entry nor a link's target.
     func createFile(_ name: String, mode: mode_t) throws(Refusal) -> OpenFile {
         // Read and write: keeping a log's tail reads the file back.
@@ -273,9 +312,43 @@ final class SafeDirectory: Sendable {
     }
 
     func owner() throws(Refusal) -> UnixAccount {
+        let info = try status()
+        return UnixAccount(uid: info.st_uid, gid: info.st_gid)
+    }
+
+    func status() throws(Refusal) -> stat {
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw Refusal(path: path, code: errno) }
-        return UnixAccount(uid: info.st_uid, gid: info.st_gid)
+        return info
+    }
+
+    /// The entry `name` itself, a link not followed.
+    func status(of name: String) throws(Refusal) -> stat {
+        var info = stat()
+        guard fstatat(fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { throw Refusal(path: childPath(name), code: errno) }
+        return info
+    }
+
+    /// The names in this directory with their last modification, links not followed.
+    func entries() throws(Refusal) -> [(name: String, modified: Int)] {
+        let copy = dup(fd)
+        guard copy >= 0, let stream = fdopendir(copy) else {
+            let code = errno
+            if copy >= 0 { close(copy) }
+            throw Refusal(path: path, code: code)
+        }
+        defer { closedir(stream) }
+        var found: [(name: String, modified: Int)] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name != ".", name != "..", let info = try? status(of: name) else { continue }
+            found.append((name, Int(info.st_mtim.tv_sec)))
+        }
+        return found
+    }
+
+    func remove(_ name: String) {
+        unlinkat(fd, name, 0)
     }
 
     func give(to account: UnixAccount) throws(Refusal) {

@@ -215,7 +215,8 @@ final class UnitService: Sendable {
             if let only = request.units, !only.contains(unit) { continue }
             if request.saveLogs, let note = await saveLog(container: container, unit: unit, user: request.user) { notes.append(note) }
             do {
-                try await docker.removeContainer(container.id, force: true)
+                // With its anonymous volumes, which nobody could reach again.
+                try await docker.removeContainer(container.id, force: true, volumes: true)
             } catch EngineError.notFound {}
             removed.append(unit)
         }
@@ -235,8 +236,8 @@ final class UnitService: Sendable {
         do {
             let inspect = try await docker.inspectContainer(container.id)
             guard let home = inspect.mounts?.first(where: { $0.destination == "/app" })?.source else { return nil }
-            // The account the unit ran as; root only where the host allows root units.
-            let owner = inspect.config.user.flatMap { try? UnixAccount.parse($0) } ?? UnixAccount(uid: 0, gid: 0)
+            // The account the unit ran as; for a root unit (where allowed), the home's owner.
+            let owner = inspect.config.user.flatMap { try? UnixAccount.parse($0) }.flatMap { $0.isRoot ? nil : $0 }
             let stamp = Date().iso8601.filter { $0 != ":" }
             let frames = try await docker.logs(container.id, options: LogOptions(timestamps: true), tty: inspect.config.tty ?? false)
             let saved = try await HomeFiles.saveLog(

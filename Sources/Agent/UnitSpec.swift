@@ -86,10 +86,11 @@ struct UnitSpec: Sendable {
         host.setField("Memory", to: .integer(memory.limitBytes))
         host.setField("CpuShares", to: .integer(Int64(request.cpu)))
         host.setField("Init", to: true)
-        let binds = ["\(share):/share:ro", "\(request.home):/app"] + Self.strings(host.value(ofField: "Binds")).filter { !Self.isBerths(target: Self.bindTarget($0)) }
-        host.setField("Binds", to: Self.array(binds))
+        let binds = Self.strings(host.value(ofField: "Binds")).filter { !UnitTemplate.isBerthMount(target: Self.bindTarget($0)) }
+        host.setField("Binds", to: Self.array(["\(share):/share:ro", "\(request.home):/app"] + binds))
         if let mounts = host.value(ofField: "Mounts")?.arrayValue {
-            host.setField("Mounts", to: .array(mounts.filter { !Self.isBerths(target: $0.objectValue?.value(ofField: "Target")?.stringValue ?? "") }))
+            let target = { (mount: JSONValue) in mount.objectValue?.value(ofField: "Target")?.stringValue ?? "" }
+            host.setField("Mounts", to: .array(mounts.filter { !UnitTemplate.isBerthMount(target: target($0)) }))
         }
         host.setField("PortBindings", to: [portSpec: [["HostIp": .string(unit.host), "HostPort": .string(String(unit.port))]]])
         host.setField("PublishAllPorts", to: false)
@@ -103,14 +104,10 @@ struct UnitSpec: Sendable {
         return host
     }
 
-    /// `/share` and `/app` and below are Berth's mounts; a template's bind or mount there is dropped.
-    private static func isBerths(target: String) -> Bool {
-        target == "/share" || target.hasPrefix("/share/") || target == "/app" || target.hasPrefix("/app/")
-    }
-
-    /// `SOURCE:TARGET[:OPTIONS]`'s target.
+    /// `SOURCE:TARGET[:OPTIONS]`'s target; a bind of one part is only a target (an anonymous volume).
     private static func bindTarget(_ bind: String) -> String {
-        bind.split(separator: ":").dropFirst().first.map(String.init) ?? ""
+        let parts = bind.split(separator: ":", omittingEmptySubsequences: false)
+        return String(parts.count == 1 ? parts[0] : parts[1])
     }
 
     private static func strings(_ value: JSONValue?) -> [String] {

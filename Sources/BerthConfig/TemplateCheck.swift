@@ -1,4 +1,11 @@
 import BerthCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// What a template is checked against: where users' homes are and who may run as root.
 public struct TemplatePolicy: Sendable, Equatable {
@@ -90,6 +97,10 @@ struct TemplateCheck {
     ]
 
     /// The engine's socket and state: a unit that reaches them controls every container and the host.
+    /// The kernel's views: `/proc/self/root` is the host's root as the engine, which makes the
+    /// mount, sees it, and `/dev` and `/sys` reach devices and kernel settings.
+    static let kernelPaths = ["/proc", "/sys", "/dev"]
+
     static let enginePaths = [
         "/var/run/docker.sock", "/run/docker.sock", "/var/run/docker", "/run/docker", "/var/run/containerd",
         "/run/containerd", "/var/lib/docker", "/var/lib/containerd",
@@ -108,6 +119,7 @@ struct TemplateCheck {
             case "user": user(value)
             case "labels": labels(value)
             case "env": env(value)
+            case "workingdir": workingDir(value)
             default:
                 if let field = replaced[folded] {
                     warn(field.key, "\(field.value); the template's value is replaced")
@@ -126,6 +138,13 @@ struct TemplateCheck {
         } else {
             refuse(field, "units run as the user's <Uid> or the home's owner; leave User out, not \(quoted(value))")
         }
+    }
+
+    /// A working directory in /proc lets a process start outside the container's root on engines
+    /// whose runc leaks a descriptor of the host's (CVE-2024-21626).
+    private mutating func workingDir(_ value: JSONValue) {
+        guard let directory = value.stringValue, Self.isWithinOrEqual(Self.lexicallyClean(directory), "/proc") else { return }
+        refuse("WorkingDir", "\(quoted(value)) lies in /proc; give a directory of the image or /app")
     }
 
     /// `0`, `root`, with any group: `0:0`, `root:root`, `0:1000`.
@@ -241,11 +260,29 @@ struct TemplateCheck {
         refuse(field, "\(reason), not \(quoted(value))")
     }
 
+    /// Groups by number only: a name is looked up in the image, where any name may be group 0,
+    /// and runc reads `00` and `+0` as 0 too.
     private mutating func groupAdd(_ value: JSONValue) {
         guard !policy.allowsRoot, let groups = value.arrayValue else { return }
-        for group in groups where group == .string("0") || group == .string("root") {
-            refuse("HostConfig.GroupAdd", "group \(quoted(group)) is root's; only with <AllowRootUnits>true</AllowRootUnits> in docker_server.xml or an engine that remaps users")
+        for group in groups {
+            guard let text = group.stringValue, let number = Self.groupNumber(text) else {
+                refuse("HostConfig.GroupAdd", "\(quoted(group)): give groups by number (a name is looked up in the image and may be root's)")
+                continue
+            }
+            if number == 0 {
+                refuse("HostConfig.GroupAdd", "group \(quoted(group)) is root's; only with <AllowRootUnits>true</AllowRootUnits> in docker_server.xml or an engine that remaps users")
+            }
         }
+    }
+
+    /// A group number as runc reads it (Go's ParseInt: a sign, then decimal digits); one too big
+    /// for 64 bits is no group but is not 0 either.
+    static func groupNumber(_ text: String) -> Int64? {
+        var digits = Substring(text)
+        if digits.first == "+" || digits.first == "-" { digits = digits.dropFirst() }
+        guard !digits.isEmpty, digits.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
+        let significant = digits.drop { $0 == "0" }
+        return significant.isEmpty ? 0 : Int64(significant) ?? .max
     }
 
     // MARK: - SecurityOpt
@@ -358,9 +395,45 @@ struct TemplateCheck {
         }
     }
 
+    /// The named volumes a create body mounts, each with its field: a bind's source that is not a
+    /// path, and a volume mount's source.
+    static func namedVolumes(in body: [String: JSONValue]) -> Set<NamedVolume> {
+        let host = body.value(ofField: "HostConfig")?.objectValue ?? [:]
+        let binds = host.value(ofField: "Binds")?.arrayValue?.compactMap(\.stringValue) ?? []
+        let fromBinds = binds.compactMap { bind -> NamedVolume? in
+            let parts = bind.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count >= 2, !parts[0].isEmpty, !parts[0].hasPrefix("/") else { return nil }
+            return NamedVolume(field: "HostConfig.Binds", name: String(parts[0]))
+        }
+        let mounts = host.value(ofField: "Mounts")?.arrayValue?.compactMap(\.objectValue) ?? []
+        let fromMounts = mounts.compactMap { mount -> NamedVolume? in
+            guard mount.value(ofField: "Type")?.stringValue.map(asciiLowercased) == "volume",
+                let source = mount.value(ofField: "Source")?.stringValue, !source.isEmpty
+            else { return nil }
+            return NamedVolume(field: "HostConfig.Mounts", name: source)
+        }
+        return Set(fromBinds + fromMounts)
+    }
+
+    struct NamedVolume: Hashable, Comparable {
+        var field: String
+        var name: String
+
+        static func < (lhs: Self, rhs: Self) -> Bool { (lhs.field, lhs.name) < (rhs.field, rhs.name) }
+    }
+
     /// Why a bind's host path must not be given to a unit, or nil.
+    /// The path is judged as written and as the file system resolves it here, since the engine
+    /// follows links when it mounts.
     func sourceProblem(_ source: String) -> String? {
-        let path = Self.lexicallyClean(source)
+        let clean = Self.lexicallyClean(source)
+        for path in [clean] + Self.resolved(clean) {
+            if let problem = pathProblem(path) { return problem }
+        }
+        return nil
+    }
+
+    private func pathProblem(_ path: String) -> String? {
         let allowed = "bind only host directories outside the users' homes, <HomeRoot> and the engine's files"
         let last = path.split(separator: "/").last ?? ""
         if last.hasSuffix("docker.sock") || last.hasSuffix("containerd.sock")
@@ -368,15 +441,26 @@ struct TemplateCheck {
         {
             return "reaches the container engine's socket or state, which controls every container and the host; \(allowed)"
         }
-        if let root = policy.homeRoot.map(Self.lexicallyClean) {
+        if let kernel = Self.kernelPaths.first(where: { Self.isWithinOrEqual(path, $0) }) {
+            return "lies in \(kernel), the kernel's view of the host; \(allowed)"
+        }
+        for root in policy.homeRoot.map({ [Self.lexicallyClean($0)] + Self.resolved($0) }) ?? [] {
             if Self.isWithinOrEqual(path, root) { return "lies in <HomeRoot> \(root), where users' homes are; \(allowed)" }
             if Self.isWithinOrEqual(root, path) { return "contains <HomeRoot> \(root), where users' homes are; \(allowed)" }
         }
-        for home in policy.homes.map(Self.lexicallyClean) {
+        for home in policy.homes.flatMap({ [Self.lexicallyClean($0)] + Self.resolved($0) }) {
             if Self.isWithinOrEqual(path, home) { return "lies in the user's home \(home); \(allowed)" }
             if Self.isWithinOrEqual(home, path) { return "contains the user's home \(home); \(allowed)" }
         }
         return nil
+    }
+
+    /// Where `path` leads on this host once links are followed, when it exists and leads elsewhere.
+    static func resolved(_ path: String) -> [String] {
+        guard let real = realpath(path, nil) else { return [] }
+        defer { free(real) }
+        let text = String(cString: real)
+        return text == path ? [] : [text]
     }
 
     static func isBerthMountTarget(_ target: String) -> Bool {

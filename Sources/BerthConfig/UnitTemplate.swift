@@ -70,6 +70,7 @@ public struct UnitTemplate: Sendable {
     /// render with `UnitTemplate.problems(in:_:)` too.
     public func problems(_ policy: TemplatePolicy) -> [TemplateProblem] {
         var found: [TemplateProblem] = []
+        var volumesPerRender: [Set<TemplateCheck.NamedVolume>] = []
         for values in Self.sampleValues {
             switch renderedObject(values) {
             case .failure(let reason):
@@ -78,9 +79,22 @@ public struct UnitTemplate: Sendable {
                 for problem in Self.problems(in: body, policy) where !found.contains(problem) {
                     found.append(problem)
                 }
+                volumesPerRender.append(TemplateCheck.namedVolumes(in: body))
             }
         }
+        // The sample users differ, so a volume named the same in both renders is every user's.
+        for volume in volumesPerRender.dropFirst().reduce(volumesPerRender.first ?? [], { $0.intersection($1) }).sorted() {
+            found.append(TemplateProblem(
+                field: volume.field, message: "volume \"\(volume.name)\" would be shared by every user's units; put {{user}} in its name",
+                isWarning: false))
+        }
         return found
+    }
+
+    /// Whether a container path is one of Berth's own mounts (`/app`, `/share` or below, however
+    /// spelled), where a template's bind or mount is dropped.
+    public static func isBerthMount(target: String) -> Bool {
+        TemplateCheck.isBerthMountTarget(target)
     }
 
     /// Every problem of one rendered create body under `policy`.

@@ -217,6 +217,40 @@ import Testing
         #expect(paths == ["unit.log", "unit.log.1", "unit.log.2"].map { box.fallback + "/alice/" + $0 })
     }
 
+    @Test func theFallbackKeepsOnlyAUsersNewestLogs() async throws {
+        let box = try Sandbox()
+        for _ in 0..<(HomeFiles.fallbackLogsKept + 4) { _ = try await box.save("unit.log", Pattern(total: 10, chunk: 10)) }
+        let kept = try FileManager.default.contentsOfDirectory(atPath: box.fallback + "/alice")
+        #expect(kept.count == HomeFiles.fallbackLogsKept)
+    }
+
+    /// A root unit's log (where the host allows root units) is the home owner's to read.
+    @Test func aLogWithNoAccountBelongsToTheHomesOwner() async throws {
+        let box = try Sandbox()
+        _ = try HomeFiles.prepare(home: box.home, homeRoot: box.homes, account: nil)
+        let saved = try await HomeFiles.saveLog(
+            home: box.home, homeRoot: box.homes, user: "alice", fileName: "root.log", owner: nil,
+            fallbackDirectory: box.fallback, cap: 1000, chunks: Pattern(total: 10, chunk: 10))
+        #expect(box.entry(saved.path)?.owner == Self.user)
+    }
+
+    /// The engine mounts a home by its path: a folder on it that someone else could change would
+    /// let them swap the home for a link before the mount.
+    @Test func aHomeInAFolderOthersCanChangeIsRefused() throws {
+        let box = try Sandbox()
+        _ = try box.makeDirectory("homes/team", owner: Self.user, mode: 0o755)
+        _ = try box.makeDirectory("homes/open", owner: UnixAccount(uid: 0, gid: 0), mode: 0o777)
+        _ = try box.makeDirectory("homes/sticky", owner: UnixAccount(uid: 0, gid: 0), mode: 0o1777)
+        _ = try box.makeDirectory("homes/sticky/bob", owner: Self.user, mode: 0o755)
+        for home in ["team/bob", "open/bob", "sticky/bob/carol"].map({ box.homes + "/" + $0 }) {
+            let error = #expect(throws: AgentError.self) { try HomeFiles.prepare(home: home, homeRoot: box.homes, account: Self.account) }
+            #expect(error?.description.contains("homes must lie in folders only root can change") == true, "\(home)")
+        }
+        // In a sticky folder, others cannot rename what root owns.
+        _ = try box.makeDirectory("homes/sticky/dave", owner: UnixAccount(uid: 0, gid: 0), mode: 0o755)
+        #expect(try HomeFiles.prepare(home: box.homes + "/sticky/dave", homeRoot: box.homes, account: Self.account) == Self.account)
+    }
+
     @Test(arguments: ["", ".", "..", "../x", "a/b"])
     func fileNamesThatStepElsewhereAreRefused(name: String) async throws {
         let box = try Sandbox()

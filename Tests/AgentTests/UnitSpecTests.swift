@@ -73,8 +73,9 @@ import Testing
         let template = UnitTemplate(source: "t.json", text: """
             {"Image": "x", "Labels": {"berth.user": "bbb", "team": "red"}, "Env": ["BERTH_UNIT_SECRET=guessable", "A=1"],
              "hostconfig": {"memory": 0, "CPUSHARES": 99999, "Init": false,
-                            "Binds": ["/etc:/share/etc", "/data/jdbc:/jdbc:ro", "/srv/x:/app/x"],
-                            "Mounts": [{"Type": "volume", "Source": "v", "Target": "/app/v"}, {"Type": "tmpfs", "Target": "/scratch"}],
+                            "Binds": ["/etc:/share/etc", "/data/jdbc:/jdbc:ro", "/srv/x:/app/x", "/srv/t://app/tools:ro", "/app/anon", "/./share"],
+                            "Mounts": [{"Type": "volume", "Source": "v-{{user}}", "Target": "/app/v"}, {"Type": "tmpfs", "Target": "/scratch"},
+                                       {"Type": "tmpfs", "Target": "//app/t"}],
                             "PortBindings": {"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": "22"}]}, "PublishAllPorts": true,
                             "SecurityOpt": ["label=level:s0"], "PidsLimit": 64, "ShmSize": 1048576}}
             """)

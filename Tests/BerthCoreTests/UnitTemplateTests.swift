@@ -78,7 +78,7 @@ import Testing
         ("HostConfig.Mounts", #"{"HostConfig": {"Mounts": [{"Type": "bind", "Source": "/var/run/docker.sock", "Target": "/d.sock"}]}}"#),
         ("HostConfig.Mounts", #"{"HostConfig": {"Mounts": [{"type": "bind", "source": "/opt/app/bbb", "target": "/data"}]}}"#),
         ("HostConfig.Mounts", #"{"HostConfig": {"Mounts": [{"Type": "bind", "Source": "/", "Target": "/host"}]}}"#),
-        ("HostConfig.Mounts", #"{"HostConfig": {"Mounts": [{"Type": "volume", "Source": "homes", "Target": "/homes", "VolumeOptions": {"DriverConfig": {"Name": "local", "Options": {"type": "none", "o": "bind", "device": "/home"}}}}]}}"#),
+        ("HostConfig.Mounts", #"{"HostConfig": {"Mounts": [{"Type": "volume", "Source": "", "Target": "/homes", "VolumeOptions": {"DriverConfig": {"Name": "local", "Options": {"type": "none", "o": "bind", "device": "/home"}}}}]}}"#),
         ("HostConfig.VolumesFrom", #"{"HostConfig": {"VolumesFrom": ["berth-bbb-192.168.0.76-8281"]}}"#),
         ("User", #"{"User": "1000:1000"}"#),
         ("User", #"{"User": ""}"#),
@@ -90,12 +90,43 @@ import Testing
         ("HostConfig.ReadonlyPaths", #"{"HostConfig": {"ReadonlyPaths": []}}"#),
         ("HostConfig.GroupAdd", #"{"HostConfig": {"GroupAdd": ["0"]}}"#),
         ("HostConfig.GroupAdd", #"{"HostConfig": {"GroupAdd": ["root"]}}"#),
+        ("HostConfig.GroupAdd", #"{"HostConfig": {"GroupAdd": ["00"]}}"#),
+        ("HostConfig.GroupAdd", #"{"HostConfig": {"GroupAdd": ["+0"]}}"#),
+        ("HostConfig.GroupAdd", #"{"HostConfig": {"GroupAdd": ["wheel"]}}"#),
+        ("HostConfig.Binds", #"{"HostConfig": {"Binds": ["/proc/self/root/run:/hostrun"]}}"#),
+        ("HostConfig.Binds", #"{"HostConfig": {"Binds": ["/proc/thread-self/root/home/bob:/bob"]}}"#),
+        ("HostConfig.Binds", #"{"HostConfig": {"Binds": ["/sys/fs/cgroup:/cg"]}}"#),
+        ("HostConfig.Binds", #"{"HostConfig": {"Binds": ["/dev/sda:/disk"]}}"#),
+        ("HostConfig.Binds", #"{"HostConfig": {"Binds": ["cache:/cache"]}}"#),
+        ("HostConfig.Mounts", #"{"HostConfig": {"Mounts": [{"Type": "bind", "Source": "/proc/1/root", "Target": "/host"}]}}"#),
+        ("HostConfig.Mounts", #"{"HostConfig": {"Mounts": [{"Type": "volume", "Source": "shared", "Target": "/shared"}]}}"#),
+        ("WorkingDir", #"{"WorkingDir": "/proc/self/fd/8"}"#),
         ("HostConfig", #"{"HostConfig": ["Privileged"]}"#),
         ("Privileged", #"{"Privileged": true}"#),
         ("Binds", #"{"Binds": ["/:/host"]}"#),
     ])
     func aLooseningIsRefusedNamingItsField(field: String, template: String) {
         #expect(errorFields(template) == [field], "\(template)")
+    }
+
+    /// A volume of each user's own, and groups by number, are fine.
+    @Test func perUserVolumesAndNumericGroupsPass() {
+        #expect(errorFields(#"{"HostConfig": {"Binds": ["cache-{{user}}:/cache"], "GroupAdd": ["2001", "+100"]}}"#) == [])
+        #expect(errorFields(#"{"HostConfig": {"Mounts": [{"Type": "volume", "Source": "scratch-{{user}}", "Target": "/scratch"}]}}"#) == [])
+    }
+
+    /// The engine follows links when it mounts, so a source is judged where it leads too.
+    @Test func aBindSourceThatLinksIntoTheHomesIsRefused() throws {
+        let folder = NSTemporaryDirectory() + "berth-template-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: folder + "/homes/aaa", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try FileManager.default.createSymbolicLink(atPath: folder + "/innocent", withDestinationPath: folder + "/homes")
+        try FileManager.default.createSymbolicLink(atPath: folder + "/root-link", withDestinationPath: folder + "/homes")
+        let policy = TemplatePolicy(homeRoot: folder + "/homes")
+        #expect(errorFields(#"{"HostConfig": {"Binds": ["\#(folder)/innocent/aaa:/data"]}}"#, policy) == ["HostConfig.Binds"])
+        // A home root given through a link guards what it leads to.
+        let linked = TemplatePolicy(homeRoot: folder + "/root-link")
+        #expect(errorFields(#"{"HostConfig": {"Binds": ["\#(folder)/homes/aaa:/data"]}}"#, linked) == ["HostConfig.Binds"])
     }
 
     /// Docker matches keys to fields without regard to case, Unicode folds included.
@@ -138,8 +169,8 @@ import Testing
         #"{"HostConfig": {"CapAdd": "NET_BIND_SERVICE", "Devices": [], "VolumesFrom": null, "PidMode": ""}}"#,
         #"{"HostConfig": {"IpcMode": "shareable", "CgroupnsMode": "private", "PidsLimit": 4096}}"#,
         #"{"HostConfig": {"SecurityOpt": ["no-new-privileges", "no-new-privileges:true", "no-new-privileges=1", "apparmor=berth-unit", "seccomp=builtin", "label=level:s0:c100"]}}"#,
-        #"{"HostConfig": {"Binds": ["/data/jdbc:/jdbc:ro", "cache:/cache", "/tmp", "/home/berthold:/x", "/opt/app/bbbb:/y"]}}"#,
-        #"{"HostConfig": {"Mounts": [{"Type": "tmpfs", "Target": "/tmp"}, {"Type": "volume", "Source": "cache", "Target": "/cache", "VolumeOptions": {"NoCopy": true}}]}}"#,
+        #"{"HostConfig": {"Binds": ["/data/jdbc:/jdbc:ro", "cache-{{user}}:/cache", "/tmp", "/home/berthold:/x", "/opt/app/bbbb:/y"]}}"#,
+        #"{"HostConfig": {"Mounts": [{"Type": "tmpfs", "Target": "/tmp"}, {"Type": "volume", "Source": "cache-{{user}}", "Target": "/cache", "VolumeOptions": {"NoCopy": true}}]}}"#,
         #"{"HostConfig": {"GroupAdd": ["1001"], "Runtime": "runc", "Sysctls": {"net.ipv4.ip_unprivileged_port_start": "0"}}}"#,
         #"{"Labels": {"team": "red", "Berth.note": "not Berth's"}, "Env": ["BERTH_UNIT=x"]}"#,
     ])

@@ -137,6 +137,27 @@ final class IsolationTests {
         #expect(try await cluster.containers(of: "bbb").isEmpty)
     }
 
+    /// Even a request signed with the cluster key (a manager misconfigured, or its key stolen)
+    /// cannot have an agent work as root outside the homes' folder.
+    @Test func anAgentRefusesHomesOutsideItsHomeRoot() async throws {
+        let client = ServiceClient(
+            address: cluster.agent(ClusterFixture.hosts[0]), name: "agent", signer: RequestSigner(secret: cluster.secret))
+        for home in ["/", "/etc", cluster.root + "/home2/aaa", cluster.root + "/share"] {
+            let start = StartUnitRequest(
+                user: "aaa", session: "outside", unit: cluster.units["aaa"]![0], memory: "64m", cpu: 512, home: home,
+                account: ClusterFixture.account("aaa"), unitSecret: "x")
+            do {
+                _ = try await client.call("POST", "/v1/units/start", body: start, as: UnitStatus.self)
+                Issue.record("home \(home) was accepted")
+            } catch ServiceError.refused(let status, let message) {
+                #expect(status == 409)
+                #expect(message.contains("home \(home)"), "\(message)")
+            }
+        }
+        #expect(!FileManager.default.fileExists(atPath: cluster.root + "/home2"))
+        #expect(try await cluster.containers(of: "aaa").isEmpty)
+    }
+
     @Test func anAgentRefusesAKeyOthersCanRead() async throws {
         let key = cluster.root + "/open.key"
         FileManager.default.createFile(atPath: key, contents: Data(String(repeating: "k", count: 40).utf8), attributes: [.posixPermissions: 0o644])
