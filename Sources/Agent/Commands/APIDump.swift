@@ -1,5 +1,6 @@
 import ArgumentParser
 import BerthCLI
+import BerthCore
 import EngineAPI
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -236,49 +237,5 @@ struct ResponseBodyPrinter {
         var text = String(decoding: frame.data, as: UTF8.self)
         if text.hasSuffix("\n") { text.removeLast() }
         output.write(text.split(separator: "\n", omittingEmptySubsequences: false).map { "[\(label)] \($0)\n" }.joined())
-    }
-}
-
-/// Any JSON document, read and written back as it was (numbers that are integers stay integers),
-/// for showing the engine's answers pretty printed.
-private enum JSONValue: Codable {
-    case null
-    case bool(Bool)
-    case integer(Int64)
-    case number(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Int64.self) {
-            self = .integer(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([JSONValue].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: JSONValue].self))
-        }
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        switch self {
-        case .null: try container.encodeNil()
-        case .bool(let value): try container.encode(value)
-        case .integer(let value): try container.encode(value)
-        case .number(let value): try container.encode(value)
-        case .string(let value): try container.encode(value)
-        case .array(let value): try container.encode(value)
-        case .object(let value): try container.encode(value)
-        }
     }
 }
