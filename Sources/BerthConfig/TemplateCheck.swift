@@ -18,7 +18,7 @@ public struct TemplatePolicy: Sendable, Equatable {
     /// The engine remaps users (userns-remap), so root in a unit is not root on the host.
     public var engineRemapsUsers: Bool
 
-    /// `PidsLimit` a template may set (SPEC §7.2).
+    /// `PidsLimit` a template may set.
     public static let pidsLimits: ClosedRange<Int64> = 1...4096
 
     public init(homeRoot: String? = nil, homes: [String] = [], allowRootUnits: Bool = false, engineRemapsUsers: Bool = false) {
@@ -53,7 +53,7 @@ public struct TemplateProblem: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Walks a rendered create body and gathers every setting that would loosen a unit's
-/// confinement (SPEC §7.2). Docker's decoder reads keys without regard to case, so fields are
+/// confinement. Docker's decoder reads keys without regard to case, so fields are
 /// matched on folded keys, and two spellings of one field are refused as ambiguous.
 struct TemplateCheck {
     let policy: TemplatePolicy
@@ -78,7 +78,7 @@ struct TemplateCheck {
         "VolumesFrom", "LogConfig", "MaskedPaths", "ReadonlyPaths", "GroupAdd",
     ]
 
-    /// Berth's own settings (SPEC §4): the template's value is replaced.
+    /// Berth's own settings: the template's value is replaced.
     static let replacedHostFields: [String: String] = [
         "Memory": "Berth sets it from the user's <Memory>",
         "CpuShares": "Berth sets it from the user's <CPU>",
@@ -96,11 +96,11 @@ struct TemplateCheck {
         "NetworkingConfig": "Berth connects the unit to its user's own network",
     ]
 
-    /// The engine's socket and state: a unit that reaches them controls every container and the host.
     /// The kernel's views: `/proc/self/root` is the host's root as the engine, which makes the
     /// mount, sees it, and `/dev` and `/sys` reach devices and kernel settings.
     static let kernelPaths = ["/proc", "/sys", "/dev"]
 
+    /// The engine's socket and state: a unit that reaches them controls every container and the host.
     static let enginePaths = [
         "/var/run/docker.sock", "/run/docker.sock", "/var/run/docker", "/run/docker", "/var/run/containerd",
         "/run/containerd", "/var/lib/docker", "/var/lib/containerd",

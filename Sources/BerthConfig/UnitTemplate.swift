@@ -8,7 +8,7 @@ import Foundation
 /// An admin's container template: a JSON fragment of a Docker create body with
 /// `{{user}} {{ip}} {{port}} {{memory}} {{newsize}} {{cpu}}` placeholders, rendered as raw JSON so
 /// that every field reaches Docker as written, once `problems(_:)` has found nothing that loosens
-/// a unit's confinement (SPEC §7.2).
+/// a unit's confinement.
 public struct UnitTemplate: Sendable {
     public static let placeholders = ["user", "ip", "port", "memory", "newsize", "cpu"]
 
