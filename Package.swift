@@ -89,23 +89,25 @@ let package = Package(
             providers: [.apt(["libxml2-dev"])]
         ),
         .target(name: "EngineAPI", dependencies: ["CCurl"], swiftSettings: essentialsOnly),
+        /// The release and the manager–agent protocol's version, shared by every program.
+        .target(name: "BerthVersion"),
         /// What the executables share: configuration, wire types, request signing, passwords.
-        .target(name: "BerthCore", dependencies: ["EngineAPI", crypto, cryptoExtras], swiftSettings: essentialsOnly),
+        .target(name: "BerthCore", dependencies: ["EngineAPI", "BerthVersion", crypto, cryptoExtras], swiftSettings: essentialsOnly),
         /// The daemons' configuration files (docker_server.xml, docker_user.xml), read with line numbers
         /// through libxml2. Apart from BerthCore so that `berth` links no XML parser.
         .target(name: "BerthConfig", dependencies: ["BerthCore", "BerthCLI", "CLibXML2", argumentParser], swiftSettings: essentialsOnly),
         /// The HTTP serving both daemons share: signed requests, bounded bodies, one-line JSON errors, /metrics.
-        .target(name: "BerthServer", dependencies: ["BerthCore", hummingbird, logging, prometheus, .product(name: "NIOCore", package: "swift-nio")], swiftSettings: essentialsOnly),
+        .target(name: "BerthServer", dependencies: ["BerthCore", "BerthVersion", hummingbird, logging, prometheus, .product(name: "NIOCore", package: "swift-nio")], swiftSettings: essentialsOnly),
         /// What the three command-line tools share: one-line errors, tables, JSON output.
         .target(name: "BerthCLI", dependencies: ["BerthCore", argumentParser], swiftSettings: essentialsOnly),
-        .executableTarget(name: "Agent", dependencies: ["EngineAPI", "BerthCore", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-agent")),
-        .executableTarget(name: "Manager", dependencies: ["EngineAPI", "BerthCore", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-manager")),
-        .executableTarget(name: "Client", dependencies: ["EngineAPI", "BerthCore", "BerthCLI", "UnitProtocol", argumentParser], linkerSettings: releaseLinking("berth")),
+        .executableTarget(name: "Agent", dependencies: ["EngineAPI", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-agent")),
+        .executableTarget(name: "Manager", dependencies: ["EngineAPI", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-manager")),
+        .executableTarget(name: "Client", dependencies: ["EngineAPI", "BerthCore", "BerthVersion", "BerthCLI", "UnitProtocol", argumentParser], linkerSettings: releaseLinking("berth")),
         /// The call protocol of `berth call` and `berth-unit`, free of Foundation.
         .target(name: "UnitProtocol"),
         /// `berth-unit`: small, static, no Foundation beyond FoundationEssentials.
         .executableTarget(name: "Unit", dependencies: [
-            "UnitProtocol",
+            "UnitProtocol", "BerthVersion",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

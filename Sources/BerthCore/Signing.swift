@@ -1,3 +1,4 @@
+import BerthVersion
 import Crypto
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -13,6 +14,9 @@ public struct RequestSigner: Sendable {
     public static let timestampHeader = "X-Berth-Timestamp"
     public static let nonceHeader = "X-Berth-Nonce"
     public static let signatureHeader = "X-Berth-Signature"
+    /// The sender's release and wire version (`0.9.0 (wire 1)`): a daemon of another wire version
+    /// refuses the request, naming both.
+    public static let versionHeader = "X-Berth-Version"
 
     private let secret: [UInt8]
 
@@ -31,6 +35,7 @@ public struct RequestSigner: Sendable {
             (name: Self.timestampHeader, value: timestamp),
             (name: Self.nonceHeader, value: nonce),
             (name: Self.signatureHeader, value: signature.hexString),
+            (name: Self.versionHeader, value: BerthVersion.description),
         ]
     }
 

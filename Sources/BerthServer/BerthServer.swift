@@ -1,4 +1,5 @@
 import BerthCore
+import BerthVersion
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -74,6 +75,11 @@ public struct SignatureMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        // A daemon of another protocol version may mean anything by its request: refused unread.
+        if let mismatch = BerthVersion.mismatch(peer: request.headers.first { $0.name.canonicalName == RequestSigner.versionHeader.lowercased() }?.value) {
+            context.logger.warning("refused request of another Berth version", metadata: ["path": "\(request.uri.path)", "reason": "\(mismatch)"])
+            throw APIError(HTTPResponse.Status(code: 426, reasonPhrase: "Upgrade Required"), mismatch)
+        }
         var request = request
         let body: ByteBuffer
         do {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthVersion
 import BerthCLI
 
 /// `berth`: the user's client.
@@ -7,6 +8,7 @@ struct BerthClient: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "berth",
         abstract: "Log in to a Berth cluster, run scripts on your units, log out.",
+        version: BerthVersion.description,
         subcommands: [Login.self, Logout.self, Status.self, Logs.self, Exec.self, Call.self]
     )
 

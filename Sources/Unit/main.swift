@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import BerthVersion
 import Dispatch
 import NIOCore
 import NIOHTTP1
@@ -17,6 +18,11 @@ while let entry = pointer.pointee {
         environment[String(text[..<equals])] = String(text[text.index(after: equals)...])
     }
     pointer += 1
+}
+
+if CommandLine.arguments.dropFirst().first == "--version" {
+    print(BerthVersion.description)
+    exit(0)
 }
 
 let settings: UnitSettings
