@@ -61,27 +61,39 @@ public struct StreamDemux: Sendable {
     }
 }
 
-/// A stream of frames from a log or exec body.
-public typealias OutputFrames = AsyncThrowingStream<OutputFrame, any Error>
+/// The frames of a log or exec body, demultiplexed unless the container has a TTY. Pulled: the
+/// body is read only as fast as the consumer takes frames, so a slow consumer (a log saved to
+/// disk, a client far away) holds back the transfer's window, never the whole log in memory.
+public struct OutputFrames: AsyncSequence, Sendable {
+    public typealias Element = OutputFrame
+
+    let chunks: AsyncThrowingStream<Data, any Error>
+    let tty: Bool
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(chunks: chunks.makeAsyncIterator(), demux: StreamDemux(tty: tty))
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var chunks: AsyncThrowingStream<Data, any Error>.AsyncIterator
+        var demux: StreamDemux
+        /// The frames of the last chunk not yet handed out.
+        var pending: ArraySlice<OutputFrame> = []
+
+        public mutating func next() async throws -> OutputFrame? {
+            while pending.isEmpty {
+                guard let chunk = try await chunks.next() else { return nil }
+                pending = demux.feed(chunk)[...]
+            }
+            return pending.popFirst()
+        }
+    }
+}
 
 extension HTTPStreamingResponse {
     /// The body as typed frames, demultiplexed unless `tty`.
     func frames(tty: Bool) -> OutputFrames {
-        let chunks = body
-        return OutputFrames { continuation in
-            let task = Task {
-                var demux = StreamDemux(tty: tty)
-                do {
-                    for try await chunk in chunks {
-                        for frame in demux.feed(chunk) { continuation.yield(frame) }
-                    }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
-                }
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
+        OutputFrames(chunks: body, tty: tty)
     }
 }
 

@@ -11,6 +11,21 @@ func frame(_ stream: UInt8, _ payload: Data) -> Data {
 }
 
 @Suite struct StreamDemuxTests {
+    /// The frames are read from the body only as they are asked for: after one frame, the
+    /// chunks behind it are still in the body, not in a buffer of their own.
+    @Test func framesArePulledFromTheBodyAsTheyAreAskedFor() async throws {
+        let (body, feed) = AsyncThrowingStream<Data, any Error>.makeStream()
+        let pieces = [frame(1, Data("one".utf8)) + frame(2, Data("two".utf8)).prefix(9), frame(2, Data("two".utf8)).dropFirst(9) + frame(1, Data("3".utf8))]
+        for piece in pieces { feed.yield(piece) }
+        feed.finish()
+        var frames = OutputFrames(chunks: body, tty: false).makeAsyncIterator()
+        #expect(try await frames.next() == .stdout(Data("one".utf8)))
+        #expect(frames.pending.isEmpty)
+        var rest: [OutputFrame] = []
+        while let next = try await frames.next() { rest.append(next) }
+        #expect(rest == [.stderr(Data("two".utf8)), .stdout(Data("3".utf8))])
+    }
+
     @Test func framesSplitAcrossEveryByteBoundary() {
         let wire = frame(1, Data("hello\n".utf8)) + frame(2, Data("oops\n".utf8)) + frame(1, Data("bye".utf8))
         var demux = StreamDemux(tty: false)
