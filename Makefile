@@ -27,7 +27,7 @@ engine:
 image: engine
 	scripts/build-unit-image.sh
 
-# A cluster on loopback, the seeds' Employee example, and a clean exit.
+# A cluster on loopback, the esProc design's Employee example, and a clean exit.
 demo:
 	@scripts/demo.sh
 
@@ -52,12 +52,13 @@ test-image:
 		rm -f /tmp/berth-test-rootfs.tar; \
 	fi
 
-# Binaries, templates, systemd units, and sample configs (never over existing ones).
+# Binaries, templates, documentation, systemd units, and sample configs (never over existing ones).
 install: build
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/berth/templates $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/templates
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/berth/templates $(DESTDIR)$(PREFIX)/share/berth/docs $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/templates
 	install -m 755 .build/release/berth-agent .build/release/berth-manager .build/release/berth $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 Resources/templates/unit.json Resources/templates/esproc.json $(DESTDIR)$(PREFIX)/share/berth/templates/
-	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/berth/
+	install -m 644 README.md CHANGELOG.md $(DESTDIR)$(PREFIX)/share/berth/
+	install -m 644 docs/*.md $(DESTDIR)$(PREFIX)/share/berth/docs/
 	install -m 644 Resources/templates/systemd/berth-agent.service Resources/templates/systemd/berth-manager.service $(DESTDIR)$(UNITDIR)/
 	for f in docker_server.xml docker_user.xml; do \
 		[ -e $(DESTDIR)$(SYSCONFDIR)/$$f ] || install -m 640 Resources/templates/samples/$$f $(DESTDIR)$(SYSCONFDIR)/; \

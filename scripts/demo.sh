@@ -1,5 +1,6 @@
 #!/bin/bash
-# make demo: a whole Berth cluster on this machine, the seeds' Employee example, and a clean exit.
+# make demo: a whole Berth cluster on this machine, the esProc design's Employee example, and a
+# clean exit.
 # Two agents (127.0.0.2, 127.0.0.3) and a manager share the local Docker engine; a demo user logs
 # in, queries EMPLOYEE.txt on one unit and split over two, logs out. Nothing is left running.
 set -euo pipefail
@@ -48,7 +49,7 @@ step "writing a demo cluster under $demo"
 mkdir -p "$demo/share" "$demo/home/demo/data" "$demo/home/demo/script" "$demo/state"
 head -c 32 /dev/urandom | base64 > "$demo/cluster.key"
 chmod 600 "$demo/cluster.key"
-# EMPLOYEE.txt in the seeds' columns: 500 employees over five states.
+# EMPLOYEE.txt in the esProc design's columns: 500 employees over five states.
 awk 'BEGIN {
   OFS = "\t"; split("Rebecca Ashley Rachel Emily Matthew Alexis Megan Victoria Ryan Brooke Taylor Sarah Lauren Abigail Julia", n, " ")
   split("Moore Wilson Johnson Taylor Williams Davis Thomas Smith Brown Jones", s, " ")
@@ -63,7 +64,7 @@ cat > "$demo/home/demo/script/Employee.sh" <<'SH'
 awk -F '\t' -v state="$1" 'NR == 1 || $5 == state' /app/data/EMPLOYEE.txt
 SH
 cat > "$demo/home/demo/script/Emp.sh" <<'SH'
-# Emp.dfx: the same query over part BERTH_PART of BERTH_PARTS (the seeds' [1,2],[2,2]).
+# Emp.dfx: the same query over part BERTH_PART of BERTH_PARTS (the esProc design's [1,2],[2,2]).
 awk -F '\t' -v state="$1" -v part="$BERTH_PART" -v parts="$BERTH_PARTS" '
   NR == 1 { print; next }
   total == 0 { while ((getline line < FILENAME) > 0) total++; total--; first = int((part - 1) * total / parts) + 2; last = int(part * total / parts) + 1 }

@@ -57,7 +57,7 @@ extension LineXMLElement {
     }
 
     /// Text or attributes on a container element carry no meaning; a leftover such as the
-    /// seeds' "。。。" placeholder should be seen.
+    /// "。。。" placeholder of the esProc design's example files should be seen.
     func warnAboutStrayContent(problems: inout ConfigProblemList) {
         if !value.isEmpty {
             problems.warning(line: line, "text \"\(value)\" inside <\(name)> ignored")

@@ -58,7 +58,7 @@ public struct ServerConfig: Sendable, Equatable {
     public static let defaultReadyTimeoutSeconds = 60
     public static let readyTimeoutRange = 1...3600
     /// One start per core of this host, at least 2: a container start keeps the engine busy on a
-    /// core (see the README's Performance).
+    /// core (see docs/performance.md, start slots).
     public static let defaultConcurrentStarts = max(2, ProcessInfo.processInfo.activeProcessorCount)
     public static let concurrentStartsRange = 1...256
     public static let defaultLogDirectory = "/var/log/berth"

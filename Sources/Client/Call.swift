@@ -5,14 +5,14 @@ import EngineAPI
 import Foundation
 import UnitProtocol
 
-/// `berth call`: the seeds' callx. Runs a script on units in parallel and prints the outputs
-/// merged in unit order as they stream.
+/// `berth call`: the esProc design's callx. Runs a script on units in parallel and prints the
+/// outputs merged in unit order as they stream.
 struct Call: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "call",
         abstract: "Run /app/script/SCRIPT on your units in parallel; print the outputs in unit order.",
         discussion: """
-            Examples (the seeds' Employee query):
+            Examples (the esProc design's Employee query):
               berth call Employee.sh "New York" --unit 192.168.0.76:8281
               berth call Emp.sh "New York" --split --header
             With --split, unit i of n sees BERTH_PART=i and BERTH_PARTS=n and reads only its share.

@@ -25,7 +25,7 @@ import Testing
         return try EngineJSON.decoder.decode(ContainerConfig.self, from: EngineJSON.encoder.encode(raw))
     }
 
-    @Test func createBodyHasEverythingSpecFourTwoRequires() throws {
+    @Test func createBodyHasLimitsMountsPortNetworkLabelsAndConfinement() throws {
         let body = try body()
         let host = try #require(body.hostConfig)
         #expect(host.memory == 500 << 20)
@@ -53,7 +53,7 @@ import Testing
         #expect(try body(shipped) == (try body()))
     }
 
-    @Test func esprocTemplateRendersTheSeedsStartCommandAsTheUser() throws {
+    @Test func esprocTemplateRendersServerConsoleStartCommandAsTheUser() throws {
         let template = try UnitTemplate.load(path: Self.templates + "/esproc.json")
         #expect(template.problems(TemplatePolicy()).filter { !$0.isWarning }.isEmpty)
         let body = try body(template, memory: "1g,256m")

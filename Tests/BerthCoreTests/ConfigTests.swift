@@ -36,8 +36,8 @@ private final class TemporaryFolder {
 
 private let xmlDeclaration = #"<?xml version="1.0" encoding="UTF-8"?>"#
 
-/// The seed's docker_server.xml, one element per line: <Config> on line 2, <Server> 3,
-/// <Share> 4, <NodeType> 5, and `extra` lines from line 6.
+/// The esProc design's example docker_server.xml, one element per line: <Config> on line 2,
+/// <Server> 3, <Share> 4, <NodeType> 5, and `extra` lines from line 6.
 private func serverXML(
     server: String = "192.168.0.76:9001", share: String, nodeType: String? = "manager", extra: [String] = []
 ) -> String {
@@ -48,20 +48,20 @@ private func serverXML(
     return lines.joined(separator: "\n") + "\n"
 }
 
-/// The seed users' elements, one per line, in the seed's order.
-private let seedAaa = [
+/// The esProc design's example users' elements, one per line, in its order.
+private let exampleAaa = [
     "<Name>aaa</Name>", "<Alias>张三</Alias>", "<Pwd>123456</Pwd>", "<Memory>500m</Memory>", "<CPU>512</CPU>",
     "<Home>/opt/app/aaa</Home>", "<Unit>192.168.0.76:8281</Unit>",
 ]
-private let seedBbb = [
+private let exampleBbb = [
     "<Name>bbb</Name>", "<Alias>李四</Alias>", "<Pwd>123456</Pwd>", "<Memory>500m</Memory>", "<CPU>512</CPU>",
     "<Home>/opt/app/bbb</Home>", "<Unit>192.168.0.77:8282,192.168.0.77:8283</Unit>",
 ]
 
-/// A docker_user.xml with one element per line. For the seed users: aaa's <User> is on line 3,
+/// A docker_user.xml with one element per line. For the example users: aaa's <User> is on line 3,
 /// then Name 4, Alias 5, Pwd 6, Memory 7, CPU 8, Home 9, Unit 10; bbb's <User> is on line 12,
 /// then Name 13, Alias 14, Pwd 15, Memory 16, CPU 17, Home 18, Unit 19.
-private func usersXML(_ users: [[String]] = [seedAaa, seedBbb]) -> String {
+private func usersXML(_ users: [[String]] = [exampleAaa, exampleBbb]) -> String {
     var lines = [xmlDeclaration, "<Users>"]
     for user in users {
         lines.append("  <User>")
@@ -85,8 +85,8 @@ private func warnings(_ problems: [ConfigProblem]) -> [String] {
     problems.filter { $0.severity == .warning }.map(\.description)
 }
 
-/// A loaded seed docker_server.xml (communication port 9001, manager at 192.168.0.76:9000).
-private func seedServer(in folder: TemporaryFolder) throws -> ServerConfig {
+/// A loaded example docker_server.xml (communication port 9001, manager at 192.168.0.76:9000).
+private func exampleServer(in folder: TemporaryFolder) throws -> ServerConfig {
     let share = try folder.makeDirectory("share")
     let path = try folder.write("docker_server.xml", serverXML(share: share))
     let (config, problems) = ServerConfig.load(path: path)
@@ -94,11 +94,11 @@ private func seedServer(in folder: TemporaryFolder) throws -> ServerConfig {
     return try #require(config)
 }
 
-// MARK: - The seeds
+// MARK: - The esProc multi-tenant design's files
 
-@Suite("Seed-compatible configuration")
-struct SeedConfigTests {
-    @Test func seedServerFileLoadsWithDefaults() throws {
+@Suite("The esProc multi-tenant design's configuration files")
+struct DesignConfigTests {
+    @Test func designServerFileLoadsWithDefaults() throws {
         let folder = try TemporaryFolder()
         let share = try folder.makeDirectory("share")
         let path = try folder.write("docker_server.xml", serverXML(share: share))
@@ -121,10 +121,10 @@ struct SeedConfigTests {
         #expect(server.concurrentStarts == max(2, ProcessInfo.processInfo.activeProcessorCount))
     }
 
-    @Test func seedServerFileOfAnotherHostIsNotTheManager() throws {
+    @Test func designServerFileOfAnotherHostIsNotTheManager() throws {
         let folder = try TemporaryFolder()
         let share = try folder.makeDirectory("share")
-        // The seed's second host: no declaration, no <NodeType>, blank lines between elements.
+        // The design's second host: no declaration, no <NodeType>, blank lines between elements.
         let path = try folder.write("docker_server.xml", "<Config>\n\n<Server>192.168.0.77:9001</Server>\n\n<Share>\(share)</Share>\n\n</Config>\n")
 
         let (config, problems) = ServerConfig.load(path: path)
@@ -135,9 +135,9 @@ struct SeedConfigTests {
         #expect(server.manager == HostPort(host: "192.168.0.77", port: 9000))
     }
 
-    @Test func seedUsersFileLoadsWithOnlyPlainPasswordWarnings() throws {
+    @Test func designUsersFileLoadsWithOnlyPlainPasswordWarnings() throws {
         let folder = try TemporaryFolder()
-        let server = try seedServer(in: folder)
+        let server = try exampleServer(in: folder)
         let path = try folder.write("docker_user.xml", usersXML())
 
         let (config, problems) = UsersConfig.load(path: path, server: server)
@@ -170,13 +170,13 @@ struct SeedConfigTests {
         #expect(users.user(named: "AAA") == nil)
     }
 
-    @Test func seedUsersFileWrittenOnOneLineLoads() throws {
+    @Test func designUsersFileWrittenOnOneLineLoads() throws {
         let folder = try TemporaryFolder()
-        // The shape the seed document shows, everything on one line.
+        // The shape the esProc design shows, everything on one line.
         let text = #"<?xml version="1.0" encoding="UTF-8"?> <Users> <User> <Name>aaa</Name> <Alias>张三</Alias> <Pwd>123456</Pwd> <Memory>500m</Memory> <CPU>512</CPU> <Home>/opt/app/aaa</Home> <Unit>192.168.0.76:8281</Unit> </User> <User> <Name>bbb</Name> <Alias>李四</Alias> <Pwd>123456</Pwd> <Memory>500m</Memory> <CPU>512</CPU> <Home>/opt/app/bbb</Home> <Unit>192.168.0.77:8282,192.168.0.77:8283</Unit> </User> </Users>"#
         let path = try folder.write("docker_user.xml", text)
 
-        let (config, problems) = UsersConfig.load(path: path, server: try seedServer(in: folder))
+        let (config, problems) = UsersConfig.load(path: path, server: try exampleServer(in: folder))
 
         #expect(errors(problems).isEmpty)
         #expect(warnings(problems).count == 2)
@@ -212,7 +212,7 @@ struct SeedConfigTests {
 
 // MARK: - docker_server.xml
 
-/// One wrong value in an otherwise seed-shaped docker_server.xml and the one error it must give.
+/// One wrong value in an otherwise example-shaped docker_server.xml and the one error it must give.
 struct BadServerCase: Sendable, CustomTestStringConvertible {
     var server = "192.168.0.76:9001"
     var share: String? = nil
@@ -434,10 +434,10 @@ struct ServerConfigTests {
 
 // MARK: - docker_user.xml
 
-/// One change to the seed users and the one error it must give.
+/// One change to the example users and the one error it must give.
 struct BadUsersCase: Sendable, CustomTestStringConvertible {
-    var aaa: [String] = seedAaa
-    var bbb: [String] = seedBbb
+    var aaa: [String] = exampleAaa
+    var bbb: [String] = exampleBbb
     var line: Int
     var message: String
     var testDescription: String { message }
@@ -446,70 +446,70 @@ struct BadUsersCase: Sendable, CustomTestStringConvertible {
 @Suite("docker_user.xml validation")
 struct UsersConfigTests {
     static let badCases: [BadUsersCase] = [
-        BadUsersCase(aaa: replacing("<CPU>", with: "<CPU>1</CPU>", in: seedAaa), line: 8,
+        BadUsersCase(aaa: replacing("<CPU>", with: "<CPU>1</CPU>", in: exampleAaa), line: 8,
                      message: #"CPU "1": must be an integer >= 2 (Docker CPU shares)"#),
-        BadUsersCase(aaa: replacing("<CPU>", with: "<CPU>half</CPU>", in: seedAaa), line: 8,
+        BadUsersCase(aaa: replacing("<CPU>", with: "<CPU>half</CPU>", in: exampleAaa), line: 8,
                      message: #"CPU "half": must be an integer >= 2 (Docker CPU shares)"#),
-        BadUsersCase(bbb: replacing("<CPU>", with: "<CPU>-512</CPU>", in: seedBbb), line: 17,
+        BadUsersCase(bbb: replacing("<CPU>", with: "<CPU>-512</CPU>", in: exampleBbb), line: 17,
                      message: #"CPU "-512": must be an integer >= 2 (Docker CPU shares)"#),
-        BadUsersCase(aaa: replacing("<Memory>", with: "<Memory>1.5g</Memory>", in: seedAaa), line: 7,
+        BadUsersCase(aaa: replacing("<Memory>", with: "<Memory>1.5g</Memory>", in: exampleAaa), line: 7,
                      message: #"memory "1.5g": use a whole number with k, m or g (e.g. 1536m)"#),
-        BadUsersCase(aaa: replacing("<Memory>", with: "<Memory>500</Memory>", in: seedAaa), line: 7,
+        BadUsersCase(aaa: replacing("<Memory>", with: "<Memory>500</Memory>", in: exampleAaa), line: 7,
                      message: #"memory "500": missing unit; write 500m for megabytes (or use k or g)"#),
-        BadUsersCase(bbb: replacing("<Memory>", with: "<Memory>3m</Memory>", in: seedBbb), line: 16,
+        BadUsersCase(bbb: replacing("<Memory>", with: "<Memory>3m</Memory>", in: exampleBbb), line: 16,
                      message: #"memory "3m": the limit must be at least 4m"#),
-        BadUsersCase(aaa: replacing("<Home>", with: "<Home>opt/app/aaa</Home>", in: seedAaa), line: 9,
+        BadUsersCase(aaa: replacing("<Home>", with: "<Home>opt/app/aaa</Home>", in: exampleAaa), line: 9,
                      message: #"home "opt/app/aaa": must be an absolute path"#),
-        BadUsersCase(aaa: replacing("<Home>", with: "<Home>/opt/app/../bbb</Home>", in: seedAaa), line: 9,
+        BadUsersCase(aaa: replacing("<Home>", with: "<Home>/opt/app/../bbb</Home>", in: exampleAaa), line: 9,
                      message: #"home "/opt/app/../bbb": must not contain a .. component"#),
-        BadUsersCase(aaa: replacing("<Unit>", with: "<Unit>192.168.0.76:9001</Unit>", in: seedAaa), line: 10,
+        BadUsersCase(aaa: replacing("<Unit>", with: "<Unit>192.168.0.76:9001</Unit>", in: exampleAaa), line: 10,
                      message: "unit 192.168.0.76:9001 uses the communication port 9001"),
-        BadUsersCase(aaa: replacing("<Unit>", with: "<Unit>192.168.0.76:9000</Unit>", in: seedAaa), line: 10,
+        BadUsersCase(aaa: replacing("<Unit>", with: "<Unit>192.168.0.76:9000</Unit>", in: exampleAaa), line: 10,
                      message: "unit 192.168.0.76:9000 is the manager's address (<Manager> in SERVER)"),
-        BadUsersCase(aaa: replacing("<Unit>", with: "<Unit>192.168.0.76:0</Unit>", in: seedAaa), line: 10,
+        BadUsersCase(aaa: replacing("<Unit>", with: "<Unit>192.168.0.76:0</Unit>", in: exampleAaa), line: 10,
                      message: #"unit "192.168.0.76:0": port 0 is out of range 1...65535"#),
-        BadUsersCase(bbb: replacing("<Unit>", with: "<Unit>192.168.0.77:8282,192.168.0.77:65536</Unit>", in: seedBbb), line: 19,
+        BadUsersCase(bbb: replacing("<Unit>", with: "<Unit>192.168.0.77:8282,192.168.0.77:65536</Unit>", in: exampleBbb), line: 19,
                      message: #"unit "192.168.0.77:65536": port 65536 is out of range 1...65535"#),
-        BadUsersCase(aaa: replacing("<Unit>", with: "<Unit>192.168.0.76</Unit>", in: seedAaa), line: 10,
+        BadUsersCase(aaa: replacing("<Unit>", with: "<Unit>192.168.0.76</Unit>", in: exampleAaa), line: 10,
                      message: #"unit "192.168.0.76": missing port; expected ip:port"#),
-        BadUsersCase(aaa: replacing("<Unit>", with: "<Unit>192.168.0.76:8281,,192.168.0.76:8282</Unit>", in: seedAaa), line: 10,
+        BadUsersCase(aaa: replacing("<Unit>", with: "<Unit>192.168.0.76:8281,,192.168.0.76:8282</Unit>", in: exampleAaa), line: 10,
                      message: #"unit list "192.168.0.76:8281,,192.168.0.76:8282": an entry between commas is empty"#),
-        BadUsersCase(aaa: replacing("<Unit>", with: "<Unit>192.168.0.76:8281 , 192.168.0.76:8281</Unit>", in: seedAaa), line: 10,
+        BadUsersCase(aaa: replacing("<Unit>", with: "<Unit>192.168.0.76:8281 , 192.168.0.76:8281</Unit>", in: exampleAaa), line: 10,
                      message: "unit 192.168.0.76:8281 is listed twice for user aaa"),
-        BadUsersCase(aaa: replacing("<Unit>", with: "<Unit>192.168.0.77:8282</Unit>", in: seedAaa), line: 19,
+        BadUsersCase(aaa: replacing("<Unit>", with: "<Unit>192.168.0.77:8282</Unit>", in: exampleAaa), line: 19,
                      message: "unit 192.168.0.77:8282 is assigned to both aaa (line 3) and bbb (line 12)"),
-        BadUsersCase(bbb: replacing("<Name>", with: "<Name>aaa</Name>", in: seedBbb), line: 13,
+        BadUsersCase(bbb: replacing("<Name>", with: "<Name>aaa</Name>", in: exampleBbb), line: 13,
                      message: "duplicate user name aaa (first at line 3)"),
-        BadUsersCase(aaa: replacing("<Name>", with: "<Name>a b</Name>", in: seedAaa), line: 4,
+        BadUsersCase(aaa: replacing("<Name>", with: "<Name>a b</Name>", in: exampleAaa), line: 4,
                      message: #"user name "a b": use 1 to 32 letters, digits, '_', '.' or '-', starting with a letter or digit (it becomes a Docker label and network name)"#),
-        BadUsersCase(aaa: replacing("<Name>", with: "<Name>_aaa</Name>", in: seedAaa), line: 4,
+        BadUsersCase(aaa: replacing("<Name>", with: "<Name>_aaa</Name>", in: exampleAaa), line: 4,
                      message: #"user name "_aaa": use 1 to 32 letters, digits, '_', '.' or '-', starting with a letter or digit (it becomes a Docker label and network name)"#),
-        BadUsersCase(aaa: replacing("<Name>", with: "<Name>\(String(repeating: "a", count: 33))</Name>", in: seedAaa), line: 4,
+        BadUsersCase(aaa: replacing("<Name>", with: "<Name>\(String(repeating: "a", count: 33))</Name>", in: exampleAaa), line: 4,
                      message: #"user name "\#(String(repeating: "a", count: 33))": use 1 to 32 letters, digits, '_', '.' or '-', starting with a letter or digit (it becomes a Docker label and network name)"#),
-        BadUsersCase(aaa: replacing("<Name>", with: nil, in: seedAaa), line: 3, message: "missing <Name> in <User>"),
-        BadUsersCase(aaa: replacing("<Memory>", with: nil, in: seedAaa), line: 3, message: "user aaa: missing <Memory>"),
-        BadUsersCase(bbb: replacing("<CPU>", with: nil, in: seedBbb), line: 12, message: "user bbb: missing <CPU>"),
-        BadUsersCase(aaa: replacing("<Home>", with: nil, in: seedAaa), line: 3, message: "user aaa: missing <Home>"),
-        BadUsersCase(aaa: replacing("<Unit>", with: nil, in: seedAaa), line: 3, message: "user aaa: missing <Unit>"),
-        BadUsersCase(aaa: replacing("<Pwd>", with: nil, in: seedAaa), line: 3,
+        BadUsersCase(aaa: replacing("<Name>", with: nil, in: exampleAaa), line: 3, message: "missing <Name> in <User>"),
+        BadUsersCase(aaa: replacing("<Memory>", with: nil, in: exampleAaa), line: 3, message: "user aaa: missing <Memory>"),
+        BadUsersCase(bbb: replacing("<CPU>", with: nil, in: exampleBbb), line: 12, message: "user bbb: missing <CPU>"),
+        BadUsersCase(aaa: replacing("<Home>", with: nil, in: exampleAaa), line: 3, message: "user aaa: missing <Home>"),
+        BadUsersCase(aaa: replacing("<Unit>", with: nil, in: exampleAaa), line: 3, message: "user aaa: missing <Unit>"),
+        BadUsersCase(aaa: replacing("<Pwd>", with: nil, in: exampleAaa), line: 3,
                      message: "user aaa: missing <PwdHash> (or the legacy plain-text <Pwd>)"),
-        BadUsersCase(aaa: replacing("<Pwd>", with: "<Pwd>1</Pwd><PwdHash>h</PwdHash>", in: seedAaa), line: 6,
+        BadUsersCase(aaa: replacing("<Pwd>", with: "<Pwd>1</Pwd><PwdHash>h</PwdHash>", in: exampleAaa), line: 6,
                      message: "user aaa: give <PwdHash> or <Pwd>, not both"),
-        BadUsersCase(aaa: replacing("<Alias>", with: "<CPU>4</CPU>", in: seedAaa), line: 8,
+        BadUsersCase(aaa: replacing("<Alias>", with: "<CPU>4</CPU>", in: exampleAaa), line: 8,
                      message: "duplicate <CPU> (first at line 5)"),
-        BadUsersCase(aaa: replacing("<Alias>", with: "<Uid>0:2001</Uid>", in: seedAaa), line: 5,
+        BadUsersCase(aaa: replacing("<Alias>", with: "<Uid>0:2001</Uid>", in: exampleAaa), line: 5,
                      message: "user aaa: Uid 0:2001 is root's user or group; give the user's own account, e.g. 2001:2001"),
-        BadUsersCase(aaa: replacing("<Alias>", with: "<Uid>2001:0</Uid>", in: seedAaa), line: 5,
+        BadUsersCase(aaa: replacing("<Alias>", with: "<Uid>2001:0</Uid>", in: exampleAaa), line: 5,
                      message: "user aaa: Uid 2001:0 is root's user or group; give the user's own account, e.g. 2001:2001"),
-        BadUsersCase(aaa: replacing("<Alias>", with: "<Uid>2001</Uid>", in: seedAaa), line: 5,
+        BadUsersCase(aaa: replacing("<Alias>", with: "<Uid>2001</Uid>", in: exampleAaa), line: 5,
                      message: #"Uid "2001": must be uid:gid, two numbers (e.g. 2001:2001)"#),
-        BadUsersCase(aaa: replacing("<Alias>", with: "<Uid>aaa:aaa</Uid>", in: seedAaa), line: 5,
+        BadUsersCase(aaa: replacing("<Alias>", with: "<Uid>aaa:aaa</Uid>", in: exampleAaa), line: 5,
                      message: #"Uid "aaa:aaa": must be uid:gid, two numbers (e.g. 2001:2001)"#),
-        BadUsersCase(bbb: replacing("<Home>", with: "<Home>/opt/app/aaa/bbb</Home>", in: seedBbb), line: 18,
+        BadUsersCase(bbb: replacing("<Home>", with: "<Home>/opt/app/aaa/bbb</Home>", in: exampleBbb), line: 18,
                      message: "user bbb: home /opt/app/aaa/bbb overlaps user aaa's home /opt/app/aaa (line 9); give each user a directory of their own"),
-        BadUsersCase(bbb: replacing("<Home>", with: "<Home>/opt/app/aaa</Home>", in: seedBbb), line: 18,
+        BadUsersCase(bbb: replacing("<Home>", with: "<Home>/opt/app/aaa</Home>", in: exampleBbb), line: 18,
                      message: "user bbb: home /opt/app/aaa overlaps user aaa's home /opt/app/aaa (line 9); give each user a directory of their own"),
-        BadUsersCase(bbb: replacing("<Home>", with: "<Home>/opt</Home>", in: seedBbb), line: 18,
+        BadUsersCase(bbb: replacing("<Home>", with: "<Home>/opt</Home>", in: exampleBbb), line: 18,
                      message: "user bbb: home /opt overlaps user aaa's home /opt/app/aaa (line 9); give each user a directory of their own"),
     ]
 
@@ -520,15 +520,15 @@ struct UsersConfigTests {
         let serverPath = try folder.write("docker_server.xml", serverXML(share: share, extra: ["<HomeRoot>\(homes)/</HomeRoot>"]))
         let server = try #require(ServerConfig.load(path: serverPath).config)
         #expect(server.homeRoot == homes)
-        let aaa = replacing("<Home>", with: "<Home>\(homes)/aaa</Home>", in: replacing("<Alias>", with: "<Uid>2001:2002</Uid>", in: seedAaa))
-        let bbb = replacing("<Home>", with: "<Home>\(homes)2/bbb</Home>", in: seedBbb)
+        let aaa = replacing("<Home>", with: "<Home>\(homes)/aaa</Home>", in: replacing("<Alias>", with: "<Uid>2001:2002</Uid>", in: exampleAaa))
+        let bbb = replacing("<Home>", with: "<Home>\(homes)2/bbb</Home>", in: exampleBbb)
         let path = try folder.write("docker_user.xml", usersXML([aaa, bbb]))
 
         let (config, problems) = UsersConfig.load(path: path, server: server)
 
         #expect(errors(problems) == ["\(path):18: home \(homes)2/bbb is not below <HomeRoot> \(homes); agents refuse it"])
         #expect(config == nil)
-        let fixed = try folder.write("docker_user.xml", usersXML([aaa, replacing("<Home>", with: "<Home>\(homes)/bbb</Home>", in: seedBbb)]))
+        let fixed = try folder.write("docker_user.xml", usersXML([aaa, replacing("<Home>", with: "<Home>\(homes)/bbb</Home>", in: exampleBbb)]))
         let users = try #require(UsersConfig.load(path: fixed, server: server).config)
         #expect(users.user(named: "aaa")?.account == UnixAccount(uid: 2001, gid: 2002))
         #expect(users.user(named: "bbb")?.account == nil)
@@ -537,7 +537,7 @@ struct UsersConfigTests {
     @Test(arguments: badCases)
     func oneBadValueGivesOneErrorAtItsLine(_ badCase: BadUsersCase) throws {
         let folder = try TemporaryFolder()
-        let server = try seedServer(in: folder)
+        let server = try exampleServer(in: folder)
         let path = try folder.write("docker_user.xml", usersXML([badCase.aaa, badCase.bbb]))
 
         let (config, problems) = UsersConfig.load(path: path, server: server)
@@ -549,14 +549,14 @@ struct UsersConfigTests {
 
     @Test func everyProblemIsReportedInOnePassInFileOrder() throws {
         let folder = try TemporaryFolder()
-        var aaa = replacing("<CPU>", with: "<CPU>1</CPU>", in: seedAaa)
+        var aaa = replacing("<CPU>", with: "<CPU>1</CPU>", in: exampleAaa)
         aaa = replacing("<Memory>", with: "<Memory>1.5g</Memory>", in: aaa)
         aaa = replacing("<Unit>", with: "<Unit>192.168.0.77:8282, 192.168.0.76:9001</Unit>", in: aaa)
-        var bbb = replacing("<Home>", with: "<Home>bbb</Home>", in: seedBbb)
+        var bbb = replacing("<Home>", with: "<Home>bbb</Home>", in: exampleBbb)
         bbb = replacing("<Alias>", with: "<Email>b@example.com</Email>", in: bbb)
         let path = try folder.write("docker_user.xml", usersXML([aaa, bbb]))
 
-        let (config, problems) = UsersConfig.load(path: path, server: try seedServer(in: folder))
+        let (config, problems) = UsersConfig.load(path: path, server: try exampleServer(in: folder))
 
         #expect(config == nil)
         #expect(problems.map(\.description) == [
@@ -573,10 +573,10 @@ struct UsersConfigTests {
 
     @Test func warningsDoNotBlockLoading() throws {
         let folder = try TemporaryFolder()
-        let aaa = replacing("<Alias>", with: "<Email>a@example.com</Email>", in: seedAaa)
-        let path = try folder.write("docker_user.xml", usersXML([aaa, seedBbb]))
+        let aaa = replacing("<Alias>", with: "<Email>a@example.com</Email>", in: exampleAaa)
+        let path = try folder.write("docker_user.xml", usersXML([aaa, exampleBbb]))
 
-        let (config, problems) = UsersConfig.load(path: path, server: try seedServer(in: folder))
+        let (config, problems) = UsersConfig.load(path: path, server: try exampleServer(in: folder))
 
         #expect(problems.count == 3)
         #expect(problems.allSatisfy { $0.severity == .warning })
@@ -593,7 +593,7 @@ struct UsersConfigTests {
         ]
         let path = try folder.write("docker_user.xml", usersXML([ccc]))
 
-        let (config, problems) = UsersConfig.load(path: path, server: try seedServer(in: folder))
+        let (config, problems) = UsersConfig.load(path: path, server: try exampleServer(in: folder))
 
         #expect(problems.isEmpty)
         let user = try #require(config?.user(named: "ccc.dev-1"))
@@ -606,7 +606,7 @@ struct UsersConfigTests {
 
     @Test func withoutAServerConfigTheCommunicationPortIsNotChecked() throws {
         let folder = try TemporaryFolder()
-        let aaa = replacing("<Unit>", with: "<Unit>192.168.0.76:9001</Unit>", in: seedAaa)
+        let aaa = replacing("<Unit>", with: "<Unit>192.168.0.76:9001</Unit>", in: exampleAaa)
         let path = try folder.write("docker_user.xml", usersXML([aaa]))
 
         let (config, problems) = UsersConfig.load(path: path, server: nil)
@@ -617,7 +617,7 @@ struct UsersConfigTests {
 
     @Test func escapedCharactersAndCDATAAreDecoded() throws {
         let folder = try TemporaryFolder()
-        let aaa = replacing("<Pwd>", with: "<Pwd>a&amp;b&lt;c</Pwd>", in: replacing("<Alias>", with: "<Alias><![CDATA[张三 & Co]]></Alias>", in: seedAaa))
+        let aaa = replacing("<Pwd>", with: "<Pwd>a&amp;b&lt;c</Pwd>", in: replacing("<Alias>", with: "<Alias><![CDATA[张三 & Co]]></Alias>", in: exampleAaa))
         let path = try folder.write("docker_user.xml", usersXML([aaa]))
 
         let (config, _) = UsersConfig.load(path: path, server: nil)
@@ -650,7 +650,7 @@ struct UsersConfigTests {
         ])
     }
 
-    @Test func leftoverSeedEllipsisIsWarnedAbout() throws {
+    @Test func leftoverEllipsisPlaceholderIsWarnedAbout() throws {
         let folder = try TemporaryFolder()
         let text = "<Users>\n  <User><Name>aaa</Name><PwdHash>h</PwdHash><Memory>500m</Memory><CPU>512</CPU><Home>/a</Home><Unit>10.0.0.1:1</Unit></User>\n  。。。\n</Users>\n"
         let path = try folder.write("docker_user.xml", text)
@@ -680,8 +680,8 @@ struct UsersConfigTests {
 struct MalformedFileTests {
     @Test func mismatchedClosingTagIsOneProblemAtItsLine() throws {
         let folder = try TemporaryFolder()
-        let aaa = replacing("<Alias>", with: "<Alias>张三</Alais>", in: seedAaa)
-        let path = try folder.write("docker_user.xml", usersXML([aaa, seedBbb]))
+        let aaa = replacing("<Alias>", with: "<Alias>张三</Alais>", in: exampleAaa)
+        let path = try folder.write("docker_user.xml", usersXML([aaa, exampleBbb]))
 
         let (config, problems) = UsersConfig.load(path: path, server: nil)
 

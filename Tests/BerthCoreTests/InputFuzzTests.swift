@@ -73,7 +73,8 @@ import Testing
     }
 
     /// Found by the fuzzer: libxml2 crashed the process on a byte invalid in a declared encoding
-    /// it reaches through iconv. Such files are converted by Berth, the seeds' GBK included.
+    /// it reaches through iconv. Such files are converted by Berth, the esProc design's GBK files
+    /// included.
     @Test func filesInOtherEncodingsLoadOrAreRefusedOnTheirLine() throws {
         let files = try FuzzFolder()
         let declaration = Array(#"<?xml version="1.0" encoding="GBK"?>"#.utf8) + [0x0A]

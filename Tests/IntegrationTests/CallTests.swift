@@ -4,7 +4,8 @@ import Foundation
 import Testing
 import UnitProtocol
 
-/// `berth call` on the real berth-unit image, through a real login: the seeds' Employee examples.
+/// `berth call` on the real berth-unit image, through a real login: the esProc design's Employee
+/// examples.
 @Suite(.serialized, .enabled(if: DockerTestSupport.shouldRun, "needs a Docker engine"))
 final class CallTests {
     let cluster: ClusterFixture
@@ -41,7 +42,7 @@ final class CallTests {
         try (text + "\n").write(toFile: path, atomically: true, encoding: .utf8)
     }
 
-    /// 40 employees in the seeds' columns; every third lives in New York.
+    /// 40 employees in the esProc design's columns; every third lives in New York.
     static func employees() -> String {
         var lines = [columns.joined(separator: "\t")]
         let names = ["Rebecca", "Ashley", "Rachel", "Emily", "Ashley", "Matthew", "Alexis", "Megan", "Victoria", "Ryan"]

@@ -3,8 +3,8 @@ import EngineAPI
 import Foundation
 import Testing
 
-/// The seeds' login / work / logout cycle through the real binaries: a manager on 127.0.0.1,
-/// agents on 127.0.0.2 and 127.0.0.3, the real engine underneath.
+/// The esProc design's login / work / logout cycle through the real binaries: a manager on
+/// 127.0.0.1, agents on 127.0.0.2 and 127.0.0.3, the real engine underneath.
 @Suite(.serialized, .enabled(if: DockerTestSupport.shouldRun, "needs a Docker engine"))
 final class ClusterTests {
     let cluster: ClusterFixture

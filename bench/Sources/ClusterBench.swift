@@ -262,8 +262,8 @@ struct RawUnitStarter {
     }
 }
 
-/// The seeds' way (`raq_start.sh` per unit): `docker run -d` with the same settings, one unit
-/// after another, then wait until each serves.
+/// The esProc design's way (`raq_start.sh` per unit): `docker run -d` with the same settings, one
+/// unit after another, then wait until each serves.
 struct CLIUnitStarter {
     let docker: String
     let socketPath: String

@@ -4,8 +4,9 @@ import Foundation
 import UnitProtocol
 
 /// The cluster tables, each against its floor in the same run: login-to-ready for 1, 2 and 4
-/// units (also against the seeds' docker CLI way) and `berth call` throughput in `cluster.md`,
-/// the login storm in `storm.md`, the daemons' memory over many logins in `footprint.md`.
+/// units (also against the esProc design's docker CLI way) and `berth call` throughput in
+/// `cluster.md`, the login storm in `storm.md`, the daemons' memory over many logins in
+/// `footprint.md`.
 struct ClusterSections {
     let client: DockerClient
     let socket: String
@@ -86,7 +87,7 @@ struct ClusterSections {
             let units = cluster.benchUnits(user)
             var floor: [Duration] = []
             var berth: [Duration] = []
-            var seeds: [Duration] = []
+            var dockerRuns: [Duration] = []
             enum Way: CaseIterable { case berth, floor, cli }
             for round in 0...logins {
                 // Each way once per round, each on a quiet engine; the order turns from round to
@@ -113,7 +114,7 @@ struct ClusterSections {
                         let time = clock.now - start
                         for id in ids { try await client.removeContainer(id, force: true) }
                         // The first round warms the engine, the page cache and the user's networks for all.
-                        if round > 0 { seeds.append(time) }
+                        if round > 0 { dockerRuns.append(time) }
                     }
                 }
             }
@@ -129,9 +130,9 @@ struct ClusterSections {
             let withoutKDF = zip(berth, checks).map { $0 - $1 }
             table.row(["\(label): berth login → every unit ready", berthStats.medianText, berthStats.p90Text,
                        "\(pairedRatio(berth, over: floor)) (\(pairedRatio(withoutKDF, over: floor)) less the password check)"])
-            if !seeds.isEmpty {
-                let seedStats = Stats(seeds)
-                table.row(["\(label): docker run -d per unit, one after another, then wait (the seeds' raq_start.sh)", seedStats.medianText, seedStats.p90Text, pairedRatio(seeds, over: floor)])
+            if !dockerRuns.isEmpty {
+                let cliStats = Stats(dockerRuns)
+                table.row(["\(label): docker run -d per unit, one after another, then wait (the esProc design's raq_start.sh)", cliStats.medianText, cliStats.p90Text, pairedRatio(dockerRuns, over: floor)])
             }
         }
         let checkStats = Stats(allChecks)
@@ -147,7 +148,7 @@ struct ClusterSections {
             The floor and the docker CLI create the same containers as Berth (image, command, limits, mounts, port \
             binding, the user's network, PIDs limit, no-new-privileges); the floor waits for each unit's health \
             answer. The CLI is `docker run -d --init -m 128m --cpu-shares 1024 -v share:/share:ro -v home:/app \
-            -p ip:port:port --network … …` per unit, one after another as the seeds' raq_start.sh is run, then a \
+            -p ip:port:port --network … …` per unit, one after another as the esProc design's raq_start.sh is run, then a \
             wait until every unit answers.
             """)
     }

@@ -18,7 +18,8 @@ public struct MemorySpec: Sendable, Equatable, Codable {
     /// The value as written in the file, e.g. `500m` or `1g,256m`.
     public var text: String
 
-    /// The smallest limit the seeds allow; below it neither Docker nor the JVM start reliably.
+    /// The smallest limit the esProc multi-tenant design allows; below it neither Docker nor the
+    /// JVM start reliably.
     public static let minimumLimitBytes: Int64 = 4 * 1024 * 1024
 
     public init(parsing text: String) throws(ConfigError) {
