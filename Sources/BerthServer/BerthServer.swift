@@ -76,7 +76,10 @@ public struct SignatureMiddleware<Context: RequestContext>: RouterMiddleware {
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         // A daemon of another protocol version may mean anything by its request: refused unread.
-        if let mismatch = BerthVersion.mismatch(peer: request.headers.first { $0.name.canonicalName == RequestSigner.versionHeader.lowercased() }?.value) {
+        // A request with neither version nor signature is no daemon's, and meets the signature check.
+        let header = { (name: String) in request.headers.first { $0.name.canonicalName == name.lowercased() }?.value }
+        let version = header(RequestSigner.versionHeader)
+        if version != nil || header(RequestSigner.signatureHeader) != nil, let mismatch = BerthVersion.mismatch(peer: version) {
             context.logger.warning("refused request of another Berth version", metadata: ["path": "\(request.uri.path)", "reason": "\(mismatch)"])
             throw APIError(HTTPResponse.Status(code: 426, reasonPhrase: "Upgrade Required"), mismatch)
         }
