@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Synchronization
 import UnitProtocol
 
 /// One running script: spawned in its own process group with stdout and stderr on pipes, read by
@@ -11,8 +12,7 @@ final class ScriptRun: @unchecked Sendable {
     let pid: pid_t
     private let stdoutFD: Int32
     private let stderrFD: Int32
-    private let lock = Mutex()
-    private var cancelled = false
+    private let cancelled = Atomic(false)
 
     private init(pid: pid_t, stdoutFD: Int32, stderrFD: Int32) {
         self.pid = pid
@@ -105,11 +105,11 @@ final class ScriptRun: @unchecked Sendable {
         return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
     }
 
-    var isCancelled: Bool { lock.withLock { cancelled } }
+    var isCancelled: Bool { cancelled.load(ordering: .acquiring) }
 
     /// Stops the run (the client went away, or the unit is shutting down).
     func cancel() {
-        lock.withLock { cancelled = true }
+        cancelled.store(true, ordering: .releasing)
     }
 
     /// SIGTERM to the whole group, SIGKILL a moment later for whatever is left.
@@ -131,20 +131,6 @@ struct UnitError: Error {
     init(_ status: Int, _ message: String) {
         self.status = status
         self.message = message
-    }
-}
-
-/// A small pthread mutex: berth-unit avoids Foundation.
-final class Mutex: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try body()
     }
 }
 

@@ -56,8 +56,8 @@ struct UnitSettings: Sendable {
 final class UnitState: Sendable {
     let settings: UnitSettings
     private let running = Atomic<Int>(0)
-    private let runs = Mutex()
-    nonisolated(unsafe) private var active: [Int32: ScriptRun] = [:]
+    /// The runs under way, by process id, to stop them all at shutdown.
+    private let active = Mutex<[Int32: ScriptRun]>([:])
 
     init(settings: UnitSettings) {
         self.settings = settings
@@ -72,10 +72,10 @@ final class UnitState: Sendable {
         }
     }
 
-    func track(_ run: ScriptRun) { runs.withLock { active[run.pid] = run } }
+    func track(_ run: ScriptRun) { active.withLock { $0[run.pid] = run } }
 
     func finish(_ run: ScriptRun) {
-        runs.withLock { active[run.pid] = nil }
+        active.withLock { $0[run.pid] = nil }
         running.subtract(1, ordering: .relaxed)
     }
 
@@ -83,7 +83,7 @@ final class UnitState: Sendable {
 
     var runningCount: Int { running.load(ordering: .relaxed) }
 
-    func cancelAll() { runs.withLock { for run in active.values { run.cancel() } } }
+    func cancelAll() { active.withLock { for run in $0.values { run.cancel() } } }
 }
 
 /// One HTTP connection: routes `/health` and `/call`.
