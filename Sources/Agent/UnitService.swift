@@ -47,14 +47,14 @@ final class UnitService: Sendable {
     /// The engine work waits for one of the host's start slots; `progress` hears where it waits.
     func start(_ request: StartUnitRequest, progress: (StartUnitEvent) async -> Void = { _ in }) async throws -> UnitStatus {
         let unit = request.unit
-        let memory = try validate(request)
+        try validate(request)
         let account = try HomeFiles.prepare(home: request.home, homeRoot: config.homeRoot, account: request.account)
         let slot = try await admission.enter { place in await progress(StartUnitEvent(kind: .queued, place: place, slots: admission.limit)) }
         defer { slot.leave() }
         if slot.waited { await progress(StartUnitEvent(kind: .starting)) }
         let network = try await networks.ensure(user: request.user)
         let spec = UnitSpec(
-            request: request, memory: memory, share: config.share, defaultImage: config.image,
+            request: request, memory: request.memory, share: config.share, defaultImage: config.image,
             hostLabel: hostLabel, network: network, account: account)
 
         try await checkPortFree(unit, user: request.user)
@@ -106,7 +106,8 @@ final class UnitService: Sendable {
         return bytes.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
     }
 
-    private func validate(_ request: StartUnitRequest) throws -> MemorySpec {
+    /// The memory was checked when the request was read (`MemorySpec` decodes only valid text).
+    private func validate(_ request: StartUnitRequest) throws {
         guard Self.isAllowedUserName(request.user) else {
             throw AgentError("user name \"\(request.user)\" is not allowed")
         }
@@ -117,11 +118,6 @@ final class UnitService: Sendable {
             throw AgentError("unit \(request.unit) uses the communication port")
         }
         guard request.cpu >= 2 else { throw AgentError("CPU shares \(request.cpu) must be at least 2") }
-        do {
-            return try MemorySpec(parsing: request.memory)
-        } catch {
-            throw AgentError("memory: \(error)")
-        }
     }
 
     private func describe(_ error: any Error, unit: HostPort) -> String {

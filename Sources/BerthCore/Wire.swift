@@ -22,7 +22,7 @@ public struct StartUnitRequest: Codable, Sendable {
     public var user: String
     public var session: String
     public var unit: HostPort
-    public var memory: String
+    public var memory: MemorySpec
     public var cpu: Int
     public var home: String
     /// `<Uid>`: the account the unit runs as; nil runs it as the home's owner.
@@ -30,7 +30,7 @@ public struct StartUnitRequest: Codable, Sendable {
     /// Given to the unit's payload (`BERTH_UNIT_SECRET`): only the session's owner may call it.
     public var unitSecret: String
 
-    public init(user: String, session: String, unit: HostPort, memory: String, cpu: Int, home: String, account: UnixAccount? = nil, unitSecret: String) {
+    public init(user: String, session: String, unit: HostPort, memory: MemorySpec, cpu: Int, home: String, account: UnixAccount? = nil, unitSecret: String) {
         self.user = user
         self.session = session
         self.unit = unit
@@ -188,8 +188,8 @@ public struct LoginEvent: Codable, Sendable {
 
     public var kind: Kind
     public var unit: HostPort?
-    /// For `unit`: `queued`, `starting`, `ready`, `failed`, `removed`.
-    public var state: String?
+    /// For `unit`: where the unit's start is.
+    public var state: UnitProgress?
     public var message: String?
     public var token: String?
     public var units: [HostPort]?
@@ -197,7 +197,7 @@ public struct LoginEvent: Codable, Sendable {
     public var unitSecret: String?
 
     public init(
-        kind: Kind, unit: HostPort? = nil, state: String? = nil, message: String? = nil, token: String? = nil,
+        kind: Kind, unit: HostPort? = nil, state: UnitProgress? = nil, message: String? = nil, token: String? = nil,
         units: [HostPort]? = nil, unitSecret: String? = nil
     ) {
         self.unitSecret = unitSecret
@@ -208,6 +208,17 @@ public struct LoginEvent: Codable, Sendable {
         self.token = token
         self.units = units
     }
+}
+
+/// Where one unit of a login is, as its progress lines say it.
+public enum UnitProgress: String, Codable, Sendable {
+    /// Waiting for one of its host's start slots (the message says the place in line).
+    case queued
+    case starting
+    case ready
+    case failed
+    /// Removed again: the login failed elsewhere.
+    case removed
 }
 
 public struct StatusResponse: Codable, Sendable {

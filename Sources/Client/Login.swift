@@ -45,7 +45,7 @@ struct Login: AsyncParsableCommand {
                     switch event.kind {
                     case .unit:
                         let detail = event.message.map { " (\($0.split(separator: "\n").first ?? ""))" } ?? ""
-                        note("  unit \(event.unit?.description ?? "?")  \(event.state ?? "")\(detail)")
+                        note("  unit \(event.unit?.description ?? "?")  \(event.state?.rawValue ?? "")\(detail)")
                     case .notice:
                         note(event.message ?? "")
                     case .done, .failed:

@@ -113,7 +113,7 @@ final class Coordinator: Sendable {
     private func startSession(
         _ session: Session, user: UserConfig, from address: String, checked: Duration, emit: @escaping Emit
     ) async throws -> LoginEvent {
-        for unit in user.units { try? await emit(LoginEvent(kind: .unit, unit: unit, state: "starting")) }
+        for unit in user.units { try? await emit(LoginEvent(kind: .unit, unit: unit, state: .starting)) }
         let unitSecret = Session.newToken()
         let clock = ContinuousClock()
         let starting = clock.now
@@ -123,7 +123,7 @@ final class Coordinator: Sendable {
             var outcome = "nothing was left running"
             do {
                 for unit in try await stopUnits(of: session, saveLogs: false) {
-                    try? await emit(LoginEvent(kind: .unit, unit: unit, state: "removed"))
+                    try? await emit(LoginEvent(kind: .unit, unit: unit, state: .removed))
                 }
             } catch {
                 // The reconciler removes what is left once the agent answers again.
@@ -157,7 +157,7 @@ final class Coordinator: Sendable {
                 for unit in units {
                     group.addTask {
                         let request = StartUnitRequest(
-                            user: user.name, session: session, unit: unit, memory: user.memory.text, cpu: user.cpu, home: user.home,
+                            user: user.name, session: session, unit: unit, memory: user.memory, cpu: user.cpu, home: user.home,
                             account: user.account, unitSecret: unitSecret)
                         let clock = ContinuousClock()
                         let started = clock.now
@@ -166,11 +166,11 @@ final class Coordinator: Sendable {
                                 guard let progress = Self.progress(event, unit: unit) else { return }
                                 try? await emit(progress)
                             }
-                            try? await emit(LoginEvent(kind: .unit, unit: unit, state: "ready", message: (clock.now - started).formattedSeconds))
+                            try? await emit(LoginEvent(kind: .unit, unit: unit, state: .ready, message: (clock.now - started).formattedSeconds))
                             return nil
                         } catch {
                             let message = Self.unitFailure(error, unit: unit)
-                            try? await emit(LoginEvent(kind: .unit, unit: unit, state: "failed", message: message))
+                            try? await emit(LoginEvent(kind: .unit, unit: unit, state: .failed, message: message))
                             return message
                         }
                     }
@@ -190,9 +190,9 @@ final class Coordinator: Sendable {
             let place = event.place ?? 0
             let slots = event.slots.map { ", which starts \($0) unit\($0 == 1 ? "" : "s") at a time" } ?? ""
             let message = place == 1 ? "next in line on \(unit.host)\(slots)" : "\(place - 1) ahead in line on \(unit.host)\(slots)"
-            return LoginEvent(kind: .unit, unit: unit, state: "queued", message: message)
+            return LoginEvent(kind: .unit, unit: unit, state: .queued, message: message)
         case .starting:
-            return LoginEvent(kind: .unit, unit: unit, state: "starting")
+            return LoginEvent(kind: .unit, unit: unit, state: .starting)
         case .ready, .failed:
             return nil
         }

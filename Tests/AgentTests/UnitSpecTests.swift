@@ -12,7 +12,7 @@ import Testing
 
     func spec(memory: String = "500m", unitSecret: String = "s3cret") throws -> UnitSpec {
         let request = StartUnitRequest(
-            user: "aaa", session: "sess-1", unit: HostPort(host: "192.168.0.76", port: 8281), memory: memory, cpu: 512,
+            user: "aaa", session: "sess-1", unit: HostPort(host: "192.168.0.76", port: 8281), memory: try MemorySpec(parsing: memory), cpu: 512,
             home: "/opt/app/aaa", unitSecret: unitSecret)
         return UnitSpec(
             request: request, memory: try MemorySpec(parsing: memory), share: "/home/docker/share", defaultImage: "berth-unit:latest",

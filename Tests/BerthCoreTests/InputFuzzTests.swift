@@ -119,7 +119,7 @@ import Testing
         let unit = HostPort(host: "192.168.0.76", port: 8281)
         let samples: [(String, [UInt8], ([UInt8]) -> String?)] = try [
             Self.body(LoginRequest(user: "aaa", password: "123456", force: false)),
-            Self.body(StartUnitRequest(user: "aaa", session: "4f1c", unit: unit, memory: "500m,128m", cpu: 512, home: "/opt/app/aaa", unitSecret: "k")),
+            Self.body(StartUnitRequest(user: "aaa", session: "4f1c", unit: unit, memory: try MemorySpec(parsing: "500m,128m"), cpu: 512, home: "/opt/app/aaa", unitSecret: "k")),
             Self.body(StopUnitsRequest(user: "aaa", session: "4f1c", units: [unit], saveLogs: true)),
             Self.body(ExecRequest(user: "aaa", unit: unit, command: ["ls", "-l", "/app"])),
             Self.body(ClientExecRequest(unit: unit, command: ["sh", "-c", "echo 张三"])),

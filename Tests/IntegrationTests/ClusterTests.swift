@@ -319,7 +319,7 @@ final class ClusterTests {
     @Test func agentsRefuseUnsignedAndReplayedRequests() async throws {
         let agent = HostPort(host: ClusterFixture.hosts[0], port: cluster.communicationPort)
         let start = StartUnitRequest(
-            user: "aaa", session: "forged", unit: cluster.units["aaa"]![0], memory: "64m", cpu: 512, home: cluster.home("aaa"), unitSecret: "x")
+            user: "aaa", session: "forged", unit: cluster.units["aaa"]![0], memory: try MemorySpec(parsing: "64m"), cpu: 512, home: cluster.home("aaa"), unitSecret: "x")
         let unsigned = ServiceClient(address: agent, name: "agent")
         await #expect(throws: ServiceError.self) {
             _ = try await unsigned.call("POST", "/v1/units/start", body: start, as: UnitStatus.self)

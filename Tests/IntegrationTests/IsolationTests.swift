@@ -144,7 +144,7 @@ final class IsolationTests {
             address: cluster.agent(ClusterFixture.hosts[0]), name: "agent", signer: RequestSigner(secret: cluster.secret))
         for home in ["/", "/etc", cluster.root + "/home2/aaa", cluster.root + "/share"] {
             let start = StartUnitRequest(
-                user: "aaa", session: "outside", unit: cluster.units["aaa"]![0], memory: "64m", cpu: 512, home: home,
+                user: "aaa", session: "outside", unit: cluster.units["aaa"]![0], memory: try MemorySpec(parsing: "64m"), cpu: 512, home: home,
                 account: ClusterFixture.account("aaa"), unitSecret: "x")
             do {
                 _ = try await client.call("POST", "/v1/units/start", body: start, as: UnitStatus.self)

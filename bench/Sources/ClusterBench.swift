@@ -110,7 +110,7 @@ final class BenchCluster: @unchecked Sendable {
         for try await chunk in response.body {
             for line in lines.feed(chunk) {
                 let event = try BerthJSON.decoder.decode(LoginEvent.self, from: line)
-                if event.state == "queued" { queued = true }
+                if event.state == .queued { queued = true }
                 if event.kind == .failed { throw BenchError("login \(user) failed: \(event.message ?? "")") }
                 if event.kind == .done, let token = event.token, let secret = event.unitSecret {
                     return Login(token: token, unitSecret: secret, queued: queued)
