@@ -118,6 +118,11 @@ let package = Package(
         .testTarget(name: "UnitTests", dependencies: ["UnitProtocol"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "BerthCore", "BerthConfig", "EngineAPI"]),
         .testTarget(name: "ClientTests", dependencies: ["Client", "BerthCore", "UnitProtocol"]),
+        /// The manager's routes in-process against a fake agent: no Docker engine.
+        .testTarget(name: "ManagerTests", dependencies: [
+            "Manager", "BerthCore", "BerthConfig", "BerthServer", hummingbird, logging,
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
         .testTarget(name: "IntegrationTests", dependencies: ["EngineAPI", "BerthCore"]),
     ]
 )

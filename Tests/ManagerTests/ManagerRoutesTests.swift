@@ -1,0 +1,221 @@
+import BerthConfig
+import BerthCore
+import BerthServer
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Testing
+
+@testable import Manager
+
+/// The manager's HTTP API in-process, against a fake agent that speaks the agents' signed
+/// protocol over loopback: logins, lockout, one session per user, rollback and tokens, with no
+/// Docker engine.
+@Suite(.serialized) struct ManagerRoutesTests {
+    static let password = "s3cret-pass"
+    static let secret = Array("manager-tests-secret-of-at-least-32-bytes".utf8)
+
+    /// A manager for `users` (name, units' ports on the fake agent's host), and the fake agent.
+    func withManager(
+        _ users: [(String, [Int])], failing: Set<Int> = [], _ body: @escaping @Sendable (any TestClientProtocol, FakeAgent) async throws -> Void
+    ) async throws {
+        let agent = try await FakeAgent.start(failing: failing)
+        defer { agent.stop() }
+        let state = NSTemporaryDirectory() + "berth-manager-tests-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let hash = try PasswordHash.make(Self.password)
+        let configs = try users.map { name, ports in
+            UserConfig(
+                name: name, password: .hash(hash), memory: try MemorySpec(parsing: "64m"), cpu: 512, home: "/opt/app/\(name)",
+                units: ports.map { HostPort(host: FakeAgent.host, port: $0) })
+        }
+        let planner = Planner(communicationPort: agent.port, signer: RequestSigner(secret: Self.secret), readyTimeout: .seconds(5))
+        let coordinator = Coordinator(
+            users: UsersConfig(users: configs), planner: planner, sessions: try SessionStore(stateDirectory: state), auth: Auth(),
+            audit: Audit(stateDirectory: state), logger: Logger(label: "manager-tests"))
+        let app = Application(router: ManagerServer.router(coordinator: coordinator, verifier: RequestVerifier(secret: Self.secret)))
+        try await app.test(.router) { client in try await body(client, agent) }
+    }
+
+    /// The login's JSON lines.
+    func login(_ client: some TestClientProtocol, _ user: String, password: String = Self.password, force: Bool = false) async throws -> [LoginEvent] {
+        let body = try BerthJSON.encoder.encode(LoginRequest(user: user, password: password, force: force))
+        let response = try await client.execute(uri: "/v1/login", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(bytes: body))
+        #expect(response.status == .ok)
+        return try String(buffer: response.body).split(separator: "\n").map { try BerthJSON.decoder.decode(LoginEvent.self, from: Data($0.utf8)) }
+    }
+
+    func call(_ client: some TestClientProtocol, _ method: HTTPRequest.Method, _ uri: String, token: String?) async throws -> (status: Int, text: String) {
+        var headers: HTTPFields = [:]
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        let response = try await client.execute(uri: uri, method: method, headers: headers, body: nil)
+        return (Int(response.status.code), String(buffer: response.body))
+    }
+
+    @Test func aLoginStreamsEachUnitThenItsTokenWhichOpensStatusAndLogout() async throws {
+        try await withManager([("aaa", [8281, 8282])]) { client, agent in
+            let events = try await login(client, "aaa")
+            #expect(events.filter { $0.kind == .unit && $0.state == .ready }.compactMap(\.unit?.port).sorted() == [8281, 8282])
+            let done = try #require(events.last)
+            #expect(done.kind == .done && done.units?.count == 2)
+            let token = try #require(done.token)
+            #expect(await agent.running == [8281, 8282])
+
+            let status = try await call(client, .get, "/v1/status", token: token)
+            #expect(status.status == 200)
+            let parsed = try BerthJSON.decoder.decode(StatusResponse.self, from: Data(status.text.utf8))
+            #expect(parsed.user == "aaa" && parsed.units.map(\.state) == ["running", "running"])
+
+            #expect(try await call(client, .post, "/v1/logout", token: token).status == 200)
+            #expect(await agent.running.isEmpty)
+            let after = try await call(client, .get, "/v1/status", token: token)
+            #expect(after.status == 401 && after.text.contains("your session has ended"))
+        }
+    }
+
+    @Test func anUnknownNameAndAWrongPasswordGetTheSameAnswer() async throws {
+        try await withManager([("aaa", [8281])]) { client, agent in
+            let wrong = try await login(client, "aaa", password: "nope")
+            let unknown = try await login(client, "zzz", password: "nope")
+            #expect(wrong.map(\.kind) == [.failed] && unknown.map(\.kind) == [.failed])
+            #expect(wrong.first?.message == "wrong user name or password")
+            #expect(unknown.first?.message == wrong.first?.message)
+            #expect(await agent.running.isEmpty)
+        }
+    }
+
+    @Test func fiveFailuresLockTheNameEvenForTheRightPassword() async throws {
+        try await withManager([("aaa", [8281])]) { client, _ in
+            for _ in 0..<5 { _ = try await login(client, "aaa", password: "nope") }
+            let locked = try await login(client, "aaa")
+            #expect(locked.map(\.kind) == [.failed])
+            #expect(locked.first?.message?.hasPrefix("too many failed logins for aaa") == true)
+        }
+    }
+
+    @Test func aSecondLoginIsRefusedUnlessForcedWhichEndsTheFirst() async throws {
+        try await withManager([("aaa", [8281])]) { client, _ in
+            let first = try #require(try await login(client, "aaa").last?.token)
+            let second = try await login(client, "aaa")
+            #expect(second.last?.kind == .failed)
+            #expect(second.last?.message?.contains("aaa is already logged in since") == true)
+            let forced = try await login(client, "aaa", force: true)
+            #expect(forced.last?.kind == .done)
+            #expect(try await call(client, .get, "/v1/status", token: first).status == 401)
+            #expect(try await call(client, .get, "/v1/status", token: forced.last?.token).status == 200)
+        }
+    }
+
+    @Test func aUnitThatFailsRollsTheWholeLoginBack() async throws {
+        try await withManager([("aaa", [8281, 8282])], failing: [8282]) { client, agent in
+            let events = try await login(client, "aaa")
+            let failed = try #require(events.last)
+            #expect(failed.kind == .failed)
+            #expect(failed.message?.contains("unit \(FakeAgent.host):8282") == true, "\(failed.message ?? "")")
+            #expect(failed.message?.contains("the fake engine says no") == true, "\(failed.message ?? "")")
+            #expect(await agent.running.isEmpty)
+            #expect(events.contains { $0.state == .removed && $0.unit?.port == 8281 })
+        }
+    }
+
+    @Test func callsWithoutAValidTokenOrWithBadBodiesAreOneLineRefusals() async throws {
+        try await withManager([("aaa", [8281])]) { client, _ in
+            let none = try await call(client, .get, "/v1/status", token: nil)
+            #expect(none.status == 401 && none.text == #"{"error":"not logged in; run berth login"}"#)
+            #expect(try await call(client, .post, "/v1/logout", token: "forged").status == 401)
+            let response = try await client.execute(uri: "/v1/login", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: #"{"user": 1}"#))
+            #expect(response.status == .badRequest)
+            #expect(String(buffer: response.body).hasPrefix(#"{"error":"request body"#))
+        }
+    }
+}
+
+/// An agent that starts and stops nothing but remembers which units run, answering the
+/// manager's signed requests as a real agent does.
+final class FakeAgent: Sendable {
+    static let host = "127.0.0.1"
+    let port: Int
+    let units: Units
+    private let task: Task<Void, any Error>
+
+    actor Units {
+        var running: [Int: UnitStatus] = [:]
+        func started(_ status: UnitStatus) { running[status.unit.port] = status }
+        func stopped(_ ports: [Int]?) -> [Int] {
+            let removed = (ports ?? Array(running.keys)).filter { running[$0] != nil }
+            for port in removed { running[port] = nil }
+            return removed.sorted()
+        }
+        func list() -> [UnitStatus] { running.values.sorted { $0.unit < $1.unit } }
+    }
+
+    var running: [Int] { get async { await units.list().map(\.unit.port) } }
+
+    private init(port: Int, units: Units, task: Task<Void, any Error>) {
+        self.port = port
+        self.units = units
+        self.task = task
+    }
+
+    func stop() { task.cancel() }
+
+    static func start(failing: Set<Int>) async throws -> FakeAgent {
+        let units = Units()
+        let router = Router(context: BerthRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        router.add(middleware: SignatureMiddleware(verifier: RequestVerifier(secret: ManagerRoutesTests.secret)))
+        router.post("v1/units/start") { request, _ in
+            let start = try await request.decodeJSON(StartUnitRequest.self)
+            return jsonLinesResponse { (emit: @escaping @Sendable (StartUnitEvent) async throws -> Void) in
+                if failing.contains(start.unit.port) {
+                    try await emit(StartUnitEvent(kind: .failed, status: 409, error: "unit \(start.unit): the fake engine says no"))
+                    return
+                }
+                let status = UnitStatus(unit: start.unit, user: start.user, session: start.session, state: "running")
+                await units.started(status)
+                try await emit(StartUnitEvent(kind: .ready, unit: status))
+            }
+        }
+        router.post("v1/units/stop") { request, _ in
+            let stop = try await request.decodeJSON(StopUnitsRequest.self)
+            let removed = await units.stopped(stop.units?.map(\.port))
+            return try jsonResponse(StopUnitsResponse(removed: removed.map { HostPort(host: host, port: $0) }))
+        }
+        router.get("v1/units") { _, _ in
+            try jsonResponse(UnitList(units: await units.list()))
+        }
+        let port = try freePort()
+        let app = Application(router: router, configuration: .init(address: .hostname(host, port: port)))
+        let task = Task { try await app.runService() }
+        for _ in 0..<200 where !canConnect(port: port) { try await Task.sleep(for: .milliseconds(10)) }
+        return FakeAgent(port: port, units: units, task: task)
+    }
+
+    private static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr(host)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw ServiceError.unreachable(what: "a free port", reason: "bind failed") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    private static func canConnect(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr(host)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+}
