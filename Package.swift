@@ -65,6 +65,7 @@ let package = Package(
         .executable(name: "berth-unit", targets: ["Unit"]),
         .executable(name: "berth-bench", targets: ["Bench"]),
         .library(name: "EngineAPI", targets: ["EngineAPI"]),
+        .library(name: "HTTPClient", targets: ["HTTPClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -88,11 +89,15 @@ let package = Package(
             pkgConfig: "libxml-2.0",
             providers: [.apt(["libxml2-dev"])]
         ),
-        .target(name: "EngineAPI", dependencies: ["CCurl"], swiftSettings: essentialsOnly),
+        /// HTTP/1.1 over libcurl: pooled connections on threads of their own, streams with flow
+        /// control, cancellation, a Unix socket or TCP. Berth's client of every server.
+        .target(name: "HTTPClient", dependencies: ["CCurl"], swiftSettings: essentialsOnly),
+        /// The Docker Engine API: endpoints, models, the multiplexed stream. Only the agent uses it.
+        .target(name: "EngineAPI", dependencies: ["HTTPClient"], swiftSettings: essentialsOnly),
         /// The release and the manager–agent protocol's version, shared by every program.
         .target(name: "BerthVersion"),
         /// What the executables share: configuration, wire types, request signing, passwords.
-        .target(name: "BerthCore", dependencies: ["EngineAPI", "BerthVersion", crypto, cryptoExtras], swiftSettings: essentialsOnly),
+        .target(name: "BerthCore", dependencies: ["HTTPClient", "BerthVersion", crypto, cryptoExtras], swiftSettings: essentialsOnly),
         /// The daemons' configuration files (docker_server.xml, docker_user.xml), read with line numbers
         /// through libxml2. Apart from BerthCore so that `berth` links no XML parser.
         .target(name: "BerthConfig", dependencies: ["BerthCore", "BerthCLI", "CLibXML2", argumentParser], swiftSettings: essentialsOnly),
@@ -100,9 +105,9 @@ let package = Package(
         .target(name: "BerthServer", dependencies: ["BerthCore", "BerthVersion", hummingbird, logging, prometheus, .product(name: "NIOCore", package: "swift-nio")], swiftSettings: essentialsOnly),
         /// What the three command-line tools share: one-line errors, tables, JSON output.
         .target(name: "BerthCLI", dependencies: ["BerthCore", argumentParser], swiftSettings: essentialsOnly),
-        .executableTarget(name: "Agent", dependencies: ["EngineAPI", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-agent")),
-        .executableTarget(name: "Manager", dependencies: ["EngineAPI", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-manager")),
-        .executableTarget(name: "Client", dependencies: ["EngineAPI", "BerthCore", "BerthVersion", "BerthCLI", "UnitProtocol", argumentParser], linkerSettings: releaseLinking("berth")),
+        .executableTarget(name: "Agent", dependencies: ["EngineAPI", "HTTPClient", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-agent")),
+        .executableTarget(name: "Manager", dependencies: ["HTTPClient", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-manager")),
+        .executableTarget(name: "Client", dependencies: ["HTTPClient", "BerthCore", "BerthVersion", "BerthCLI", "UnitProtocol", argumentParser], linkerSettings: releaseLinking("berth")),
         /// The call protocol of `berth call` and `berth-unit`, free of Foundation.
         .target(name: "UnitProtocol"),
         /// `berth-unit`: small, static, no Foundation beyond FoundationEssentials.
@@ -112,17 +117,17 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ], linkerSettings: releaseLinking()),
-        .executableTarget(name: "Bench", dependencies: ["CCurl", "EngineAPI", "BerthCore", "BerthConfig", "UnitProtocol", argumentParser], path: "bench/Sources"),
-        .testTarget(name: "EngineAPITests", dependencies: ["EngineAPI"]),
+        .executableTarget(name: "Bench", dependencies: ["CCurl", "HTTPClient", "EngineAPI", "BerthCore", "BerthConfig", "UnitProtocol", argumentParser], path: "bench/Sources"),
+        .testTarget(name: "EngineAPITests", dependencies: ["EngineAPI", "HTTPClient"]),
         .testTarget(name: "BerthCoreTests", dependencies: ["BerthCore", "BerthConfig"]),
         .testTarget(name: "UnitTests", dependencies: ["UnitProtocol"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "BerthCore", "BerthConfig", "EngineAPI"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "BerthCore", "BerthConfig", "EngineAPI", "HTTPClient"]),
         .testTarget(name: "ClientTests", dependencies: ["Client", "BerthCore", "UnitProtocol"]),
         /// The manager's routes in-process against a fake agent: no Docker engine.
         .testTarget(name: "ManagerTests", dependencies: [
             "Manager", "BerthCore", "BerthConfig", "BerthServer", hummingbird, logging,
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
-        .testTarget(name: "IntegrationTests", dependencies: ["EngineAPI", "BerthCore"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["EngineAPI", "HTTPClient", "BerthCore"]),
     ]
 )

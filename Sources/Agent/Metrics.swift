@@ -1,6 +1,7 @@
 import BerthCore
 import BerthServer
 import EngineAPI
+import HTTPClient
 import Hummingbird
 import Prometheus
 

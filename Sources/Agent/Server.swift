@@ -2,6 +2,7 @@ import BerthCore
 import BerthServer
 import BerthConfig
 import EngineAPI
+import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -128,6 +129,9 @@ enum AgentServer {
         } catch let error as EngineError {
             metrics.engineError(error)
             throw APIError(.serviceUnavailable, "host \(service.config.server.host): \(error)")
+        } catch let error as HTTPClientError {
+            // A stream that broke after it began: still the engine's failure.
+            throw APIError(.serviceUnavailable, "host \(service.config.server.host): \(EngineError(error))")
         } catch let error as AgentError {
             throw APIError(refusal, error.description)
         }

@@ -1,6 +1,7 @@
 import BerthConfig
 import BerthCore
 import EngineAPI
+import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

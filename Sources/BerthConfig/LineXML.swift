@@ -1,6 +1,6 @@
 import BerthCore
 import CLibXML2
-import EngineAPI
+import HTTPClient
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

@@ -1,5 +1,5 @@
 import BerthCore
-import EngineAPI
+import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

@@ -1,4 +1,4 @@
-import EngineAPI
+import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -40,7 +40,7 @@ public struct ServiceClient: Sendable {
         self.name = name
         self.signer = signer
         transport = Transport(
-            endpoint: EngineEndpoint(.tcp(host: address.host, port: address.port)), connectTimeout: connectTimeout, streamWindow: streamWindow)
+            endpoint: HTTPEndpoint(.tcp(host: address.host, port: address.port)), connectTimeout: connectTimeout, streamWindow: streamWindow)
     }
 
     /// Sends `body` (if any) as JSON and decodes the answer as `Answer`.
@@ -52,7 +52,7 @@ public struct ServiceClient: Sendable {
         let response: HTTPResponse
         do {
             response = try await transport.send(request)
-        } catch let error as EngineError {
+        } catch let error as HTTPClientError {
             throw translate(error)
         }
         try check(response.head.status, body: response.body)
@@ -77,7 +77,7 @@ public struct ServiceClient: Sendable {
                 try check(response.head.status, body: body)
             }
             return response
-        } catch let error as EngineError {
+        } catch let error as HTTPClientError {
             throw translate(error)
         }
     }
@@ -93,7 +93,7 @@ public struct ServiceClient: Sendable {
         let response: HTTPResponse
         do {
             response = try await transport.receive(request, into: receive)
-        } catch let error as EngineError {
+        } catch let error as HTTPClientError {
             throw translate(error)
         }
         try check(response.head.status, body: response.body)
@@ -122,7 +122,7 @@ public struct ServiceClient: Sendable {
         throw ServiceError.refused(status: status, message: message)
     }
 
-    private func translate(_ error: EngineError) -> ServiceError {
+    private func translate(_ error: HTTPClientError) -> ServiceError {
         switch error {
         case .unreachable(_, let reason): .unreachable(what: name, reason: reason)
         case .timeout(_, _, let after): .timeout(what: name, after: after)

@@ -1,7 +1,7 @@
 import ArgumentParser
 import BerthCLI
 import BerthCore
-import EngineAPI
+import HTTPClient
 import Foundation
 import UnitProtocol
 

@@ -1,5 +1,5 @@
 import BerthCore
-import EngineAPI
+import HTTPClient
 import Foundation
 import UnitProtocol
 

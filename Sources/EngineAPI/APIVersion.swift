@@ -1,3 +1,4 @@
+import HTTPClient
 /// A Docker Engine API version such as `1.41`.
 public struct APIVersion: Sendable, Comparable, Hashable, CustomStringConvertible {
     public var major: Int

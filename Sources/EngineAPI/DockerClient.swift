@@ -1,3 +1,4 @@
+import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -23,7 +24,7 @@ public final class DockerClient: Sendable {
     /// The API version in use, negotiated once from `GET /_ping`.
     public func apiVersion() async throws -> APIVersion {
         if let version = negotiated.withLock({ $0 }) { return version }
-        let response = try await transport.send(HTTPRequest(method: "GET", path: "/_ping", timeout: timeout))
+        let response = try await engine { try await transport.send(HTTPRequest(method: "GET", path: "/_ping", timeout: timeout)) }
         guard response.status == 200 else {
             throw EngineError.fromResponse(response, method: "GET", path: "/_ping")
         }
@@ -50,7 +51,7 @@ public final class DockerClient: Sendable {
         body: HTTPRequest.Body = .none, timeout: Duration?? = .none
     ) async throws -> HTTPResponse {
         let request = try await makeRequest(method, path, query: query, body: body, timeout: timeout)
-        let response = try await transport.send(request)
+        let response = try await engine { try await transport.send(request) }
         guard response.status < 400 else {
             throw EngineError.fromResponse(response, method: method, path: request.path)
         }
@@ -63,7 +64,16 @@ public final class DockerClient: Sendable {
         body: HTTPRequest.Body = .none
     ) async throws -> HTTPStreamingResponse {
         let request = try await makeRequest(method, path, query: query, body: body, timeout: .some(nil))
-        return try await transport.stream(request)
+        return try await engine { try await transport.stream(request) }
+    }
+
+    /// Runs a transport call, its failures said of the engine.
+    func engine<T>(_ call: () async throws -> T) async throws -> T {
+        do {
+            return try await call()
+        } catch let error as HTTPClientError {
+            throw EngineError(error)
+        }
     }
 
     func decode<T: Decodable>(_ type: T.Type, from response: HTTPResponse) throws -> T {

@@ -1,3 +1,4 @@
+import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -71,11 +72,16 @@ public enum EngineError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-extension Duration {
-    /// `2 s`, `0.3 s`: a duration as progress lines show it.
-    package var formattedSeconds: String {
-        let seconds = Double(components.seconds) + Double(components.attoseconds) / 1e18
-        let tenths = (seconds * 10).rounded()
-        return tenths.truncatingRemainder(dividingBy: 10) == 0 ? "\(Int(tenths / 10)) s" : "\(tenths / 10) s"
+extension EngineError {
+    /// The transport's failure said of the engine; an error status keeps the engine's message.
+    public init(_ error: HTTPClientError) {
+        switch error {
+        case .unreachable(let endpoint, let reason): self = .unreachable(endpoint: endpoint, reason: reason)
+        case .timeout(let method, let path, let after): self = .timeout(method: method, path: path, after: after)
+        case .cancelled: self = .cancelled
+        case .status(let response, let method, let path): self = .fromResponse(response, method: method, path: path)
+        case .invalidEndpoint(let text, let reason): self = .invalidEndpoint(text, reason: reason)
+        case .transport(let detail): self = .transport(detail)
+        }
     }
 }

@@ -1,3 +1,4 @@
+import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -33,10 +34,12 @@ extension DockerClient {
     public func exec(container: String, config: ExecConfig) async throws -> ExecResult {
         let id = try await createExec(container: container, config: config)
         var result = ExecResult(stdout: Data(), stderr: Data(), exitCode: 0)
-        for try await frame in try await startExec(id, tty: config.tty) {
-            switch frame {
-            case .stdout(let data), .console(let data): result.stdout.append(data)
-            case .stderr(let data): result.stderr.append(data)
+        try await engine {
+            for try await frame in try await startExec(id, tty: config.tty) {
+                switch frame {
+                case .stdout(let data), .console(let data): result.stdout.append(data)
+                case .stderr(let data): result.stderr.append(data)
+                }
             }
         }
         result.exitCode = try await exitCode(ofExec: id)

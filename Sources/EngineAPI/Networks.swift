@@ -1,3 +1,4 @@
+import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

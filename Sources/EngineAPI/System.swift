@@ -1,3 +1,4 @@
+import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -8,7 +9,7 @@ extension DockerClient {
     /// `GET /_ping`: whether the engine answers, and its API version.
     @discardableResult
     public func ping() async throws -> String {
-        let response = try await transport.send(HTTPRequest(method: "GET", path: "/_ping", timeout: timeout))
+        let response = try await engine { try await transport.send(HTTPRequest(method: "GET", path: "/_ping", timeout: timeout)) }
         guard response.status == 200 else {
             throw EngineError.fromResponse(response, method: "GET", path: "/_ping")
         }

@@ -1,5 +1,5 @@
 import BerthCore
-import EngineAPI
+import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -33,7 +33,7 @@ struct AgentClient: Sendable {
                     do {
                         guard let next = try await chunks.next() else { break }
                         chunk = next
-                    } catch let error as EngineError {
+                    } catch let error as HTTPClientError {
                         // The agent went away mid-start (killed, restarted, its host down).
                         throw ServiceError.unreachable(what: client.name, reason: "the connection broke while \(request.unit) was starting (\(error))")
                     }

@@ -1,6 +1,6 @@
 import BerthCore
 import BerthServer
-import EngineAPI
+import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 @testable import EngineAPI
+@testable import HTTPClient
 
 /// `Transport.receive`: the body handed over piece by piece on the transfer's thread.
 @Suite struct ReceiveTests {

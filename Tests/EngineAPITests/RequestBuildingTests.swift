@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import EngineAPI
+@testable import HTTPClient
 
 @Suite struct RequestBuildingTests {
     @Test func queryIsPercentEncoded() {
@@ -65,7 +66,7 @@ import Testing
 
     @Test(arguments: ["unix://relative.sock", "tcp://nohost", "tcp://h:99999", "ssh://x"])
     func badEndpointsAreRejected(text: String) {
-        #expect(throws: EngineError.self) { try EngineEndpoint(parsing: text) }
+        #expect(throws: HTTPClientError.self) { try EngineEndpoint(parsing: text) }
     }
 
     @Test func dockerHostEnvironmentWins() throws {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import EngineAPI
+@testable import HTTPClient
 
 func frame(_ stream: UInt8, _ payload: Data) -> Data {
     var bytes = Data([stream, 0, 0, 0])

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import EngineAPI
+@testable import HTTPClient
 
 @Suite struct VersionNegotiationTests {
     @Test func engineVersionInRangeIsUsed() throws {

@@ -1,4 +1,5 @@
 import EngineAPI
+import HTTPClient
 import Foundation
 import Testing
 

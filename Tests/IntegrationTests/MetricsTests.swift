@@ -1,5 +1,6 @@
 import BerthCore
 import EngineAPI
+import HTTPClient
 import Foundation
 import Testing
 

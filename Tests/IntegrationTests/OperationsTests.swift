@@ -39,6 +39,15 @@ import Testing
             #expect(!libraries.contains(library), "\(binary) links \(library)")
         }
     }
+
+    /// The Docker client is the agent's alone; the others speak to Berth's daemons through the
+    /// HTTP client only.
+    @Test(arguments: ["berth", "berth-manager"])
+    func onlyTheAgentLinksTheDockerClient(binary: String) throws {
+        let symbols = try DockerTestSupport.run("/usr/bin/nm", [ClusterFixture.binaries + "/" + binary])
+        #expect(!symbols.contains("9EngineAPI"), "\(binary) links EngineAPI")
+        #expect(symbols.contains("10HTTPClient"), "\(binary) does not link HTTPClient")
+    }
 }
 
 /// Every failure of the command-line tools is one line, `error: …`, and a non-zero status.

@@ -2,6 +2,7 @@ import ArgumentParser
 import BerthConfig
 import BerthCore
 import EngineAPI
+import HTTPClient
 import Foundation
 
 /// `berth-bench`: Berth against the floor and the alternatives, measured in one run.

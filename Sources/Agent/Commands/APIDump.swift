@@ -2,6 +2,7 @@ import ArgumentParser
 import BerthCLI
 import BerthCore
 import EngineAPI
+import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

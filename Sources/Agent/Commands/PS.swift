@@ -3,6 +3,7 @@ import BerthCLI
 import BerthConfig
 import BerthCore
 import EngineAPI
+import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

@@ -4,6 +4,7 @@ import BerthConfig
 import BerthCore
 import BerthServer
 import EngineAPI
+import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

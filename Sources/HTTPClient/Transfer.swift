@@ -34,7 +34,7 @@ final class Transfer: @unchecked Sendable {
     }
 
     let request: HTTPRequest
-    let endpoint: EngineEndpoint
+    let endpoint: HTTPEndpoint
     let connectTimeout: Duration
     /// How long the worker polls for the answer before it sleeps; see `CurlHandles.perform`.
     let busyPoll: Duration
@@ -59,10 +59,10 @@ final class Transfer: @unchecked Sendable {
     /// What a `.sink` receiver threw; the transfer ends with it.
     private var sinkError: (any Error)?
     /// The response of a `.direct` transfer, once `run` has returned.
-    private(set) var outcome: Result<HTTPResponse, EngineError> = .failure(.cancelled)
+    private(set) var outcome: Result<HTTPResponse, HTTPClientError> = .failure(.cancelled)
 
     init(
-        request: HTTPRequest, endpoint: EngineEndpoint, connectTimeout: Duration, busyPoll: Duration, delivery: Delivery,
+        request: HTTPRequest, endpoint: HTTPEndpoint, connectTimeout: Duration, busyPoll: Duration, delivery: Delivery,
         traceRequest: (@Sendable (String) -> Void)? = nil, streamErrorResponses: Bool = false, streamWindow: Int = Transport.defaultStreamWindow
     ) {
         self.streamErrorResponses = streamErrorResponses
@@ -103,7 +103,7 @@ final class Transfer: @unchecked Sendable {
     func run(on handles: CurlHandles) -> () -> Void {
         let handle = handles.easy
         if isCancelled {
-            return finish(.failure(EngineError.cancelled))
+            return finish(.failure(HTTPClientError.cancelled))
         }
         // Every option a request can set is set for each one, to its default where unused, instead
         // of `curl_easy_reset`, which frees and rebuilds all of libcurl's per-handle state (strings,
@@ -120,7 +120,7 @@ final class Transfer: @unchecked Sendable {
         let url = endpoint.baseURL + request.target
         let this = Unmanaged.passUnretained(self).toOpaque()
 
-        var setupError: EngineError?
+        var setupError: HTTPClientError?
         func check(_ code: CURLcode, _ what: String) {
             if code != CURLE_OK && setupError == nil {
                 setupError = .transport("libcurl refused \(what): \(String(cString: curl_easy_strerror(code)))")
@@ -174,7 +174,7 @@ final class Transfer: @unchecked Sendable {
             bodyData = data
         case .file(let path, let contentType):
             guard let file = fopen(path, "rb") else {
-                return finish(.failure(EngineError.transport("cannot read \(path): \(String(cString: strerror(errno)))")))
+                return finish(.failure(HTTPClientError.transport("cannot read \(path): \(String(cString: strerror(errno)))")))
             }
             uploadFile = file
             fseeko(file, 0, SEEK_END)
@@ -253,7 +253,7 @@ final class Transfer: @unchecked Sendable {
         return finish(.failure(classify(code, detail: detail, handle: handle)))
     }
 
-    private func classify(_ code: CURLcode, detail: String, handle: UnsafeMutableRawPointer) -> EngineError {
+    private func classify(_ code: CURLcode, detail: String, handle: UnsafeMutableRawPointer) -> HTTPClientError {
         if isCancelled { return .cancelled }
         switch code {
         case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST:
@@ -341,7 +341,7 @@ final class Transfer: @unchecked Sendable {
         headContinuation.resume(returning: HTTPStreamingResponse(head: head, body: stream))
     }
 
-    private func finish(_ outcome: Result<Void, EngineError>) -> () -> Void {
+    private func finish(_ outcome: Result<Void, HTTPClientError>) -> () -> Void {
         switch delivery {
         case .direct:
             self.outcome = outcome.map { HTTPResponse(head: head, body: body) }
@@ -375,7 +375,7 @@ final class Transfer: @unchecked Sendable {
             // Only error statuses get here with success: the head was held back to read the message.
             let error: any Error = switch outcome {
             case .success:
-                EngineError.fromResponse(HTTPResponse(head: head, body: body), method: request.method, path: request.path)
+                HTTPClientError.status(HTTPResponse(head: head, body: body), method: request.method, path: request.path)
             case .failure(let error):
                 error
             }
@@ -384,14 +384,6 @@ final class Transfer: @unchecked Sendable {
                 headContinuation.resume(throwing: error)
             }
         }
-    }
-}
-
-extension Duration {
-    /// Whole milliseconds, rounded down.
-    public var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }
 

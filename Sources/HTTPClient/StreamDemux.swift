@@ -92,7 +92,7 @@ public struct OutputFrames: AsyncSequence, Sendable {
 
 extension HTTPStreamingResponse {
     /// The body as typed frames, demultiplexed unless `tty`.
-    func frames(tty: Bool) -> OutputFrames {
+    public func frames(tty: Bool) -> OutputFrames {
         OutputFrames(chunks: body, tty: tty)
     }
 }

@@ -8,7 +8,7 @@ import Synchronization
 /// HTTP/1.1 to one engine through libcurl: pooled kept-alive connections, blocking work on the
 /// pool's own threads, async to callers, and cancellation that aborts the transfer.
 public final class Transport: Sendable {
-    public let endpoint: EngineEndpoint
+    public let endpoint: HTTPEndpoint
     /// How long establishing a connection may take; an engine that is not there fails this fast.
     public let connectTimeout: Duration
     /// How far a stream's reader may fall behind before its sender waits: the most memory one
@@ -23,7 +23,7 @@ public final class Transport: Sendable {
     let pool: CurlWorkerPool
 
     public init(
-        endpoint: EngineEndpoint, connectTimeout: Duration = .seconds(2), streamWindow: Int = Transport.defaultStreamWindow,
+        endpoint: HTTPEndpoint, connectTimeout: Duration = .seconds(2), streamWindow: Int = Transport.defaultStreamWindow,
         busyPoll: Duration = Transport.defaultBusyPoll
     ) {
         self.endpoint = endpoint

@@ -4,14 +4,12 @@ import FoundationEssentials
 import Foundation
 #endif
 
-/// Where a Docker engine listens: a Unix socket (the default) or a TCP address.
-public struct EngineEndpoint: Sendable, Equatable, CustomStringConvertible {
+/// Where a server listens: a Unix socket or a TCP address.
+public struct HTTPEndpoint: Sendable, Equatable, CustomStringConvertible {
     public enum Kind: Sendable, Equatable {
         case unix(path: String)
         case tcp(host: String, port: Int)
     }
-
-    public static let defaultSocketPath = "/var/run/docker.sock"
 
     public var kind: Kind
 
@@ -19,16 +17,16 @@ public struct EngineEndpoint: Sendable, Equatable, CustomStringConvertible {
         self.kind = kind
     }
 
-    public static func unix(_ path: String = defaultSocketPath) -> EngineEndpoint {
-        EngineEndpoint(.unix(path: path))
+    public static func unix(_ path: String) -> HTTPEndpoint {
+        HTTPEndpoint(.unix(path: path))
     }
 
-    /// Parses `unix:///path`, a bare absolute `/path`, or `tcp://host:port`, as `DOCKER_HOST` spells them.
+    /// Parses `unix:///path`, a bare absolute `/path`, or `tcp://host:port` (as `DOCKER_HOST` spells them).
     public init(parsing text: String) throws {
         if text.hasPrefix("unix://") {
             let path = String(text.dropFirst("unix://".count))
             guard path.hasPrefix("/") else {
-                throw EngineError.invalidEndpoint(text, reason: "a unix socket path must be absolute")
+                throw HTTPClientError.invalidEndpoint(text, reason: "a unix socket path must be absolute")
             }
             self.init(.unix(path: path))
         } else if text.hasPrefix("/") {
@@ -40,20 +38,12 @@ public struct EngineEndpoint: Sendable, Equatable, CustomStringConvertible {
                   let port = Int(authority[authority.index(after: colon)...]), (1...65535).contains(port),
                   colon != authority.startIndex
             else {
-                throw EngineError.invalidEndpoint(text, reason: "expected tcp://HOST:PORT")
+                throw HTTPClientError.invalidEndpoint(text, reason: "expected tcp://HOST:PORT")
             }
             self.init(.tcp(host: String(authority[..<colon]), port: port))
         } else {
-            throw EngineError.invalidEndpoint(text, reason: "expected unix:///PATH or tcp://HOST:PORT")
+            throw HTTPClientError.invalidEndpoint(text, reason: "expected unix:///PATH or tcp://HOST:PORT")
         }
-    }
-
-    /// The endpoint named by `DOCKER_HOST`, else the default socket.
-    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> EngineEndpoint {
-        if let host = environment["DOCKER_HOST"], !host.isEmpty {
-            return try EngineEndpoint(parsing: host)
-        }
-        return .unix()
     }
 
     /// The URL prefix requests are sent to; over a Unix socket the host name is only a label.
