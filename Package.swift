@@ -100,7 +100,7 @@ let package = Package(
         .target(name: "BerthCore", dependencies: ["HTTPClient", "BerthVersion", crypto, cryptoExtras], swiftSettings: essentialsOnly),
         /// The daemons' configuration files (docker_server.xml, docker_user.xml), read with line numbers
         /// through libxml2. Apart from BerthCore so that `berth` links no XML parser.
-        .target(name: "BerthConfig", dependencies: ["BerthCore", "BerthCLI", "CLibXML2", argumentParser], swiftSettings: essentialsOnly),
+        .target(name: "BerthConfig", dependencies: ["BerthCore", "HTTPClient", "BerthCLI", "CLibXML2", argumentParser], swiftSettings: essentialsOnly),
         /// The HTTP serving both daemons share: signed requests, bounded bodies, one-line JSON errors, /metrics.
         .target(name: "BerthServer", dependencies: ["BerthCore", "BerthVersion", hummingbird, logging, prometheus, .product(name: "NIOCore", package: "swift-nio")], swiftSettings: essentialsOnly),
         /// What the three command-line tools share: one-line errors, tables, JSON output.

@@ -1,4 +1,5 @@
 import BerthCore
+import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -319,11 +320,23 @@ private struct ServerConfigReader {
         if let scheme {
             if docker.count == scheme.count {
                 problems.error(line: element.line, "docker \"\(docker)\": missing the \(scheme == "unix://" ? "socket path" : "host:port") after \(scheme)")
+            } else if case .invalidEndpoint(_, let reason)? = Self.endpointProblem(docker) {
+                // The same reading the agent gives it at start, so what passes here serves.
+                problems.error(line: element.line, "docker \"\(docker)\": \(reason)")
             }
         } else {
             problems.error(line: element.line, "docker \"\(docker)\": must start with unix:// or tcp://")
         }
         return docker
+    }
+
+    private static func endpointProblem(_ text: String) -> HTTPClientError? {
+        do {
+            _ = try HTTPEndpoint(parsing: text)
+            return nil
+        } catch {
+            return error as? HTTPClientError
+        }
     }
 
     private mutating func readReadyTimeout(_ element: LineXMLElement) -> Int {
