@@ -56,8 +56,13 @@ for program in berth-agent berth-manager berth; do
   done | awk '!seen[$0]++' > "$work/$program.txt"
   [ -s "$work/$program.txt" ] || { echo "link-order.sh: no functions of $program were recorded" >&2; exit 1; }
 done
+toolchain=$(swift --version 2>&1 | head -n 1)
 for program in berth-agent berth-manager berth; do
-  mv "$work/$program.txt" "Resources/link-order/$program.txt"
+  # lld skips '#' lines; the header says where the list came from, so a stale one is seen as such.
+  { echo "# $program: the functions it runs, in order, for lld's --symbol-ordering-file."
+    echo "# Written by scripts/link-order.sh on $(date -u +%Y-%m-%d) with $toolchain."
+    echo "# Regenerate after moving or renaming much code (OperationsTests.linkOrderListsAreCurrent)."
+    cat "$work/$program.txt"; } > "Resources/link-order/$program.txt"
   echo "==> Resources/link-order/$program.txt: $(wc -l < "Resources/link-order/$program.txt") functions"
 done
 # The build does not know the files are inputs of the link: the next `make` links afresh.

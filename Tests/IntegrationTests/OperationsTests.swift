@@ -40,6 +40,21 @@ import Testing
         }
     }
 
+    /// The link order lists name functions by their mangled names, which change when code moves
+    /// between modules or is renamed: a list whose names the program mostly no longer has orders
+    /// nothing, and the program keeps more of itself resident. Checked against the debug build
+    /// beside the tests, which has about half of a fresh list's names (the rest are release-only
+    /// specializations): the minimums are three quarters of what a fresh list gave on 2026-12-04.
+    @Test(arguments: [("berth-agent", 0.38), ("berth-manager", 0.37), ("berth", 0.25)])
+    func linkOrderListsAreCurrent(program: String, minimum: Double) throws {
+        let list = try String(contentsOfFile: DockerTestSupport.repositoryRoot + "/Resources/link-order/\(program).txt", encoding: .utf8)
+        let listed = Set(list.split(separator: "\n").filter { !$0.hasPrefix("#") }.map(String.init))
+        let symbols = try DockerTestSupport.run("/usr/bin/nm", [ClusterFixture.binaries + "/" + program])
+        let present = Set(symbols.split(separator: "\n").compactMap { $0.split(separator: " ").last.map(String.init) })
+        let share = Double(listed.intersection(present).count) / Double(max(1, listed.count))
+        #expect(share >= minimum, "only \(Int(share * 100)) % of Resources/link-order/\(program).txt exists in \(program); run scripts/link-order.sh")
+    }
+
     /// The Docker client is the agent's alone; the others speak to Berth's daemons through the
     /// HTTP client only.
     @Test(arguments: ["berth", "berth-manager"])
