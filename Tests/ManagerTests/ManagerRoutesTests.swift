@@ -20,8 +20,8 @@ import Testing
     func withManager(
         _ users: [(String, [Int])], failing: Set<Int> = [], _ body: @escaping @Sendable (any TestClientProtocol, FakeAgent) async throws -> Void
     ) async throws {
-        let agent = try await FakeAgent.start(failing: failing)
-        defer { agent.stop() }
+        let agent = try await FakeAgent.shared()
+        await agent.units.reset(failing: failing)
         let state = NSTemporaryDirectory() + "berth-manager-tests-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: state) }
@@ -142,6 +142,12 @@ final class FakeAgent: Sendable {
 
     actor Units {
         var running: [Int: UnitStatus] = [:]
+        /// Ports whose start the fake engine refuses.
+        var failing: Set<Int> = []
+        func reset(failing: Set<Int>) {
+            running = [:]
+            self.failing = failing
+        }
         func started(_ status: UnitStatus) { running[status.unit.port] = status }
         func stopped(_ ports: [Int]?) -> [Int] {
             let removed = (ports ?? Array(running.keys)).filter { running[$0] != nil }
@@ -159,9 +165,15 @@ final class FakeAgent: Sendable {
         self.task = task
     }
 
-    func stop() { task.cancel() }
+    /// One agent for the whole run, never stopped: a Hummingbird server cancelled while a
+    /// connection's streamed answer is still open ends the test process.
+    static func shared() async throws -> FakeAgent {
+        try await instance.value
+    }
 
-    static func start(failing: Set<Int>) async throws -> FakeAgent {
+    private static let instance = Task { try await start() }
+
+    private static func start() async throws -> FakeAgent {
         let units = Units()
         let router = Router(context: BerthRequestContext.self)
         router.add(middleware: ErrorMiddleware())
@@ -169,7 +181,7 @@ final class FakeAgent: Sendable {
         router.post("v1/units/start") { request, _ in
             let start = try await request.decodeJSON(StartUnitRequest.self)
             return jsonLinesResponse { (emit: @escaping @Sendable (StartUnitEvent) async throws -> Void) in
-                if failing.contains(start.unit.port) {
+                if await units.failing.contains(start.unit.port) {
                     try await emit(StartUnitEvent(kind: .failed, status: 409, error: "unit \(start.unit): the fake engine says no"))
                     return
                 }
@@ -188,7 +200,7 @@ final class FakeAgent: Sendable {
         }
         let port = try freePort()
         let app = Application(router: router, configuration: .init(address: .hostname(host, port: port)))
-        let task = Task { try await app.runService() }
+        let task = Task { try await app.runService(gracefulShutdownSignals: []) }
         for _ in 0..<200 where !canConnect(port: port) { try await Task.sleep(for: .milliseconds(10)) }
         return FakeAgent(port: port, units: units, task: task)
     }
