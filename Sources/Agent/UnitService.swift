@@ -97,19 +97,10 @@ final class UnitService: Sendable {
         return UnitStatus(unit: unit, user: request.user, session: request.session, state: "running", container: id)
     }
 
-    /// 1 to 32 of `A-Z a-z 0-9 _ . -`, starting with a letter or digit: a safe container name part.
-    static func isAllowedUserName(_ name: String) -> Bool {
-        let bytes = Array(name.utf8)
-        func isAlphanumeric(_ byte: UInt8) -> Bool {
-            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte | 0x20) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
-        }
-        guard let first = bytes.first, bytes.count <= 32, isAlphanumeric(first) else { return false }
-        return bytes.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
-    }
-
     /// The memory was checked when the request was read (`MemorySpec` decodes only valid text).
     private func validate(_ request: StartUnitRequest) throws {
-        guard Self.isAllowedUserName(request.user) else {
+        // The same rules the users file is read with: the manager sends what it read there.
+        guard UsersConfig.isValidName(request.user) else {
             throw AgentError("user name \"\(request.user)\" is not allowed")
         }
         guard request.unit.host == config.server.host else {
@@ -118,7 +109,9 @@ final class UnitService: Sendable {
         guard request.unit.port != config.communicationPort else {
             throw AgentError("unit \(request.unit) uses the communication port")
         }
-        guard request.cpu >= 2 else { throw AgentError("CPU shares \(request.cpu) must be at least 2") }
+        guard UsersConfig.cpuShares.contains(request.cpu) else {
+            throw AgentError("CPU shares \(request.cpu) must be from \(UsersConfig.cpuShares.lowerBound) to \(UsersConfig.cpuShares.upperBound)")
+        }
     }
 
     private func describe(_ error: any Error, unit: HostPort) -> String {

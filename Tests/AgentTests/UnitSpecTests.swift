@@ -124,6 +124,6 @@ import Testing
     @Test(arguments: [("aaa", true), ("A1_b.c-d", true), (String(repeating: "x", count: 32), true), ("", false), ("_a", false),
                       (".a", false), (String(repeating: "x", count: 33), false), ("a b", false), ("a/b", false), ("é", false), ("a\n", false)])
     func userNamesAreSafeContainerNameParts(name: String, allowed: Bool) {
-        #expect(UnitService.isAllowedUserName(name) == allowed)
+        #expect(UsersConfig.isValidName(name) == allowed)
     }
 }
