@@ -289,16 +289,7 @@ struct TemplateCheck {
 
     private mutating func securityOpt(_ value: JSONValue) {
         let field = "HostConfig.SecurityOpt"
-        if value.isNull { return }
-        guard let entries = value.arrayValue else {
-            refuse(field, "must be a list of strings, not \(quoted(value))")
-            return
-        }
-        for entry in entries {
-            guard let option = entry.stringValue else {
-                refuse(field, "must be a list of strings, not \(quoted(entry))")
-                continue
-            }
+        for (entry, option) in stringList(field, value, of: "strings") {
             if let reason = Self.securityOptProblem(option) {
                 refuse(field, "\(quoted(entry)) \(reason)")
             }
@@ -342,16 +333,7 @@ struct TemplateCheck {
 
     private mutating func binds(_ value: JSONValue) {
         let field = "HostConfig.Binds"
-        if value.isNull { return }
-        guard let entries = value.arrayValue else {
-            refuse(field, "must be a list of \"SOURCE:TARGET[:OPTIONS]\" strings, not \(quoted(value))")
-            return
-        }
-        for entry in entries {
-            guard let bind = entry.stringValue else {
-                refuse(field, "must be a list of \"SOURCE:TARGET[:OPTIONS]\" strings, not \(quoted(entry))")
-                continue
-            }
+        for (entry, bind) in stringList(field, value, of: "\"SOURCE:TARGET[:OPTIONS]\" strings") {
             let parts = bind.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
             // One part is only a target: an anonymous volume.
             let (source, target) = parts.count == 1 ? (nil, parts[0]) : (parts[0], parts[1])
@@ -489,6 +471,25 @@ struct TemplateCheck {
         }
         let joined = parts.joined(separator: "/")
         return absolute ? "/" + joined : joined.isEmpty ? "." : joined
+    }
+
+    /// The strings of a list field, each with its JSON; null is no list, and anything but a list
+    /// of strings is refused, naming `shape`.
+    private mutating func stringList(_ field: String, _ value: JSONValue, of shape: String) -> [(entry: JSONValue, text: String)] {
+        if value.isNull { return [] }
+        guard let entries = value.arrayValue else {
+            refuse(field, "must be a list of \(shape), not \(quoted(value))")
+            return []
+        }
+        var texts: [(entry: JSONValue, text: String)] = []
+        for entry in entries {
+            guard let text = entry.stringValue else {
+                refuse(field, "must be a list of \(shape), not \(quoted(entry))")
+                continue
+            }
+            texts.append((entry, text))
+        }
+        return texts
     }
 
     // MARK: - Findings

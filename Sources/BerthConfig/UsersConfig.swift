@@ -109,7 +109,7 @@ private struct UsersConfigReader {
     private var userLineByName: [String: Int] = [:]
     private var ownerByUnit: [HostPort: (user: String, line: Int)] = [:]
     /// Every home read so far, to refuse one inside another.
-    private var homes: [(home: String, line: Int, subject: String)] = []
+    private var homes: [(home: String, clean: String, line: Int, subject: String)] = []
 
     init(server: ServerConfig?, problems: ConfigProblemList) {
         self.server = server
@@ -257,20 +257,22 @@ private struct UsersConfigReader {
         return home
     }
 
-    /// Whether `path` lies strictly below `root`, component by component (`/opt/app2` is not below `/opt/app`).
+    /// Whether `path` lies strictly below `root`, name by name (`/opt/app2` is not below `/opt/app`),
+    /// as the template check compares paths.
     static func path(_ path: String, isBelow root: String) -> Bool {
-        let inner = path.split(separator: "/"), outer = root.split(separator: "/")
-        return inner.count > outer.count && inner.starts(with: outer)
+        let (inner, outer) = (TemplateCheck.lexicallyClean(path), TemplateCheck.lexicallyClean(root))
+        return inner != outer && TemplateCheck.isWithinOrEqual(inner, outer)
     }
 
     /// A home inside another user's home is a directory that user can rename and replace with a
     /// symlink, which the engine would follow as root when it mounts the inner home.
     private mutating func checkNesting(_ home: String, line: Int, subject: String) {
-        for other in homes where home == other.home || Self.path(home, isBelow: other.home) || Self.path(other.home, isBelow: home) {
+        let clean = TemplateCheck.lexicallyClean(home)
+        for other in homes where TemplateCheck.isWithinOrEqual(clean, other.clean) || TemplateCheck.isWithinOrEqual(other.clean, clean) {
             problems.error(line: line,
                 "\(subject): home \(home) overlaps \(other.subject)'s home \(other.home) (line \(other.line)); give each user a directory of their own")
         }
-        homes.append((home, line, subject))
+        homes.append((home, clean, line, subject))
     }
 
     private mutating func readAccount(_ element: LineXMLElement, subject: String) -> UnixAccount? {
