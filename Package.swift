@@ -96,18 +96,22 @@ let package = Package(
         .target(name: "EngineAPI", dependencies: ["HTTPClient"], swiftSettings: essentialsOnly),
         /// The release and the manager–agent protocol's version, shared by every program.
         .target(name: "BerthVersion"),
-        /// What the executables share: configuration, wire types, request signing, passwords.
-        .target(name: "BerthCore", dependencies: ["HTTPClient", "BerthVersion", crypto, cryptoExtras], swiftSettings: essentialsOnly),
+        /// What crosses the wire between client, manager and agents: the typed bodies, the route
+        /// table both routers and clients use, and the rules for each value.
+        .target(name: "BerthAPI", swiftSettings: essentialsOnly),
+        /// What the executables share beyond the wire: request signing, passwords, the client of a Berth daemon.
+        .target(name: "BerthCore", dependencies: ["BerthAPI", "HTTPClient", "BerthVersion", crypto, cryptoExtras], swiftSettings: essentialsOnly),
         /// The daemons' configuration files (docker_server.xml, docker_user.xml), read with line numbers
         /// through libxml2. Apart from BerthCore so that `berth` links no XML parser.
-        .target(name: "BerthConfig", dependencies: ["BerthCore", "HTTPClient", "BerthCLI", "CLibXML2", argumentParser], swiftSettings: essentialsOnly),
-        /// The HTTP serving both daemons share: signed requests, bounded bodies, one-line JSON errors, /metrics.
-        .target(name: "BerthServer", dependencies: ["BerthCore", "BerthVersion", hummingbird, logging, prometheus, .product(name: "NIOCore", package: "swift-nio")], swiftSettings: essentialsOnly),
+        .target(name: "BerthConfig", dependencies: ["BerthAPI", "BerthCore", "HTTPClient", "CLibXML2"], swiftSettings: essentialsOnly),
+        /// What both daemons share: loading their configuration, and HTTP serving with signed
+        /// requests, bounded bodies, one-line JSON errors and /metrics.
+        .target(name: "BerthServer", dependencies: ["BerthAPI", "BerthCore", "BerthConfig", "BerthCLI", "BerthVersion", argumentParser, hummingbird, logging, prometheus, .product(name: "NIOCore", package: "swift-nio")], swiftSettings: essentialsOnly),
         /// What the three command-line tools share: one-line errors, tables, JSON output.
-        .target(name: "BerthCLI", dependencies: ["BerthCore", argumentParser], swiftSettings: essentialsOnly),
-        .executableTarget(name: "Agent", dependencies: ["EngineAPI", "HTTPClient", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-agent")),
-        .executableTarget(name: "Manager", dependencies: ["HTTPClient", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-manager")),
-        .executableTarget(name: "Client", dependencies: ["HTTPClient", "BerthCore", "BerthVersion", "BerthCLI", "UnitProtocol", argumentParser], linkerSettings: releaseLinking("berth")),
+        .target(name: "BerthCLI", dependencies: ["BerthAPI", "BerthCore", argumentParser], swiftSettings: essentialsOnly),
+        .executableTarget(name: "Agent", dependencies: ["EngineAPI", "HTTPClient", "BerthAPI", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-agent")),
+        .executableTarget(name: "Manager", dependencies: ["HTTPClient", "BerthAPI", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-manager")),
+        .executableTarget(name: "Client", dependencies: ["HTTPClient", "BerthAPI", "BerthCore", "BerthVersion", "BerthCLI", "UnitProtocol", argumentParser], linkerSettings: releaseLinking("berth")),
         /// The call protocol of `berth call` and `berth-unit`, free of Foundation.
         .target(name: "UnitProtocol"),
         /// `berth-unit`: small, static, no Foundation beyond FoundationEssentials.
@@ -117,17 +121,25 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ], linkerSettings: releaseLinking()),
-        .executableTarget(name: "Bench", dependencies: ["CCurl", "HTTPClient", "EngineAPI", "BerthCore", "BerthConfig", "UnitProtocol", argumentParser], path: "bench/Sources"),
-        .testTarget(name: "EngineAPITests", dependencies: ["EngineAPI", "HTTPClient"]),
-        .testTarget(name: "BerthCoreTests", dependencies: ["BerthCore", "BerthConfig"]),
+        .executableTarget(name: "Bench", dependencies: ["CCurl", "HTTPClient", "EngineAPI", "BerthAPI", "BerthCore", "BerthConfig", "UnitProtocol", argumentParser], path: "bench/Sources"),
+        /// What the tests of several modules use: a fake HTTP server on a Unix socket.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "TestSupport"]),
+        .testTarget(name: "EngineAPITests", dependencies: ["EngineAPI", "HTTPClient", "TestSupport"]),
+        .testTarget(name: "BerthAPITests", dependencies: ["BerthAPI"]),
+        .testTarget(name: "BerthCoreTests", dependencies: ["BerthAPI", "BerthCore"]),
+        .testTarget(name: "BerthConfigTests", dependencies: ["BerthAPI", "BerthCore", "BerthConfig"]),
+        .testTarget(name: "BerthServerTests", dependencies: [
+            "BerthServer", "BerthAPI", "BerthCore", hummingbird, .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
         .testTarget(name: "UnitTests", dependencies: ["UnitProtocol"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "BerthCore", "BerthConfig", "EngineAPI", "HTTPClient"]),
-        .testTarget(name: "ClientTests", dependencies: ["Client", "BerthCore", "UnitProtocol"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "BerthAPI", "BerthCore", "BerthConfig", "EngineAPI", "HTTPClient"]),
+        .testTarget(name: "ClientTests", dependencies: ["Client", "BerthAPI", "BerthCore", "UnitProtocol"]),
         /// The manager's routes in-process against a fake agent: no Docker engine.
         .testTarget(name: "ManagerTests", dependencies: [
-            "Manager", "BerthCore", "BerthConfig", "BerthServer", hummingbird, logging,
+            "Manager", "BerthAPI", "BerthCore", "BerthConfig", "BerthServer", hummingbird, logging,
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
-        .testTarget(name: "IntegrationTests", dependencies: ["EngineAPI", "HTTPClient", "BerthCore"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["EngineAPI", "HTTPClient", "BerthAPI", "BerthCore"]),
     ]
 )

@@ -1,4 +1,5 @@
 import BerthConfig
+import BerthAPI
 import BerthCore
 import EngineAPI
 import HTTPClient
@@ -94,13 +95,13 @@ final class UnitService: Sendable {
             "create_ms": "\((starting - creating).milliseconds)", "start_ms": "\((started - starting).milliseconds)",
             "ready_ms": "\((ready - started).milliseconds)",
         ])
-        return UnitStatus(unit: unit, user: request.user, session: request.session, state: "running", container: id)
+        return UnitStatus(unit: unit, user: request.user, session: request.session, state: .running, container: id)
     }
 
     /// The memory was checked when the request was read (`MemorySpec` decodes only valid text).
     private func validate(_ request: StartUnitRequest) throws {
         // The same rules the users file is read with: the manager sends what it read there.
-        guard UsersConfig.isValidName(request.user) else {
+        guard UnitRules.isValidUserName(request.user) else {
             throw AgentError("user name \"\(request.user)\" is not allowed")
         }
         guard request.unit.host == config.server.host else {
@@ -109,8 +110,8 @@ final class UnitService: Sendable {
         guard request.unit.port != config.communicationPort else {
             throw AgentError("unit \(request.unit) uses the communication port")
         }
-        guard UsersConfig.cpuShares.contains(request.cpu) else {
-            throw AgentError("CPU shares \(request.cpu) must be from \(UsersConfig.cpuShares.lowerBound) to \(UsersConfig.cpuShares.upperBound)")
+        guard UnitRules.cpuShares.contains(request.cpu) else {
+            throw AgentError("CPU shares \(request.cpu) must be from \(UnitRules.cpuShares.lowerBound) to \(UnitRules.cpuShares.upperBound)")
         }
     }
 
@@ -252,7 +253,7 @@ final class UnitService: Sendable {
             guard let labels = container.labels, let unitText = labels[UnitLabel.unit], let unit = HostPort(parsing: unitText) else { return nil }
             return UnitStatus(
                 unit: unit, user: labels[UnitLabel.user] ?? "", session: labels[UnitLabel.session] ?? "",
-                state: container.state ?? "unknown", container: container.id, detail: container.status)
+                state: container.state.map(UnitState.init(rawValue:)) ?? .unknown, container: container.id, detail: container.status)
         }.sorted { $0.unit < $1.unit }
     }
 

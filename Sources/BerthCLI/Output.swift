@@ -1,4 +1,5 @@
 import ArgumentParser
+import BerthAPI
 import BerthCore
 import HTTPClient
 #if canImport(FoundationEssentials)

@@ -1,3 +1,4 @@
+import BerthAPI
 import BerthCore
 
 /// The problems of one file, gathered while validation walks it.

@@ -1,3 +1,4 @@
+import BerthAPI
 import BerthCore
 import CLibXML2
 import HTTPClient

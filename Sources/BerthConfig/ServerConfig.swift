@@ -1,3 +1,4 @@
+import BerthAPI
 import BerthCore
 import HTTPClient
 #if canImport(FoundationEssentials)

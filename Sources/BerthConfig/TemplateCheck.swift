@@ -1,3 +1,4 @@
+import BerthAPI
 import BerthCore
 #if canImport(Glibc)
 import Glibc

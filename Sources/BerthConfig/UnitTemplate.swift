@@ -1,3 +1,4 @@
+import BerthAPI
 import BerthCore
 #if canImport(FoundationEssentials)
 import FoundationEssentials

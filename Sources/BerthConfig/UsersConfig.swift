@@ -1,3 +1,4 @@
+import BerthAPI
 import BerthCore
 import HTTPClient
 #if canImport(FoundationEssentials)
@@ -65,20 +66,6 @@ public struct UsersConfig: Sendable, Equatable {
     }
 
     static let elementNames = ["Name", "Alias", "Pwd", "PwdHash", "Memory", "CPU", "Home", "Uid", "Unit"]
-
-    /// Docker's `CpuShares` from its floor to its own limit; the agent checks a start's against it too.
-    public static let cpuShares = 2...262_144
-
-    /// Names become Docker label values, container and network names, which allow only these
-    /// characters; the length keeps derived names within Docker's limits. The agent checks a
-    /// start's user against it too.
-    public static func isValidName(_ name: String) -> Bool {
-        let bytes = Array(name.utf8)
-        guard let first = bytes.first, (1...32).contains(bytes.count), ConfigSyntax.isLetterOrDigit(first) else {
-            return false
-        }
-        return bytes.allSatisfy { ConfigSyntax.isLetterOrDigit($0) || "_.-".utf8.contains($0) }
-    }
 
     /// Validates against the server config (communication port). Returns config only when no errors.
     public static func load(path: String, server: ServerConfig?) -> (config: UsersConfig?, problems: [ConfigProblem]) {
@@ -171,7 +158,7 @@ private struct UsersConfigReader {
             return nil
         }
         let name = element.value
-        guard UsersConfig.isValidName(name) else {
+        guard UnitRules.isValidUserName(name) else {
             problems.error(line: element.line,
                 "user name \"\(name)\": use 1 to 32 letters, digits, '_', '.' or '-', starting with a letter or digit (it becomes a Docker label and network name)")
             return nil
@@ -226,9 +213,9 @@ private struct UsersConfigReader {
             problems.error(line: element.line, "CPU \"\(text)\": must be an integer >= 2 (Docker CPU shares)")
             return nil
         }
-        guard shares <= UsersConfig.cpuShares.upperBound else {
+        guard shares <= UnitRules.cpuShares.upperBound else {
             problems.error(line: element.line,
-                "CPU \"\(text)\": must be at most \(UsersConfig.cpuShares.upperBound) (Docker CPU shares)")
+                "CPU \"\(text)\": must be at most \(UnitRules.cpuShares.upperBound) (Docker CPU shares)")
             return nil
         }
         return shares

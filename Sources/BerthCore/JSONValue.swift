@@ -1,3 +1,4 @@
+import BerthAPI
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

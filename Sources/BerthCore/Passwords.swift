@@ -1,3 +1,4 @@
+import BerthAPI
 import Crypto
 #if canImport(FoundationEssentials)
 import FoundationEssentials

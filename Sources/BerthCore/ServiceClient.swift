@@ -1,3 +1,4 @@
+import BerthAPI
 import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -43,8 +44,31 @@ public struct ServiceClient: Sendable {
             endpoint: HTTPEndpoint(.tcp(host: address.host, port: address.port)), connectTimeout: connectTimeout, streamWindow: streamWindow)
     }
 
-    /// Sends `body` (if any) as JSON and decodes the answer as `Answer`.
+    /// Calls `route` with `body` as JSON and decodes its answer.
+    public func call<Body: Encodable, Answer: Decodable>(
+        _ route: Route<Body, Answer>, _ body: Body, query: [(name: String, value: String)] = [], token: String? = nil,
+        timeout: Duration = .seconds(30)
+    ) async throws -> Answer {
+        try await call(route.method.rawValue, route.path, query: route.query + query, body: body, token: token, timeout: timeout)
+    }
+
+    /// Calls `route`, which takes no body, and decodes its answer.
     public func call<Answer: Decodable>(
+        _ route: Route<NoBody, Answer>, query: [(name: String, value: String)] = [], token: String? = nil, timeout: Duration = .seconds(30)
+    ) async throws -> Answer {
+        try await call(route.method.rawValue, route.path, query: route.query + query, token: token, timeout: timeout)
+    }
+
+    /// Opens `route`, whose answer streams; its body arrives as it is produced. Error statuses throw.
+    public func stream<Body: Encodable, Answer>(
+        _ route: Route<Body, Answer>, _ body: Body? = nil, query: [(name: String, value: String)] = [], token: String? = nil
+    ) async throws -> HTTPStreamingResponse {
+        try await stream(route.method.rawValue, route.path, query: route.query + query, body: body.flatMap { $0 is NoBody ? nil : $0 }, token: token)
+    }
+
+    /// Sends `body` (if any) as JSON and decodes the answer as `Answer`. Any method and path: for
+    /// tests that send what no route would.
+    package func call<Answer: Decodable>(
         _ method: String, _ path: String, query: [(name: String, value: String)] = [], body: (some Encodable)? = nil as String?,
         token: String? = nil, timeout: Duration = .seconds(30), as answer: Answer.Type = Answer.self
     ) async throws -> Answer {
@@ -64,7 +88,7 @@ public struct ServiceClient: Sendable {
     }
 
     /// Opens a streaming request; the body arrives as it is produced. Error statuses throw.
-    public func stream(
+    package func stream(
         _ method: String, _ path: String, query: [(name: String, value: String)] = [], body: (some Encodable)? = nil as String?,
         token: String? = nil
     ) async throws -> HTTPStreamingResponse {

@@ -1,3 +1,4 @@
+import BerthAPI
 import BerthVersion
 import Crypto
 #if canImport(FoundationEssentials)

@@ -1,3 +1,4 @@
+import BerthAPI
 import BerthCore
 import HTTPClient
 import Foundation

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BerthCLI
+import BerthAPI
 import BerthCore
 import HTTPClient
 import Foundation
@@ -34,7 +35,7 @@ struct Login: AsyncParsableCommand {
         let password = try readPassword()
         let manager = ServiceClient(address: address, name: "the Berth manager at \(address)")
         let response = try await managerCall {
-            try await manager.stream("POST", "/v1/login", body: LoginRequest(user: user, password: password, force: force))
+            try await manager.stream(ManagerRoutes.login, LoginRequest(user: user, password: password, force: force))
         }
         var lines = LineSplitter()
         var outcome: LoginEvent?
@@ -86,7 +87,7 @@ struct Logout: AsyncParsableCommand {
         let session = try SessionFile.load()
         let removed: StopUnitsResponse
         do {
-            removed = try await session.manager.call("POST", "/v1/logout", token: session.token, timeout: .seconds(180))
+            removed = try await session.manager.call(ManagerRoutes.logout, token: session.token, timeout: .seconds(180))
         } catch ServiceError.refused(401, _) {
             SessionFile.remove()
             print("the session had already ended; logged out")
@@ -108,13 +109,13 @@ struct Status: AsyncParsableCommand {
     func run() async throws {
         let session = try SessionFile.load()
         let status: StatusResponse = try await managerCall {
-            try await session.manager.call("GET", "/v1/status", token: session.token)
+            try await session.manager.call(ManagerRoutes.status, token: session.token)
         }
         if json {
             try printJSON(status)
             return
         }
         print("\(status.user), logged in since \(status.since.iso8601) from \(status.from)")
-        print(formatTable(["UNIT", "STATE", "DETAIL"], status.units.map { [$0.unit.description, $0.state, $0.detail ?? ""] }))
+        print(formatTable(["UNIT", "STATE", "DETAIL"], status.units.map { [$0.unit.description, $0.state.rawValue, $0.detail ?? ""] }))
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BerthCLI
+import BerthAPI
 import BerthCore
 import HTTPClient
 import Foundation
@@ -44,7 +45,7 @@ struct Logs: AsyncParsableCommand {
         for unit in units {
             if units.count > 1 { FileHandle.standardOutput.write(Data("==> \(unit) <==\n".utf8)) }
             let response = try await managerCall {
-                try await session.manager.stream("GET", "/v1/logs", query: [(name: "unit", value: unit.description)] + query, token: session.token)
+                try await session.manager.stream(ManagerRoutes.logs, query: [(name: "unit", value: unit.description)] + query, token: session.token)
             }
             var demux = StreamDemux(tty: false)
             for try await chunk in response.body {
@@ -87,7 +88,7 @@ struct Exec: AsyncParsableCommand {
         if command.first == "--" { command.removeFirst() }
         guard !command.isEmpty else { throw failure("no command; e.g. berth exec --unit \(unit) -- ls /app") }
         let result: ExecResponse = try await managerCall {
-            try await session.manager.call("POST", "/v1/exec", body: ClientExecRequest(unit: target, command: command), token: session.token, timeout: .seconds(3600))
+            try await session.manager.call(ManagerRoutes.exec, ClientExecRequest(unit: target, command: command), token: session.token, timeout: .seconds(3600))
         }
         FileHandle.standardOutput.write(result.stdout)
         FileHandle.standardError.write(result.stderr)

@@ -1,4 +1,5 @@
 import BerthCLI
+import BerthAPI
 import BerthCore
 import Foundation
 

@@ -67,8 +67,9 @@ public enum EngineError: Error, Sendable, Equatable, CustomStringConvertible {
 
     static func engineMessage(in body: Data) -> String? {
         if let decoded = try? JSONDecoder().decode(Message.self, from: body) { return decoded.message }
-        let text = String(decoding: body, as: UTF8.self).trimmed
-        return text.isEmpty ? nil : text
+        // A plain-text message, made one line.
+        let words = String(decoding: body, as: UTF8.self).split(whereSeparator: \.isWhitespace)
+        return words.isEmpty ? nil : words.joined(separator: " ")
     }
 }
 

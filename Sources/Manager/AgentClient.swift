@@ -1,3 +1,4 @@
+import BerthAPI
 import BerthCore
 import HTTPClient
 #if canImport(FoundationEssentials)
@@ -25,7 +26,7 @@ struct AgentClient: Sendable {
         let lastHeard = LastHeard()
         return try await withThrowingTaskGroup(of: UnitStatus.self) { group in
             group.addTask {
-                let response = try await client.stream("POST", "/v1/units/start", query: [(name: "progress", value: "1")], body: request)
+                let response = try await client.stream(AgentRoutes.startUnitWithProgress, request)
                 var lines = LineSplitter()
                 var chunks = response.body.makeAsyncIterator()
                 while true {
@@ -70,21 +71,21 @@ struct AgentClient: Sendable {
     }
 
     func stop(_ request: StopUnitsRequest) async throws -> StopUnitsResponse {
-        try await client.call("POST", "/v1/units/stop", body: request, timeout: .seconds(120), as: StopUnitsResponse.self)
+        try await client.call(AgentRoutes.stopUnits, request, timeout: .seconds(120))
     }
 
     func list(user: String?) async throws -> [UnitStatus] {
         var query: [(name: String, value: String)] = []
         if let user { query.append((name: "user", value: user)) }
-        return try await client.call("GET", "/v1/units", query: query, timeout: .seconds(15), as: UnitList.self).units
+        return try await client.call(AgentRoutes.units, query: query, timeout: .seconds(15)).units
     }
 
     func exec(_ request: ExecRequest) async throws -> ExecResponse {
-        try await client.call("POST", "/v1/units/exec", body: request, timeout: .seconds(3600))
+        try await client.call(AgentRoutes.exec, request, timeout: .seconds(3600))
     }
 
     func logs(user: String, unit: HostPort, query: [(name: String, value: String)]) async throws -> HTTPStreamingResponse {
-        try await client.stream("GET", "/v1/units/logs", query: [(name: "user", value: user), (name: "unit", value: unit.description)] + query)
+        try await client.stream(AgentRoutes.unitLogs, query: [(name: "user", value: user), (name: "unit", value: unit.description)] + query)
     }
 }
 

@@ -1,4 +1,5 @@
 import BerthConfig
+import BerthAPI
 import BerthCore
 #if canImport(FoundationEssentials)
 import FoundationEssentials

@@ -1,4 +1,5 @@
 import BerthConfig
+import BerthAPI
 import BerthCore
 import HTTPClient
 #if canImport(FoundationEssentials)
@@ -260,10 +261,10 @@ final class Coordinator: Sendable {
                         let live = try await agent.list(user: session.user)
                         return units.map { unit in
                             live.first { $0.unit == unit && $0.session == session.id }
-                                ?? UnitStatus(unit: unit, user: session.user, session: session.id, state: "missing", detail: "no container")
+                                ?? UnitStatus(unit: unit, user: session.user, session: session.id, state: .missing, detail: "no container")
                         }
                     } catch {
-                        return units.map { UnitStatus(unit: $0, user: session.user, session: session.id, state: "unknown", detail: "\(error)") }
+                        return units.map { UnitStatus(unit: $0, user: session.user, session: session.id, state: .unknown, detail: "\(error)") }
                     }
                 }
             }

@@ -1,4 +1,5 @@
 import BerthConfig
+import BerthAPI
 import BerthCore
 import EngineAPI
 import Foundation
@@ -124,6 +125,6 @@ import Testing
     @Test(arguments: [("aaa", true), ("A1_b.c-d", true), (String(repeating: "x", count: 32), true), ("", false), ("_a", false),
                       (".a", false), (String(repeating: "x", count: 33), false), ("a b", false), ("a/b", false), ("é", false), ("a\n", false)])
     func userNamesAreSafeContainerNameParts(name: String, allowed: Bool) {
-        #expect(UsersConfig.isValidName(name) == allowed)
+        #expect(UnitRules.isValidUserName(name) == allowed)
     }
 }

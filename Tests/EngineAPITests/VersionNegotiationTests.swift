@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import EngineAPI
@@ -26,7 +27,7 @@ import Testing
     }
 
     @Test func clientRefusesAnOldEngineOverTheWire() async throws {
-        let engine = try FakeEngine(response: "HTTP/1.1 200 OK\r\nApi-Version: 1.30\r\nContent-Length: 2\r\n\r\nOK")
+        let engine = try FakeServer(response: "HTTP/1.1 200 OK\r\nApi-Version: 1.30\r\nContent-Length: 2\r\n\r\nOK")
         defer { engine.stop() }
         let client = DockerClient(endpoint: .unix(engine.path))
         await #expect(throws: EngineError.unsupportedEngine(engineVersion: "1.30", minimum: "1.41")) {
@@ -35,7 +36,7 @@ import Testing
     }
 
     @Test func requestsUseTheNegotiatedPrefix() async throws {
-        let engine = try FakeEngine(response: "HTTP/1.1 200 OK\r\nApi-Version: 1.43\r\nContent-Length: 2\r\n\r\nOK")
+        let engine = try FakeServer(response: "HTTP/1.1 200 OK\r\nApi-Version: 1.43\r\nContent-Length: 2\r\n\r\nOK")
         defer { engine.stop() }
         let client = DockerClient(endpoint: .unix(engine.path))
         let request = try await client.makeRequest("GET", "/containers/json")
@@ -65,7 +66,7 @@ import Testing
     }
 
     @Test func silentEngineTimesOutInsteadOfHanging() async throws {
-        let engine = try FakeEngine(response: nil)
+        let engine = try FakeServer(response: nil)
         defer { engine.stop() }
         let client = DockerClient(endpoint: .unix(engine.path), timeout: .milliseconds(500))
         let start = ContinuousClock.now
@@ -74,7 +75,7 @@ import Testing
     }
 
     @Test func cancellingTheTaskAbortsTheTransfer() async throws {
-        let engine = try FakeEngine(response: nil)
+        let engine = try FakeServer(response: nil)
         defer { engine.stop() }
         let client = DockerClient(endpoint: .unix(engine.path), timeout: .seconds(60))
         let task = Task { try await client.ping() }
@@ -93,7 +94,7 @@ import Testing
 /// like the hand-off one.
 @Suite struct TransportExecutorTests {
     @Test func requestsOnTheExecutorGetTheirAnswers() async throws {
-        let engine = try FakeEngine(response: "HTTP/1.1 200 OK\r\nApi-Version: 1.43\r\nContent-Length: 2\r\n\r\nOK")
+        let engine = try FakeServer(response: "HTTP/1.1 200 OK\r\nApi-Version: 1.43\r\nContent-Length: 2\r\n\r\nOK")
         defer { engine.stop() }
         let client = DockerClient(endpoint: .unix(engine.path))
         // Several at once: each runs on a worker of its own, with its own connection.
@@ -110,7 +111,7 @@ import Testing
     /// later than the poll ends, arrives whole.
     @Test(arguments: [Duration.zero, Transport.defaultBusyPoll, .seconds(1)])
     func answersArriveWhateverTheBusyPoll(busyPoll: Duration) async throws {
-        let engine = try FakeEngine(response: "HTTP/1.1 200 OK\r\nApi-Version: 1.43\r\nContent-Length: 12\r\n\r\nhello, world", pause: .milliseconds(30))
+        let engine = try FakeServer(response: "HTTP/1.1 200 OK\r\nApi-Version: 1.43\r\nContent-Length: 12\r\n\r\nhello, world", pause: .milliseconds(30))
         defer { engine.stop() }
         let transport = Transport(endpoint: .unix(engine.path), busyPoll: busyPoll)
         let request = HTTPRequest(method: "GET", path: "/_ping", timeout: .seconds(10))
@@ -122,7 +123,7 @@ import Testing
     }
 
     @Test func cancellingATaskOnTheExecutorAbortsItsTransfer() async throws {
-        let engine = try FakeEngine(response: nil)
+        let engine = try FakeServer(response: nil)
         defer { engine.stop() }
         let client = DockerClient(endpoint: .unix(engine.path), timeout: .seconds(60))
         let task = Task(executorPreference: client.transport.executor) { try await client.ping() }
@@ -147,7 +148,7 @@ import Testing
     }
 
     @Test func aReleasedTransportLetsItsThreadsGo() async throws {
-        let engine = try FakeEngine(response: "HTTP/1.1 200 OK\r\nApi-Version: 1.43\r\nContent-Length: 2\r\n\r\nOK")
+        let engine = try FakeServer(response: "HTTP/1.1 200 OK\r\nApi-Version: 1.43\r\nContent-Length: 2\r\n\r\nOK")
         defer { engine.stop() }
         weak var pool: CurlWorkerPool?
         do {

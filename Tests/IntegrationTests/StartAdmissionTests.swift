@@ -1,3 +1,4 @@
+import BerthAPI
 import BerthCore
 import EngineAPI
 import Foundation

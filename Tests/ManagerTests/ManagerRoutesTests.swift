@@ -1,4 +1,5 @@
 import BerthConfig
+import BerthAPI
 import BerthCore
 import BerthServer
 import Foundation
@@ -35,7 +36,7 @@ import Testing
         let coordinator = Coordinator(
             users: UsersConfig(users: configs), planner: planner, sessions: try SessionStore(stateDirectory: state), auth: Auth(),
             audit: Audit(stateDirectory: state), logger: Logger(label: "manager-tests"))
-        let app = Application(router: ManagerServer.router(coordinator: coordinator, verifier: RequestVerifier(secret: Self.secret)))
+        let app = Application(router: ManagerController.router(coordinator: coordinator, verifier: RequestVerifier(secret: Self.secret)))
         try await app.test(.router) { client in try await body(client, agent) }
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BerthConfig
+import BerthAPI
 import BerthCore
 import EngineAPI
 import HTTPClient

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BerthCLI
+import BerthAPI
 import BerthCore
 import EngineAPI
 import HTTPClient

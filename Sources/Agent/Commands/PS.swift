@@ -1,7 +1,9 @@
 import ArgumentParser
 import BerthCLI
 import BerthConfig
+import BerthAPI
 import BerthCore
+import BerthServer
 import EngineAPI
 import HTTPClient
 #if canImport(FoundationEssentials)
@@ -43,13 +45,13 @@ struct PS: AsyncParsableCommand {
             UnitStatus(
                 unit: HostPort(parsing: container.labels?[UnitLabel.unit] ?? "") ?? HostPort(host: "?", port: 0),
                 user: container.labels?[UnitLabel.user] ?? "", session: String((container.labels?[UnitLabel.session] ?? "").prefix(8)),
-                state: container.state ?? "", container: String(container.id.prefix(12)), detail: container.status)
+                state: container.state.map(UnitState.init(rawValue:)) ?? .unknown, container: String(container.id.prefix(12)), detail: container.status)
         }.sorted { ($0.user, $0.unit) < ($1.user, $1.unit) }
         if json {
             try printJSON(rows)
             return
         }
         print(formatTable(["UNIT", "USER", "STATE", "STATUS", "CONTAINER"],
-                          rows.map { [$0.unit.description, $0.user, $0.state, $0.detail ?? "", $0.container ?? ""] }))
+                          rows.map { [$0.unit.description, $0.user, $0.state.rawValue, $0.detail ?? "", $0.container ?? ""] }))
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BerthCLI
 import BerthConfig
+import BerthAPI
 import BerthCore
 import BerthServer
 import EngineAPI
@@ -56,7 +57,7 @@ struct Serve: AsyncParsableCommand {
         }
         let service = UnitService(
             docker: docker, config: server, template: template, policy: server.templatePolicy(engineRemapsUsers: remapsUsers), logger: logger)
-        let router = AgentServer.router(service: service, verifier: RequestVerifier(secret: secret))
+        let router = AgentController.router(service: service, verifier: RequestVerifier(secret: secret))
         let sweeping = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(60))

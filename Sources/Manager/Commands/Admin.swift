@@ -1,7 +1,9 @@
 import ArgumentParser
 import BerthCLI
 import BerthConfig
+import BerthAPI
 import BerthCore
+import BerthServer
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -73,12 +75,11 @@ struct Sessions: AsyncParsableCommand {
         }
         do {
             if let end {
-                struct End: Encodable { var user: String }
-                let removed = try await client.call("POST", "/v1/admin/sessions/end", body: End(user: end), as: StopUnitsResponse.self).removed
+                let removed = try await client.call(ManagerRoutes.endSession, EndSessionRequest(user: end)).removed
                 print("ended \(end)'s session; removed \(removed.count) unit container\(removed.count == 1 ? "" : "s")")
                 return
             }
-            let sessions = try await client.call("GET", "/v1/admin/sessions", as: [SessionSummary].self)
+            let sessions = try await client.call(ManagerRoutes.sessions)
             if json {
                 try printJSON(sessions)
                 return

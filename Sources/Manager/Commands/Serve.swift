@@ -1,6 +1,7 @@
 import ArgumentParser
 import BerthCLI
 import BerthConfig
+import BerthAPI
 import BerthCore
 import BerthServer
 #if canImport(FoundationEssentials)
@@ -77,7 +78,7 @@ struct Serve: AsyncParsableCommand {
         defer { reload.cancel() }
 
         let app = Application(
-            router: ManagerServer.router(coordinator: coordinator, verifier: RequestVerifier(secret: secret)),
+            router: ManagerController.router(coordinator: coordinator, verifier: RequestVerifier(secret: secret)),
             server: .http1(configuration: .init(idleTimeout: .seconds(60))),
             configuration: .init(address: .hostname(server.manager.host, port: server.manager.port), serverName: "berth-manager"),
             onServerRunning: { _ in SystemdNotifier.ready(status: "serving on \(server.manager)") },

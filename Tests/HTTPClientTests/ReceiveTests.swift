@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
-@testable import EngineAPI
 @testable import HTTPClient
 
 /// `Transport.receive`: the body handed over piece by piece on the transfer's thread.
@@ -18,10 +18,10 @@ import Testing
 
     @Test func aLongBodyArrivesWholeInPieces() async throws {
         let body = String((0..<600_000).map { _ in "abcdefghij".randomElement()! })
-        let engine = try FakeEngine(response: "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        let engine = try FakeServer(response: "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
         defer { engine.stop() }
         let pieces = Pieces()
-        let response = try await Transport(endpoint: EngineEndpoint(.unix(path: engine.path)))
+        let response = try await Transport(endpoint: HTTPEndpoint(.unix(path: engine.path)))
             .receive(HTTPRequest(method: "GET", path: "/logs")) { pieces.take($0) }
         #expect(response.status == 200)
         #expect(response.body.isEmpty)
@@ -32,10 +32,10 @@ import Testing
 
     @Test func anErrorStatusKeepsItsBodyForTheMessage() async throws {
         let message = #"{"message":"no such container: x"}"#
-        let engine = try FakeEngine(response: "HTTP/1.1 404 Not Found\r\nContent-Length: \(message.utf8.count)\r\n\r\n\(message)")
+        let engine = try FakeServer(response: "HTTP/1.1 404 Not Found\r\nContent-Length: \(message.utf8.count)\r\n\r\n\(message)")
         defer { engine.stop() }
         let pieces = Pieces()
-        let response = try await Transport(endpoint: EngineEndpoint(.unix(path: engine.path)))
+        let response = try await Transport(endpoint: HTTPEndpoint(.unix(path: engine.path)))
             .receive(HTTPRequest(method: "GET", path: "/logs")) { pieces.take($0) }
         #expect(response.status == 404)
         #expect(String(decoding: response.body, as: UTF8.self) == message)
@@ -44,11 +44,11 @@ import Testing
 
     @Test func whatTheReceiverThrowsEndsTheTransferAndComesBack() async throws {
         let body = String(repeating: "x", count: 600_000)
-        let engine = try FakeEngine(response: "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        let engine = try FakeServer(response: "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
         defer { engine.stop() }
         let pieces = Pieces()
         await #expect(throws: Refusal()) {
-            _ = try await Transport(endpoint: EngineEndpoint(.unix(path: engine.path)))
+            _ = try await Transport(endpoint: HTTPEndpoint(.unix(path: engine.path)))
                 .receive(HTTPRequest(method: "GET", path: "/logs")) { piece in
                     pieces.take(piece)
                     throw Refusal()

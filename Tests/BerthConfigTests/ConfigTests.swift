@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import BerthConfig
+import BerthAPI
 @testable import BerthCore
 
 // MARK: - Fixtures

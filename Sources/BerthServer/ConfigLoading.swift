@@ -1,5 +1,7 @@
 import ArgumentParser
 import BerthCLI
+import BerthAPI
+import BerthConfig
 import BerthCore
 
 /// Loads docker_server.xml (and, given a path, docker_user.xml), printing every problem, errors
@@ -26,11 +28,4 @@ public func loadTemplate(_ server: ServerConfig, homes: [String] = [], engineRem
     for problem in problems { note("\(template.source): \(problem)") }
     guard problems.allSatisfy(\.isWarning) else { throw ExitCode.failure }
     return template
-}
-
-extension ServerConfig {
-    /// What a template may set on this host.
-    public func templatePolicy(homes: [String] = [], engineRemapsUsers: Bool) -> TemplatePolicy {
-        TemplatePolicy(homeRoot: homeRoot, homes: homes, allowRootUnits: allowRootUnits, engineRemapsUsers: engineRemapsUsers)
-    }
 }

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import BerthCore
+@testable import BerthAPI
 
 /// Berth's ICU-free dates must read and write what Foundation's ISO 8601 formatter does, since
 /// the wire, the session file and older peers use that form.
@@ -45,11 +45,5 @@ import Testing
         } throws: { error in
             "\(error)".contains("\"soon\"")
         }
-    }
-
-    @Test func hexIsTwoLowercaseDigitsAByte() {
-        #expect(Data([0x00, 0x0f, 0xa0, 0xff]).hexString == "000fa0ff")
-        #expect(Data().hexString == "")
-        #expect(Data(hex: Data((0...255).map { UInt8($0) }).hexString) == Data((0...255).map { UInt8($0) }))
     }
 }

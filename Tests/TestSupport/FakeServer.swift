@@ -1,16 +1,16 @@
 import Foundation
 
 /// A Unix-socket server answering every request with one canned response, or never answering,
-/// to test the client against engines that are old, broken or hung.
-final class FakeEngine: @unchecked Sendable {
-    let path: String
+/// to test a client against servers (Docker engines above all) that are old, broken or hung.
+public final class FakeServer: @unchecked Sendable {
+    public let path: String
     private let fd: Int32
     private let response: String?
     private let pause: Duration
 
     /// `response: nil` accepts connections and then stays silent. A `pause` is waited before the
     /// first half of the response and again before the rest, as a slow engine answers.
-    init(response: String?, pause: Duration = .zero) throws {
+    public init(response: String?, pause: Duration = .zero) throws {
         path = NSTemporaryDirectory() + "berth-fake-\(UUID().uuidString.prefix(8)).sock"
         self.response = response
         self.pause = pause
@@ -54,7 +54,7 @@ final class FakeEngine: @unchecked Sendable {
         }
     }
 
-    func stop() {
+    public func stop() {
         shutdown(fd, Int32(SHUT_RDWR))
         close(fd)
         unlink(path)
@@ -62,5 +62,5 @@ final class FakeEngine: @unchecked Sendable {
 }
 
 extension Data {
-    func contains(_ other: Data) -> Bool { range(of: other) != nil }
+    public func contains(_ other: Data) -> Bool { range(of: other) != nil }
 }

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import BerthCore
+@testable import BerthAPI
 
 /// Values cross the wire typed, and are checked when read, as when read from a file.
 @Suite struct WireTypesTests {

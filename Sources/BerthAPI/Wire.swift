@@ -106,12 +106,11 @@ public struct UnitStatus: Codable, Sendable, Equatable {
     public var unit: HostPort
     public var user: String
     public var session: String
-    /// Docker's state: `running`, `exited`, `created`, …; `missing` when no container exists.
-    public var state: String
+    public var state: UnitState
     public var container: String?
     public var detail: String?
 
-    public init(unit: HostPort, user: String, session: String, state: String, container: String? = nil, detail: String? = nil) {
+    public init(unit: HostPort, user: String, session: String, state: UnitState, container: String? = nil, detail: String? = nil) {
         self.unit = unit
         self.user = user
         self.session = session
@@ -119,6 +118,29 @@ public struct UnitStatus: Codable, Sendable, Equatable {
         self.container = container
         self.detail = detail
     }
+}
+
+/// A unit's state: Docker's state of its container (`running`, `exited`, `created`, …), or
+/// Berth's own `missing` (no container) and `unknown` (its host did not answer). Open, since an
+/// engine may name states this build does not know.
+public struct UnitState: RawRepresentable, Codable, Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
+    public static let running: UnitState = "running"
+    public static let created: UnitState = "created"
+    public static let exited: UnitState = "exited"
+    public static let missing: UnitState = "missing"
+    public static let unknown: UnitState = "unknown"
+
+    public let rawValue: String
+
+    public init(rawValue: String) {
+        self.rawValue = rawValue
+    }
+
+    public init(stringLiteral value: String) {
+        rawValue = value
+    }
+
+    public var description: String { rawValue }
 }
 
 public struct UnitList: Codable, Sendable {
@@ -160,6 +182,19 @@ public struct ErrorBody: Codable, Sendable {
 
     public init(error: String) {
         self.error = error
+    }
+}
+
+/// An agent's answer to `GET /v1/health`: its engine answers, at this API version.
+public struct AgentHealth: Codable, Sendable {
+    public var host: String
+    public var engine: String
+    public var api: String
+
+    public init(host: String, engine: String, api: String) {
+        self.host = host
+        self.engine = engine
+        self.api = api
     }
 }
 
@@ -259,6 +294,15 @@ public struct SessionSummary: Codable, Sendable {
         self.lastSeen = lastSeen
         self.from = from
         self.units = units
+    }
+}
+
+/// An administrator's request to end a user's session, removing its units.
+public struct EndSessionRequest: Codable, Sendable {
+    public var user: String
+
+    public init(user: String) {
+        self.user = user
     }
 }
 

@@ -1,7 +1,7 @@
 extension StringProtocol {
     /// The text without the whitespace and line breaks around it: Foundation's
     /// `trimmingCharacters(in: .whitespacesAndNewlines)`, which FoundationEssentials does not have.
-    package var trimmed: String {
+    public var trimmed: String {
         guard let first = firstIndex(where: { !$0.isWhitespace }),
               let last = lastIndex(where: { !$0.isWhitespace }) else { return "" }
         return String(self[first...last])

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import BerthConfig
+import BerthAPI
 @testable import BerthCore
 
 /// Property tests over everything Berth parses from outside: `docker_server.xml`,

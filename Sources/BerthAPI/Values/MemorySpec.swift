@@ -1,4 +1,3 @@
-import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

@@ -1,7 +1,6 @@
 import Foundation
 import Testing
 
-@testable import EngineAPI
 @testable import HTTPClient
 
 func frame(_ stream: UInt8, _ payload: Data) -> Data {

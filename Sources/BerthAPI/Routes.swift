@@ -1,0 +1,74 @@
+/// One route of a Berth daemon: its method and path, with the types of its request body and of
+/// its answer, so the router that serves it and the client that calls it cannot disagree.
+public struct Route<Body, Answer>: Sendable, CustomStringConvertible {
+    public enum Method: String, Sendable {
+        case get = "GET"
+        case post = "POST"
+    }
+
+    public let method: Method
+    public let path: String
+    /// Query parameters every call of this route sends (its answer's shape depends on them).
+    public let query: [(name: String, value: String)]
+
+    public init(_ method: Method, _ path: String, query: [(name: String, value: String)] = []) {
+        self.method = method
+        self.path = path
+        self.query = query
+    }
+
+    public var description: String { "\(method.rawValue) \(path)" }
+}
+
+/// The body of a route that takes none.
+public struct NoBody: Codable, Sendable {
+    public init() {}
+}
+
+/// An answer of JSON lines, one `Event` each, written as they happen.
+public enum JSONLines<Event> {}
+
+/// An answer in the Docker engine's multiplexed stream format: a unit's log.
+public enum MultiplexedStream {
+    public static let contentType = "application/vnd.docker.multiplexed-stream"
+}
+
+/// Text for Prometheus: counts only, never names, since it is served without authentication.
+public enum PrometheusText {}
+
+/// The manager's API: `login` for anyone with a password, the user's routes for a session's
+/// bearer token, `admin` for requests signed with the cluster secret, `metrics` for Prometheus.
+public enum ManagerRoutes {
+    public static let login = Route<LoginRequest, JSONLines<LoginEvent>>(.post, "/v1/login")
+    public static let logout = Route<NoBody, StopUnitsResponse>(.post, "/v1/logout")
+    public static let status = Route<NoBody, StatusResponse>(.get, "/v1/status")
+    public static let exec = Route<ClientExecRequest, ExecResponse>(.post, "/v1/exec")
+    /// Query: `unit`, and optionally `follow`, `since`, `until`, `tail`, `timestamps`.
+    public static let logs = Route<NoBody, MultiplexedStream>(.get, "/v1/logs")
+    public static let sessions = Route<NoBody, [SessionSummary]>(.get, "/v1/admin/sessions")
+    public static let endSession = Route<EndSessionRequest, StopUnitsResponse>(.post, "/v1/admin/sessions/end")
+    public static let metrics = Route<NoBody, PrometheusText>(.get, "/metrics")
+    /// Where the cluster secret is required.
+    public static let adminPrefix = "/v1/admin/"
+
+    /// The options `logs` passes on to the unit's agent.
+    public static let logOptions = ["follow", "since", "until", "tail", "timestamps"]
+}
+
+/// An agent's API, for the manager only: every route but `metrics` needs a signed request.
+public enum AgentRoutes {
+    public static let health = Route<NoBody, AgentHealth>(.get, "/v1/health")
+    /// Answers once the unit serves (or has failed).
+    public static let startUnit = Route<StartUnitRequest, UnitStatus>(.post, "/v1/units/start")
+    /// The same start, answered as it goes: its place in line while it waits for a slot, then
+    /// its outcome.
+    public static let startUnitWithProgress = Route<StartUnitRequest, JSONLines<StartUnitEvent>>(
+        .post, "/v1/units/start", query: [(name: "progress", value: "1")])
+    public static let stopUnits = Route<StopUnitsRequest, StopUnitsResponse>(.post, "/v1/units/stop")
+    /// Query: `user`, to list only theirs.
+    public static let units = Route<NoBody, UnitList>(.get, "/v1/units")
+    /// Query: `user`, `unit`, and the options of `ManagerRoutes.logs`.
+    public static let unitLogs = Route<NoBody, MultiplexedStream>(.get, "/v1/units/logs")
+    public static let exec = Route<ExecRequest, ExecResponse>(.post, "/v1/units/exec")
+    public static let metrics = Route<NoBody, PrometheusText>(.get, "/metrics")
+}

@@ -1,0 +1,86 @@
+import BerthAPI
+import BerthCore
+import Foundation
+import Testing
+
+/// Requests between the daemons are signed with the cluster secret; each attack on the signature
+/// is refused with its own reason.
+@Suite struct SigningTests {
+    static let secret = Array("a cluster secret of at least 32 bytes.".utf8)
+
+    private func headerLookup(_ headers: [(name: String, value: String)]) -> (String) -> String? {
+        { name in headers.first { $0.name == name }?.value }
+    }
+
+    @Test func aSignedRequestPassesOnceAndItsReplayIsRefused() throws {
+        let verifier = RequestVerifier(secret: Self.secret)
+        let body = Data(#"{"user":"aaa"}"#.utf8)
+        let headers = RequestSigner(secret: Self.secret).headers(method: "POST", target: "/v1/units/start", body: body)
+        try verifier.verify(method: "POST", target: "/v1/units/start", body: body, header: headerLookup(headers))
+        #expect(throws: RequestVerifier.Refusal.replayed) {
+            try verifier.verify(method: "POST", target: "/v1/units/start", body: body, header: headerLookup(headers))
+        }
+    }
+
+    @Test func anythingChangedBreaksTheSignature() {
+        let verifier = RequestVerifier(secret: Self.secret)
+        let body = Data(#"{"user":"aaa"}"#.utf8)
+        let signed = { RequestSigner(secret: Self.secret).headers(method: "POST", target: "/v1/units/stop", body: body) }
+        let attacks: [(String, String, Data, [(name: String, value: String)])] = [
+            ("another body", "/v1/units/stop", Data(#"{"user":"bbb"}"#.utf8), signed()),
+            ("another path", "/v1/units/start", body, signed()),
+            ("another key", "/v1/units/stop", body, RequestSigner(secret: Array("another secret, also 32 bytes long".utf8)).headers(method: "POST", target: "/v1/units/stop", body: body)),
+        ]
+        for (name, target, sentBody, headers) in attacks {
+            #expect(throws: RequestVerifier.Refusal.badSignature, "\(name)") {
+                try verifier.verify(method: "POST", target: target, body: sentBody, header: headerLookup(headers))
+            }
+        }
+    }
+
+    @Test func oldUnsignedAndMalformedRequestsAreRefused() {
+        let verifier = RequestVerifier(secret: Self.secret, window: 30)
+        let old = RequestSigner(secret: Self.secret).headers(method: "GET", target: "/v1/units", body: Data(), now: Date().addingTimeInterval(-31))
+        #expect(throws: RequestVerifier.Refusal.expired) {
+            try verifier.verify(method: "GET", target: "/v1/units", body: Data(), header: headerLookup(old))
+        }
+        #expect(throws: RequestVerifier.Refusal.unsigned) {
+            try verifier.verify(method: "GET", target: "/v1/units", body: Data(), header: { _ in nil })
+        }
+        var bad = RequestSigner(secret: Self.secret).headers(method: "GET", target: "/v1/units", body: Data())
+        bad[2].value = "not hex"
+        #expect(throws: RequestVerifier.Refusal.malformed) {
+            try verifier.verify(method: "GET", target: "/v1/units", body: Data(), header: headerLookup(bad))
+        }
+    }
+
+    @Test func hexIsTwoLowercaseDigitsAByte() {
+        #expect(Data([0x00, 0x0f, 0xa0, 0xff]).hexString == "000fa0ff")
+        #expect(Data().hexString == "")
+        #expect(Data(hex: Data((0...255).map { UInt8($0) }).hexString) == Data((0...255).map { UInt8($0) }))
+    }
+}
+
+/// The stored password hashes of the users file.
+@Suite struct PasswordHashTests {
+    @Test func aHashVerifiesItsPasswordOnly() throws {
+        let hash = try PasswordHash.make("s3cret pass")
+        #expect(hash.hasPrefix("scrypt$16384$8$1$"))
+        #expect(PasswordHash.verify("s3cret pass", against: hash))
+        #expect(!PasswordHash.verify("s3cret pasS", against: hash))
+        #expect(try PasswordHash.make("s3cret pass") != hash, "each hash has its own salt")
+    }
+
+    /// A hash with absurd parameters could make one login cost minutes or gigabytes.
+    @Test func malformedOrCostlyHashesNeverMatch() {
+        for encoded in ["", "scrypt$16384$8$1$AAAA", "bcrypt$x$y$z$AAAA$AAAA", "scrypt$4194304$8$1$AAAA$AAAA", "scrypt$16384$64$1$AAAA$AAAA", "scrypt$16384$8$1$!!$AAAA"] {
+            #expect(!PasswordHash.verify("anything", against: encoded), "\(encoded)")
+        }
+    }
+
+    @Test func constantTimeEqualComparesWholeValues() {
+        #expect(constantTimeEqual(Data([1, 2, 3]), Data([1, 2, 3])))
+        #expect(!constantTimeEqual(Data([1, 2, 3]), Data([1, 2, 4])))
+        #expect(!constantTimeEqual(Data([1, 2, 3]), Data([1, 2])))
+    }
+}
