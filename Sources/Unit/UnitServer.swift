@@ -146,8 +146,7 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
 
     private func startCall(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) throws(UnitError) {
         guard let secret = state.settings.secret else { throw UnitError(403, "this unit has no session secret; it accepts no calls") }
-        let presented = head.headers.first(name: "authorization") ?? ""
-        guard constantTimeEqual(Array(presented.utf8), Array("Bearer \(secret)".utf8)) else {
+        guard UnitAuthorization.admits(head.headers.first(name: "authorization"), secret: secret) else {
             throw UnitError(401, "not the owner of this unit's session")
         }
         let request: CallRequest
@@ -252,13 +251,6 @@ func realPath(_ path: String) -> String? {
     guard let resolved = realpath(path, nil) else { return nil }
     defer { free(resolved) }
     return String(cString: resolved)
-}
-
-func constantTimeEqual(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
-    guard lhs.count == rhs.count else { return false }
-    var difference: UInt8 = 0
-    for index in lhs.indices { difference |= lhs[index] ^ rhs[index] }
-    return difference == 0
 }
 
 func formatSeconds(_ seconds: Double) -> String {

@@ -17,6 +17,20 @@ public struct CallRequest: Codable, Sendable, Equatable {
 }
 
 /// The paths a unit serves.
+/// How `berth call` proves to a unit that it holds the session's unit secret: `Authorization:
+/// Bearer SECRET`, compared in constant time so that timing tells nothing of the secret.
+public enum UnitAuthorization {
+    public static func header(secret: String) -> String { "Bearer \(secret)" }
+
+    public static func admits(_ presented: String?, secret: String) -> Bool {
+        let lhs = Array((presented ?? "").utf8), rhs = Array(header(secret: secret).utf8)
+        guard lhs.count == rhs.count else { return false }
+        var difference: UInt8 = 0
+        for index in lhs.indices { difference |= lhs[index] ^ rhs[index] }
+        return difference == 0
+    }
+}
+
 public enum UnitPath {
     public static let call = "/call"
     public static let health = "/health"
