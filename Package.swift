@@ -7,6 +7,9 @@ let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let cryptoExtras = Target.Dependency.product(name: "_CryptoExtras", package: "swift-crypto")
 let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
+let x509 = Target.Dependency.product(name: "X509", package: "swift-certificates")
+let asn1 = Target.Dependency.product(name: "SwiftASN1", package: "swift-asn1")
+let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
 
 #if canImport(Glibc)
 import Glibc
@@ -76,6 +79,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(
@@ -99,19 +105,21 @@ let package = Package(
         /// What crosses the wire between client, manager and agents: the typed bodies, the route
         /// table both routers and clients use, and the rules for each value.
         .target(name: "BerthAPI", swiftSettings: essentialsOnly),
+        /// The cluster's certificates: making the CA and hosts' certificates, key fingerprints.
+        .target(name: "BerthTLS", dependencies: ["BerthAPI", crypto, x509, asn1], swiftSettings: essentialsOnly),
         /// What the executables share beyond the wire: request signing, passwords, the client of a Berth daemon.
         .target(name: "BerthCore", dependencies: ["BerthAPI", "HTTPClient", "BerthVersion", crypto, cryptoExtras], swiftSettings: essentialsOnly),
         /// The daemons' configuration files (docker_server.xml, docker_user.xml), read with line numbers
         /// through libxml2. Apart from BerthCore so that `berth` links no XML parser.
-        .target(name: "BerthConfig", dependencies: ["BerthAPI", "BerthCore", "HTTPClient", "CLibXML2"], swiftSettings: essentialsOnly),
+        .target(name: "BerthConfig", dependencies: ["BerthAPI", "BerthCore", "BerthTLS", "HTTPClient", "CLibXML2"], swiftSettings: essentialsOnly),
         /// What both daemons share: loading their configuration, and HTTP serving with signed
         /// requests, bounded bodies, one-line JSON errors and /metrics.
-        .target(name: "BerthServer", dependencies: ["BerthAPI", "BerthCore", "BerthConfig", "BerthCLI", "BerthVersion", argumentParser, hummingbird, logging, prometheus, .product(name: "NIOCore", package: "swift-nio")], swiftSettings: essentialsOnly),
+        .target(name: "BerthServer", dependencies: ["BerthAPI", "BerthCore", "BerthConfig", "BerthCLI", "BerthTLS", "BerthVersion", argumentParser, nioSSL, .product(name: "HummingbirdCore", package: "hummingbird"), hummingbird, logging, prometheus, .product(name: "NIOCore", package: "swift-nio")], swiftSettings: essentialsOnly),
         /// What the three command-line tools share: one-line errors, tables, JSON output.
         .target(name: "BerthCLI", dependencies: ["BerthAPI", "BerthCore", argumentParser], swiftSettings: essentialsOnly),
         .executableTarget(name: "Agent", dependencies: ["EngineAPI", "HTTPClient", "BerthAPI", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-agent")),
-        .executableTarget(name: "Manager", dependencies: ["HTTPClient", "BerthAPI", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-manager")),
-        .executableTarget(name: "Client", dependencies: ["HTTPClient", "BerthAPI", "BerthCore", "BerthVersion", "BerthCLI", "UnitProtocol", argumentParser], linkerSettings: releaseLinking("berth")),
+        .executableTarget(name: "Manager", dependencies: ["HTTPClient", "BerthAPI", "BerthTLS", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-manager")),
+        .executableTarget(name: "Client", dependencies: ["HTTPClient", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion", "BerthCLI", "UnitProtocol", argumentParser], linkerSettings: releaseLinking("berth")),
         /// The call protocol of `berth call` and `berth-unit`, free of Foundation.
         .target(name: "UnitProtocol"),
         /// `berth-unit`: small, static, no Foundation beyond FoundationEssentials.

@@ -1,8 +1,8 @@
 #!/bin/bash
 # make demo: a whole Berth cluster on this machine, the esProc design's Employee example, and a
 # clean exit.
-# Two agents (127.0.0.2, 127.0.0.3) and a manager share the local Docker engine; a demo user logs
-# in, queries EMPLOYEE.txt on one unit and split over two, logs out. Nothing is left running.
+# Two agents (127.0.0.2, 127.0.0.3) and a manager share the local Docker engine, all over TLS
+# with a CA made for the demo; a demo user logs in, queries EMPLOYEE.txt on one unit and split over two, logs out. Nothing is left running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -73,6 +73,11 @@ SH
 # Units never run as root: the demo user has an account of their own, which owns the home.
 if [ "$(id -u)" -eq 0 ]; then account=20001:20001; else account="$(id -u):$(id -g)"; fi
 chown -R "$account" "$demo/home/demo"
+step "making the cluster's CA and one certificate per host (berth-manager tls)"
+"$bin/berth-manager" tls ca --out "$demo/tls/ca"
+# The entry host's certificate names the manager's address too; only it may command agents.
+"$bin/berth-manager" tls cert --ca "$demo/tls/ca" --host 127.0.0.2,127.0.0.1 --manager --out "$demo/tls"
+"$bin/berth-manager" tls cert --ca "$demo/tls/ca" --host 127.0.0.3 --out "$demo/tls"
 password="demo-$(head -c 6 /dev/urandom | base64 | tr -dc 'a-zA-Z0-9')"
 hash=$(printf '%s\n' "$password" | "$bin/berth-manager" hash-password)
 for host in 127.0.0.2 127.0.0.3; do
@@ -84,6 +89,9 @@ for host in 127.0.0.2 127.0.0.3; do
   <Secret>$demo/cluster.key</Secret>
   <HomeRoot>$demo/home</HomeRoot>
   <LogDir>$demo/agent-logs</LogDir>
+  <CA>$demo/tls/ca/ca.crt</CA>
+  <Cert>$demo/tls/$host.crt</Cert>
+  <Key>$demo/tls/$host.key</Key>
 </Config>
 XML
 done
@@ -116,8 +124,8 @@ for address in 127.0.0.2:$comm 127.0.0.3:$comm 127.0.0.1:$manager; do
 done
 
 export BERTH_SESSION="$demo/session.json"
-step "berth login --server 127.0.0.1:$manager --user demo"
-printf '%s\n' "$password" | "$bin/berth" login --server "127.0.0.1:$manager" --user demo --password-stdin
+step "berth login --server 127.0.0.1:$manager --user demo --ca $demo/tls/ca/ca.crt   (TLS, checked against the cluster's CA)"
+printf '%s\n' "$password" | "$bin/berth" login --server "127.0.0.1:$manager" --user demo --password-stdin --ca "$demo/tls/ca/ca.crt"
 step "berth status"
 "$bin/berth" status
 step "berth call Employee.sh \"New York\" --unit 127.0.0.2:$unit1   (Employee.dfx on one unit)"

@@ -1,5 +1,6 @@
 import BerthAPI
 import BerthCore
+import BerthTLS
 import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -50,6 +51,12 @@ public struct ServerConfig: Sendable, Equatable {
     public var allowRootUnits: Bool
     /// `<LogDir>`: the agent's own directory for unit logs that cannot be saved in a home safely.
     public var logDirectory: String
+    /// `<CA>`, `<Cert>`, `<Key>`: with them, every connection to and from this host is TLS.
+    public var tls: TLSFiles?
+    /// `<Insecure>true</Insecure>`: serve plain HTTP on an address others can reach.
+    public var insecure: Bool
+    /// `<DockerCerts>`: the folder of `ca.pem`, `cert.pem` and `key.pem` for `<Docker>tcp://…`.
+    public var dockerCerts: String?
 
     /// The port every host's agent listens on.
     public var communicationPort: Int { server.port }
@@ -74,8 +81,11 @@ public struct ServerConfig: Sendable, Equatable {
         template: String? = nil, docker: String = ServerConfig.defaultDocker,
         readyTimeoutSeconds: Int = ServerConfig.defaultReadyTimeoutSeconds,
         concurrentStarts: Int = ServerConfig.defaultConcurrentStarts, homeRoot: String? = nil, allowRootUnits: Bool = false,
-        logDirectory: String = ServerConfig.defaultLogDirectory
+        logDirectory: String = ServerConfig.defaultLogDirectory, tls: TLSFiles? = nil, insecure: Bool = false, dockerCerts: String? = nil
     ) {
+        self.tls = tls
+        self.insecure = insecure
+        self.dockerCerts = dockerCerts
         self.file = file
         self.server = server
         self.share = share
@@ -94,7 +104,7 @@ public struct ServerConfig: Sendable, Equatable {
 
     static let elementNames = [
         "Server", "Share", "NodeType", "Manager", "Secret", "Image", "Template", "Docker", "ReadyTimeout", "ConcurrentStarts",
-        "HomeRoot", "AllowRootUnits", "LogDir",
+        "HomeRoot", "AllowRootUnits", "LogDir", "CA", "Cert", "Key", "Insecure", "DockerCerts",
     ]
 
     /// Loads and validates; returns the config only if there is no error (warnings allowed), plus every problem found.
@@ -185,13 +195,74 @@ private struct ServerConfigReader {
         let homeRoot = elements["HomeRoot"].flatMap { readHomeRoot($0) }
         let allowRootUnits = elements["AllowRootUnits"].map { readFlag($0) } ?? false
         let logDirectory = elements["LogDir"].flatMap { readLogDirectory($0) } ?? ServerConfig.defaultLogDirectory
+        let tls = readTLS(ca: elements["CA"], certificate: elements["Cert"], key: elements["Key"], isManager: isManager)
+        let insecure = elements["Insecure"].map { readFlag($0) } ?? false
+        let dockerCerts = elements["DockerCerts"].flatMap { readDockerCerts($0) }
 
         guard let server, let share, let manager else { return nil }
+        checkPlainHTTP(
+            served: [(elements["Server"], server)] + (isManager ? [(elements["Manager"], manager)] : []),
+            tls: tls != nil || ["CA", "Cert", "Key"].contains { elements[$0] != nil }, insecure: insecure)
+        checkDockerTransport(elements["Docker"], docker, dockerCerts: dockerCerts)
         return ServerConfig(
             file: path, server: server, share: share, isManager: isManager, manager: manager,
             secretFile: secretFile, image: image, template: template, docker: docker,
             readyTimeoutSeconds: readyTimeout, concurrentStarts: concurrentStarts, homeRoot: homeRoot,
-            allowRootUnits: allowRootUnits, logDirectory: logDirectory)
+            allowRootUnits: allowRootUnits, logDirectory: logDirectory, tls: tls, insecure: insecure, dockerCerts: dockerCerts)
+    }
+
+    /// All three or none; each file readable and what it should be (a key only its owner reads,
+    /// a certificate the CA signed and that has not expired).
+    private mutating func readTLS(ca: LineXMLElement?, certificate: LineXMLElement?, key: LineXMLElement?, isManager: Bool) -> TLSFiles? {
+        let given = [("CA", ca), ("Cert", certificate), ("Key", key)]
+        let present = given.filter { $0.1 != nil }
+        guard !present.isEmpty else { return nil }
+        guard present.count == 3, let ca, let certificate, let key else {
+            let missing = given.filter { $0.1 == nil }.map { "<\($0.0)>" }.joined(separator: " and ")
+            problems.error(line: present[0].1!.line, "TLS needs <CA>, <Cert> and <Key>; add \(missing) (make them with berth-manager tls)")
+            return nil
+        }
+        for element in [ca, certificate, key] where element.value.isEmpty {
+            problems.error(line: element.line, "<\(element.name)> is empty; give a PEM file")
+            return nil
+        }
+        let files = TLSFiles(ca: resolve(ca.value), certificate: resolve(certificate.value), key: resolve(key.value))
+        do throws(TLSFileError) {
+            let material = try files.load()
+            if isManager && !material.isManagerCertificate {
+                problems.error(line: certificate.line,
+                    "\(files.certificate) was not made for the manager: agents will refuse it; make one with berth-manager tls cert --manager")
+            }
+        } catch {
+            problems.error(line: certificate.line, error.description)
+        }
+        return files
+    }
+
+    /// Plain HTTP only where nobody else can listen in, unless the admin says otherwise.
+    private mutating func checkPlainHTTP(served: [(LineXMLElement?, HostPort)], tls: Bool, insecure: Bool) {
+        guard !tls, !insecure else { return }
+        for (element, address) in served where !address.isLoopback {
+            problems.error(line: element?.line ?? root.line,
+                "\(address) is reachable from the network and no TLS is configured: add <CA>, <Cert> and <Key> (berth-manager tls), or <Insecure>true</Insecure> to send passwords and tokens in clear")
+        }
+    }
+
+    /// A Docker engine on TCP answers whoever connects: only with TLS client certificates, or on loopback.
+    private mutating func checkDockerTransport(_ element: LineXMLElement?, _ docker: String, dockerCerts: String?) {
+        guard docker.hasPrefix("tcp://"), dockerCerts == nil, let endpoint = try? HTTPEndpoint(parsing: docker),
+              case .tcp(let host, let port) = endpoint.kind, !HostPort(host: host, port: port).isLoopback else { return }
+        problems.error(line: element?.line ?? root.line,
+            "docker \(docker): plain TCP to another machine gives anyone on the network root on it; add <DockerCerts> (ca.pem cert.pem key.pem), or use unix:///var/run/docker.sock")
+    }
+
+    private mutating func readDockerCerts(_ element: LineXMLElement) -> String? {
+        let folder = resolve(element.value)
+        for name in ["ca.pem", "cert.pem", "key.pem"] where !FileManager.default.isReadableFile(atPath: folder + "/" + name) {
+            problems.error(line: element.line, "DockerCerts \(folder): \(name) is missing or unreadable (the folder needs ca.pem, cert.pem and key.pem)")
+            return nil
+        }
+        return folder
     }
 
     private mutating func readServer(_ element: LineXMLElement?) -> HostPort? {

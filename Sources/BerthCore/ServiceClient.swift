@@ -14,6 +14,8 @@ public enum ServiceError: Error, Sendable, CustomStringConvertible {
     /// The daemon answered with an error status and this message.
     case refused(status: Int, message: String)
     case invalidAnswer(what: String, detail: String)
+    /// The daemon's certificate or key is not the one trusted, or no TLS session could be made.
+    case untrusted(what: String, reason: String)
 
     public var description: String {
         switch self {
@@ -21,6 +23,7 @@ public enum ServiceError: Error, Sendable, CustomStringConvertible {
         case .timeout(let what, let after): "\(what) did not answer within \(Int(after.components.seconds)) s"
         case .refused(_, let message): message
         case .invalidAnswer(let what, let detail): "unreadable answer from \(what): \(detail)"
+        case .untrusted(let what, let reason): "\(what) is not trusted: \(reason)"
         }
     }
 }
@@ -36,12 +39,17 @@ public struct ServiceClient: Sendable {
 
     /// `streamWindow` bounds the unread bytes of each stream (a call's output, a log); 1 MB keeps
     /// a unit's link busy while holding `berth`'s memory down.
-    public init(address: HostPort, name: String, signer: RequestSigner? = nil, connectTimeout: Duration = .seconds(3), streamWindow: Int = 1 << 20) {
+    /// `tls`: reach the daemon over TLS, checked as it says; nil speaks plain HTTP.
+    public init(
+        address: HostPort, name: String, signer: RequestSigner? = nil, tls: ClientTLS? = nil, connectTimeout: Duration = .seconds(3),
+        streamWindow: Int = 1 << 20
+    ) {
         self.address = address
         self.name = name
         self.signer = signer
         transport = Transport(
-            endpoint: HTTPEndpoint(.tcp(host: address.host, port: address.port)), connectTimeout: connectTimeout, streamWindow: streamWindow)
+            endpoint: HTTPEndpoint(.tcp(host: address.host, port: address.port), tls: tls), connectTimeout: connectTimeout,
+            streamWindow: streamWindow)
     }
 
     /// Calls `route` with `body` as JSON and decodes its answer.
@@ -150,6 +158,8 @@ public struct ServiceClient: Sendable {
         switch error {
         case .unreachable(_, let reason): .unreachable(what: name, reason: reason)
         case .timeout(_, _, let after): .timeout(what: name, after: after)
+        case .untrusted(_, let reason): .untrusted(what: name, reason: reason)
+        case .tlsFailed(_, let reason): .untrusted(what: name, reason: "no TLS session: \(reason)")
         default: .invalidAnswer(what: name, detail: error.description)
         }
     }

@@ -2,6 +2,7 @@
 #define BERTH_CCURL_SHIM_H
 
 #include <curl/curl.h>
+#include <string.h>
 
 /* curl_easy_setopt and curl_easy_getinfo are variadic, which Swift cannot call.
    These typed, non-variadic wrappers (and one helper for curl_multi_fdset's fd_set, whose macros
@@ -43,6 +44,25 @@ static inline CURLcode berth_setopt_xferinfo_callback(CURL *handle, berth_xferin
 
 static inline CURLcode berth_setopt_debug_callback(CURL *handle, berth_debug_callback value) {
     return curl_easy_setopt(handle, CURLOPT_DEBUGFUNCTION, value);
+}
+
+/* PEM held in memory (a CA, a client certificate or key), copied by libcurl. */
+static inline CURLcode berth_setopt_blob(CURL *handle, CURLoption option, const void *data, size_t length) {
+    struct curl_blob blob = { (void *)data, length, CURL_BLOB_COPY };
+    return curl_easy_setopt(handle, option, data ? &blob : NULL);
+}
+
+/* The first certificate's PEM of a finished transfer with CURLOPT_CERTINFO, or NULL. The text
+   belongs to the handle. */
+static inline const char *berth_first_certificate(CURL *handle) {
+    struct curl_certinfo *info = NULL;
+    if (curl_easy_getinfo(handle, CURLINFO_CERTINFO, &info) != CURLE_OK || !info || info->num_of_certs < 1) {
+        return NULL;
+    }
+    for (struct curl_slist *item = info->certinfo[0]; item; item = item->next) {
+        if (strncmp(item->data, "Cert:", 5) == 0) return item->data + 5;
+    }
+    return NULL;
 }
 
 static inline CURLcode berth_getinfo_long(CURL *handle, CURLINFO info, long *value) {

@@ -99,7 +99,7 @@ struct CallMerger {
         case .refused(401, _): "unit \(unit): refused: your session's key does not match (log in again)"
         case .refused(_, let message): "unit \(unit): \(message)"
         // These name the unit themselves ("unit … is not reachable: …").
-        case .unreachable, .timeout, .invalidAnswer: error.description
+        case .unreachable, .timeout, .invalidAnswer, .untrusted: error.description
         }
     }
 }

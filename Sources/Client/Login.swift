@@ -2,6 +2,7 @@ import ArgumentParser
 import BerthCLI
 import BerthAPI
 import BerthCore
+import BerthTLS
 import HTTPClient
 import Foundation
 
@@ -24,18 +25,39 @@ struct Login: AsyncParsableCommand {
     @Flag(help: "End a session of yours that is still open elsewhere first.")
     var force = false
 
+    @Option(help: ArgumentHelp("Trust the manager's certificate if this CA signed it (default: $BERTH_CA).", valueName: "file"))
+    var ca: String?
+
+    @Option(help: ArgumentHelp("Trust the manager whose key has this fingerprint (as the manager's admin or a refused login shows it).", valueName: "SHA256:hex"))
+    var fingerprint: String?
+
+    @Flag(help: "Allow a manager that speaks plain HTTP on a network address: your password would cross it in clear.")
+    var insecure = false
+
     func validate() throws {
         guard HostPort(parsing: server) != nil else {
             throw ValidationError("--server must be HOST:PORT, e.g. 192.168.0.76:9000")
+        }
+        if let fingerprint, KeyFingerprint(parsing: fingerprint) == nil {
+            throw ValidationError("--fingerprint must be SHA256: and 64 hex digits, e.g. SHA256:3fbd01c7…")
+        }
+        if ca != nil && fingerprint != nil {
+            throw ValidationError("give --ca or --fingerprint, not both")
         }
     }
 
     func run() async throws {
         let address = HostPort(parsing: server)!
+        let trust = try await trustOfManager(at: address)
         let password = try readPassword()
-        let manager = ServiceClient(address: address, name: "the Berth manager at \(address)")
-        let response = try await managerCall {
-            try await manager.stream(ManagerRoutes.login, LoginRequest(user: user, password: password, force: force))
+        let manager = ServiceClient(address: address, name: "the Berth manager at \(address)", tls: trust?.clientTLS)
+        let response: HTTPStreamingResponse
+        do {
+            response = try await manager.stream(ManagerRoutes.login, LoginRequest(user: user, password: password, force: force))
+        } catch ServiceError.untrusted(let what, let reason) {
+            throw failure("\(what) is not trusted: \(reason)\(await fingerprintHint(address))")
+        } catch let error as ServiceError {
+            throw failure(error.description)
         }
         var lines = LineSplitter()
         var outcome: LoginEvent?
@@ -62,8 +84,42 @@ struct Login: AsyncParsableCommand {
             throw failure(outcome.message ?? "login failed")
         }
         let units = outcome.units ?? []
-        try SessionFile(server: address, user: user, token: token, units: units, unitSecret: unitSecret, since: Date()).save()
+        try SessionFile(server: address, user: user, token: token, units: units, unitSecret: unitSecret, since: Date(), trust: trust).save()
         print("logged in as \(user): \(outcome.message ?? "\(units.count) units ready")")
+    }
+
+    /// What the manager is trusted by, before any password is sent; nil for plain HTTP, which
+    /// only a loopback address or `--insecure` allows.
+    private func trustOfManager(at address: HostPort) async throws -> ManagerTrust? {
+        if let path = ca ?? ProcessInfo.processInfo.environment["BERTH_CA"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            let pem: String
+            do {
+                pem = try PEMFile.read(path)
+                _ = try KeyFingerprint(certificatePEM: pem)
+            } catch {
+                throw failure("--ca \(path): \(error is TLSFileError ? "\(error)" : "holds no PEM certificate")")
+            }
+            return ManagerTrust(caPEM: pem)
+        }
+        if let fingerprint {
+            return ManagerTrust(fingerprint: KeyFingerprint(parsing: fingerprint))
+        }
+        if let pem = await TLSProbe.certificate(host: address.host, port: address.port) {
+            let shown = (try? KeyFingerprint(certificatePEM: pem)).map { "\($0)" } ?? "unreadable"
+            throw failure(
+                "the manager at \(address) speaks TLS, and nothing says to trust it: its key is \(shown); if your admin confirms it, run berth login --fingerprint \(shown) (or --ca with the cluster's ca.crt)")
+        }
+        guard address.isLoopback || insecure else {
+            throw failure("the manager at \(address) speaks plain HTTP: your password would cross the network in clear; ask your admin for TLS, or add --insecure on a network you trust")
+        }
+        return nil
+    }
+
+    /// The key a refused manager presents, for the message.
+    private func fingerprintHint(_ address: HostPort) async -> String {
+        guard let pem = await TLSProbe.certificate(host: address.host, port: address.port),
+              let fingerprint = try? KeyFingerprint(certificatePEM: pem) else { return "" }
+        return "; its key is \(fingerprint): check it with your admin"
     }
 
     private func readPassword() throws -> String {

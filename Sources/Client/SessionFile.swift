@@ -1,6 +1,7 @@
 import BerthCLI
 import BerthAPI
 import BerthCore
+import HTTPClient
 import Foundation
 
 /// The client's login, kept in `$BERTH_SESSION`, else `$XDG_CONFIG_HOME/berth/session.json`,
@@ -13,6 +14,8 @@ struct SessionFile: Codable {
     /// Presented to the units by `berth call`.
     var unitSecret: String
     var since: Date
+    /// How the manager was trusted at login; later commands check the same. Nil: plain HTTP.
+    var trust: ManagerTrust?
 
     static var path: String {
         let environment = ProcessInfo.processInfo.environment
@@ -50,7 +53,18 @@ struct SessionFile: Codable {
     }
 
     var manager: ServiceClient {
-        ServiceClient(address: server, name: "the Berth manager at \(server)")
+        ServiceClient(address: server, name: "the Berth manager at \(server)", tls: trust?.clientTLS)
+    }
+}
+
+/// What `berth` trusts a TLS manager by: the cluster's CA (`--ca`), or its key's fingerprint
+/// (`--fingerprint`), as given at login.
+struct ManagerTrust: Codable, Equatable {
+    var caPEM: String?
+    var fingerprint: KeyFingerprint?
+
+    var clientTLS: ClientTLS {
+        ClientTLS(trustedCAs: caPEM, pinnedKey: fingerprint?.curlPin)
     }
 }
 

@@ -83,6 +83,7 @@ extension EngineError {
         case .status(let response, let method, let path): self = .fromResponse(response, method: method, path: path)
         case .invalidEndpoint(let text, let reason): self = .invalidEndpoint(text, reason: reason)
         case .transport(let detail): self = .transport(detail)
+        case .untrusted, .tlsFailed: self = .transport("Docker engine at \(error)")
         }
     }
 }

@@ -12,9 +12,12 @@ public struct HTTPEndpoint: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var kind: Kind
+    /// With it, a TCP endpoint is reached over TLS (HTTPS) and checked as it says.
+    public var tls: ClientTLS?
 
-    public init(_ kind: Kind) {
+    public init(_ kind: Kind, tls: ClientTLS? = nil) {
         self.kind = kind
+        self.tls = tls
     }
 
     public static func unix(_ path: String) -> HTTPEndpoint {
@@ -50,14 +53,35 @@ public struct HTTPEndpoint: Sendable, Equatable, CustomStringConvertible {
     var baseURL: String {
         switch kind {
         case .unix: "http://docker"
-        case .tcp(let host, let port): "http://\(host):\(port)"
+        case .tcp(let host, let port):
+            // An IPv6 address needs brackets in a URL.
+            "\(tls == nil ? "http" : "https")://\(host.contains(":") ? "[\(host)]" : host):\(port)"
         }
     }
 
     public var description: String {
         switch kind {
         case .unix(let path): path
-        case .tcp(let host, let port): "tcp://\(host):\(port)"
+        case .tcp(let host, let port): "\(tls == nil ? "tcp" : "tls")://\(host):\(port)"
         }
+    }
+}
+
+/// How a client checks the server it reaches over TLS, and how it proves itself.
+public struct ClientTLS: Sendable, Equatable {
+    /// PEM of the CAs whose certificates are trusted, and only those (never the system's); the
+    /// server's certificate must also name the address connected to. Nil: no CA, `pinnedKey` only.
+    public var trustedCAs: String?
+    /// `sha256//BASE64` of the server's public key: only a server with this key is accepted.
+    public var pinnedKey: String?
+    /// PEM of this client's certificate and key, presented to servers that ask (manager → agent).
+    public var clientCertificate: String?
+    public var clientKey: String?
+
+    public init(trustedCAs: String? = nil, pinnedKey: String? = nil, clientCertificate: String? = nil, clientKey: String? = nil) {
+        self.trustedCAs = trustedCAs
+        self.pinnedKey = pinnedKey
+        self.clientCertificate = clientCertificate
+        self.clientKey = clientKey
     }
 }

@@ -15,6 +15,10 @@ public enum HTTPClientError: Error, Sendable, CustomStringConvertible {
     case status(HTTPResponse, method: String, path: String)
     case invalidEndpoint(String, reason: String)
     case transport(String)
+    /// The server's certificate or key is not the one trusted.
+    case untrusted(endpoint: String, reason: String)
+    /// No TLS session could be set up (the server speaks no TLS, refused our certificate, …).
+    case tlsFailed(endpoint: String, reason: String)
 
     public var description: String {
         switch self {
@@ -24,6 +28,8 @@ public enum HTTPClientError: Error, Sendable, CustomStringConvertible {
         case .status(let response, let method, let path): "\(method) \(path): HTTP \(response.status)"
         case .invalidEndpoint(let text, let reason): "invalid endpoint \"\(text)\": \(reason)"
         case .transport(let detail): detail
+        case .untrusted(let endpoint, let reason): "\(endpoint) is not trusted: \(reason)"
+        case .tlsFailed(let endpoint, let reason): "no TLS session with \(endpoint): \(reason)"
         }
     }
 }

@@ -132,6 +132,7 @@ final class Transfer: @unchecked Sendable {
         } else {
             berth_setopt_string(handle, CURLOPT_UNIX_SOCKET_PATH, nil)
         }
+        configureTLS(handle, check)
         berth_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
         // Engine, agents and units are reached directly, whatever `http_proxy` the environment
         // names: a proxy would see every bearer token, and libcurl stops looking proxies up.
@@ -253,9 +254,39 @@ final class Transfer: @unchecked Sendable {
         return finish(.failure(classify(code, detail: detail, handle: handle)))
     }
 
+    /// TLS as the endpoint asks; every option is set each time, since a handle serves one
+    /// endpoint but is reused across requests.
+    private func configureTLS(_ handle: UnsafeMutableRawPointer, _ check: (CURLcode, String) -> Void) {
+        let tls = endpoint.tls
+        func blob(_ option: CURLoption, _ text: String?) {
+            guard let text else {
+                berth_setopt_blob(handle, option, nil, 0)
+                return
+            }
+            var bytes = Array(text.utf8)
+            check(bytes.withUnsafeMutableBytes { berth_setopt_blob(handle, option, $0.baseAddress, $0.count) }, "a TLS certificate or key")
+        }
+        // Only the cluster's CA: the system's bundle would let any public CA vouch for an agent.
+        berth_setopt_string(handle, CURLOPT_CAINFO, nil)
+        berth_setopt_string(handle, CURLOPT_CAPATH, nil)
+        blob(CURLOPT_CAINFO_BLOB, tls?.trustedCAs)
+        blob(CURLOPT_SSLCERT_BLOB, tls?.clientCertificate)
+        blob(CURLOPT_SSLKEY_BLOB, tls?.clientKey)
+        if tls?.clientCertificate != nil { berth_setopt_string(handle, CURLOPT_SSLCERTTYPE, "PEM") }
+        let verify = tls?.trustedCAs != nil
+        berth_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, verify ? 1 : 0)
+        berth_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, verify ? 2 : 0)
+        berth_setopt_string(handle, CURLOPT_PINNEDPUBLICKEY, tls?.pinnedKey)
+        berth_setopt_long(handle, CURLOPT_SSLVERSION, Int(CURL_SSLVERSION_TLSv1_2))
+    }
+
     private func classify(_ code: CURLcode, detail: String, handle: UnsafeMutableRawPointer) -> HTTPClientError {
         if isCancelled { return .cancelled }
         switch code {
+        case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_CACERT_BADFILE:
+            return .untrusted(endpoint: endpoint.description, reason: detail)
+        case CURLE_SSL_CONNECT_ERROR, CURLE_SSL_CERTPROBLEM:
+            return .tlsFailed(endpoint: endpoint.description, reason: detail)
         case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST:
             var osError = 0
             berth_getinfo_long(handle, CURLINFO_OS_ERRNO, &osError)

@@ -1,5 +1,6 @@
 import BerthAPI
 import BerthCore
+import BerthTLS
 import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -13,9 +14,10 @@ struct AgentClient: Sendable {
     private let client: ServiceClient
     let readyTimeout: Duration
 
-    init(host: String, communicationPort: Int, signer: RequestSigner, readyTimeout: Duration) {
+    init(host: String, communicationPort: Int, signer: RequestSigner, readyTimeout: Duration, tls: ClientTLS? = nil) {
         self.readyTimeout = readyTimeout
-        client = ServiceClient(address: HostPort(host: host, port: communicationPort), name: "agent \(host):\(communicationPort)", signer: signer)
+        client = ServiceClient(
+            address: HostPort(host: host, port: communicationPort), name: "agent \(host):\(communicationPort)", signer: signer, tls: tls)
     }
 
     /// Starts a unit and returns once it serves. `progress` hears the agent's `queued` and
@@ -105,21 +107,29 @@ final class Planner: Sendable {
     let communicationPort: Int
     let signer: RequestSigner
     let readyTimeout: Duration
-    private let clients = Mutex<[String: AgentClient]>([:])
+    private let clients = Mutex<(tls: ClientTLS?, byHost: [String: AgentClient])>((nil, [:]))
 
-    init(communicationPort: Int, signer: RequestSigner, readyTimeout: Duration) {
+    /// `tls`: how agents are reached over TLS (the manager's certificate, the cluster's CA).
+    init(communicationPort: Int, signer: RequestSigner, readyTimeout: Duration, tls: ClientTLS? = nil) {
         self.communicationPort = communicationPort
         self.signer = signer
         self.readyTimeout = readyTimeout
+        clients.withLock { $0.tls = tls }
     }
 
     func agent(for host: String) -> AgentClient {
         clients.withLock { clients in
-            if let client = clients[host] { return client }
-            let client = AgentClient(host: host, communicationPort: communicationPort, signer: signer, readyTimeout: readyTimeout)
-            clients[host] = client
+            if let client = clients.byHost[host] { return client }
+            let client = AgentClient(
+                host: host, communicationPort: communicationPort, signer: signer, readyTimeout: readyTimeout, tls: clients.tls)
+            clients.byHost[host] = client
             return client
         }
+    }
+
+    /// New TLS files (SIGHUP): later calls connect with them; calls under way finish on theirs.
+    func reload(tls: ClientTLS) {
+        clients.withLock { $0 = (tls, [:]) }
     }
 
     /// The units grouped by host, hosts in order of first appearance.
@@ -132,4 +142,10 @@ final class Planner: Sendable {
         }
         return order.map { (agent: agent(for: $0), units: groups[$0]!) }
     }
+}
+
+/// How the manager reaches agents over TLS: trusting only the cluster's CA, each agent's
+/// certificate naming the address connected to, and presenting its own certificate.
+func AgentTLS(_ material: TLSMaterial) -> ClientTLS {
+    ClientTLS(trustedCAs: material.caPEM, clientCertificate: material.certificatePEM, clientKey: material.keyPEM)
 }

@@ -9,7 +9,7 @@ struct BerthManager: AsyncParsableCommand {
         commandName: "berth-manager",
         abstract: "Authenticates Berth users and starts their units on the agents.",
         version: BerthVersion.description,
-        subcommands: [Serve.self, CheckConfig.self, HashPassword.self, Sessions.self]
+        subcommands: [Serve.self, CheckConfig.self, HashPassword.self, Sessions.self, TLS.self]
     )
 
     static func main() async {

@@ -3,6 +3,7 @@ import BerthCLI
 import BerthConfig
 import BerthAPI
 import BerthCore
+import BerthTLS
 import BerthServer
 import EngineAPI
 import HTTPClient
@@ -18,6 +19,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Dispatch
 import Hummingbird
 import Logging
 
@@ -42,9 +44,15 @@ struct Serve: AsyncParsableCommand {
         }
         var logger = Logger(label: "berth-agent")
         logger.logLevel = .info
-        let endpoint: EngineEndpoint
+        var endpoint: EngineEndpoint
         do {
             endpoint = try EngineEndpoint(parsing: server.docker)
+            if let folder = server.dockerCerts {
+                // As DOCKER_CERT_PATH: the engine's CA, and the certificate the engine asks of its clients.
+                endpoint.tls = ClientTLS(
+                    trustedCAs: try PEMFile.read(folder + "/ca.pem"), clientCertificate: try PEMFile.read(folder + "/cert.pem"),
+                    clientKey: try PEMFile.read(folder + "/key.pem"))
+            }
         } catch {
             throw failure("\(server.file): <Docker>: \(error)")
         }
@@ -65,13 +73,16 @@ struct Serve: AsyncParsableCommand {
             }
         }
         defer { sweeping.cancel() }
+        let tls = try serverTLS(server, clients: .manager, logger: logger)
+        let reload = tls.map { installTLSReload($0, logger: logger) }
+        defer { reload?.cancel() }
         let app = Application(
             router: router,
-            server: .http1(configuration: .init(idleTimeout: .seconds(60))),
+            server: daemonServer(tls: tls),
             configuration: .init(address: .hostname(server.server.host, port: server.server.port), serverName: "berth-agent"),
             onServerRunning: { _ in SystemdNotifier.ready(status: "serving on \(server.server)") },
             logger: logger)
-        logger.info("berth-agent serving", metadata: ["address": "\(server.server)", "engine": "\(endpoint)", "template": "\(template.source)"])
+        logger.info("berth-agent serving", metadata: ["address": "\(server.server)", "tls": "\(tls != nil)", "engine": "\(endpoint)", "template": "\(template.source)"])
         do {
             try await app.runService()
         } catch {

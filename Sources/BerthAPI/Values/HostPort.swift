@@ -128,3 +128,13 @@ public struct HostPort: Hashable, Sendable, Comparable, CustomStringConvertible,
         return octets
     }
 }
+
+extension HostPort {
+    /// Whether `host` is this machine's own: 127.0.0.0/8, `::1` or `localhost`. Nobody on the
+    /// network reaches such an address.
+    public var isLoopback: Bool {
+        if host == "localhost" || host == "::1" { return true }
+        let parts = host.split(separator: ".")
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+    }
+}

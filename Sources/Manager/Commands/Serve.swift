@@ -64,9 +64,10 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw failure("\(error)")
         }
+        let tls = try serverTLS(server, clients: .anyone, logger: logger)
         let planner = Planner(
             communicationPort: server.communicationPort, signer: RequestSigner(secret: secret),
-            readyTimeout: .seconds(server.readyTimeoutSeconds))
+            readyTimeout: .seconds(server.readyTimeoutSeconds), tls: tls.map { AgentTLS($0.material) })
         let coordinator = Coordinator(
             users: userList, planner: planner, sessions: sessions, auth: Auth(), audit: Audit(stateDirectory: stateDir), logger: logger)
         let reconciler = Reconciler(
@@ -74,18 +75,18 @@ struct Serve: AsyncParsableCommand {
             idleTimeout: idleTimeout * 3600, logger: logger)
         let reconciling = Task { await reconciler.run() }
         defer { reconciling.cancel() }
-        let reload = installReload(coordinator: coordinator, server: server, usersPath: users, logger: logger)
+        let reload = installReload(coordinator: coordinator, server: server, usersPath: users, tls: tls, logger: logger)
         defer { reload.cancel() }
 
         let app = Application(
             router: ManagerController.router(coordinator: coordinator, verifier: RequestVerifier(secret: secret)),
-            server: .http1(configuration: .init(idleTimeout: .seconds(60))),
+            server: daemonServer(tls: tls),
             configuration: .init(address: .hostname(server.manager.host, port: server.manager.port), serverName: "berth-manager"),
             onServerRunning: { _ in SystemdNotifier.ready(status: "serving on \(server.manager)") },
             logger: logger)
         let sessionCount = await sessions.all.count
         logger.info("berth-manager serving", metadata: [
-            "address": "\(server.manager)", "users": "\(userList.users.count)", "sessions": "\(sessionCount)",
+            "address": "\(server.manager)", "tls": "\(tls != nil)", "users": "\(userList.users.count)", "sessions": "\(sessionCount)",
         ])
         do {
             try await app.runService()
@@ -94,11 +95,17 @@ struct Serve: AsyncParsableCommand {
         }
     }
 
-    /// SIGHUP re-reads docker_user.xml; a file with errors is reported and the old one kept.
-    private func installReload(coordinator: Coordinator, server: ServerConfig, usersPath: String, logger: Logger) -> any DispatchSourceSignal {
+    /// SIGHUP re-reads docker_user.xml and the TLS files; a file with errors is reported and the
+    /// old one kept.
+    private func installReload(
+        coordinator: Coordinator, server: ServerConfig, usersPath: String, tls: ServerTLS?, logger: Logger
+    ) -> any DispatchSourceSignal {
         signal(SIGHUP, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: SIGHUP)
         source.setEventHandler {
+            if let tls, reloadTLS(tls, logger: logger) {
+                coordinator.planner.reload(tls: AgentTLS(tls.material))
+            }
             let (reloaded, problems) = UsersConfig.load(path: usersPath, server: server)
             for problem in problems { logger.warning("\(problem)") }
             if let reloaded {

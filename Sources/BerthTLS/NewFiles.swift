@@ -1,0 +1,68 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Writing keys and certificates: never over an existing file, never through a link, keys
+/// readable by their owner alone from the moment they exist.
+public enum NewFiles {
+    /// Refuses, naming every one, if any of `paths` exists: a half-written set is worse than none.
+    public static func checkAbsent(_ paths: [String]) throws(TLSFileError) {
+        let existing = paths.filter { path in
+            var info = stat()
+            return lstat(path, &info) == 0
+        }
+        guard existing.isEmpty else {
+            throw TLSFileError("\(existing.joined(separator: ", ")) already exist\(existing.count == 1 ? "s" : ""); move \(existing.count == 1 ? "it" : "them") away first (nothing was written)")
+        }
+    }
+
+    /// Writes `text` to a new file of `mode`.
+    public static func write(_ text: String, to path: String, mode: mode_t) throws(TLSFileError) {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        guard descriptor >= 0 else { throw TLSFileError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        // The umask may have taken bits away; never added any.
+        _ = fchmod(descriptor, mode)
+        let bytes = Array(text.utf8)
+        var written = 0
+        while written < bytes.count {
+            let result = bytes[written...].withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+            if result < 0 && errno == EINTR { continue }
+            guard result > 0 else { throw TLSFileError("cannot write \(path): \(String(cString: strerror(errno)))") }
+            written += result
+        }
+    }
+
+    /// Makes `directory` and the folders on its way (mode 0700) where they do not exist.
+    public static func makeDirectory(_ directory: String) throws(TLSFileError) {
+        var path = directory.hasPrefix("/") ? "" : "."
+        for part in directory.split(separator: "/") {
+            path += "/" + part
+            if mkdir(path, 0o700) != 0 && errno != EEXIST {
+                throw TLSFileError("cannot create \(path): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+}
+
+/// Reading a PEM file (a certificate, a chain or a key) whole: they are a few kilobytes.
+public enum PEMFile {
+    static let maximumSize = 1 << 20
+
+    public static func read(_ path: String) throws(TLSFileError) -> String {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TLSFileError("cannot read \(path): \(access(path, F_OK) == 0 ? "permission denied" : "no such file")")
+        }
+        guard data.count <= maximumSize else { throw TLSFileError("\(path) is over 1 MB; is it a PEM file?") }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
