@@ -71,7 +71,8 @@ import Testing
         let client = DockerClient(endpoint: .unix(engine.path), timeout: .milliseconds(500))
         let start = ContinuousClock.now
         await #expect(throws: EngineError.self) { try await client.ping() }
-        #expect(ContinuousClock.now - start < .seconds(3))
+        // The 0.5 s timeout, not a hang; slack for 2 cores busy with other suites.
+        #expect(ContinuousClock.now - start < .seconds(10))
     }
 
     @Test func cancellingTheTaskAbortsTheTransfer() async throws {
