@@ -128,6 +128,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            nioSSL,
         ], linkerSettings: releaseLinking()),
         .executableTarget(name: "Bench", dependencies: ["CCurl", "HTTPClient", "EngineAPI", "BerthAPI", "BerthCore", "BerthConfig", "UnitProtocol", argumentParser], path: "bench/Sources"),
         /// What the tests of several modules use: a fake HTTP server on a Unix socket.

@@ -1,6 +1,7 @@
 import BerthConfig
 import BerthAPI
 import BerthCore
+import BerthTLS
 import EngineAPI
 import HTTPClient
 #if canImport(FoundationEssentials)
@@ -55,9 +56,15 @@ final class UnitService: Sendable {
         defer { slot.leave() }
         if slot.waited { await progress(StartUnitEvent(kind: .starting)) }
         let network = try await networks.ensure(user: request.user)
-        let spec = UnitSpec(
+        var spec = UnitSpec(
             request: request, memory: request.memory, share: config.share, defaultImage: config.image,
             hostLabel: hostLabel, network: network, account: account)
+        var fingerprint: KeyFingerprint?
+        if config.tls != nil {
+            let made = try ClusterCertificates.makeSelfSigned(address: unit.host)
+            spec.unitTLS = (made.certificate, made.key)
+            fingerprint = made.fingerprint
+        }
 
         try await checkPortFree(unit, user: request.user)
 
@@ -95,7 +102,7 @@ final class UnitService: Sendable {
             "create_ms": "\((starting - creating).milliseconds)", "start_ms": "\((started - starting).milliseconds)",
             "ready_ms": "\((ready - started).milliseconds)",
         ])
-        return UnitStatus(unit: unit, user: request.user, session: request.session, state: .running, container: id)
+        return UnitStatus(unit: unit, user: request.user, session: request.session, state: .running, container: id, fingerprint: fingerprint)
     }
 
     /// The memory was checked when the request was read (`MemorySpec` decodes only valid text).

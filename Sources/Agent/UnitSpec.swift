@@ -30,6 +30,8 @@ struct UnitSpec: Sendable {
     /// Who the container runs as: the user's `<Uid>`, else the home's owner. A template may name
     /// root instead only where the host's policy allows it (checked when the template is loaded).
     let account: UnixAccount
+    /// The unit's TLS certificate and key (PEM), made for this session, on hosts with TLS.
+    var unitTLS: (certificate: String, key: String)?
 
     static let defaultPidsLimit: Int64 = 1024
     /// Docker's json-file log of a unit: at most `logFiles` files of `logFileSize` each, so a
@@ -65,8 +67,12 @@ struct UnitSpec: Sendable {
         if body.members(matching: "User").isEmpty { body.setField("User", to: .string(account.description)) }
         if body.members(matching: "WorkingDir").isEmpty { body.setField("WorkingDir", to: "/app") }
         body.setField("Tty", to: false)
-        let env = Self.strings(body.value(ofField: "Env")).filter { !$0.hasPrefix("BERTH_UNIT_SECRET=") && $0 != "BERTH_UNIT_SECRET" }
-        body.setField("Env", to: Self.array(env + ["BERTH_UNIT_SECRET=\(request.unitSecret)"]))
+        let own = ["BERTH_UNIT_SECRET", "BERTH_UNIT_TLS_CERT", "BERTH_UNIT_TLS_KEY"]
+        let env = Self.strings(body.value(ofField: "Env")).filter { entry in !own.contains { entry == $0 || entry.hasPrefix($0 + "=") } }
+        // The container's environment is readable by its own processes (the user's) and by the
+        // engine's root: nobody else's. The key is the unit's alone and dies with the session.
+        let tls = unitTLS.map { ["BERTH_UNIT_TLS_CERT=\($0.certificate)", "BERTH_UNIT_TLS_KEY=\($0.key)"] } ?? []
+        body.setField("Env", to: Self.array(env + ["BERTH_UNIT_SECRET=\(request.unitSecret)"] + tls))
         body.setField("Labels", to: .object(labels(over: body.value(ofField: "Labels")?.objectValue ?? [:])))
         body.setField("ExposedPorts", to: [portSpec: [:]])
         body.setField("HostConfig", to: .object(hostConfig(over: body.value(ofField: "HostConfig")?.objectValue ?? [:])))

@@ -109,8 +109,14 @@ public struct UnitStatus: Codable, Sendable, Equatable {
     public var state: UnitState
     public var container: String?
     public var detail: String?
+    /// Of the key the unit serves TLS with, made for this session (on hosts with TLS).
+    public var fingerprint: KeyFingerprint?
 
-    public init(unit: HostPort, user: String, session: String, state: UnitState, container: String? = nil, detail: String? = nil) {
+    public init(
+        unit: HostPort, user: String, session: String, state: UnitState, container: String? = nil, detail: String? = nil,
+        fingerprint: KeyFingerprint? = nil
+    ) {
+        self.fingerprint = fingerprint
         self.unit = unit
         self.user = user
         self.session = session
@@ -230,11 +236,14 @@ public struct LoginEvent: Codable, Sendable {
     public var units: [HostPort]?
     /// With `done`: what `berth call` presents to the units.
     public var unitSecret: String?
+    /// With `done`: the key each unit serves TLS with, which `berth call` accepts and no other.
+    public var unitKeys: [UnitKey]?
 
     public init(
         kind: Kind, unit: HostPort? = nil, state: UnitProgress? = nil, message: String? = nil, token: String? = nil,
-        units: [HostPort]? = nil, unitSecret: String? = nil
+        units: [HostPort]? = nil, unitSecret: String? = nil, unitKeys: [UnitKey]? = nil
     ) {
+        self.unitKeys = unitKeys
         self.unitSecret = unitSecret
         self.kind = kind
         self.unit = unit
@@ -242,6 +251,17 @@ public struct LoginEvent: Codable, Sendable {
         self.message = message
         self.token = token
         self.units = units
+    }
+}
+
+/// The key a unit serves TLS with in this session.
+public struct UnitKey: Codable, Sendable, Equatable {
+    public var unit: HostPort
+    public var fingerprint: KeyFingerprint
+
+    public init(unit: HostPort, fingerprint: KeyFingerprint) {
+        self.unit = unit
+        self.fingerprint = fingerprint
     }
 }
 

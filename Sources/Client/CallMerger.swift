@@ -26,10 +26,10 @@ struct CallMerger {
         self.source = source
     }
 
-    /// Calls the session's units over HTTP with its key.
+    /// Calls the session's units with its key, over TLS to each unit's own key where it has one.
     init(session: SessionFile, units: [HostPort], header: Bool) {
         self.init(units: units, header: header) { [secret = session.unitSecret] unit, request, receiver in
-            let client = ServiceClient(address: unit, name: "unit \(unit)")
+            let client = ServiceClient(address: unit, name: "unit \(unit)", tls: session.unitTLS(unit))
             try await client.receive("POST", UnitPath.call, body: request, token: secret, into: receiver)
         }
     }

@@ -84,7 +84,8 @@ struct Login: AsyncParsableCommand {
             throw failure(outcome.message ?? "login failed")
         }
         let units = outcome.units ?? []
-        try SessionFile(server: address, user: user, token: token, units: units, unitSecret: unitSecret, since: Date(), trust: trust).save()
+        try SessionFile(server: address, user: user, token: token, units: units, unitSecret: unitSecret, since: Date(), trust: trust,
+            unitKeys: outcome.unitKeys).save()
         print("logged in as \(user): \(outcome.message ?? "\(units.count) units ready")")
     }
 

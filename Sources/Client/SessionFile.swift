@@ -16,6 +16,13 @@ struct SessionFile: Codable {
     var since: Date
     /// How the manager was trusted at login; later commands check the same. Nil: plain HTTP.
     var trust: ManagerTrust?
+    /// The key each unit serves TLS with; `berth call` accepts no other. Nil: plain units.
+    var unitKeys: [UnitKey]?
+
+    /// How `berth call` reaches `unit`: over TLS pinned to its key, where the login gave one.
+    func unitTLS(_ unit: HostPort) -> ClientTLS? {
+        unitKeys?.first { $0.unit == unit }.map { ClientTLS(pinnedKey: $0.fingerprint.curlPin) }
+    }
 
     static var path: String {
         let environment = ProcessInfo.processInfo.environment

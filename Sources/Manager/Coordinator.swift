@@ -118,7 +118,7 @@ final class Coordinator: Sendable {
         let unitSecret = Session.newToken()
         let clock = ContinuousClock()
         let starting = clock.now
-        let failures = await startAll(user: user, session: session.id, unitSecret: unitSecret, emit: emit)
+        let (failures, unitKeys) = await startAll(user: user, session: session.id, unitSecret: unitSecret, emit: emit)
         let started = clock.now - starting
         if !failures.isEmpty {
             var outcome = "nothing was left running"
@@ -148,12 +148,14 @@ final class Coordinator: Sendable {
         ])
         await audit.record("login.ok", user: user.name, from: address, detail: user.units.map(\.description).joined(separator: ","))
         ManagerMetrics.shared.login(.ok)
-        return LoginEvent(kind: .done, message: "\(user.units.count) unit\(user.units.count == 1 ? "" : "s") ready", token: token, units: user.units, unitSecret: unitSecret)
+        return LoginEvent(kind: .done, message: "\(user.units.count) unit\(user.units.count == 1 ? "" : "s") ready", token: token, units: user.units, unitSecret: unitSecret,
+            unitKeys: unitKeys.isEmpty ? nil : unitKeys.sorted { $0.unit < $1.unit })
     }
 
-    /// Starts every unit in parallel; returns one message per failed unit.
-    private func startAll(user: UserConfig, session: String, unitSecret: String, emit: @escaping Emit) async -> [String] {
-        return await withTaskGroup(of: String?.self) { group in
+    /// Starts every unit in parallel; returns one message per failed unit, and the TLS keys of
+    /// the units that serve TLS.
+    private func startAll(user: UserConfig, session: String, unitSecret: String, emit: @escaping Emit) async -> (failures: [String], keys: [UnitKey]) {
+        return await withTaskGroup(of: Result<UnitKey?, StartFailure>.self) { group in
             for (agent, units) in planner.byHost(user.units) {
                 for unit in units {
                     group.addTask {
@@ -163,24 +165,34 @@ final class Coordinator: Sendable {
                         let clock = ContinuousClock()
                         let started = clock.now
                         do {
-                            _ = try await agent.start(request) { event in
+                            let status = try await agent.start(request) { event in
                                 guard let progress = Self.progress(event, unit: unit) else { return }
                                 try? await emit(progress)
                             }
                             try? await emit(LoginEvent(kind: .unit, unit: unit, state: .ready, message: (clock.now - started).formattedSeconds))
-                            return nil
+                            return .success(status.fingerprint.map { UnitKey(unit: unit, fingerprint: $0) })
                         } catch {
                             let message = Self.unitFailure(error, unit: unit)
                             try? await emit(LoginEvent(kind: .unit, unit: unit, state: .failed, message: message))
-                            return message
+                            return .failure(StartFailure(message: message))
                         }
                     }
                 }
             }
             var failures: [String] = []
-            for await failure in group { if let failure { failures.append(failure) } }
-            return failures
+            var keys: [UnitKey] = []
+            for await outcome in group {
+                switch outcome {
+                case .success(let key): if let key { keys.append(key) }
+                case .failure(let failure): failures.append(failure.message)
+                }
+            }
+            return (failures, keys)
         }
+    }
+
+    private struct StartFailure: Error {
+        let message: String
     }
 
     /// What the user sees of an agent's start events: the place in line while the unit waits for

@@ -6,6 +6,7 @@ import Dispatch
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 // berth-unit: the default payload of a unit container. It serves one port and runs the session
 // owner's scripts from /app/script on request.
@@ -33,13 +34,27 @@ do {
     exit(2)
 }
 
+// On a host with TLS the agent gives the unit a key made for this session; then the unit speaks
+// only TLS, and `berth call` accepts only that key.
+let tls: NIOSSLContext?
+do {
+    tls = try unitTLSContext(environment)
+} catch {
+    writeError("BERTH_UNIT_TLS_CERT/BERTH_UNIT_TLS_KEY: \(error)")
+    exit(2)
+}
+
 let state = UnitState(settings: settings)
 let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 let bootstrap = ServerBootstrap(group: group)
     .serverChannelOption(.backlog, value: 256)
     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
     .childChannelInitializer { channel in
-        channel.pipeline.configureHTTPServerPipeline().flatMap {
+        channel.eventLoop.makeCompletedFuture {
+            if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
+        }.flatMap {
+            channel.pipeline.configureHTTPServerPipeline()
+        }.flatMap {
             channel.pipeline.addHandler(UnitHandler(state: state))
         }
     }
@@ -71,7 +86,7 @@ do {
     writeError("cannot serve on port \(settings.port): \(error)")
     exit(1)
 }
-logLine("berth-unit serving port \(settings.port) for \(settings.user): up to \(settings.maxCalls) calls at once, \(settings.callTimeoutSeconds) s each\(settings.secret == nil ? "; no session secret, so no calls" : "")")
+logLine("berth-unit serving port \(settings.port)\(tls == nil ? "" : " (TLS)") for \(settings.user): up to \(settings.maxCalls) calls at once, \(settings.callTimeoutSeconds) s each\(settings.secret == nil ? "; no session secret, so no calls" : "")")
 
 // SIGTERM (docker stop): stop accepting, give running calls a moment, then stop them.
 signal(SIGTERM, SIG_IGN)
@@ -89,3 +104,14 @@ state.cancelAll()
 for _ in 0..<30 where state.runningCount > 0 { usleep(100_000) }
 try? group.syncShutdownGracefully()
 exit(0)
+
+/// The TLS context of the session's key, or nil when the environment gives none.
+func unitTLSContext(_ environment: [String: String]) throws -> NIOSSLContext? {
+    guard let certificate = environment["BERTH_UNIT_TLS_CERT"], let key = environment["BERTH_UNIT_TLS_KEY"],
+          !certificate.isEmpty, !key.isEmpty else { return nil }
+    var configuration = TLSConfiguration.makeServerConfiguration(
+        certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(certificate.utf8)).map { .certificate($0) },
+        privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(key.utf8), format: .pem)))
+    configuration.minimumTLSVersion = .tlsv12
+    return try NIOSSLContext(configuration: configuration)
+}
