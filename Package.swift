@@ -137,7 +137,8 @@ let package = Package(
         .testTarget(name: "EngineAPITests", dependencies: ["EngineAPI", "HTTPClient", "TestSupport"]),
         .testTarget(name: "BerthAPITests", dependencies: ["BerthAPI"]),
         .testTarget(name: "BerthCoreTests", dependencies: ["BerthAPI", "BerthCore"]),
-        .testTarget(name: "BerthConfigTests", dependencies: ["BerthAPI", "BerthCore", "BerthConfig"]),
+        .testTarget(name: "BerthTLSTests", dependencies: ["BerthTLS", "BerthAPI"]),
+        .testTarget(name: "BerthConfigTests", dependencies: ["BerthAPI", "BerthCore", "BerthConfig", "BerthTLS"]),
         .testTarget(name: "BerthServerTests", dependencies: [
             "BerthServer", "BerthAPI", "BerthCore", hummingbird, .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),

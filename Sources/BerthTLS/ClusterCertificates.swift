@@ -101,7 +101,7 @@ public enum ClusterCertificates {
 }
 
 /// A problem with a certificate or key file, in one line.
-public struct TLSFileError: Error, Sendable, CustomStringConvertible {
+public struct TLSFileError: Error, Sendable, Equatable, CustomStringConvertible {
     public let description: String
 
     public init(_ description: String) {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import BerthConfig
+import BerthTLS
 import BerthAPI
 @testable import BerthCore
 
@@ -35,16 +36,33 @@ private final class TemporaryFolder {
     }
 }
 
+/// A CA and one host's certificate and key, as `berth-manager tls` writes them, in `folder/tls`;
+/// returns that folder.
+func writeTLSFiles(in folder: String, host: String, manager: Bool) throws -> String {
+    let tls = folder + "/tls"
+    try NewFiles.makeDirectory(tls)
+    let ca = try ClusterCertificates.makeAuthority()
+    let made = try ClusterCertificates.makeHost(addresses: [host], manager: manager, authority: ca)
+    try NewFiles.write(ca.certificate, to: tls + "/ca.crt", mode: 0o644)
+    try NewFiles.write(made.certificate, to: tls + "/\(host).crt", mode: 0o644)
+    try NewFiles.write(made.key, to: tls + "/\(host).key", mode: 0o600)
+    return tls
+}
+
 private let xmlDeclaration = #"<?xml version="1.0" encoding="UTF-8"?>"#
 
 /// The esProc design's example docker_server.xml, one element per line: <Config> on line 2,
-/// <Server> 3, <Share> 4, <NodeType> 5, and `extra` lines from line 6.
+/// <Server> 3, <Share> 4, <NodeType> 5, and `extra` lines from line 6; then, on a network address
+/// without TLS elements, `<Insecure>true</Insecure>`, which such a file needs to load.
 private func serverXML(
     server: String = "192.168.0.76:9001", share: String, nodeType: String? = "manager", extra: [String] = []
 ) -> String {
     var lines = [xmlDeclaration, "<Config>", "  <Server>\(server)</Server>", "  <Share>\(share)</Share>"]
     if let nodeType { lines.append("  <NodeType>\(nodeType)</NodeType>") }
     lines += extra.map { "  " + $0 }
+    if !server.hasPrefix("127."), !extra.contains(where: { $0.hasPrefix("<CA>") || $0.hasPrefix("<Insecure>") }) {
+        lines.append("  <Insecure>true</Insecure>")
+    }
     lines.append("</Config>")
     return lines.joined(separator: "\n") + "\n"
 }
@@ -126,7 +144,13 @@ struct DesignConfigTests {
         let folder = try TemporaryFolder()
         let share = try folder.makeDirectory("share")
         // The design's second host: no declaration, no <NodeType>, blank lines between elements.
-        let path = try folder.write("docker_server.xml", "<Config>\n\n<Server>192.168.0.77:9001</Server>\n\n<Share>\(share)</Share>\n\n</Config>\n")
+        let design = "<Config>\n\n<Server>192.168.0.77:9001</Server>\n\n<Share>\(share)</Share>\n\n</Config>\n"
+        let plain = try folder.write("docker_server.xml", design)
+        // On a network address it needs TLS, or the admin's word that clear text is acceptable.
+        #expect(ServerConfig.load(path: plain).problems.map(\.description) == [
+            "\(plain):3: 192.168.0.77:9001 is reachable from the network and no TLS is configured: add <CA>, <Cert> and <Key> (berth-manager tls), or <Insecure>true</Insecure> to send passwords and tokens in clear",
+        ])
+        let path = try folder.write("docker_server_insecure.xml", design.replacingOccurrences(of: "</Config>", with: "<Insecure>true</Insecure></Config>"))
 
         let (config, problems) = ServerConfig.load(path: path)
 
@@ -194,15 +218,18 @@ struct DesignConfigTests {
         let usersSample = try String(contentsOf: samples.appendingPathComponent("docker_user.xml"), encoding: .utf8)
         let share = try folder.makeDirectory("share")
         let secret = try folder.write("cluster.key", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\n")
+        let tls = try writeTLSFiles(in: folder.path, host: "192.168.0.76", manager: true)
         let serverPath = try folder.write("docker_server.xml", serverSample
             .replacingOccurrences(of: "/home/docker/share", with: share)
-            .replacingOccurrences(of: "/etc/berth/cluster.key", with: secret))
+            .replacingOccurrences(of: "/etc/berth/cluster.key", with: secret)
+            .replacingOccurrences(of: "/etc/berth/tls", with: tls))
         let usersPath = try folder.write("docker_user.xml", usersSample)
 
         let (server, serverProblems) = ServerConfig.load(path: serverPath)
         #expect(serverProblems.isEmpty)
         #expect(server?.secretFile == secret)
         #expect(server?.manager == HostPort(host: "192.168.0.76", port: 9000))
+        #expect(server?.tls?.certificate == tls + "/192.168.0.76.crt")
 
         let (users, userProblems) = UsersConfig.load(path: usersPath, server: server)
         #expect(errors(userProblems).isEmpty)
@@ -897,5 +924,53 @@ struct ConfigProblemTests {
         #expect(ConfigProblem(file: "docker_user.xml", line: 7, message: "odd", severity: .warning).description
             == "docker_user.xml:7: warning: odd")
         #expect(ConfigProblem(file: "docker_user.xml", line: 0, message: "gone").description == "docker_user.xml: gone")
+    }
+}
+
+// MARK: - TLS and plain transports
+
+@Suite("docker_server.xml transport")
+struct TransportConfigTests {
+    /// A server file for 192.168.0.76 with `extra` lines; its problems as `LINE: message`.
+    func problems(_ extra: [String], server: String = "192.168.0.76:9001", nodeType: String? = "manager") throws -> [String] {
+        let folder = try TemporaryFolder()
+        let share = try folder.makeDirectory("share")
+        let tls = try writeTLSFiles(in: folder.path, host: "192.168.0.76", manager: false)
+        let text = serverXML(server: server, share: share, nodeType: nodeType, extra: extra.map { $0.replacingOccurrences(of: "TLS", with: tls) })
+        let path = try folder.write("docker_server.xml", text)
+        return ServerConfig.load(path: path).problems.map { "\($0.line): \($0.message)" }
+    }
+
+    @Test func tlsNeedsAllThreeFilesAndTheManagerNeedsAManagerCertificate() throws {
+        #expect(try problems(["<CA>TLS/ca.crt</CA>"]) == [
+            "6: TLS needs <CA>, <Cert> and <Key>; add <Cert> and <Key> (make them with berth-manager tls)",
+        ])
+        let all = ["<CA>TLS/ca.crt</CA>", "<Cert>TLS/192.168.0.76.crt</Cert>", "<Key>TLS/192.168.0.76.key</Key>"]
+        #expect(try problems(all, nodeType: nil).isEmpty)
+        #expect(try problems(all).first?.hasPrefix("7: ") == true)
+        #expect(try problems(all).first?.hasSuffix("was not made for the manager: agents will refuse it; make one with berth-manager tls cert --manager") == true)
+        #expect(try problems(["<CA>TLS/ca.crt</CA>", "<Cert>TLS/192.168.0.76.crt</Cert>", "<Key>TLS/nothing.key</Key>"], nodeType: nil).first?
+            .contains("nothing.key: No such file or directory") == true)
+    }
+
+    @Test func plainHTTPOnANetworkAddressNeedsInsecure() throws {
+        #expect(try problems(["<Insecure>false</Insecure>"], nodeType: nil) == [
+            "3: 192.168.0.76:9001 is reachable from the network and no TLS is configured: add <CA>, <Cert> and <Key> (berth-manager tls), or <Insecure>true</Insecure> to send passwords and tokens in clear",
+        ])
+        #expect(try problems(["<Insecure>true</Insecure>"], nodeType: nil).isEmpty)
+        #expect(try problems(["<Manager>127.0.0.1:9000</Manager>"], server: "127.0.0.2:9001").isEmpty)
+        #expect(try problems(["<Manager>192.168.0.76:9000</Manager>", "<Insecure>false</Insecure>"], server: "127.0.0.2:9001") == [
+            "6: 192.168.0.76:9000 is reachable from the network and no TLS is configured: add <CA>, <Cert> and <Key> (berth-manager tls), or <Insecure>true</Insecure> to send passwords and tokens in clear",
+        ])
+    }
+
+    /// Docker's TCP socket without TLS gives root on its host to whoever reaches it.
+    @Test func plainTCPToAnotherMachinesEngineIsRefused() throws {
+        #expect(try problems(["<Docker>tcp://192.168.0.80:2375</Docker>"], nodeType: nil).contains(
+            "5: docker tcp://192.168.0.80:2375: plain TCP to another machine gives anyone on the network root on it; add <DockerCerts> (ca.pem cert.pem key.pem), or use unix:///var/run/docker.sock"))
+        #expect(try problems(["<Docker>tcp://127.0.0.1:2375</Docker>"], nodeType: nil).isEmpty)
+        #expect(try problems(["<Docker>tcp://192.168.0.80:2376</Docker>", "<DockerCerts>TLS</DockerCerts>"], nodeType: nil).contains {
+            $0.hasPrefix("6: DockerCerts ") && $0.hasSuffix("ca.pem is missing or unreadable (the folder needs ca.pem, cert.pem and key.pem)")
+        })
     }
 }

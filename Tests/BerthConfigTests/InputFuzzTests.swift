@@ -79,10 +79,10 @@ import BerthAPI
     @Test func filesInOtherEncodingsLoadOrAreRefusedOnTheirLine() throws {
         let files = try FuzzFolder()
         let declaration = Array(#"<?xml version="1.0" encoding="GBK"?>"#.utf8) + [0x0A]
-        let body = Array("<Config>\n<Server>192.168.0.76:9001</Server>\n<Share>\(files.share)</Share>\n".utf8)
+        let body = Array("<Config>\n<Server>127.0.0.76:9001</Server>\n<Share>\(files.share)</Share>\n".utf8)
         // 张三 in GBK, as a comment: the file loads and the value is read correctly.
         let gbk = try files.write("gbk.xml", declaration + body + Array("<!-- ".utf8) + [0xD5, 0xC5, 0xC8, 0xFD] + Array(" -->\n</Config>\n".utf8))
-        #expect(ServerConfig.load(path: gbk).config?.server == HostPort(host: "192.168.0.76", port: 9001))
+        #expect(ServerConfig.load(path: gbk).config?.server == HostPort(host: "127.0.0.76", port: 9001))
         let invalid = try files.write("invalid.xml", declaration + body + [0xFF, 0xFF] + Array("\n</Config>\n".utf8))
         let refused = ServerConfig.load(path: invalid).problems.map(\.description)
         #expect(refused == ["\(invalid):5: not well-formed XML: the file is not valid in its declared encoding GBK (save it as UTF-8)"])
@@ -277,11 +277,14 @@ struct Mutator {
 final class FuzzFolder {
     let path = NSTemporaryDirectory() + "berth-fuzz-\(UUID().uuidString.prefix(8))"
     var share: String { path + "/share" }
+    /// The folder of the samples' TLS files (a CA, the entry host's certificate and key).
+    let tls: String
 
     init() throws {
-        try FileManager.default.createDirectory(atPath: share, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: path + "/share", withIntermediateDirectories: true)
         try Data("cluster-key-of-more-than-32-bytes\n".utf8).write(to: URL(fileURLWithPath: path + "/cluster.key"))
         chmod(path + "/cluster.key", 0o600)
+        tls = try writeTLSFiles(in: path, host: "192.168.0.76", manager: true)
     }
 
     deinit { try? FileManager.default.removeItem(atPath: path) }
@@ -291,7 +294,8 @@ final class FuzzFolder {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let text = try String(contentsOf: root.appendingPathComponent("Resources/templates/samples/" + name), encoding: .utf8)
         return Array(text.replacingOccurrences(of: "/home/docker/share", with: share)
-            .replacingOccurrences(of: "/etc/berth/cluster.key", with: path + "/cluster.key").utf8)
+            .replacingOccurrences(of: "/etc/berth/cluster.key", with: path + "/cluster.key")
+            .replacingOccurrences(of: "/etc/berth/tls", with: tls).utf8)
     }
 
     @discardableResult
