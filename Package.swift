@@ -150,6 +150,6 @@ let package = Package(
             "Manager", "BerthAPI", "BerthCore", "BerthConfig", "BerthServer", hummingbird, logging,
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
-        .testTarget(name: "IntegrationTests", dependencies: ["EngineAPI", "HTTPClient", "BerthAPI", "BerthCore"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["EngineAPI", "HTTPClient", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion"]),
     ]
 )

@@ -11,6 +11,8 @@ pkg-config --exists libxml-2.0 2>/dev/null || missing="$missing libxml2-dev"
 command -v dockerd >/dev/null 2>&1 || missing="$missing docker.io"
 command -v busybox >/dev/null 2>&1 || missing="$missing busybox-static"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
+# The TLS tests capture loopback traffic to prove nothing crosses it in clear.
+command -v tcpdump >/dev/null 2>&1 || missing="$missing tcpdump"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "error: missing packages:$missing; install them (sudo apt-get install$missing) or run as root" >&2

@@ -21,6 +21,7 @@ final class AgentMetrics: Sendable {
     /// From the start request to the unit's port serving, for units that started.
     let unitStartDuration: DurationHistogram
     private let engineErrors: [String: Counter]
+    private let certificateExpiry: CertificateExpiryGauge
 
     /// The `kind` label of `berth_agent_engine_errors_total`.
     static let engineErrorKinds = ["unreachable", "timeout", "not_found", "conflict", "status", "invalid_response", "other"]
@@ -28,6 +29,7 @@ final class AgentMetrics: Sendable {
     init() {
         unitsRunning = factory.gauge("units_running", "Unit containers of this agent that are running, as Docker reports them.")
         engineUp = factory.gauge("engine_up", "1 when the Docker engine answered the last scrape, else 0.")
+        certificateExpiry = factory.certificateExpiry()
         unitsStarted = factory.counter("units_started", "Units started and serving their port.")
         unitStartFailures = factory.counter("unit_start_failures", "Unit starts that failed (port taken, image missing, exited, timed out, engine down).")
         unitsRemoved = factory.counter("units_removed", "Unit containers removed (logout, rollback, reconciler).")
@@ -67,6 +69,7 @@ final class AgentMetrics: Sendable {
             engineError(error)
             engineUp.set(to: 0)
         }
+        certificateExpiry.update()
         return factory.response()
     }
 }

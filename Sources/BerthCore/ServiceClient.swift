@@ -142,7 +142,7 @@ public struct ServiceClient: Sendable {
         }
         if let token { request.headers.append((name: "Authorization", value: "Bearer \(token)")) }
         if let signer {
-            request.headers += signer.headers(method: method, target: request.target, body: payload)
+            request.headers += signer.headers(method: method, target: request.target, audience: address.description, body: payload)
         }
         return request
     }

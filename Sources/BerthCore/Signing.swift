@@ -9,13 +9,15 @@ import Foundation
 import Synchronization
 
 /// Proves knowledge of the cluster secret on a request without sending it: an HMAC-SHA256 over
-/// the method, target, body digest, a timestamp and a nonce. The verifier accepts each nonce once
-/// within a short window, so a captured request cannot be replayed.
+/// the method, target, the daemon it is meant for (its `host:port`), body digest, a timestamp in
+/// milliseconds and a nonce. The verifier accepts each nonce once within a short window, nothing
+/// signed before it started (a restart forgets the nonces it saw), and nothing meant for another
+/// daemon, so a captured request can be replayed neither later nor elsewhere.
 public struct RequestSigner: Sendable {
     public static let timestampHeader = "X-Berth-Timestamp"
     public static let nonceHeader = "X-Berth-Nonce"
     public static let signatureHeader = "X-Berth-Signature"
-    /// The sender's release and wire version (`0.9.0 (wire 1)`): a daemon of another wire version
+    /// The sender's release and wire version (`0.10.0 (wire 2)`): a daemon of another wire version
     /// refuses the request, naming both.
     public static let versionHeader = "X-Berth-Version"
 
@@ -27,11 +29,12 @@ public struct RequestSigner: Sendable {
 
     private var key: SymmetricKey { SymmetricKey(data: secret) }
 
-    /// The headers to add to a request for `method target` with `body`.
-    public func headers(method: String, target: String, body: Data, now: Date = Date()) -> [(name: String, value: String)] {
-        let timestamp = String(Int64(now.timeIntervalSince1970))
+    /// The headers to add to a request for `method target` with `body`, sent to the daemon at
+    /// `audience` (`host:port`).
+    public func headers(method: String, target: String, audience: String, body: Data, now: Date = Date()) -> [(name: String, value: String)] {
+        let timestamp = String(Int64((now.timeIntervalSince1970 * 1000).rounded(.down)))
         let nonce = SymmetricKey(size: .bits128).withUnsafeBytes { Data($0).hexString }
-        let signature = sign(method: method, target: target, body: body, timestamp: timestamp, nonce: nonce)
+        let signature = sign(method: method, target: target, audience: audience, body: body, timestamp: timestamp, nonce: nonce)
         return [
             (name: Self.timestampHeader, value: timestamp),
             (name: Self.nonceHeader, value: nonce),
@@ -40,14 +43,16 @@ public struct RequestSigner: Sendable {
         ]
     }
 
-    func sign(method: String, target: String, body: Data, timestamp: String, nonce: String) -> Data {
-        let canonical = [method.uppercased(), target, timestamp, nonce, Data(SHA256.hash(data: body)).hexString].joined(separator: "\n")
-        return Data(HMAC<SHA256>.authenticationCode(for: Data(canonical.utf8), using: key))
+    func sign(method: String, target: String, audience: String, body: Data, timestamp: String, nonce: String) -> Data {
+        Data(HMAC<SHA256>.authenticationCode(for: canonical(method, target, audience, body, timestamp, nonce), using: key))
     }
 
-    func isValid(signature: Data, method: String, target: String, body: Data, timestamp: String, nonce: String) -> Bool {
-        let canonical = [method.uppercased(), target, timestamp, nonce, Data(SHA256.hash(data: body)).hexString].joined(separator: "\n")
-        return HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: Data(canonical.utf8), using: key)
+    func isValid(signature: Data, method: String, target: String, audience: String, body: Data, timestamp: String, nonce: String) -> Bool {
+        HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: canonical(method, target, audience, body, timestamp, nonce), using: key)
+    }
+
+    private func canonical(_ method: String, _ target: String, _ audience: String, _ body: Data, _ timestamp: String, _ nonce: String) -> Data {
+        Data([method.uppercased(), target, audience, timestamp, nonce, Data(SHA256.hash(data: body)).hexString].joined(separator: "\n").utf8)
     }
 }
 
@@ -65,7 +70,7 @@ public final class RequestVerifier: Sendable {
             switch self {
             case .unsigned: "request is not signed"
             case .malformed: "signature headers are malformed"
-            case .expired: "request timestamp is outside the validity window"
+            case .expired: "request timestamp is outside the validity window (or before this daemon started)"
             case .replayed: "request was already seen (replay)"
             case .badSignature: "signature does not match the cluster secret"
             }
@@ -74,11 +79,17 @@ public final class RequestVerifier: Sendable {
 
     private let signer: RequestSigner
     private let window: TimeInterval
+    /// This daemon's `host:port`, which a request must have been signed for.
+    private let audience: String
+    /// In milliseconds since 1970: requests signed earlier were meant for a process that is gone.
+    private let started: Int64
     private let seen = Mutex<[String: TimeInterval]>([:])
 
-    public init(secret: [UInt8], window: TimeInterval = 30) {
+    public init(secret: [UInt8], audience: String, window: TimeInterval = 30, started: Date = Date()) {
         signer = RequestSigner(secret: secret)
+        self.audience = audience
         self.window = window
+        self.started = Int64((started.timeIntervalSince1970 * 1000).rounded(.down))
     }
 
     public func verify(
@@ -88,12 +99,14 @@ public final class RequestVerifier: Sendable {
               let nonce = header(RequestSigner.nonceHeader),
               let signatureText = header(RequestSigner.signatureHeader)
         else { throw .unsigned }
-        guard let seconds = TimeInterval(timestamp), nonce.count == 32, let signature = Data(hex: signatureText) else {
+        guard let milliseconds = Int64(timestamp), nonce.count == 32, let signature = Data(hex: signatureText) else {
             throw .malformed
         }
         let current = now.timeIntervalSince1970
-        guard abs(current - seconds) <= window else { throw .expired }
-        guard signer.isValid(signature: signature, method: method, target: target, body: body, timestamp: timestamp, nonce: nonce) else {
+        guard abs(current - Double(milliseconds) / 1000) <= window, milliseconds >= started else { throw .expired }
+        guard signer.isValid(
+            signature: signature, method: method, target: target, audience: audience, body: body, timestamp: timestamp, nonce: nonce)
+        else {
             throw .badSignature
         }
         let fresh = seen.withLock { seen -> Bool in

@@ -37,10 +37,24 @@ public struct MetricsFactory: Sendable {
         MetricNameDescriptor(namespace: namespace, metricName: name, unitName: unit, helpText: help)
     }
 
+    /// Seconds until this daemon's TLS certificate expires, set at each scrape (absent without TLS).
+    public func certificateExpiry() -> CertificateExpiryGauge {
+        CertificateExpiryGauge(gauge: gauge("tls_certificate_expiry_seconds", "Seconds until this host's TLS certificate expires; renew before 0."))
+    }
+
     /// The registry in Prometheus' text exposition format (version 0.0.4).
     public func response() -> Response {
         Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+    }
+}
+
+/// The serving certificate's remaining life, read from the daemon's TLS at each scrape.
+public struct CertificateExpiryGauge: Sendable {
+    let gauge: Gauge
+
+    public func update() {
+        if let tls = ServerTLS.serving { gauge.set(to: tls.secondsToExpiry) }
     }
 }

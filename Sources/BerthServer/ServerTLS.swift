@@ -29,6 +29,10 @@ public final class ServerTLS: Sendable {
 
     public let files: TLSFiles
     let clients: Clients
+    fileprivate static let current = Mutex<ServerTLS?>(nil)
+
+    /// The TLS this process serves with, for its metrics; nil when it serves plain HTTP.
+    public static var serving: ServerTLS? { current.withLock { $0 } }
     private let state: Mutex<(context: NIOSSLContext, material: TLSMaterial)>
 
     public init(files: TLSFiles, clients: Clients) throws {
@@ -127,6 +131,7 @@ public func serverTLS(_ server: ServerConfig, clients: ServerTLS.Clients, logger
     do {
         let tls = try ServerTLS(files: files, clients: clients)
         tls.warnIfExpiring(logger)
+        ServerTLS.current.withLock { $0 = tls }
         return tls
     } catch {
         throw failure("\(server.file): TLS: \(error)")

@@ -287,6 +287,10 @@ final class Transfer: @unchecked Sendable {
             return .untrusted(endpoint: endpoint.description, reason: detail)
         case CURLE_SSL_CONNECT_ERROR, CURLE_SSL_CERTPROBLEM:
             return .tlsFailed(endpoint: endpoint.description, reason: detail)
+        case _ where (code == CURLE_RECV_ERROR || code == CURLE_SEND_ERROR) && endpoint.tls != nil && detail.contains("alert"):
+            // TLS 1.3 checks a client's certificate after the handshake: a server that refuses it
+            // says so with an alert on the first read.
+            return .tlsFailed(endpoint: endpoint.description, reason: "the server refused this client: \(detail)")
         case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST:
             var osError = 0
             berth_getinfo_long(handle, CURLINFO_OS_ERRNO, &osError)

@@ -27,6 +27,7 @@ final class ManagerMetrics: Sendable {
     let execs: Counter
     let sessionsExpired: Counter
     let orphanUnitsRemoved: Counter
+    private let certificateExpiry: CertificateExpiryGauge
 
     init() {
         sessions = factory.gauge("sessions", "Users logged in now.")
@@ -37,6 +38,7 @@ final class ManagerMetrics: Sendable {
         logouts = factory.counter("logouts", "Sessions ended by logout, --force, an admin or the idle timeout.")
         execs = factory.counter("execs", "berth exec commands relayed to a unit.")
         sessionsExpired = factory.counter("sessions_expired", "Sessions ended by the idle timeout.")
+        certificateExpiry = factory.certificateExpiry()
         orphanUnitsRemoved = factory.counter("orphan_units_removed", "Unit containers of no live session removed by the reconciler.")
     }
 
@@ -56,6 +58,7 @@ final class ManagerMetrics: Sendable {
     /// The sessions gauge is read from the session store at each scrape, its one source of truth.
     func scrape(_ store: SessionStore) async -> Response {
         sessions.set(to: Double(await store.all.count))
+        certificateExpiry.update()
         return factory.response()
     }
 }

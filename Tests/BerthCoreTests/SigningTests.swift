@@ -7,15 +7,16 @@ import Testing
 /// is refused with its own reason.
 @Suite struct SigningTests {
     static let secret = Array("a cluster secret of at least 32 bytes.".utf8)
+    static let agent = "192.168.0.77:9001"
 
     private func headerLookup(_ headers: [(name: String, value: String)]) -> (String) -> String? {
         { name in headers.first { $0.name == name }?.value }
     }
 
     @Test func aSignedRequestPassesOnceAndItsReplayIsRefused() throws {
-        let verifier = RequestVerifier(secret: Self.secret)
+        let verifier = RequestVerifier(secret: Self.secret, audience: Self.agent)
         let body = Data(#"{"user":"aaa"}"#.utf8)
-        let headers = RequestSigner(secret: Self.secret).headers(method: "POST", target: "/v1/units/start", body: body)
+        let headers = RequestSigner(secret: Self.secret).headers(method: "POST", target: "/v1/units/start", audience: Self.agent, body: body)
         try verifier.verify(method: "POST", target: "/v1/units/start", body: body, header: headerLookup(headers))
         #expect(throws: RequestVerifier.Refusal.replayed) {
             try verifier.verify(method: "POST", target: "/v1/units/start", body: body, header: headerLookup(headers))
@@ -23,13 +24,13 @@ import Testing
     }
 
     @Test func anythingChangedBreaksTheSignature() {
-        let verifier = RequestVerifier(secret: Self.secret)
+        let verifier = RequestVerifier(secret: Self.secret, audience: Self.agent)
         let body = Data(#"{"user":"aaa"}"#.utf8)
-        let signed = { RequestSigner(secret: Self.secret).headers(method: "POST", target: "/v1/units/stop", body: body) }
+        let signed = { RequestSigner(secret: Self.secret).headers(method: "POST", target: "/v1/units/stop", audience: Self.agent, body: body) }
         let attacks: [(String, String, Data, [(name: String, value: String)])] = [
             ("another body", "/v1/units/stop", Data(#"{"user":"bbb"}"#.utf8), signed()),
             ("another path", "/v1/units/start", body, signed()),
-            ("another key", "/v1/units/stop", body, RequestSigner(secret: Array("another secret, also 32 bytes long".utf8)).headers(method: "POST", target: "/v1/units/stop", body: body)),
+            ("another key", "/v1/units/stop", body, RequestSigner(secret: Array("another secret, also 32 bytes long".utf8)).headers(method: "POST", target: "/v1/units/stop", audience: Self.agent, body: body)),
         ]
         for (name, target, sentBody, headers) in attacks {
             #expect(throws: RequestVerifier.Refusal.badSignature, "\(name)") {
@@ -38,16 +39,35 @@ import Testing
         }
     }
 
+    /// Signed for one agent, sent to another: refused, though both know the secret.
+    @Test func aRequestSignedForAnotherDaemonIsRefused() {
+        let body = Data("{}".utf8)
+        let headers = RequestSigner(secret: Self.secret).headers(method: "POST", target: "/v1/units/stop", audience: "192.168.0.78:9001", body: body)
+        #expect(throws: RequestVerifier.Refusal.badSignature) {
+            try RequestVerifier(secret: Self.secret, audience: Self.agent, started: Date().addingTimeInterval(-60)).verify(
+                method: "POST", target: "/v1/units/stop", body: body, header: headerLookup(headers))
+        }
+    }
+
+    /// A restart forgets the nonces seen; what was signed before it is refused all the same.
+    @Test func aRequestSignedBeforeTheDaemonStartedIsRefused() throws {
+        let headers = RequestSigner(secret: Self.secret).headers(method: "GET", target: "/v1/units", audience: Self.agent, body: Data())
+        let restarted = RequestVerifier(secret: Self.secret, audience: Self.agent, started: Date().addingTimeInterval(0.01))
+        #expect(throws: RequestVerifier.Refusal.expired) {
+            try restarted.verify(method: "GET", target: "/v1/units", body: Data(), header: headerLookup(headers), now: Date().addingTimeInterval(1))
+        }
+    }
+
     @Test func oldUnsignedAndMalformedRequestsAreRefused() {
-        let verifier = RequestVerifier(secret: Self.secret, window: 30)
-        let old = RequestSigner(secret: Self.secret).headers(method: "GET", target: "/v1/units", body: Data(), now: Date().addingTimeInterval(-31))
+        let verifier = RequestVerifier(secret: Self.secret, audience: Self.agent, window: 30, started: Date().addingTimeInterval(-60))
+        let old = RequestSigner(secret: Self.secret).headers(method: "GET", target: "/v1/units", audience: Self.agent, body: Data(), now: Date().addingTimeInterval(-31))
         #expect(throws: RequestVerifier.Refusal.expired) {
             try verifier.verify(method: "GET", target: "/v1/units", body: Data(), header: headerLookup(old))
         }
         #expect(throws: RequestVerifier.Refusal.unsigned) {
             try verifier.verify(method: "GET", target: "/v1/units", body: Data(), header: { _ in nil })
         }
-        var bad = RequestSigner(secret: Self.secret).headers(method: "GET", target: "/v1/units", body: Data())
+        var bad = RequestSigner(secret: Self.secret).headers(method: "GET", target: "/v1/units", audience: Self.agent, body: Data())
         bad[2].value = "not hex"
         #expect(throws: RequestVerifier.Refusal.malformed) {
             try verifier.verify(method: "GET", target: "/v1/units", body: Data(), header: headerLookup(bad))

@@ -23,7 +23,7 @@ import Testing
         router.on(Route<EndSessionRequest, JSONLines<ErrorBody>>(.post, "/v1/open/lines")) { end, _, _, emit in
             for index in 1...3 { try await emit(ErrorBody(error: "\(end.user) \(index)")) }
         }
-        let signed = router.group().add(middleware: SignatureMiddleware(verifier: RequestVerifier(secret: Self.secret)))
+        let signed = router.group().add(middleware: SignatureMiddleware(verifier: RequestVerifier(secret: Self.secret, audience: "127.0.0.1:9000")))
         signed.on(Self.echo) { end, _, _ in end }
         try await Application(router: router).test(.router) { client in try await body(client) }
     }
@@ -71,7 +71,7 @@ import Testing
 
             func headers(_ secret: [UInt8], version: String? = nil) -> HTTPFields {
                 var fields = HTTPFields()
-                for header in RequestSigner(secret: secret).headers(method: "POST", target: Self.echo.path, body: Data(buffer: body)) {
+                for header in RequestSigner(secret: secret).headers(method: "POST", target: Self.echo.path, audience: "127.0.0.1:9000", body: Data(buffer: body)) {
                     let value = header.name == RequestSigner.versionHeader ? (version ?? header.value) : header.value
                     fields.append(HTTPFields.Element(name: HTTPFields.Element.Name(header.name)!, value: value))
                 }
@@ -82,9 +82,9 @@ import Testing
             let forged = try await client.execute(
                 uri: Self.echo.path, method: .post, headers: headers(Array("not the cluster secret, 32 bytes!!".utf8)), body: body)
             #expect(forged.status == .unauthorized)
-            let newer = try await client.execute(uri: Self.echo.path, method: .post, headers: headers(Self.secret, version: "2.0.0 (wire 2)"), body: body)
+            let newer = try await client.execute(uri: Self.echo.path, method: .post, headers: headers(Self.secret, version: "9.0.0 (wire 9)"), body: body)
             #expect(newer.status.code == 426)
-            #expect(String(buffer: newer.body).contains("the sender Berth 2.0.0 (wire 2)"))
+            #expect(String(buffer: newer.body).contains("the sender Berth 9.0.0 (wire 9)"))
         }
     }
 }

@@ -16,6 +16,11 @@ final class ClusterFixture: @unchecked Sendable {
     let secret: [UInt8]
     /// Unit ports per user.
     let units: [String: [HostPort]]
+    /// Whether manager, agents and units speak TLS, with a CA `berth-manager tls` made for this
+    /// cluster (the manager's host's certificate names the manager's address too).
+    let tls: Bool
+    /// The cluster's CA certificate, which clients trust.
+    var caFile: String { root + "/tls/ca/ca.crt" }
     private var processes: [Process] = []
 
     static let hosts = ["127.0.0.2", "127.0.0.3"]
@@ -48,8 +53,9 @@ final class ClusterFixture: @unchecked Sendable {
     /// `templateFields` are more fields of the banner template's JSON object, each with a leading comma.
     init(
         payload: Payload = .bannerTemplate, users userHosts: [(String, [String])]? = nil, engineBehindProxy proxiedHost: String? = nil,
-        concurrentStarts: Int? = nil, templateFields: String = ""
+        concurrentStarts: Int? = nil, templateFields: String = "", tls: Bool = false
     ) async throws {
+        self.tls = tls
         let client = try await DockerTestSupport.ready()
         if payload == .berthUnit, (try? await client.inspectImage("berth-unit:latest")) == nil {
             throw TestSetupError("berth-unit:latest is missing; `make image` builds it (make test does)")
@@ -114,8 +120,19 @@ final class ClusterFixture: @unchecked Sendable {
         usersConfig = root + "/docker_user.xml"
         try usersXML.write(toFile: usersConfig, atomically: true, encoding: .utf8)
         serverConfig = root + "/docker_server_manager.xml"
+        if tls {
+            for arguments in [
+                ["ca", "--out", root + "/tls/ca"],
+                ["cert", "--ca", root + "/tls/ca", "--host", "\(Self.hosts[0]),\(managerAddress.host)", "--manager", "--out", root + "/tls"],
+                ["cert", "--ca", root + "/tls/ca", "--host", Self.hosts[1], "--out", root + "/tls"],
+            ] {
+                let made = try await Self.run("berth-manager", ["tls"] + arguments)
+                guard made.status == 0 else { throw TestSetupError("berth-manager tls \(arguments[0]): \(made.stderr)") }
+            }
+        }
         for host in Self.hosts + ["manager"] {
             let server = host == "manager" ? Self.hosts[0] : host
+            let tlsElements = tls ? "<CA>\(root)/tls/ca/ca.crt</CA><Cert>\(root)/tls/\(server).crt</Cert><Key>\(root)/tls/\(server).key</Key>" : ""
             try """
                 <Config>
                   <Server>\(server):\(communicationPort)</Server>
@@ -128,6 +145,7 @@ final class ClusterFixture: @unchecked Sendable {
                   <HomeRoot>\(root)/home</HomeRoot>
                   <LogDir>\(root)/agent-logs</LogDir>
                   \(concurrentStarts.map { "<ConcurrentStarts>\($0)</ConcurrentStarts>" } ?? "")
+                  \(tlsElements)
                 </Config>
                 """.write(toFile: root + "/docker_server_\(host).xml", atomically: true, encoding: .utf8)
         }
@@ -176,6 +194,11 @@ final class ClusterFixture: @unchecked Sendable {
     /// SIGHUP: the manager re-reads docker_user.xml.
     func reloadManager() {
         if let manager { kill(manager.processIdentifier, SIGHUP) }
+    }
+
+    /// SIGHUP to the agent on `host`: it re-reads its TLS files.
+    func reloadAgent(_ host: String) {
+        if let agent = agents[host] { kill(agent.processIdentifier, SIGHUP) }
     }
 
     private func launchAgent(_ host: String) throws {
@@ -277,7 +300,9 @@ final class ClusterFixture: @unchecked Sendable {
     }
 
     func login(_ user: String, password: String = ClusterFixture.password, force: Bool = false) async throws -> (status: Int32, stdout: String, stderr: String) {
-        try await berth(["login", "--server", managerAddress.description, "--user", user, "--password-stdin"] + (force ? ["--force"] : []), user: user, stdin: password + "\n")
+        try await berth(
+            ["login", "--server", managerAddress.description, "--user", user, "--password-stdin"] + (force ? ["--force"] : [])
+                + (tls ? ["--ca", caFile] : []), user: user, stdin: password + "\n")
     }
 
     func expectLogin(_ user: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {

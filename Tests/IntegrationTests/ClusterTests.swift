@@ -336,7 +336,7 @@ final class ClusterTests {
 
         // A correctly signed request, captured and sent again, is refused the second time.
         let signer = RequestSigner(secret: cluster.secret)
-        let headers = signer.headers(method: "GET", target: "/v1/units", body: Data())
+        let headers = signer.headers(method: "GET", target: "/v1/units", audience: agent.description, body: Data())
         let transport = Transport(endpoint: EngineEndpoint(.tcp(host: agent.host, port: agent.port)))
         let request = HTTPRequest(method: "GET", path: "/v1/units", headers: headers, timeout: .seconds(5))
         #expect(try await transport.send(request).status == 200)

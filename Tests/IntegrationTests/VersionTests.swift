@@ -1,5 +1,6 @@
 import BerthAPI
 import BerthCore
+import BerthVersion
 import EngineAPI
 import HTTPClient
 import Foundation
@@ -13,7 +14,7 @@ struct VersionTests {
     func everyProgramPrintsItsVersion(program: String) async throws {
         let result = try await ClusterFixture.run(program, ["--version"])
         #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.stdout.hasSuffix(" (wire 1)\n"), "\(result.stdout)")
+        #expect(result.stdout == BerthVersion.description + "\n", "\(result.stdout)")
     }
 
     @Test func anAgentRefusesAManagerOfAnotherWireVersionNamingBoth() async throws {
@@ -23,12 +24,12 @@ struct VersionTests {
         let signer = RequestSigner(secret: cluster.secret)
         let transport = Transport(endpoint: EngineEndpoint(.tcp(host: agent.host, port: agent.port)))
         for sent in ["7.0.0 (wire 7)", nil] {
-            var headers = signer.headers(method: "GET", target: "/v1/units", body: Data()).filter { $0.name != RequestSigner.versionHeader }
+            var headers = signer.headers(method: "GET", target: "/v1/units", audience: agent.description, body: Data()).filter { $0.name != RequestSigner.versionHeader }
             if let sent { headers.append((name: RequestSigner.versionHeader, value: sent)) }
             let response = try await transport.send(HTTPRequest(method: "GET", path: "/v1/units", headers: headers, timeout: .seconds(5)))
             let text = String(decoding: response.body, as: UTF8.self)
             #expect(response.status == 426)
-            #expect(text.contains("this is Berth 0.9.0 (wire 1) and the sender \(sent.map { "Berth \($0)" } ?? "a Berth older than 0.9.0")"), "\(text)")
+            #expect(text.contains("this is Berth \(BerthVersion.description) and the sender \(sent.map { "Berth \($0)" } ?? "a Berth older than 0.9.0")"), "\(text)")
         }
     }
 }

@@ -36,7 +36,7 @@ import Testing
         let coordinator = Coordinator(
             users: UsersConfig(users: configs), planner: planner, sessions: try SessionStore(stateDirectory: state), auth: Auth(),
             audit: Audit(stateDirectory: state), logger: Logger(label: "manager-tests"))
-        let app = Application(router: ManagerController.router(coordinator: coordinator, verifier: RequestVerifier(secret: Self.secret)))
+        let app = Application(router: ManagerController.router(coordinator: coordinator, verifier: RequestVerifier(secret: Self.secret, audience: "127.0.0.1:9000")))
         try await app.test(.router) { client in try await body(client, agent) }
     }
 
@@ -176,9 +176,10 @@ final class FakeAgent: Sendable {
 
     private static func start() async throws -> FakeAgent {
         let units = Units()
+        let port = try freePort()
         let router = Router(context: BerthRequestContext.self)
         router.add(middleware: ErrorMiddleware())
-        router.add(middleware: SignatureMiddleware(verifier: RequestVerifier(secret: ManagerRoutesTests.secret)))
+        router.add(middleware: SignatureMiddleware(verifier: RequestVerifier(secret: ManagerRoutesTests.secret, audience: "\(host):\(port)")))
         router.post("v1/units/start") { request, _ in
             let start = try await request.decodeJSON(StartUnitRequest.self)
             return jsonLinesResponse { (emit: @escaping @Sendable (StartUnitEvent) async throws -> Void) in
@@ -199,7 +200,6 @@ final class FakeAgent: Sendable {
         router.get("v1/units") { _, _ in
             try jsonResponse(UnitList(units: await units.list()))
         }
-        let port = try freePort()
         let app = Application(router: router, configuration: .init(address: .hostname(host, port: port)))
         let task = Task { try await app.runService(gracefulShutdownSignals: []) }
         for _ in 0..<200 where !canConnect(port: port) { try await Task.sleep(for: .milliseconds(10)) }

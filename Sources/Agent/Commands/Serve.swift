@@ -65,7 +65,7 @@ struct Serve: AsyncParsableCommand {
         }
         let service = UnitService(
             docker: docker, config: server, template: template, policy: server.templatePolicy(engineRemapsUsers: remapsUsers), logger: logger)
-        let router = AgentController.router(service: service, verifier: RequestVerifier(secret: secret))
+        let router = AgentController.router(service: service, verifier: RequestVerifier(secret: secret, audience: server.server.description))
         let sweeping = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(60))

@@ -79,7 +79,7 @@ struct Serve: AsyncParsableCommand {
         defer { reload.cancel() }
 
         let app = Application(
-            router: ManagerController.router(coordinator: coordinator, verifier: RequestVerifier(secret: secret)),
+            router: ManagerController.router(coordinator: coordinator, verifier: RequestVerifier(secret: secret, audience: server.manager.description)),
             server: daemonServer(tls: tls),
             configuration: .init(address: .hostname(server.manager.host, port: server.manager.port), serverName: "berth-manager"),
             onServerRunning: { _ in SystemdNotifier.ready(status: "serving on \(server.manager)") },
