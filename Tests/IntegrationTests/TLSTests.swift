@@ -88,6 +88,9 @@ struct TLSTests {
         let cluster = try await Self.cluster(tls: true)
         defer { cluster.shutdown() }
         try await cluster.expectLogin("aaa")
+        // The admin's command reaches the TLS manager too, trusting the configured CA.
+        let sessions = try await ClusterFixture.run("berth-manager", ["sessions", "--config", cluster.serverConfig])
+        #expect(sessions.status == 0 && sessions.stdout.contains("aaa"), "\(sessions.stderr)")
         let request = Array("GET /v1/status HTTP/1.1\r\nHost: berth\r\n\r\n".utf8)
         for target in [cluster.managerAddress, cluster.agent(ClusterFixture.hosts[1]), cluster.units["aaa"]![1]] {
             let answer = RawExchange(host: target.host, port: target.port, send: request, halfClose: true)

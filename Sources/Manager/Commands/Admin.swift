@@ -3,6 +3,8 @@ import BerthCLI
 import BerthConfig
 import BerthAPI
 import BerthCore
+import HTTPClient
+import BerthTLS
 import BerthServer
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -69,7 +71,11 @@ struct Sessions: AsyncParsableCommand {
         let (server, _) = try loadConfigs(server: config)
         let client: ServiceClient
         do {
-            client = ServiceClient(address: server.manager, name: "the Berth manager at \(server.manager)", signer: RequestSigner(secret: try server.readSecret()))
+            // With TLS the manager is checked against the cluster's CA, as any client checks it.
+            let tls = try server.tls.map { ClientTLS(trustedCAs: try PEMFile.read($0.ca)) }
+            client = ServiceClient(
+                address: server.manager, name: "the Berth manager at \(server.manager)", signer: RequestSigner(secret: try server.readSecret()),
+                tls: tls)
         } catch {
             throw failure("\(error)")
         }
