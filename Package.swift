@@ -117,7 +117,7 @@ let package = Package(
         .target(name: "BerthServer", dependencies: ["BerthAPI", "BerthCore", "BerthConfig", "BerthCLI", "BerthTLS", "BerthVersion", argumentParser, nioSSL, .product(name: "HummingbirdCore", package: "hummingbird"), hummingbird, logging, prometheus, .product(name: "NIOCore", package: "swift-nio")], swiftSettings: essentialsOnly),
         /// What the three command-line tools share: one-line errors, tables, JSON output.
         .target(name: "BerthCLI", dependencies: ["BerthAPI", "BerthCore", argumentParser], swiftSettings: essentialsOnly),
-        .executableTarget(name: "Agent", dependencies: ["EngineAPI", "HTTPClient", "BerthAPI", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-agent")),
+        .executableTarget(name: "Agent", dependencies: ["EngineAPI", "HTTPClient", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-agent")),
         .executableTarget(name: "Manager", dependencies: ["HTTPClient", "BerthAPI", "BerthTLS", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-manager")),
         .executableTarget(name: "Client", dependencies: ["HTTPClient", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion", "BerthCLI", "UnitProtocol", argumentParser], linkerSettings: releaseLinking("berth")),
         /// The call protocol of `berth call` and `berth-unit`, free of Foundation.
@@ -130,7 +130,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             nioSSL,
         ], linkerSettings: releaseLinking()),
-        .executableTarget(name: "Bench", dependencies: ["CCurl", "HTTPClient", "EngineAPI", "BerthAPI", "BerthCore", "BerthConfig", "UnitProtocol", argumentParser], path: "bench/Sources"),
+        .executableTarget(name: "Bench", dependencies: ["CCurl", "HTTPClient", "EngineAPI", "BerthAPI", "BerthCore", "BerthTLS", "BerthConfig", "UnitProtocol", argumentParser], path: "bench/Sources"),
         /// What the tests of several modules use: a fake HTTP server on a Unix socket.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "TestSupport"]),

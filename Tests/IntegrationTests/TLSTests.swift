@@ -39,9 +39,17 @@ struct TLSTests {
         let errors = Pipe()
         tcpdump.standardError = errors
         try tcpdump.run()
-        // tcpdump says "listening on lo" once it captures.
-        let listening = try await Background.run { errors.fileHandleForReading.availableData }
-        #expect(String(decoding: listening, as: UTF8.self).contains("listening on lo"))
+        // tcpdump says "listening on lo" once it captures, perhaps in more than one write.
+        let listening = try await Background.run { () -> String in
+            var said = Data()
+            while !String(decoding: said, as: UTF8.self).contains("listening on") {
+                let more = errors.fileHandleForReading.availableData
+                if more.isEmpty { break }
+                said.append(more)
+            }
+            return String(decoding: said, as: UTF8.self)
+        }
+        #expect(listening.contains("listening on lo"), "\(listening)")
         try await body()
         try await Task.sleep(for: .milliseconds(500))
         // SIGINT, which tcpdump ends on whatever this process ignores; it writes each packet as it

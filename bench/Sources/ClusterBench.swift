@@ -1,5 +1,6 @@
 import BerthAPI
 import BerthCore
+import BerthTLS
 import EngineAPI
 import HTTPClient
 import Foundation
@@ -15,6 +16,10 @@ final class BenchCluster: @unchecked Sendable {
     let units: [String: [HostPort]]
     let password = "bench-password"
     private var processes: [Process] = []
+    /// Whether manager, agents and units speak TLS, with a CA made for this cluster.
+    let tls: Bool
+    /// The CA clients trust, with TLS.
+    var caFile: String { root + "/tls/ca.crt" }
     /// One client for every call, as `berth` would be one per user: a client per call would leave
     /// its worker threads behind in this process.
     private let managerClient: ServiceClient
@@ -24,14 +29,28 @@ final class BenchCluster: @unchecked Sendable {
     static let account = UnixAccount(uid: 20_001, gid: 20_001)
 
     /// `concurrentStarts` is the agents' `<ConcurrentStarts>`; nil leaves Berth's default.
-    init(binaries: String, users: [String: [String]], memory: String = "128m", concurrentStarts: Int? = nil) async throws {
+    init(binaries: String, users: [String: [String]], memory: String = "128m", concurrentStarts: Int? = nil, tls: Bool = false) async throws {
         root = NSTemporaryDirectory() + "berth-bench-\(UUID().uuidString.prefix(8))"
+        self.tls = tls
         try FileManager.default.createDirectory(atPath: root + "/share", withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: root + "/cluster.key", contents: Data((UUID().uuidString + UUID().uuidString).utf8), attributes: [.posixPermissions: 0o600])
         let communication = try Self.freePortOnHosts()
         agents = Self.hosts.map { HostPort(host: $0, port: communication) }
         manager = HostPort(host: "127.0.0.1", port: try freePort())
-        managerClient = ServiceClient(address: manager, name: "manager")
+        var clientTLS: ClientTLS?
+        if tls {
+            // As `berth-manager tls` makes them: the manager's host's certificate names the manager's address too.
+            let ca = try ClusterCertificates.makeAuthority()
+            try NewFiles.makeDirectory(root + "/tls")
+            try NewFiles.write(ca.certificate, to: root + "/tls/ca.crt", mode: 0o644)
+            for (index, host) in Self.hosts.enumerated() {
+                let made = try ClusterCertificates.makeHost(addresses: index == 0 ? [host, manager.host] : [host], manager: index == 0, authority: ca)
+                try NewFiles.write(made.certificate, to: root + "/tls/\(host).crt", mode: 0o644)
+                try NewFiles.write(made.key, to: root + "/tls/\(host).key", mode: 0o600)
+            }
+            clientTLS = ClientTLS(trustedCAs: ca.certificate)
+        }
+        managerClient = ServiceClient(address: manager, name: "manager", tls: clientTLS)
         var units: [String: [HostPort]] = [:]
         let hash = try PasswordHash.make(password)
         var xml = "<Users>\n"
@@ -69,8 +88,9 @@ final class BenchCluster: @unchecked Sendable {
     private func launchAll(binaries: String, communication: Int, concurrentStarts: Int?) async throws {
         let limit = concurrentStarts.map { "<ConcurrentStarts>\($0)</ConcurrentStarts>" } ?? ""
         for host in Self.hosts {
+            let tlsElements = tls ? "<CA>\(caFile)</CA><Cert>\(root)/tls/\(host).crt</Cert><Key>\(root)/tls/\(host).key</Key>" : ""
             try """
-                <Config><Server>\(host):\(communication)</Server><Share>\(root)/share</Share>
+                <Config><Server>\(host):\(communication)</Server><Share>\(root)/share</Share>\(tlsElements)
                 <NodeType>manager</NodeType><Manager>\(manager)</Manager><Secret>\(root)/cluster.key</Secret>\(limit)
                 <HomeRoot>\(root)/home</HomeRoot><LogDir>\(root)/agent-logs</LogDir></Config>
                 """.write(toFile: root + "/server-\(host).xml", atomically: true, encoding: .utf8)
@@ -102,11 +122,13 @@ final class BenchCluster: @unchecked Sendable {
         let token: String
         let unitSecret: String
         let queued: Bool
+        /// With TLS: each unit's key, as the session file keeps them.
+        let unitKeys: [UnitKey]
     }
 
     /// Logs in through the manager's API, as `berth login` does.
     func login(_ user: String) async throws -> Login {
-        let response = try await managerClient.stream("POST", "/v1/login", body: LoginRequest(user: user, password: password, force: true))
+        let response = try await managerClient.stream(ManagerRoutes.login, LoginRequest(user: user, password: password, force: true))
         var lines = LineSplitter()
         var queued = false
         for try await chunk in response.body {
@@ -115,7 +137,7 @@ final class BenchCluster: @unchecked Sendable {
                 if event.state == .queued { queued = true }
                 if event.kind == .failed { throw BenchError("login \(user) failed: \(event.message ?? "")") }
                 if event.kind == .done, let token = event.token, let secret = event.unitSecret {
-                    return Login(token: token, unitSecret: secret, queued: queued)
+                    return Login(token: token, unitSecret: secret, queued: queued, unitKeys: event.unitKeys ?? [])
                 }
             }
         }
@@ -123,7 +145,7 @@ final class BenchCluster: @unchecked Sendable {
     }
 
     func logout(token: String) async throws {
-        _ = try await managerClient.call("POST", "/v1/logout", token: token, timeout: .seconds(120), as: StopUnitsResponse.self)
+        _ = try await managerClient.call(ManagerRoutes.logout, token: token, timeout: .seconds(120))
     }
 
     /// Every benchmark user's name starts with this, so what a run cut short left behind is found.

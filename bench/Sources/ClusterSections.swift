@@ -1,5 +1,6 @@
 import BerthAPI
 import BerthCore
+import HTTPClient
 import EngineAPI
 import Foundation
 import UnitProtocol
@@ -35,8 +36,15 @@ struct ClusterSections {
             var report = Report(title: "Login to ready and berth call throughput")
             report.header(machine: machine)
             try await withCluster(users: ["bench": BenchCluster.hosts, "bench1": [BenchCluster.hosts[0]], "bench4": BenchCluster.hosts + BenchCluster.hosts]) { cluster in
-                if parts.contains("login") { try await loginToReady(cluster, into: &report) }
-                try await callThroughput(cluster, into: &report)
+                // The same 2-unit user on a cluster that speaks TLS, side by side.
+                try await withCluster(users: ["benchtls": BenchCluster.hosts], tls: true) { tlsCluster in
+                    if parts.contains("login") {
+                        try await loginToReady(cluster, tls: tlsCluster, into: &report)
+                        try await handshakes(plain: cluster, tls: tlsCluster, into: &report)
+                    }
+                    try await callThroughput(cluster, tls: tlsCluster, into: &report)
+                    idleMemory(plain: cluster, tls: tlsCluster, into: &report)
+                }
             }
             report.command(command)
             try report.write(to: results, name: "cluster.md")
@@ -58,8 +66,8 @@ struct ClusterSections {
     }
 
     /// A cluster for `body`, shut down and cleaned up after it whatever happens.
-    func withCluster(users: [String: [String]], concurrentStarts: Int? = nil, _ body: (BenchCluster) async throws -> Void) async throws {
-        let cluster = try await BenchCluster(binaries: binaries, users: users, concurrentStarts: concurrentStarts)
+    func withCluster(users: [String: [String]], concurrentStarts: Int? = nil, tls: Bool = false, _ body: (BenchCluster) async throws -> Void) async throws {
+        let cluster = try await BenchCluster(binaries: binaries, users: users, concurrentStarts: concurrentStarts, tls: tls)
         do {
             try await body(cluster)
         } catch {
@@ -78,7 +86,7 @@ struct ClusterSections {
         try await Task.sleep(for: .milliseconds(300))
     }
 
-    private func loginToReady(_ cluster: BenchCluster, into report: inout Report) async throws {
+    private func loginToReady(_ cluster: BenchCluster, tls tlsCluster: BenchCluster, into report: inout Report) async throws {
         let clock = ContinuousClock()
         let starter = RawUnitStarter(socketPath: socket, version: version, share: cluster.share)
         let cli = which("docker").map { CLIUnitStarter(docker: $0, socketPath: socket, share: cluster.share) }
@@ -89,7 +97,8 @@ struct ClusterSections {
             var floor: [Duration] = []
             var berth: [Duration] = []
             var dockerRuns: [Duration] = []
-            enum Way: CaseIterable { case berth, floor, cli }
+            var berthTLS: [Duration] = []
+            enum Way: CaseIterable { case berth, floor, cli, berthTLS }
             for round in 0...logins {
                 // Each way once per round, each on a quiet engine; the order turns from round to
                 // round, so no way always follows the same one. Berth comes first in the warm-up
@@ -109,6 +118,13 @@ struct ClusterSections {
                         let time = clock.now - start
                         for one in started { try await client.removeContainer(one.id, force: true) }
                         if round > 0 { floor.append(time) }
+                    case .berthTLS:
+                        // The 2-unit user of the TLS cluster: one unit per agent, as `bench`.
+                        guard count == 2 else { continue }
+                        let session = try await tlsCluster.login("benchtls")
+                        let time = clock.now - start
+                        try await tlsCluster.logout(token: session.token)
+                        if round > 0 { berthTLS.append(time) }
                     case .cli:
                         guard let cli else { continue }
                         let ids = try await cli.startAndWait(units, memory: "128m")
@@ -131,6 +147,14 @@ struct ClusterSections {
             let withoutKDF = zip(berth, checks).map { $0 - $1 }
             table.row(["\(label): berth login → every unit ready", berthStats.medianText, berthStats.p90Text,
                        "\(pairedRatio(berth, over: floor)) (\(pairedRatio(withoutKDF, over: floor)) less the password check)"])
+            if !berthTLS.isEmpty {
+                let tlsChecks = Array(tlsCluster.passwordChecks(of: "benchtls").suffix(berthTLS.count))
+                let tlsStats = Stats(berthTLS)
+                let lessCheck = tlsChecks.count == berthTLS.count
+                    ? " (\(pairedRatio(zip(berthTLS, tlsChecks).map { $0 - $1 }, over: floor)) less the password check)" : ""
+                table.row(["\(label): berth login with TLS (manager, agents, units) → every unit ready", tlsStats.medianText, tlsStats.p90Text,
+                           "\(pairedRatio(berthTLS, over: floor))\(lessCheck)"])
+            }
             if !dockerRuns.isEmpty {
                 let cliStats = Stats(dockerRuns)
                 table.row(["\(label): docker run -d per unit, one after another, then wait (the esProc design's raq_start.sh)", cliStats.medianText, cliStats.p90Text, pairedRatio(dockerRuns, over: floor)])
@@ -154,35 +178,55 @@ struct ClusterSections {
             """)
     }
 
-    private func callThroughput(_ cluster: BenchCluster, into report: inout Report) async throws {
-        let home = cluster.home("bench")
-        try FileManager.default.createDirectory(atPath: home + "/data", withIntermediateDirectories: true)
-        let perUnit = callMegabytes << 19
-        // Written a block at a time, so this process stays small.
-        let line = Array("0123456789 the quick brown fox jumps over the lazy dog, New York, 2026-11-22, 12345.67\n".utf8)
-        let block = Data((0..<(1 << 20) / line.count).flatMap { _ in line })
-        FileManager.default.createFile(atPath: home + "/data/big.txt", contents: nil)
-        let file = try FileHandle(forWritingTo: URL(fileURLWithPath: home + "/data/big.txt"))
-        var written = 0
-        while written < perUnit {
-            let piece = block.prefix(perUnit - written)
-            try file.write(contentsOf: piece)
-            written += piece.count
+    /// What a TLS handshake with the manager costs against a TCP connection alone.
+    private func handshakes(plain: BenchCluster, tls: BenchCluster, into report: inout Report) async throws {
+        let clock = ContinuousClock()
+        var connects: [Duration] = []
+        var handshakes: [Duration] = []
+        for _ in 0..<30 {
+            var start = clock.now
+            guard canConnect(host: plain.manager.host, port: plain.manager.port, expectBytes: false) else { throw BenchError("no manager at \(plain.manager)") }
+            connects.append(clock.now - start)
+            start = clock.now
+            guard await TLSProbe.certificate(host: tls.manager.host, port: tls.manager.port) != nil else { throw BenchError("no TLS manager at \(tls.manager)") }
+            handshakes.append(clock.now - start)
         }
-        try file.close()
-        try "cat /app/data/big.txt\n".write(toFile: home + "/script/big.sh", atomically: true, encoding: .utf8)
+        var table = Table(columns: ["a new connection to the manager", "median", "p90"])
+        let tcp = Stats(connects), handshake = Stats(handshakes)
+        table.row(["TCP connect", tcp.medianText, tcp.p90Text])
+        table.row(["TCP connect and TLS 1.3 handshake (ECDSA P-256), libcurl on a thread of its own", handshake.medianText, handshake.p90Text])
+        report.section(table, note: "30 of each, alternating. A login pays one handshake with the manager; the manager keeps its connections to the agents open between logins, so a login pays none there once they are made.")
+    }
+
+    /// The daemons' resident memory once the rows above are done, plain and with TLS.
+    private func idleMemory(plain: BenchCluster, tls: BenchCluster, into report: inout Report) {
+        func megabytes(_ pid: Int32) -> String {
+            let text = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            let kilobytes = text.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }.flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+            return String(format: "%.1f MB", Double(kilobytes) / 1024)
+        }
+        var table = Table(columns: ["resident memory after the rows above, idle", "agent 127.0.0.2 (with the manager's host)", "agent 127.0.0.3", "manager"])
+        for (name, cluster) in [("plain HTTP", plain), ("TLS", tls)] {
+            table.row([name] + cluster.agentPIDs.map(megabytes) + [megabytes(cluster.managerPID)])
+        }
+        report.section(table, note: "VmRSS of each daemon, read once after its logins, calls and logouts. The plain cluster served more logins (three users).")
+    }
+
+    private func callThroughput(_ cluster: BenchCluster, tls tlsCluster: BenchCluster, into report: inout Report) async throws {
+        try writeBigScript(home: tlsCluster.home("benchtls"))
+        let home = cluster.home("bench")
+        try writeBigScript(home: home)
+        let perUnit = callMegabytes << 19
 
         let session = try await cluster.login("bench")
         let units = cluster.units["bench"]!
-        let sessionFile = cluster.root + "/session.json"
-        let payload: [String: Any] = [
-            "server": cluster.manager.description, "user": "bench", "token": session.token,
-            "units": units.map(\.description), "unitSecret": session.unitSecret, "since": ISO8601DateFormatter().string(from: Date()),
-        ]
-        try JSONSerialization.data(withJSONObject: payload).write(to: URL(fileURLWithPath: sessionFile))
+        let sessionFile = try writeSession(cluster, user: "bench", session)
+        let tlsSession = try await tlsCluster.login("benchtls")
+        let tlsSessionFile = try writeSession(tlsCluster, user: "benchtls", tlsSession)
 
         var floorTimes: [Duration] = []
         var berthTimes: [Duration] = []
+        var tlsTimes: [Duration] = []
         var peakKB = 0
         var peakAnonKB = 0
         let callRuns = 7
@@ -202,11 +246,14 @@ struct ClusterSections {
             guard bytes >= 2 * perUnit else { throw BenchError("floor read \(bytes) bytes, expected \(2 * perUnit)") }
             let run = try spawnMeasured(binaries + "/berth", ["call", "big.sh", "--split"], environment: ["BERTH_SESSION=\(sessionFile)"])
             guard run.status == 0 else { throw BenchError("berth call failed with status \(run.status)") }
+            let tlsRun = try spawnMeasured(binaries + "/berth", ["call", "big.sh", "--split"], environment: ["BERTH_SESSION=\(tlsSessionFile)"])
+            guard tlsRun.status == 0 else { throw BenchError("berth call over TLS failed with status \(tlsRun.status)") }
             if round > 0 {
                 floorTimes.append(floorTime)
                 berthTimes.append(run.elapsed)
-                peakKB = max(peakKB, run.maxRSSKB)
-                peakAnonKB = max(peakAnonKB, run.maxAnonKB)
+                tlsTimes.append(tlsRun.elapsed)
+                peakKB = max(peakKB, run.maxRSSKB, tlsRun.maxRSSKB)
+                peakAnonKB = max(peakAnonKB, run.maxAnonKB, tlsRun.maxAnonKB)
             }
         }
         let megabytes = Double(2 * perUnit) / 1_048_576
@@ -214,12 +261,49 @@ struct ClusterSections {
             String(format: "%.0f MB/s", megabytes / (Double(stats.median.nanoseconds) / 1e9))
         }
         try await cluster.logout(token: session.token)
-        let floor = Stats(floorTimes), berth = Stats(berthTimes)
+        try await tlsCluster.logout(token: tlsSession.token)
+        let floor = Stats(floorTimes), berth = Stats(berthTimes), overTLS = Stats(tlsTimes)
         var table = Table(columns: ["\(Int(megabytes)) MB of script output from 2 units", "median", "throughput", "× floor throughput", "peak RSS"])
         table.row(["raw HTTP: POST /call on both units, frames read and dropped (floor)", floor.medianText, throughput(floor), "1.00", "—"])
-        let relative = Double(floor.median.nanoseconds) / Double(max(1, berth.median.nanoseconds))
-        table.row(["berth call big.sh --split > /dev/null", berth.medianText, throughput(berth), String(format: "%.2f", relative), "\(peakKB / 1024) MB (own \(peakAnonKB / 1024) MB)"])
-        report.section(table, note: "\(callRuns) runs each after a warm-up, alternating. The floor reads both units' answers in parallel and keeps nothing; berth merges them in unit order, writing to /dev/null; the second unit's output spools to a temporary file until its turn. Peak RSS is the berth process's maximum resident set (VmHWM), \"own\" its largest anonymous part (RssAnon): the rest is pages of the binary and libraries.")
+        func relative(_ stats: Stats) -> String { String(format: "%.2f", Double(floor.median.nanoseconds) / Double(max(1, stats.median.nanoseconds))) }
+        table.row(["berth call big.sh --split > /dev/null", berth.medianText, throughput(berth), relative(berth), "\(peakKB / 1024) MB (own \(peakAnonKB / 1024) MB)"])
+        table.row(["the same over TLS to units with session keys", overTLS.medianText, throughput(overTLS), relative(overTLS), "—"])
+        report.section(table, note: "\(callRuns) runs each after a warm-up, alternating. The floor reads both units' answers in parallel over plain TCP and keeps nothing; berth merges them in unit order, writing to /dev/null; the second unit's output spools to a temporary file until its turn. Peak RSS is the larger berth process's maximum resident set (VmHWM), \"own\" its largest anonymous part (RssAnon): the rest is pages of the binary and libraries.")
+    }
+
+    /// `script/big.sh` printing `data/big.txt` of `callMegabytes / 2` MB, written a block at a time.
+    private func writeBigScript(home: String) throws {
+        try FileManager.default.createDirectory(atPath: home + "/data", withIntermediateDirectories: true)
+        let perUnit = callMegabytes << 19
+        // Written a block at a time, so this process stays small.
+        let line = Array("0123456789 the quick brown fox jumps over the lazy dog, New York, 2026-11-22, 12345.67\n".utf8)
+        let block = Data((0..<(1 << 20) / line.count).flatMap { _ in line })
+        FileManager.default.createFile(atPath: home + "/data/big.txt", contents: nil)
+        let file = try FileHandle(forWritingTo: URL(fileURLWithPath: home + "/data/big.txt"))
+        var written = 0
+        while written < perUnit {
+            let piece = block.prefix(perUnit - written)
+            try file.write(contentsOf: piece)
+            written += piece.count
+        }
+        try file.close()
+        try "cat /app/data/big.txt\n".write(toFile: home + "/script/big.sh", atomically: true, encoding: .utf8)
+        chown(home + "/data", BenchCluster.account.uid, BenchCluster.account.gid)
+    }
+
+    /// A session file for `berth`, as `berth login` writes it.
+    private func writeSession(_ cluster: BenchCluster, user: String, _ session: BenchCluster.Login) throws -> String {
+        let file = cluster.root + "/session-\(user).json"
+        var payload: [String: Any] = [
+            "server": cluster.manager.description, "user": user, "token": session.token,
+            "units": cluster.units[user]!.map(\.description), "unitSecret": session.unitSecret, "since": ISO8601DateFormatter().string(from: Date()),
+        ]
+        if cluster.tls {
+            payload["trust"] = ["caPEM": try String(contentsOfFile: cluster.caFile, encoding: .utf8)]
+            payload["unitKeys"] = session.unitKeys.map { ["unit": $0.unit.description, "fingerprint": $0.fingerprint.description] }
+        }
+        try JSONSerialization.data(withJSONObject: payload).write(to: URL(fileURLWithPath: file))
+        return file
     }
 }
 

@@ -18,21 +18,13 @@ public struct KeyFingerprint: Hashable, Sendable, Codable, CustomStringConvertib
     /// `SHA256:HEX`; the hex in either case, colons between bytes allowed (as openssl prints them).
     public init?(parsing text: String) {
         guard text.uppercased().hasPrefix("SHA256:") else { return nil }
-        let hex = text.dropFirst(7).filter { $0 != ":" }
-        guard hex.count == 64 else { return nil }
-        var bytes: [UInt8] = []
-        var index = hex.startIndex
-        while index < hex.endIndex {
-            let next = hex.index(index, offsetBy: 2)
-            guard let byte = UInt8(hex[index..<next], radix: 16) else { return nil }
-            bytes.append(byte)
-            index = next
-        }
-        digest = bytes
+        let hex = String(text.dropFirst(7).filter { $0 != ":" })
+        guard hex.count == 64, let bytes = Data(hex: hex) else { return nil }
+        digest = Array(bytes)
     }
 
     public var description: String {
-        "SHA256:" + digest.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        "SHA256:" + Data(digest).hexString
     }
 
     /// libcurl's `CURLOPT_PINNEDPUBLICKEY` form: `sha256//BASE64`.
