@@ -146,6 +146,6 @@ final class Planner: Sendable {
 
 /// How the manager reaches agents over TLS: trusting only the cluster's CA, each agent's
 /// certificate naming the address connected to, and presenting its own certificate.
-func AgentTLS(_ material: TLSMaterial) -> ClientTLS {
+func agentTLS(_ material: TLSMaterial) -> ClientTLS {
     ClientTLS(trustedCAs: material.caPEM, clientCertificate: material.certificatePEM, clientKey: material.keyPEM)
 }

@@ -49,7 +49,8 @@ struct FootprintSection {
             "process", "idle", "after \(settings.warmUp) cycles", "after \(settings.cycles) more", "growth", "PSS after", "peak (VmHWM)", "threads", "goal",
         ])
         var elapsed = Duration.zero
-        try await sections.withCluster(users: users) { cluster in
+        // With TLS, as a cluster is deployed: the TLS library's code and sessions count too.
+        try await sections.withCluster(users: users, tls: true) { cluster in
             let processes = cluster.agentPIDs.enumerated().map { ("berth-agent (\(BenchCluster.hosts[$0]))", $1, 30) }
                 + [("berth-manager", cluster.managerPID, 40)]
             try await Task.sleep(for: .seconds(2))
@@ -78,7 +79,7 @@ struct FootprintSection {
             login/logout cycles (1 unit each) warm every code path, then \(settings.cycles) more, \(settings.users) users side \
             by side on the two agents (\(format(elapsed)) in all, \(format(elapsed / max(1, settings.cycles) * settings.users)) \
             per cycle and user); the readings after cycles are taken \(format(settings.settle)) after the last one, once \
-            worker threads left idle have exited. Growth compares the last reading with the one after the warm-up. The daemons run as `make bench` starts them, without systemd.
+            worker threads left idle have exited. Growth compares the last reading with the one after the warm-up. The daemons run as `make bench` starts them, without systemd, with TLS (manager, agents and units) and a CA made for the run.
             """)
     }
 

@@ -67,7 +67,7 @@ struct Serve: AsyncParsableCommand {
         let tls = try serverTLS(server, clients: .anyone, logger: logger)
         let planner = Planner(
             communicationPort: server.communicationPort, signer: RequestSigner(secret: secret),
-            readyTimeout: .seconds(server.readyTimeoutSeconds), tls: tls.map { AgentTLS($0.material) })
+            readyTimeout: .seconds(server.readyTimeoutSeconds), tls: tls.map { agentTLS($0.material) })
         let coordinator = Coordinator(
             users: userList, planner: planner, sessions: sessions, auth: Auth(), audit: Audit(stateDirectory: stateDir), logger: logger)
         let reconciler = Reconciler(
@@ -104,7 +104,7 @@ struct Serve: AsyncParsableCommand {
         let source = DispatchSource.makeSignalSource(signal: SIGHUP)
         source.setEventHandler {
             if let tls, reloadTLS(tls, logger: logger) {
-                coordinator.planner.reload(tls: AgentTLS(tls.material))
+                coordinator.planner.reload(tls: agentTLS(tls.material))
             }
             let (reloaded, problems) = UsersConfig.load(path: usersPath, server: server)
             for problem in problems { logger.warning("\(problem)") }
