@@ -91,7 +91,7 @@ final class BenchCluster: @unchecked Sendable {
             let tlsElements = tls ? "<CA>\(caFile)</CA><Cert>\(root)/tls/\(host).crt</Cert><Key>\(root)/tls/\(host).key</Key>" : ""
             try """
                 <Config><Server>\(host):\(communication)</Server><Share>\(root)/share</Share>\(tlsElements)
-                <NodeType>manager</NodeType><Manager>\(manager)</Manager><Secret>\(root)/cluster.key</Secret>\(limit)
+                \(host == Self.hosts[0] ? "<NodeType>manager</NodeType>" : "")<Manager>\(manager)</Manager><Secret>\(root)/cluster.key</Secret>\(limit)
                 <HomeRoot>\(root)/home</HomeRoot><LogDir>\(root)/agent-logs</LogDir></Config>
                 """.write(toFile: root + "/server-\(host).xml", atomically: true, encoding: .utf8)
             try launch(binaries + "/berth-agent", ["serve", "--config", root + "/server-\(host).xml"], log: "agent-\(host)")
