@@ -187,13 +187,15 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let started = monotonicSeconds()
         startThread {
+            let sender = FrameSender(channel: channel)
             let status = run.pump(timeoutSeconds: settings.callTimeoutSeconds) { frame in
-                Self.send(frame, on: channel)
+                sender.send(frame)
             }
             if status == 124 && !run.isCancelled {
-                _ = Self.send(.stderr(Array("berth-unit: \(request.script) timed out after \(settings.callTimeoutSeconds) s\n".utf8)), on: channel)
+                _ = sender.send(.stderr(Array("berth-unit: \(request.script) timed out after \(settings.callTimeoutSeconds) s\n".utf8)))
             }
-            _ = Self.send(.exit(status), on: channel)
+            _ = sender.send(.exit(status))
+            _ = sender.drain()
             channel.eventLoop.execute {
                 let handler = loopBound.value
                 handler.currentRun = nil
@@ -207,16 +209,6 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    /// Writes one frame and waits until it is on its way: a slow reader slows the script.
-    private static func send(_ frame: UnitFrame, on channel: any Channel) -> Bool {
-        let buffer = channel.allocator.buffer(bytes: frame.encoded())
-        do {
-            try channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(buffer))).wait()
-            return true
-        } catch {
-            return false
-        }
-    }
 
     /// The script's real path, which must lie inside the script directory.
     private func resolve(_ name: String) throws(UnitError) -> String {
@@ -275,4 +267,35 @@ func logLine(_ text: String) {
     // One write per line, unbuffered: the log is a pipe, and lines must not wait for a buffer.
     let line = Array("\(stamp) \(text)\n".utf8)
     _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+}
+
+/// Writes a call's frames from the thread that reads the script's output, one frame in flight
+/// behind the one being written: the next chunk is read while the last is encrypted and sent,
+/// and a slow reader still slows the script.
+final class FrameSender {
+    private let channel: any Channel
+    private var previous: EventLoopFuture<Void>?
+
+    init(channel: any Channel) {
+        self.channel = channel
+    }
+
+    /// Queues `frame` and waits until the one before it is on its way; false once the
+    /// connection is gone.
+    func send(_ frame: UnitFrame) -> Bool {
+        let written = channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(bytes: frame.encoded()))))
+        defer { previous = written }
+        return drain()
+    }
+
+    /// Waits until every frame is on its way.
+    func drain() -> Bool {
+        do {
+            try previous?.wait()
+            previous = nil
+            return true
+        } catch {
+            return false
+        }
+    }
 }
