@@ -29,7 +29,9 @@ extension Data {
     }
 
     public init?(hex: String) {
-        guard hex.count % 2 == 0 else { return nil }
+        // Only hex digits: UInt8(_:radix:) alone would take a sign.
+        guard hex.count % 2 == 0, hex.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x41...0x46).contains($0) || (0x61...0x66).contains($0) })
+        else { return nil }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(hex.count / 2)
         var index = hex.startIndex

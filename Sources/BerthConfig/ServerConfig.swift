@@ -250,7 +250,7 @@ private struct ServerConfigReader {
 
     /// A Docker engine on TCP answers whoever connects: only with TLS client certificates, or on loopback.
     private mutating func checkDockerTransport(_ element: LineXMLElement?, _ docker: String, dockerCerts: String?) {
-        guard docker.hasPrefix("tcp://"), dockerCerts == nil, let endpoint = try? HTTPEndpoint(parsing: docker),
+        guard dockerCerts == nil, let endpoint = try? HTTPEndpoint(parsing: docker),
               case .tcp(let host, let port) = endpoint.kind, !HostPort(host: host, port: port).isLoopback else { return }
         problems.error(line: element?.line ?? root.line,
             "docker \(docker): plain TCP to another machine gives anyone on the network root on it; add <DockerCerts> (ca.pem cert.pem key.pem), or use unix:///var/run/docker.sock")

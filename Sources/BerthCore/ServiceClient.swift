@@ -159,7 +159,7 @@ public struct ServiceClient: Sendable {
         case .unreachable(_, let reason): .unreachable(what: name, reason: reason)
         case .timeout(_, _, let after): .timeout(what: name, after: after)
         case .untrusted(_, let reason): .untrusted(what: name, reason: reason)
-        case .tlsFailed(_, let reason): .untrusted(what: name, reason: "no TLS session: \(reason)")
+        case .tlsFailed(_, let reason): .untrusted(what: name, reason: "no TLS session (a daemon without TLS, or one that refused this client's certificate): \(reason)")
         default: .invalidAnswer(what: name, detail: error.description)
         }
     }

@@ -130,6 +130,10 @@ public func serverTLS(_ server: ServerConfig, clients: ServerTLS.Clients, logger
     }
     do {
         let tls = try ServerTLS(files: files, clients: clients)
+        // The key's fingerprint, to compare with what users pin (berth login --fingerprint).
+        logger.info("serving TLS", metadata: [
+            "certificate": "\(files.certificate)", "key_fingerprint": "\(tls.material.fingerprint.map { "\($0)" } ?? "?")",
+        ])
         tls.warnIfExpiring(logger)
         ServerTLS.current.withLock { $0 = tls }
         return tls

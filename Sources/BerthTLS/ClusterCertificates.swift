@@ -121,7 +121,7 @@ enum IPAddressBytes {
         guard parts.count == 4 else { return nil }
         var bytes: [UInt8] = []
         for part in parts {
-            guard (1...3).contains(part.count), part.allSatisfy(\.isASCII), let value = UInt8(part),
+            guard (1...3).contains(part.count), part.allSatisfy({ ("0"..."9").contains($0) }), let value = UInt8(part),
                   part.count == 1 || part.first != "0" else { return nil }
             bytes.append(value)
         }
@@ -135,7 +135,7 @@ enum IPAddressBytes {
             if part.isEmpty { return [] }
             var values: [UInt16] = []
             for group in part.split(separator: ":", omittingEmptySubsequences: false) {
-                guard (1...4).contains(group.count), let value = UInt16(group, radix: 16) else { return nil }
+                guard (1...4).contains(group.count), group.allSatisfy(\.isHexDigit), let value = UInt16(group, radix: 16) else { return nil }
                 values.append(value)
             }
             return values

@@ -42,7 +42,9 @@ public enum NewFiles {
         }
     }
 
-    /// Makes `directory` and the folders on its way (mode 0700) where they do not exist.
+    /// Makes `directory` and the folders on its way (mode 0700) where they do not exist. The
+    /// directory itself must be this user's and writable by nobody else: whoever could write in
+    /// it could swap a key or certificate before it is copied out.
     public static func makeDirectory(_ directory: String) throws(TLSFileError) {
         var path = directory.hasPrefix("/") ? "" : "."
         for part in directory.split(separator: "/") {
@@ -50,6 +52,13 @@ public enum NewFiles {
             if mkdir(path, 0o700) != 0 && errno != EEXIST {
                 throw TLSFileError("cannot create \(path): \(String(cString: strerror(errno)))")
             }
+        }
+        var info = stat()
+        guard lstat(directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+            throw TLSFileError("\(directory) is not a folder")
+        }
+        guard info.st_uid == geteuid(), info.st_mode & 0o022 == 0 else {
+            throw TLSFileError("\(directory) belongs to another user or others may write in it; use a folder of your own (mode 700)")
         }
     }
 }

@@ -74,6 +74,9 @@ public struct TLSFiles: Sendable, Equatable {
         guard mode & 0o077 == 0 else {
             throw TLSFileError("\(path) is open to other users (mode \(String(mode, radix: 8))); chmod 600 \(path)")
         }
+        guard info.st_uid == geteuid() else {
+            throw TLSFileError("\(path) belongs to uid \(info.st_uid), not to this daemon's user (uid \(geteuid())); chown it")
+        }
     }
 }
 

@@ -92,18 +92,21 @@ struct Login: AsyncParsableCommand {
     /// What the manager is trusted by, before any password is sent; nil for plain HTTP, which
     /// only a loopback address or `--insecure` allows.
     private func trustOfManager(at address: HostPort) async throws -> ManagerTrust? {
-        if let path = ca ?? ProcessInfo.processInfo.environment["BERTH_CA"].flatMap({ $0.isEmpty ? nil : $0 }) {
+        // What the command line says wins over the environment.
+        if let fingerprint {
+            return ManagerTrust(fingerprint: KeyFingerprint(parsing: fingerprint))
+        }
+        let fromEnvironment = ProcessInfo.processInfo.environment["BERTH_CA"].flatMap { $0.isEmpty ? nil : $0 }
+        if let path = ca ?? fromEnvironment {
+            let source = ca != nil ? "--ca" : "BERTH_CA"
             let pem: String
             do {
                 pem = try PEMFile.read(path)
                 _ = try KeyFingerprint(certificatePEM: pem)
             } catch {
-                throw failure("--ca \(path): \(error is TLSFileError ? "\(error)" : "holds no PEM certificate")")
+                throw failure("\(source) \(path): \(error is TLSFileError ? "\(error)" : "holds no PEM certificate")")
             }
             return ManagerTrust(caPEM: pem)
-        }
-        if let fingerprint {
-            return ManagerTrust(fingerprint: KeyFingerprint(parsing: fingerprint))
         }
         if let pem = await TLSProbe.certificate(host: address.host, port: address.port) {
             let shown = (try? KeyFingerprint(certificatePEM: pem)).map { "\($0)" } ?? "unreadable"

@@ -83,7 +83,8 @@ extension EngineError {
         case .status(let response, let method, let path): self = .fromResponse(response, method: method, path: path)
         case .invalidEndpoint(let text, let reason): self = .invalidEndpoint(text, reason: reason)
         case .transport(let detail): self = .transport(detail)
-        case .untrusted, .tlsFailed: self = .transport("Docker engine at \(error)")
+        case .untrusted(let endpoint, let reason), .tlsFailed(let endpoint, let reason):
+            self = .transport("Docker engine at \(endpoint): TLS: \(reason)")
         }
     }
 }

@@ -258,6 +258,10 @@ final class Transfer: @unchecked Sendable {
     /// endpoint but is reused across requests.
     private func configureTLS(_ handle: UnsafeMutableRawPointer, _ check: (CURLcode, String) -> Void) {
         let tls = endpoint.tls
+        if let tls, tls.trustedCAs == nil, tls.pinnedKey == nil {
+            // TLS that checks nothing would look safe and be anyone's.
+            check(CURLE_SSL_CACERT_BADFILE, "TLS with neither a trusted CA nor a pinned key")
+        }
         func blob(_ option: CURLoption, _ text: String?) {
             guard let text else {
                 berth_setopt_blob(handle, option, nil, 0)

@@ -95,8 +95,31 @@ import Testing
         #expect(KeyFingerprint(parsing: fingerprint.description.uppercased().replacingOccurrences(of: "SHA256:", with: "sha256:")) == fingerprint)
         #expect(KeyFingerprint(parsing: "SHA256:" + digest.map { String(format: "%02X", $0) }.joined(separator: ":")) == fingerprint)
         #expect(fingerprint.curlPin == "sha256//" + Data(digest).base64EncodedString())
-        for bad in ["", "SHA256:", "SHA256:12", "MD5:" + String(repeating: "0", count: 64), "SHA256:" + String(repeating: "g", count: 64)] {
+        for bad in ["", "SHA256:", "SHA256:12", "MD5:" + String(repeating: "0", count: 64), "SHA256:" + String(repeating: "g", count: 64),
+                    "SHA256:" + String(repeating: "+f", count: 32)] {
             #expect(KeyFingerprint(parsing: bad) == nil, "\(bad)")
+        }
+    }
+
+    /// Whoever may write in the output folder could swap a key before it is copied out; whoever
+    /// owns a daemon's key file could replace it.
+    @Test func aFolderOthersMayWriteInAndAKeyOfAnotherOwnerAreRefused() throws {
+        try NewFiles.makeDirectory(folder)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        mkdir(folder + "/shared", 0o777)
+        chmod(folder + "/shared", 0o777)
+        #expect(throws: TLSFileError("\(folder)/shared belongs to another user or others may write in it; use a folder of your own (mode 700)")) {
+            try NewFiles.makeDirectory(folder + "/shared")
+        }
+        guard geteuid() == 0 else { return }
+        let ca = try ClusterCertificates.makeAuthority()
+        let host = try ClusterCertificates.makeHost(addresses: ["10.0.0.1"], manager: false, authority: ca)
+        try NewFiles.write(ca.certificate, to: folder + "/ca.crt", mode: 0o644)
+        try NewFiles.write(host.certificate, to: folder + "/h.crt", mode: 0o644)
+        try NewFiles.write(host.key, to: folder + "/h.key", mode: 0o600)
+        chown(folder + "/h.key", 20_001, 20_001)
+        #expect(throws: TLSFileError("\(folder)/h.key belongs to uid 20001, not to this daemon's user (uid 0); chown it")) {
+            try TLSFiles(ca: folder + "/ca.crt", certificate: folder + "/h.crt", key: folder + "/h.key").load()
         }
     }
 }

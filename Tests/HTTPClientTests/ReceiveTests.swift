@@ -56,4 +56,14 @@ import Testing
         }
         #expect(pieces.state.withLock { $0.count } == 1)
     }
+
+    /// TLS that trusts no CA and pins no key would check nothing: refused before connecting.
+    @Test func tlsThatChecksNothingIsRefused() async throws {
+        let transport = Transport(endpoint: HTTPEndpoint(.tcp(host: "127.0.0.1", port: 9), tls: ClientTLS()))
+        await #expect {
+            _ = try await transport.send(HTTPRequest(method: "GET", path: "/", timeout: .seconds(2)))
+        } throws: { error in
+            "\(error)".contains("TLS with neither a trusted CA nor a pinned key")
+        }
+    }
 }

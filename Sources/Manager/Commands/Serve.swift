@@ -50,6 +50,10 @@ struct Serve: AsyncParsableCommand {
         MallocTuning.apply()
         let (server, loaded) = try loadConfigs(server: config, users: users)
         guard let userList = loaded else { throw ExitCode.failure }
+        // The entry host's file is the one whose checks cover <Manager> (TLS, a manager's certificate).
+        guard server.isManager else {
+            throw failure("\(config) is not the entry host's file: add <NodeType>manager</NodeType>, or give the entry host's docker_server.xml")
+        }
         let secret: [UInt8]
         do {
             secret = try server.readSecret()

@@ -52,7 +52,7 @@ struct MakeCA: AsyncParsableCommand {
             try NewFiles.write(made.key, to: key, mode: 0o600)
             try NewFiles.write(made.certificate, to: certificate, mode: 0o644)
             print("wrote \(certificate) (copy it to every host and client) and \(key) (keep it here, 0600)")
-            if let fingerprint = try? KeyFingerprint(certificatePEM: made.certificate) { print("fingerprint of the CA's key: \(fingerprint)") }
+            if let fingerprint = try? KeyFingerprint(certificatePEM: made.certificate) { print("fingerprint of the CA's own key (not the manager's): \(fingerprint)") }
         } catch {
             throw failure("\(error)")
         }
@@ -104,6 +104,8 @@ struct MakeCert: AsyncParsableCommand {
             try NewFiles.write(made.key, to: key, mode: 0o600)
             try NewFiles.write(made.certificate, to: certificate, mode: 0o644)
             print("wrote \(certificate) and \(key) for \(addresses.joined(separator: ", "))\(manager ? " (manager)" : ""): copy both to that host only")
+            // What users compare with, or pin with berth login --fingerprint: learnt here, not over the network.
+            if let fingerprint = try? KeyFingerprint(certificatePEM: made.certificate) { print("fingerprint of its key: \(fingerprint)") }
         } catch {
             throw failure("\(error)")
         }
