@@ -87,6 +87,38 @@ import Testing
         }
     }
 
+    /// An attacker timing refusals must not learn which names exist: an unknown name pays the
+    /// same password hash as a wrong password for a known one. Each name is tried once, so the
+    /// growing delay after repeated failures is the same on both sides.
+    @Test func anUnknownNameCostsTheSameHashAsAWrongPassword() async throws {
+        let hash = try PasswordHash.make(Self.password)
+        let known = (1...7).map { "known\($0)" }
+        let users = UsersConfig(users: try known.map { name in
+            UserConfig(
+                name: name, password: .hash(hash), memory: try MemorySpec(parsing: "64m"), cpu: 512, home: "/opt/app/\(name)",
+                units: [HostPort(host: FakeAgent.host, port: 8281)])
+        })
+        let auth = Auth()
+        let clock = ContinuousClock()
+        func refusal(_ name: String) async -> Duration {
+            let start = clock.now
+            _ = try? await auth.check(name: name, password: "wrong", users: users)
+            return clock.now - start
+        }
+        var knownTimes: [Duration] = [], unknownTimes: [Duration] = []
+        for index in 0..<7 {
+            knownTimes.append(await refusal(known[index]))
+            unknownTimes.append(await refusal("unknown\(index)"))
+        }
+        let start = clock.now
+        _ = PasswordHash.verify("wrong", against: hash)
+        let oneHash = clock.now - start
+        let median = { (times: [Duration]) in times.sorted()[times.count / 2] }
+        // Without the hash for unknown names they would be a whole hash faster.
+        #expect(median(unknownTimes) > median(knownTimes) - oneHash / 2,
+                "unknown \(median(unknownTimes)), known \(median(knownTimes)), one hash \(oneHash)")
+    }
+
     @Test func fiveFailuresLockTheNameEvenForTheRightPassword() async throws {
         try await withManager([("aaa", [8281])]) { client, _ in
             for _ in 0..<5 { _ = try await login(client, "aaa", password: "nope") }
