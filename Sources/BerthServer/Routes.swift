@@ -26,14 +26,16 @@ extension RouterMethods {
         }
     }
 
-    /// Serves `route`, whose answer is JSON lines: `handler` emits each as it happens.
+    /// Serves `route`, whose answer is JSON lines: `handler` emits each as it happens. `check`
+    /// runs first, while a refusal can still be an error status rather than a line.
     @discardableResult
     public func on<Body: Decodable & Sendable, Event: Encodable & Sendable>(
-        _ route: Route<Body, JSONLines<Event>>,
+        _ route: Route<Body, JSONLines<Event>>, check: @escaping @Sendable (Body) throws -> Void = { _ in },
         use handler: @escaping @Sendable (Body, Request, Context, _ emit: @escaping @Sendable (Event) async throws -> Void) async throws -> Void
     ) -> Self {
         on(RouterPath(route.path), method: route.method.http) { request, context in
             let body = try await request.decodeJSON(Body.self)
+            try check(body)
             return jsonLinesResponse { emit in try await handler(body, request, context, emit) }
         }
     }

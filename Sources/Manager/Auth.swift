@@ -15,6 +15,9 @@ actor Auth {
         var maxFailures = 5
         var window: TimeInterval = 15 * 60
         var lockout: TimeInterval = 5 * 60
+        /// How many names' failures are remembered at most: junk names sent by the thousand must
+        /// not grow the manager without bound. The longest unused go first.
+        var rememberedNames = 10_000
     }
 
     static let wrongCredentials = "wrong user name or password"
@@ -56,8 +59,17 @@ actor Auth {
     }
 
     private func recordFailure(_ name: String) {
-        failures[name, default: []].append(Date())
+        let now = Date()
+        failures[name, default: []].append(now)
+        guard failures.count > policy.rememberedNames else { return }
+        failures = failures.filter { $0.value.contains { now.timeIntervalSince($0) < policy.window } }
+        while failures.count > policy.rememberedNames, let oldest = failures.min(by: { ($0.value.last ?? now) < ($1.value.last ?? now) }) {
+            failures[oldest.key] = nil
+        }
     }
+
+    /// How many names' failures are remembered now.
+    var rememberedNames: Int { failures.count }
 
     private func recordSuccess(_ name: String) {
         failures[name] = nil

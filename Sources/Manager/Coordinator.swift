@@ -46,7 +46,8 @@ final class Coordinator: Sendable {
         do {
             user = try await auth.check(name: request.user, password: request.password, users: users)
         } catch {
-            logger.notice("login refused", metadata: ["user": "\(request.user)", "from": "\(address)", "reason": "\(error)"])
+            // The name is the sender's text: one escaped line, so it cannot forge log lines.
+            logger.notice("login refused", metadata: ["user": "\(request.user.asOneLine(limit: 80))", "from": "\(address)", "reason": "\(error)"])
             await audit.record("login.failed", user: request.user, from: address, detail: "\(error)")
             ManagerMetrics.shared.loginRefused(error)
             try await emit(LoginEvent(kind: .failed, message: "\(error)"))

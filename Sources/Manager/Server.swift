@@ -25,7 +25,7 @@ struct ManagerController: Sendable {
 
     func addRoutes(to router: Router<BerthRequestContext>, verifier: RequestVerifier) {
         router.on(raw: ManagerRoutes.metrics, use: metrics)
-        router.on(ManagerRoutes.login, use: login)
+        router.group().add(middleware: RequireJSONBody()).on(ManagerRoutes.login, check: Self.checkLogin, use: login)
         router.on(ManagerRoutes.logout, use: logout)
         router.on(ManagerRoutes.status, use: status)
         router.on(ManagerRoutes.exec, use: exec)
@@ -44,6 +44,13 @@ struct ManagerController: Sendable {
         _ login: LoginRequest, _ request: Request, _ context: BerthRequestContext, emit: @escaping @Sendable (LoginEvent) async throws -> Void
     ) async throws {
         try await coordinator.login(login, from: context.clientAddress, emit: emit)
+    }
+
+    /// No user name is longer: refused before any work, which reveals nothing a name's rules do not.
+    @Sendable static func checkLogin(_ login: LoginRequest) throws {
+        guard login.user.utf8.count <= 64 else {
+            throw APIError(.badRequest, "user name is longer than 64 bytes")
+        }
     }
 
     @Sendable func logout(_ request: Request, _ context: BerthRequestContext) async throws -> StopUnitsResponse {
@@ -125,5 +132,16 @@ struct ManagerController: Sendable {
         } catch let error as ManagerError {
             throw APIError(.badGateway, error.description)
         }
+    }
+}
+
+/// Refuses (415) a request whose body is not declared JSON, before it is read: a browser's form
+/// or a stray script cannot make the manager work on it.
+struct RequireJSONBody<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let type = request.headers[.contentType], type.lowercased().hasPrefix("application/json") else {
+            throw APIError(.unsupportedMediaType, "send the request as JSON, with Content-Type: application/json")
+        }
+        return try await next(request, context)
     }
 }

@@ -119,6 +119,40 @@ import Testing
                 "unknown \(median(unknownTimes)), known \(median(knownTimes)), one hash \(oneHash)")
     }
 
+    /// A login must say it is JSON, and a name no user could have is refused before any work.
+    @Test func aLoginThatIsNotJSONOrHasAnOverlongNameIsRefusedUnread() async throws {
+        try await withManager([("aaa", [8281])]) { client, agent in
+            let body = ByteBuffer(bytes: try BerthJSON.encoder.encode(LoginRequest(user: "aaa", password: Self.password, force: false)))
+            for headers: HTTPFields in [[:], [.contentType: "text/plain"], [.contentType: "application/x-www-form-urlencoded"]] {
+                let response = try await client.execute(uri: "/v1/login", method: .post, headers: headers, body: body)
+                #expect(response.status == .unsupportedMediaType)
+                #expect(try BerthJSON.decoder.decode(ErrorBody.self, from: Data(buffer: response.body)).error == "send the request as JSON, with Content-Type: application/json")
+            }
+            let long = ByteBuffer(bytes: try BerthJSON.encoder.encode(LoginRequest(user: String(repeating: "a", count: 65), password: "x", force: false)))
+            let response = try await client.execute(uri: "/v1/login", method: .post, headers: [.contentType: "application/json"], body: long)
+            #expect(response.status == .badRequest)
+            #expect(String(buffer: response.body) == #"{"error":"user name is longer than 64 bytes"}"#)
+            #expect(await agent.running.isEmpty)
+        }
+    }
+
+    /// Junk names by the thousand cannot grow the failure memory without bound; the names that
+    /// failed last are kept, so a lock still holds.
+    @Test func theFailureMemoryIsBoundedAndKeepsTheRecentNames() async throws {
+        let auth = Auth(policy: Auth.Policy(rememberedNames: 3))
+        let users = UsersConfig(users: [])
+        for index in 0..<10 { _ = try? await auth.check(name: "junk\(index)", password: "x", users: users) }
+        #expect(await auth.rememberedNames == 3)
+        for _ in 0..<5 { _ = try? await auth.check(name: "target", password: "x", users: users) }
+        #expect(await auth.rememberedNames == 3)
+        do {
+            _ = try await auth.check(name: "target", password: "x", users: users)
+            Issue.record("the lock was forgotten")
+        } catch let refused as LoginRefused {
+            #expect(refused.reason == .locked)
+        }
+    }
+
     @Test func fiveFailuresLockTheNameEvenForTheRightPassword() async throws {
         try await withManager([("aaa", [8281])]) { client, _ in
             for _ in 0..<5 { _ = try await login(client, "aaa", password: "nope") }
