@@ -122,7 +122,7 @@ final class ClusterTests {
         }
         let wrongShape = try DockerTestSupport.exchange(
             host: cluster.managerAddress.host, port: cluster.managerAddress.port,
-            send: "POST /v1/login HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\nConnection: close\r\n\r\n{\"user\": 42}")
+            send: "POST /v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 12\r\nConnection: close\r\n\r\n{\"user\": 42}")
         #expect(wrongShape.hasPrefix("HTTP/1.1 400"), "\(wrongShape)")
         let wrong = try await cluster.login("ddd", password: "nope")
         #expect(wrong.stderr == "error: wrong user name or password\n")
