@@ -156,11 +156,11 @@ public func reloadTLS(_ tls: ServerTLS, logger: Logger) -> Bool {
     }
 }
 
-/// SIGHUP reloads the TLS files (for a daemon with no other reload).
-public func installTLSReload(_ tls: ServerTLS, logger: Logger) -> any DispatchSourceSignal {
+/// Runs `reload` on every SIGHUP (`systemctl reload`) until the returned source is cancelled.
+public func onHangup(_ reload: @escaping @Sendable () -> Void) -> any DispatchSourceSignal {
     signal(SIGHUP, SIG_IGN)
     let source = DispatchSource.makeSignalSource(signal: SIGHUP)
-    source.setEventHandler { reloadTLS(tls, logger: logger) }
+    source.setEventHandler(handler: reload)
     source.resume()
     return source
 }

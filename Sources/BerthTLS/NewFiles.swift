@@ -68,10 +68,20 @@ public enum PEMFile {
     static let maximumSize = 1 << 20
 
     public static func read(_ path: String) throws(TLSFileError) -> String {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw TLSFileError("cannot read \(path): \(access(path, F_OK) == 0 ? "permission denied" : "no such file")")
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw TLSFileError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        // Never more than the limit is read, whatever the file's size.
+        var bytes = [UInt8](repeating: 0, count: maximumSize + 1)
+        var count = 0
+        while count < bytes.count {
+            let result = bytes[count...].withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+            if result < 0 && errno == EINTR { continue }
+            guard result >= 0 else { throw TLSFileError("cannot read \(path): \(String(cString: strerror(errno)))") }
+            if result == 0 { break }
+            count += result
         }
-        guard data.count <= maximumSize else { throw TLSFileError("\(path) is over 1 MB; is it a PEM file?") }
-        return String(decoding: data, as: UTF8.self)
+        guard count <= maximumSize else { throw TLSFileError("\(path) is over 1 MB; is it a PEM file?") }
+        return String(decoding: bytes[..<count], as: UTF8.self)
     }
 }

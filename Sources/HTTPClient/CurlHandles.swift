@@ -27,6 +27,9 @@ final class CurlHandles: @unchecked Sendable {
     /// polls anyway and finds out.
     private var transfersWithoutPoll = 0
     static let probeEvery = 8
+    /// The TLS settings last applied to `easy` (`.some(nil)`: plain HTTP); nil before the first
+    /// transfer. A worker almost always serves one endpoint, so they are set once, not per request.
+    var appliedTLS: ClientTLS??
 
     init?() {
         guard let easy = curl_easy_init() else { return nil }

@@ -132,7 +132,10 @@ final class Transfer: @unchecked Sendable {
         } else {
             berth_setopt_string(handle, CURLOPT_UNIX_SOCKET_PATH, nil)
         }
-        configureTLS(handle, check)
+        if handles.appliedTLS != .some(endpoint.tls) {
+            configureTLS(handle, check)
+            handles.appliedTLS = setupError == nil ? .some(endpoint.tls) : nil
+        }
         berth_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
         // Engine, agents and units are reached directly, whatever `http_proxy` the environment
         // names: a proxy would see every bearer token, and libcurl stops looking proxies up.
@@ -254,8 +257,8 @@ final class Transfer: @unchecked Sendable {
         return finish(.failure(classify(code, detail: detail, handle: handle)))
     }
 
-    /// TLS as the endpoint asks; every option is set each time, since a handle serves one
-    /// endpoint but is reused across requests.
+    /// TLS as the endpoint asks, every option of it, to its default where unused: the handle may
+    /// have served another endpoint before.
     private func configureTLS(_ handle: UnsafeMutableRawPointer, _ check: (CURLcode, String) -> Void) {
         let tls = endpoint.tls
         if let tls, tls.trustedCAs == nil, tls.pinnedKey == nil {

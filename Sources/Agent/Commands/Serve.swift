@@ -74,7 +74,7 @@ struct Serve: AsyncParsableCommand {
         }
         defer { sweeping.cancel() }
         let tls = try serverTLS(server, clients: .manager, logger: logger)
-        let reload = tls.map { installTLSReload($0, logger: logger) }
+        let reload = tls.map { [logger] tls in onHangup { reloadTLS(tls, logger: logger) } }
         defer { reload?.cancel() }
         let app = Application(
             router: router,

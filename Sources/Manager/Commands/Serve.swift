@@ -104,9 +104,7 @@ struct Serve: AsyncParsableCommand {
     private func installReload(
         coordinator: Coordinator, server: ServerConfig, usersPath: String, tls: ServerTLS?, logger: Logger
     ) -> any DispatchSourceSignal {
-        signal(SIGHUP, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGHUP)
-        source.setEventHandler {
+        onHangup {
             if let tls, reloadTLS(tls, logger: logger) {
                 coordinator.planner.reload(tls: agentTLS(tls.material))
             }
@@ -119,7 +117,5 @@ struct Serve: AsyncParsableCommand {
                 logger.error("reload refused: \(usersPath) has errors; keeping the previous users")
             }
         }
-        source.resume()
-        return source
     }
 }
