@@ -89,6 +89,12 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        /// libsodium's Argon2id, for password hashes.
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
         /// libxml2's SAX parser, for the configuration files.
         .systemLibrary(
             name: "CLibXML2",
@@ -108,7 +114,10 @@ let package = Package(
         /// The cluster's certificates: making the CA and hosts' certificates, key fingerprints.
         .target(name: "BerthTLS", dependencies: ["BerthAPI", crypto, x509, asn1], swiftSettings: essentialsOnly),
         /// What the executables share beyond the wire: request signing, passwords, the client of a Berth daemon.
-        .target(name: "BerthCore", dependencies: ["BerthAPI", "HTTPClient", "BerthVersion", crypto, cryptoExtras], swiftSettings: essentialsOnly),
+        .target(name: "BerthCore", dependencies: ["BerthAPI", "HTTPClient", "BerthVersion", crypto], swiftSettings: essentialsOnly),
+        /// Password hashes: Argon2id (libsodium) and the older scrypt. Apart from BerthCore so that
+        /// only the manager links libsodium.
+        .target(name: "BerthPasswords", dependencies: ["BerthCore", "CSodium", crypto, cryptoExtras], swiftSettings: essentialsOnly),
         /// The daemons' configuration files (docker_server.xml, docker_user.xml), read with line numbers
         /// through libxml2. Apart from BerthCore so that `berth` links no XML parser.
         .target(name: "BerthConfig", dependencies: ["BerthAPI", "BerthCore", "BerthTLS", "HTTPClient", "CLibXML2"], swiftSettings: essentialsOnly),
@@ -118,7 +127,7 @@ let package = Package(
         /// What the three command-line tools share: one-line errors, tables, JSON output.
         .target(name: "BerthCLI", dependencies: ["BerthAPI", "BerthCore", argumentParser], swiftSettings: essentialsOnly),
         .executableTarget(name: "Agent", dependencies: ["EngineAPI", "HTTPClient", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-agent")),
-        .executableTarget(name: "Manager", dependencies: ["HTTPClient", "BerthAPI", "BerthTLS", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-manager")),
+        .executableTarget(name: "Manager", dependencies: ["HTTPClient", "BerthPasswords", .product(name: "NIOPosix", package: "swift-nio"), "BerthAPI", "BerthTLS", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-manager")),
         .executableTarget(name: "Client", dependencies: ["HTTPClient", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion", "BerthCLI", "UnitProtocol", argumentParser], linkerSettings: releaseLinking("berth")),
         /// The call protocol of `berth call` and `berth-unit`, free of Foundation.
         .target(name: "UnitProtocol"),
@@ -130,13 +139,13 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             nioSSL,
         ], linkerSettings: releaseLinking()),
-        .executableTarget(name: "Bench", dependencies: ["CCurl", "HTTPClient", "EngineAPI", "BerthAPI", "BerthCore", "BerthTLS", "BerthConfig", "UnitProtocol", argumentParser], path: "bench/Sources"),
+        .executableTarget(name: "Bench", dependencies: ["CCurl", "BerthPasswords", "HTTPClient", "EngineAPI", "BerthAPI", "BerthCore", "BerthTLS", "BerthConfig", "UnitProtocol", argumentParser], path: "bench/Sources"),
         /// What the tests of several modules use: a fake HTTP server on a Unix socket.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "TestSupport"]),
         .testTarget(name: "EngineAPITests", dependencies: ["EngineAPI", "HTTPClient", "TestSupport"]),
         .testTarget(name: "BerthAPITests", dependencies: ["BerthAPI"]),
-        .testTarget(name: "BerthCoreTests", dependencies: ["BerthAPI", "BerthCore"]),
+        .testTarget(name: "BerthCoreTests", dependencies: ["BerthAPI", "BerthCore", "BerthPasswords"]),
         .testTarget(name: "BerthTLSTests", dependencies: ["BerthTLS", "BerthAPI"]),
         .testTarget(name: "BerthConfigTests", dependencies: ["BerthAPI", "BerthCore", "BerthConfig", "BerthTLS"]),
         .testTarget(name: "BerthServerTests", dependencies: [
@@ -147,9 +156,9 @@ let package = Package(
         .testTarget(name: "ClientTests", dependencies: ["Client", "BerthAPI", "BerthCore", "UnitProtocol"]),
         /// The manager's routes in-process against a fake agent: no Docker engine.
         .testTarget(name: "ManagerTests", dependencies: [
-            "Manager", "BerthAPI", "BerthCore", "BerthConfig", "BerthServer", hummingbird, logging,
+            "Manager", "BerthPasswords", "BerthAPI", "BerthCore", "BerthConfig", "BerthServer", hummingbird, logging,
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
-        .testTarget(name: "IntegrationTests", dependencies: ["EngineAPI", "HTTPClient", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["BerthPasswords", "EngineAPI", "HTTPClient", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion"]),
     ]
 )

@@ -8,6 +8,7 @@ log=${BERTH_DOCKERD_LOG:-/tmp/berth-dockerd.log}
 missing=""
 pkg-config --exists libcurl 2>/dev/null || missing="$missing libcurl4-openssl-dev"
 pkg-config --exists libxml-2.0 2>/dev/null || missing="$missing libxml2-dev"
+pkg-config --exists libsodium 2>/dev/null || missing="$missing libsodium-dev"
 command -v dockerd >/dev/null 2>&1 || missing="$missing docker.io"
 command -v busybox >/dev/null 2>&1 || missing="$missing busybox-static"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"

@@ -35,6 +35,7 @@ final class Coordinator: Sendable {
     /// Swaps in a reloaded user list (SIGHUP); sessions already running keep their units.
     func reload(users: UsersConfig) {
         currentUsers.withLock { $0 = users }
+        Task { [auth] in await auth.reload(users: users) }
     }
 
     typealias Emit = @Sendable (LoginEvent) async throws -> Void
@@ -44,7 +45,7 @@ final class Coordinator: Sendable {
         let clock = ContinuousClock()
         let received = clock.now
         do {
-            user = try await auth.check(name: request.user, password: request.password, users: users)
+            user = try await auth.check(name: request.user, password: request.password, from: address, users: users)
         } catch {
             // The name is the sender's text: one escaped line, so it cannot forge log lines.
             logger.notice("login refused", metadata: ["user": "\(request.user.asOneLine(limit: 80))", "from": "\(address)", "reason": "\(error)"])

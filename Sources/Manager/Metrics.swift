@@ -13,6 +13,8 @@ final class ManagerMetrics: Sendable {
         /// A wrong password or an unknown name.
         case badPassword = "bad_password"
         case locked
+        /// Too many attempts from one address: refused before the password was read.
+        case throttled
         case alreadyLoggedIn = "already_logged_in"
         /// Another login or logout of the same user was under way.
         case busy

@@ -25,7 +25,10 @@ struct ManagerController: Sendable {
 
     func addRoutes(to router: Router<BerthRequestContext>, verifier: RequestVerifier) {
         router.on(raw: ManagerRoutes.metrics, use: metrics)
-        router.group().add(middleware: RequireJSONBody()).on(ManagerRoutes.login, check: Self.checkLogin, use: login)
+        router.group()
+            .add(middleware: LoginThrottle(coordinator: coordinator))
+            .add(middleware: RequireJSONBody())
+            .on(ManagerRoutes.login, check: Self.checkLogin, use: login)
         router.on(ManagerRoutes.logout, use: logout)
         router.on(ManagerRoutes.status, use: status)
         router.on(ManagerRoutes.exec, use: exec)
@@ -141,6 +144,26 @@ struct RequireJSONBody<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let type = request.headers[.contentType], type.lowercased().hasPrefix("application/json") else {
             throw APIError(.unsupportedMediaType, "send the request as JSON, with Content-Type: application/json")
+        }
+        return try await next(request, context)
+    }
+}
+
+/// Each address's bucket of login attempts, taken before the body is read: an empty one is a 429
+/// at no cost, whatever the sender floods with.
+struct LoginThrottle: RouterMiddleware {
+    let coordinator: Coordinator
+
+    func handle(_ request: Request, context: BerthRequestContext, next: (Request, BerthRequestContext) async throws -> Response) async throws -> Response {
+        let address = context.clientAddress
+        let (admitted, firstRefusal) = await coordinator.auth.admit(address: address)
+        guard admitted else {
+            ManagerMetrics.shared.login(.throttled)
+            if firstRefusal {
+                context.logger.notice("login attempts throttled", metadata: ["from": "\(address)"])
+                await coordinator.audit.record("login.throttled", user: "", from: address, detail: "too many login attempts from this address")
+            }
+            throw APIError(.tooManyRequests, "too many login attempts from \(address); wait a minute and try again")
         }
         return try await next(request, context)
     }

@@ -1,5 +1,6 @@
 import BerthAPI
 import BerthCore
+import BerthPasswords
 import Foundation
 import Testing
 
@@ -83,19 +84,43 @@ import Testing
 
 /// The stored password hashes of the users file.
 @Suite struct PasswordHashTests {
-    @Test func aHashVerifiesItsPasswordOnly() throws {
+    @Test func aNewHashIsArgon2idAtTheMinimumCostAndVerifiesItsPasswordOnly() throws {
         let hash = try PasswordHash.make("s3cret pass")
-        #expect(hash.hasPrefix("scrypt$16384$8$1$"))
+        #expect(hash.hasPrefix("$argon2id$v=19$m=19456,t=2,p=1$"))
+        #expect(PasswordHash.parameters(of: hash) == .argon2id(memoryKiB: 19456, passes: 2, lanes: 1))
         #expect(PasswordHash.verify("s3cret pass", against: hash))
         #expect(!PasswordHash.verify("s3cret pasS", against: hash))
+        #expect(!PasswordHash.verify("s3cret pass\u{0}", against: hash), "every byte counts, a NUL too")
         #expect(try PasswordHash.make("s3cret pass") != hash, "each hash has its own salt")
+    }
+
+    /// Users' files written before Argon2id keep working.
+    @Test func anScryptHashStillVerifies() throws {
+        let hash = try PasswordHash.make("old pass", .scrypt(rounds: 1 << 14, blockSize: 8, parallelism: 1))
+        #expect(hash.hasPrefix("scrypt$16384$8$1$"))
+        #expect(PasswordHash.verify("old pass", against: hash))
+        #expect(!PasswordHash.verify("old pasS", against: hash))
     }
 
     /// A hash with absurd parameters could make one login cost minutes or gigabytes.
     @Test func malformedOrCostlyHashesNeverMatch() {
-        for encoded in ["", "scrypt$16384$8$1$AAAA", "bcrypt$x$y$z$AAAA$AAAA", "scrypt$4194304$8$1$AAAA$AAAA", "scrypt$16384$64$1$AAAA$AAAA", "scrypt$16384$8$1$!!$AAAA"] {
+        for encoded in [
+            "", "scrypt$16384$8$1$AAAA", "bcrypt$x$y$z$AAAA$AAAA", "scrypt$4194304$8$1$AAAA$AAAA", "scrypt$16384$64$1$AAAA$AAAA",
+            "scrypt$16384$8$1$!!$AAAA", "$argon2id$v=19$m=4194304,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "$argon2id$v=19$m=19456,t=99,p=1$AAAA$AAAA", "$argon2id$v=19$m=19456,t=2,p=1$AAAA", "$argon2i$v=19$m=19456,t=2,p=1$AAAA$AAAA",
+            "$argon2id$v=19$m=19456,t=2,p=1$!!$!!",
+        ] {
             #expect(!PasswordHash.verify("anything", against: encoded), "\(encoded)")
         }
+    }
+
+    /// The hash checked for unknown names costs what the dearest known one does.
+    @Test func theDecoyTakesTheStrongestParametersInUse() throws {
+        let weak = try PasswordHash.make("x", .scrypt(rounds: 1 << 10, blockSize: 8, parallelism: 1))
+        let strong = try PasswordHash.make("x", .scrypt(rounds: 1 << 15, blockSize: 8, parallelism: 1))
+        #expect(PasswordHash.parameters(of: PasswordHash.decoy(matching: [])) == .current)
+        #expect(PasswordHash.parameters(of: PasswordHash.decoy(matching: [weak])) == .current)
+        #expect(PasswordHash.parameters(of: PasswordHash.decoy(matching: [weak, strong, "junk"])) == .scrypt(rounds: 1 << 15, blockSize: 8, parallelism: 1))
     }
 
     @Test func constantTimeEqualComparesWholeValues() {

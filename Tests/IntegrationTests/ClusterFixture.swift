@@ -1,5 +1,6 @@
 import BerthAPI
 import BerthCore
+import BerthPasswords
 import EngineAPI
 import Foundation
 import Testing

@@ -1,5 +1,6 @@
 import BerthAPI
 import BerthCore
+import BerthPasswords
 import EngineAPI
 import HTTPClient
 import Foundation
@@ -106,13 +107,26 @@ final class ClusterTests {
         #expect(unknown.stderr == wrong.stderr)
     }
 
-    @Test func repeatedWrongPasswordsLockTheName() async throws {
-        for _ in 0..<5 {
-            #expect(try await cluster.login("ccc", password: "guess").stderr == "error: wrong user name or password\n")
+    /// 20 wrong passwords for ccc from another client's address lock ccc there only: its owner,
+    /// here, still logs in; the attacker is told it is locked, with no time to plan by.
+    @Test func wrongPasswordsLockTheNameForTheirAddressOnly() async throws {
+        let url = "http://\(cluster.managerAddress.host):\(cluster.managerAddress.port)/v1/login"
+        func attempt(_ password: String) async throws -> String {
+            try await Background.run {
+                try DockerTestSupport.run("/usr/bin/curl", [
+                    "-s", "--max-time", "10", "--interface", "127.0.0.9", "-H", "Content-Type: application/json",
+                    "--data", #"{"user":"ccc","password":"\#(password)"}"#, url,
+                ])
+            }
         }
-        let locked = try await cluster.login("ccc")
-        #expect(locked.status != 0)
-        #expect(locked.stderr.contains("too many failed logins for ccc"), "\(locked.stderr)")
+        for index in 0..<20 {
+            let answer = try await attempt("guess")
+            #expect(answer.contains(index < 5 ? #""message":"wrong user name or password""# : #""message":"too many failed logins"#), "\(answer)")
+        }
+        #expect(try await attempt(ClusterFixture.password).contains(#""message":"too many failed logins for this name from 127.0.0.9; try again later""#))
+        let owner = try await cluster.login("ccc")
+        #expect(owner.status == 0, "\(owner.stderr)")
+        #expect(try await cluster.berth(["logout"], user: "ccc").status == 0)
     }
 
     @Test func garbageOnTheManagerPortGetsAnErrorAndServiceGoesOn() async throws {

@@ -1,5 +1,6 @@
 import BerthAPI
 import BerthCore
+import BerthPasswords
 import BerthTLS
 import EngineAPI
 import HTTPClient

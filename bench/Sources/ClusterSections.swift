@@ -1,5 +1,6 @@
 import BerthAPI
 import BerthCore
+import BerthPasswords
 import HTTPClient
 import EngineAPI
 import Foundation
@@ -161,7 +162,17 @@ struct ClusterSections {
             }
         }
         let checkStats = Stats(allChecks)
-        table.row(["the manager's password check in these logins (scrypt N=2^14, r=8, p=1)", checkStats.medianText, checkStats.p90Text, "—"])
+        table.row(["the manager's password check in these logins (Argon2id m=19 MiB, t=2, p=1)", checkStats.medianText, checkStats.p90Text, "—"])
+        // The two kinds of <PwdHash> side by side, in this process: what moving to Argon2id cost.
+        let argon2 = try PasswordHash.make("bench-password"), scrypt = try PasswordHash.make("bench-password", .scrypt(rounds: 1 << 14, blockSize: 8, parallelism: 1))
+        var argonTimes: [Duration] = [], scryptTimes: [Duration] = []
+        for _ in 0..<11 {
+            argonTimes.append(ContinuousClock().measure { _ = PasswordHash.verify("bench-password", against: argon2) })
+            scryptTimes.append(ContinuousClock().measure { _ = PasswordHash.verify("bench-password", against: scrypt) })
+        }
+        let argonStats = Stats(argonTimes), scryptStats = Stats(scryptTimes)
+        table.row(["one Argon2id check (m=19 MiB, t=2, p=1; new hashes), in this process", argonStats.medianText, argonStats.p90Text, "—"])
+        table.row(["one scrypt check (N=2^14, r=8, p=1; older hashes), in this process", scryptStats.medianText, scryptStats.p90Text, "—"])
         report.section(table, note: """
             \(logins) logins per row after one warm-up round. Each round runs the three ways once, each after a 300 ms \
             pause that lets the engine finish the previous removal, in an order that turns from round to round; \

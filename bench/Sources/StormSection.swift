@@ -90,7 +90,7 @@ struct StormSection {
             create the same containers as Berth, on the users' networks. "All ready" is the time \
             from sending every request at once until the last unit serves; "each" is one login's time (request to \
             `done`) or one raw unit's (create to health answer), over all rounds. Berth's logins include the password \
-            check (scrypt, about 35 ms of CPU each). "Queued" counts logins whose unit waited for one of its agent's \
+            check (Argon2id, about 40 ms of CPU each). "Queued" counts logins whose unit waited for one of its agent's \
             start slots. Each raw start runs on a thread of its own; the capped floor rows let at most that many \
             run at once per host, as the agents' start slots do.
             """)

@@ -3,6 +3,7 @@ import BerthCLI
 import BerthConfig
 import BerthAPI
 import BerthCore
+import BerthPasswords
 import HTTPClient
 import BerthTLS
 import BerthServer
@@ -40,7 +41,7 @@ struct CheckConfig: AsyncParsableCommand {
 struct HashPassword: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hash-password",
-        abstract: "Read a password on stdin and print its <PwdHash> value (scrypt)."
+        abstract: "Read a password on stdin and print its <PwdHash> value (Argon2id)."
     )
 
     func run() async throws {

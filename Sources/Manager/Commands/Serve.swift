@@ -73,7 +73,7 @@ struct Serve: AsyncParsableCommand {
             communicationPort: server.communicationPort, signer: RequestSigner(secret: secret),
             readyTimeout: .seconds(server.readyTimeoutSeconds), tls: tls.map { agentTLS($0.material) })
         let coordinator = Coordinator(
-            users: userList, planner: planner, sessions: sessions, auth: Auth(), audit: Audit(stateDirectory: stateDir), logger: logger)
+            users: userList, planner: planner, sessions: sessions, auth: Auth(users: userList), audit: Audit(stateDirectory: stateDir), logger: logger)
         let reconciler = Reconciler(
             coordinator: coordinator, interval: .milliseconds(Int(reconcileSeconds * 1000)), grace: reconcileSeconds,
             idleTimeout: idleTimeout * 3600, logger: logger)
