@@ -32,12 +32,39 @@ struct SessionFile: Codable {
         return base + "/berth/session.json"
     }
 
-    /// The saved session, or an error that says to log in.
-    static func load() throws -> SessionFile {
-        let path = Self.path
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw failure("not logged in (no session in \(path)); run berth login --server HOST:PORT --user NAME")
+    /// The saved session, or an error that says to log in. Like ssh with a private key, a file
+    /// others could read (or one another user owns) is refused: its token opens the user's units.
+    static func load(from path: String = Self.path) throws -> SessionFile {
+        do {
+            return try read(path)
+        } catch {
+            throw failure(error.description)
         }
+    }
+
+    static func read(_ path: String) throws(SessionFileProblem) -> SessionFile {
+        let failure = SessionFileProblem.init
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard descriptor >= 0 else {
+            if errno == ENOENT {
+                throw failure("not logged in (no session in \(path)); run berth login --server HOST:PORT --user NAME")
+            }
+            throw failure("cannot read the session in \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG else {
+            throw failure("\(path) is not a regular file; remove it and run berth login again")
+        }
+        guard status.st_uid == getuid() else {
+            throw failure("\(path) belongs to another user (uid \(status.st_uid)); remove it and run berth login again")
+        }
+        guard status.st_mode & 0o077 == 0 else {
+            throw failure(
+                "\(path) is readable by others (mode \(String(status.st_mode & 0o777, radix: 8))); its token is as good as your password: "
+                    + "remove it and run berth login again")
+        }
+        let data = FileHandle(fileDescriptor: descriptor, closeOnDealloc: false).readData(ofLength: 1 << 20)
         do {
             return try BerthJSON.decoder.decode(SessionFile.self, from: data)
         } catch {
@@ -45,14 +72,22 @@ struct SessionFile: Codable {
         }
     }
 
-    func save() throws {
-        let path = Self.path
+    /// Writes the session through a new file that is 0600 from its creation, under a random
+    /// name no one could have prepared, then renames it into place.
+    func save(to path: String = Self.path) throws {
         let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let temporary = path + ".tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: try BerthJSON.encoder.encode(self), attributes: [.posixPermissions: 0o600]),
-              rename(temporary, path) == 0
-        else { throw failure("cannot write the session to \(path)") }
+        let data = try BerthJSON.encoder.encode(self)
+        let temporary = directory + "/.session-\(String(UInt64.random(in: .min ... .max), radix: 16)).tmp"
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw failure("cannot write the session to \(path): \(String(cString: strerror(errno)))") }
+        let written = data.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        let synced = fsync(descriptor) == 0
+        close(descriptor)
+        guard written == data.count, synced, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw failure("cannot write the session to \(path)")
+        }
     }
 
     static func remove() {
@@ -62,6 +97,11 @@ struct SessionFile: Codable {
     var manager: ServiceClient {
         ServiceClient(address: server, name: "the Berth manager at \(server)", tls: trust?.clientTLS)
     }
+}
+
+/// Why the session file cannot be used, in a line that says what to do.
+struct SessionFileProblem: Error, CustomStringConvertible {
+    let description: String
 }
 
 /// What `berth` trusts a TLS manager by: the cluster's CA (`--ca`), or its key's fingerprint
