@@ -22,6 +22,7 @@ final class AgentMetrics: Sendable {
     let unitStartDuration: DurationHistogram
     private let engineErrors: [String: Counter]
     private let certificateExpiry: CertificateExpiryGauge
+    private let cache = ScrapeCache()
 
     /// The `kind` label of `berth_agent_engine_errors_total`.
     static let engineErrorKinds = ["unreachable", "timeout", "not_found", "conflict", "status", "invalid_response", "other"]
@@ -58,7 +59,12 @@ final class AgentMetrics: Sendable {
 
     /// Running units are counted from Docker's labels at each scrape, their one source of truth;
     /// an engine that does not answer within 3 s leaves the last count and sets `engine_up` to 0.
+    /// Scrapes within a second of the last share its listing.
     func scrape(_ service: UnitService) async -> Response {
+        await cache.response { [self] in await refresh(service) }
+    }
+
+    private func refresh(_ service: UnitService) async -> ByteBuffer {
         do {
             let running = try await withDeadline(.seconds(3)) {
                 try await service.docker.listContainers(labels: ["\(UnitLabel.host)=\(service.hostLabel)"]).count
@@ -70,7 +76,7 @@ final class AgentMetrics: Sendable {
             engineUp.set(to: 0)
         }
         certificateExpiry.update()
-        return factory.response()
+        return factory.text()
     }
 }
 

@@ -62,7 +62,7 @@ struct AgentController: Sendable {
     }
 
     @Sendable func start(_ request: Request, _ context: BerthRequestContext) async throws -> Response {
-        let start = try await request.decodeJSON(StartUnitRequest.self)
+        let start = try await request.decodeJSON(StartUnitRequest.self, limit: AgentRoutes.startUnit.maxBody, context: context)
         let progress = AgentRoutes.startUnitWithProgress.query.allSatisfy { request.uri.queryParameters[$0.name[...]] == $0.value[...] }
         guard progress else {
             return try jsonResponse(try await startUnit(start))

@@ -10,11 +10,15 @@ public struct Route<Body, Answer>: Sendable, CustomStringConvertible {
     public let path: String
     /// Query parameters every call of this route sends (its answer's shape depends on them).
     public let query: [(name: String, value: String)]
+    /// The largest body the route takes, in bytes, sized for what it carries; a larger one is a
+    /// 413 and the connection is closed.
+    public let maxBody: Int
 
-    public init(_ method: Method, _ path: String, query: [(name: String, value: String)] = []) {
+    public init(_ method: Method, _ path: String, query: [(name: String, value: String)] = [], maxBody: Int? = nil) {
         self.method = method
         self.path = path
         self.query = query
+        self.maxBody = maxBody ?? (Body.self == NoBody.self ? 1024 : 64 * 1024)
     }
 
     public var description: String { "\(method.rawValue) \(path)" }
@@ -39,10 +43,12 @@ public enum PrometheusText {}
 /// The manager's API: `login` for anyone with a password, the user's routes for a session's
 /// bearer token, `admin` for requests signed with the cluster secret, `metrics` for Prometheus.
 public enum ManagerRoutes {
-    public static let login = Route<LoginRequest, JSONLines<LoginEvent>>(.post, "/v1/login")
+    /// A name of at most 64 bytes and a password.
+    public static let login = Route<LoginRequest, JSONLines<LoginEvent>>(.post, "/v1/login", maxBody: 8 * 1024)
     public static let logout = Route<NoBody, StopUnitsResponse>(.post, "/v1/logout")
     public static let status = Route<NoBody, StatusResponse>(.get, "/v1/status")
-    public static let exec = Route<ClientExecRequest, ExecResponse>(.post, "/v1/exec")
+    /// A command line, which Linux caps at 2 MiB; a quarter of that is plenty.
+    public static let exec = Route<ClientExecRequest, ExecResponse>(.post, "/v1/exec", maxBody: 512 * 1024)
     /// Query: `unit`, and optionally `follow`, `since`, `until`, `tail`, `timestamps`.
     public static let logs = Route<NoBody, MultiplexedStream>(.get, "/v1/logs")
     public static let sessions = Route<NoBody, [SessionSummary]>(.get, "/v1/admin/sessions")
@@ -69,6 +75,6 @@ public enum AgentRoutes {
     public static let units = Route<NoBody, UnitList>(.get, "/v1/units")
     /// Query: `user`, `unit`, and the options of `ManagerRoutes.logs`.
     public static let unitLogs = Route<NoBody, MultiplexedStream>(.get, "/v1/units/logs")
-    public static let exec = Route<ExecRequest, ExecResponse>(.post, "/v1/units/exec")
+    public static let exec = Route<ExecRequest, ExecResponse>(.post, "/v1/units/exec", maxBody: 512 * 1024)
     public static let metrics = Route<NoBody, PrometheusText>(.get, "/metrics")
 }

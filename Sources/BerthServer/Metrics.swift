@@ -43,10 +43,38 @@ public struct MetricsFactory: Sendable {
     }
 
     /// The registry in Prometheus' text exposition format (version 0.0.4).
-    public func response() -> Response {
+    public func text() -> ByteBuffer {
+        ByteBuffer(bytes: registry.emitToBuffer())
+    }
+}
+
+/// `/metrics` answered from what was gathered at most `maxAge` ago: anyone may scrape it, and a
+/// thousand scrapes a second still cost one refresh (a Docker listing on an agent). Scrapes that
+/// arrive during a refresh wait for it rather than start their own.
+public actor ScrapeCache {
+    private let maxAge: Duration
+    private var last: (at: ContinuousClock.Instant, text: ByteBuffer)?
+    private var refreshing: Task<ByteBuffer, Never>?
+
+    public init(maxAge: Duration = .seconds(1)) {
+        self.maxAge = maxAge
+    }
+
+    public func response(_ refresh: @escaping @Sendable () async -> ByteBuffer) async -> Response {
         Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-            body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+            body: ResponseBody(byteBuffer: await text(refresh)))
+    }
+
+    private func text(_ refresh: @escaping @Sendable () async -> ByteBuffer) async -> ByteBuffer {
+        if let last, ContinuousClock.now - last.at < maxAge { return last.text }
+        if let refreshing { return await refreshing.value }
+        let task = Task { await refresh() }
+        refreshing = task
+        let text = await task.value
+        last = (ContinuousClock.now, text)
+        refreshing = nil
+        return text
     }
 }
 

@@ -4,7 +4,7 @@ import Hummingbird
 // Serving the routes of the shared table: the path, method and body and answer types come from
 // the route, so a handler cannot serve a path its clients do not call, or answer another shape.
 
-extension RouterMethods {
+extension RouterMethods where Context == BerthRequestContext {
     /// Serves `route`: its body decoded (a 400 naming the field at fault otherwise), its answer
     /// encoded as JSON.
     @discardableResult
@@ -12,7 +12,7 @@ extension RouterMethods {
         _ route: Route<Body, Answer>, use handler: @escaping @Sendable (Body, Request, Context) async throws -> Answer
     ) -> Self {
         on(RouterPath(route.path), method: route.method.http) { request, context in
-            try jsonResponse(try await handler(try await request.decodeJSON(Body.self), request, context))
+            try jsonResponse(try await handler(try await request.decodeJSON(Body.self, limit: route.maxBody, context: context), request, context))
         }
     }
 
@@ -34,7 +34,7 @@ extension RouterMethods {
         use handler: @escaping @Sendable (Body, Request, Context, _ emit: @escaping @Sendable (Event) async throws -> Void) async throws -> Void
     ) -> Self {
         on(RouterPath(route.path), method: route.method.http) { request, context in
-            let body = try await request.decodeJSON(Body.self)
+            let body = try await request.decodeJSON(Body.self, limit: route.maxBody, context: context)
             try check(body)
             return jsonLinesResponse { emit in try await handler(body, request, context, emit) }
         }

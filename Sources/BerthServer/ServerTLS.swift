@@ -113,10 +113,17 @@ extension ServerTLSChannel: HTTPChannelHandler where Base: HTTPChannelHandler {
     var responder: HTTPChannelHandler.Responder { base.responder }
 }
 
-/// Both daemons' HTTP/1.1 server: over TLS when they have it. A connection idle for a minute is closed.
-public func daemonServer(tls: ServerTLS?) -> HTTPServerBuilder {
-    let configuration = HTTP1Channel.Configuration(idleTimeout: .seconds(60))
-    return tls?.http1(configuration: configuration) ?? .http1(configuration: configuration)
+/// Both daemons' HTTP/1.1 server: over TLS when they have it, its connections held to `limits`.
+public func daemonServer(tls: ServerTLS?, limits: ConnectionLimits = ConnectionLimits()) -> HTTPServerBuilder {
+    let configuration = HTTP1Channel.Configuration(additionalChannelHandlers: [RequestEnds()], idleTimeout: limits.idleTimeout)
+    let counter = ConnectionCounter(limits: limits)
+    return HTTPServerBuilder { responder in
+        let http = HTTP1Channel(responder: responder, configuration: configuration)
+        if let tls {
+            return GuardedChannel(base: ServerTLSChannel(base: http, tls: tls), counter: counter)
+        }
+        return GuardedChannel(base: http, counter: counter)
+    }
 }
 
 /// The daemon's TLS from its configuration, or nil when it has none; a plain daemon on an address

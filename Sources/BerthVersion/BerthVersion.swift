@@ -2,12 +2,12 @@
 /// manager–agent protocol, which two daemons must share to work together.
 public enum BerthVersion {
     /// The release, as `--version` prints it.
-    public static let release = "0.10.0"
+    public static let release = "0.11.0"
     /// Raised whenever a manager and an agent of different values could misread each other's
     /// requests or answers (a field renamed, a meaning changed); adding an optional field is not such a change.
-    public static let wire = 2
+    public static let wire = 3
 
-    /// `0.10.0 (wire 2)`.
+    /// `0.11.0 (wire 3)`.
     public static var description: String { "\(release) (wire \(wire))" }
 
     /// Why a peer that describes itself as `peer` (its `description`, or nil when it said
@@ -20,7 +20,7 @@ public enum BerthVersion {
         return "this is Berth \(description) and the sender \(them): upgrade the manager and every agent to one release"
     }
 
-    /// The wire version in a `description`: `0.10.0 (wire 2)` → 2.
+    /// The wire version in a `description`: `0.11.0 (wire 3)` → 3.
     static func wire(of description: String) -> Int? {
         guard description.hasSuffix(")"), let open = description.lastIndex(of: "(") else { return nil }
         let inside = description[description.index(after: open)..<description.index(before: description.endIndex)]

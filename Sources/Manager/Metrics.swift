@@ -30,6 +30,7 @@ final class ManagerMetrics: Sendable {
     let sessionsExpired: Counter
     let orphanUnitsRemoved: Counter
     private let certificateExpiry: CertificateExpiryGauge
+    private let cache = ScrapeCache()
 
     init() {
         sessions = factory.gauge("sessions", "Users logged in now.")
@@ -59,8 +60,10 @@ final class ManagerMetrics: Sendable {
 
     /// The sessions gauge is read from the session store at each scrape, its one source of truth.
     func scrape(_ store: SessionStore) async -> Response {
-        sessions.set(to: Double(await store.all.count))
-        certificateExpiry.update()
-        return factory.response()
+        await cache.response { [self] in
+            sessions.set(to: Double(await store.all.count))
+            certificateExpiry.update()
+            return factory.text()
+        }
     }
 }

@@ -57,7 +57,7 @@ struct ManagerController: Sendable {
     }
 
     @Sendable func logout(_ request: Request, _ context: BerthRequestContext) async throws -> StopUnitsResponse {
-        let session = try await authenticate(request)
+        let session = try await authenticate(request, context)
         do {
             return StopUnitsResponse(removed: try await coordinator.logout(session))
         } catch {
@@ -66,13 +66,13 @@ struct ManagerController: Sendable {
     }
 
     @Sendable func status(_ request: Request, _ context: BerthRequestContext) async throws -> StatusResponse {
-        let session = try await authenticate(request)
+        let session = try await authenticate(request, context)
         let units = await coordinator.status(session)
         return StatusResponse(user: session.user, since: session.since, from: session.from, units: units)
     }
 
     @Sendable func exec(_ exec: ClientExecRequest, _ request: Request, _ context: BerthRequestContext) async throws -> ExecResponse {
-        let session = try await authenticate(request)
+        let session = try await authenticate(request, context)
         guard session.units.contains(exec.unit) else {
             throw APIError(.forbidden, "unit \(exec.unit) is not one of your units (\(session.units.map(\.description).joined(separator: ", ")))")
         }
@@ -83,7 +83,7 @@ struct ManagerController: Sendable {
     }
 
     @Sendable func logs(_ request: Request, _ context: BerthRequestContext) async throws -> Response {
-        let session = try await authenticate(request)
+        let session = try await authenticate(request, context)
         let query = request.uri.queryParameters
         guard let unitText = query["unit"], let unit = HostPort(parsing: String(unitText)) else {
             throw APIError(.badRequest, "logs need a unit")
@@ -114,13 +114,14 @@ struct ManagerController: Sendable {
         return StopUnitsResponse(removed: try await relay { try await coordinator.logout(session) })
     }
 
-    private func authenticate(_ request: Request) async throws -> Session {
+    private func authenticate(_ request: Request, _ context: BerthRequestContext) async throws -> Session {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
             throw APIError(.unauthorized, "not logged in; run berth login")
         }
         guard let session = try await coordinator.sessions.session(token: String(header.dropFirst(7))) else {
             throw APIError(.unauthorized, "your session has ended; run berth login again")
         }
+        context.channel.markAuthenticated()
         return session
     }
 

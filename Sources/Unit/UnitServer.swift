@@ -86,7 +86,30 @@ final class UnitState: Sendable {
     func cancelAll() { active.withLock { for run in $0.values { run.cancel() } } }
 }
 
+/// Counts open connections; one past the limit is closed unanswered.
+final class ConnectionCap: Sendable {
+    let limit: Int
+    private let open = Atomic<Int>(0)
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    func admit(_ channel: any Channel) -> Bool {
+        guard open.add(1, ordering: .relaxed).newValue <= limit else {
+            open.subtract(1, ordering: .relaxed)
+            return false
+        }
+        channel.closeFuture.whenComplete { [self] _ in open.subtract(1, ordering: .relaxed) }
+        return true
+    }
+}
+
 /// One HTTP connection: routes `/health` and `/call`.
+/// - A call's `Authorization` is checked on the request's head: no one else gets a byte of a
+///   body stored, only one error line and a closed connection.
+/// - Slow senders are cut off: the head must arrive within `deadline` of the connection's start
+///   (or of the last answer), the body within `deadline` of the head.
 final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -97,29 +120,81 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
     private var currentRun: ScriptRun?
     /// Whether the client wants the connection kept after this response.
     private var keepAlive = true
-    private static let maxBody = 1 << 20
+    /// Set once the request was answered before its body was read: the rest of it is ignored
+    /// and the connection closes after the answer.
+    private var refused = false
+    private var timer: Scheduled<Void>?
+    /// A call's body: the script's name and arguments, which must fit on a command line.
+    static let maxBody = 1 << 20
+    static let deadline = TimeAmount.seconds(10)
 
     init(state: UnitState) {
         self.state = state
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        armDeadline(context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let requestHead):
+            guard !refused else { return }
+            keepAlive = requestHead.isKeepAlive
+            if let problem = admissionProblem(requestHead) {
+                refused = true
+                timer?.cancel()
+                keepAlive = false
+                respond(context, problem.status, problem.message)
+                return
+            }
             head = requestHead
             body.clear()
+            armDeadline(context)
         case .body(var chunk):
+            guard !refused, head != nil else { return }
             if body.readableBytes + chunk.readableBytes > Self.maxBody {
-                respond(context, 413, "request too large")
+                refused = true
                 head = nil
+                timer?.cancel()
+                keepAlive = false
+                respond(context, 413, "request body is larger than \(Self.maxBody >> 20) MiB")
                 return
             }
             body.writeBuffer(&chunk)
         case .end:
-            guard let requestHead = head else { return }
+            guard !refused, let requestHead = head else { return }
             head = nil
-            keepAlive = requestHead.isKeepAlive
+            timer?.cancel()
             route(context, requestHead)
+        }
+    }
+
+    /// Closes the connection unless a request head (or its body) arrives in time.
+    private func armDeadline(_ context: ChannelHandlerContext) {
+        timer?.cancel()
+        let channel = context.channel
+        timer = context.eventLoop.scheduleTask(in: Self.deadline) { channel.close(promise: nil) }
+    }
+
+    /// Why the request is refused before its body is read: an unknown path, or a call without
+    /// the session's secret.
+    private func admissionProblem(_ head: HTTPRequestHead) -> UnitError? {
+        switch (head.method, head.uri) {
+        case (.GET, UnitPath.health):
+            return nil
+        case (.POST, UnitPath.call):
+            guard let secret = state.settings.secret else { return UnitError(403, "this unit has no session secret; it accepts no calls") }
+            guard UnitAuthorization.admits(head.headers.first(name: "authorization"), secret: secret) else {
+                return UnitError(401, "not the owner of this unit's session")
+            }
+            return nil
+        default:
+            return UnitError(404, "no such path: \(head.uri)")
         }
     }
 
@@ -130,25 +205,15 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     private func route(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
-        switch (head.method, head.uri) {
-        case (.GET, UnitPath.health):
-            respond(context, 200, "ok")
-        case (.POST, UnitPath.call):
-            do {
-                try startCall(context, head)
-            } catch {
-                respond(context, error.status, error.message)
-            }
-        default:
-            respond(context, 404, "no such path: \(head.uri)")
+        guard head.method == .POST else { return respond(context, 200, "ok") }
+        do {
+            try startCall(context, head)
+        } catch {
+            respond(context, error.status, error.message)
         }
     }
 
     private func startCall(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) throws(UnitError) {
-        guard let secret = state.settings.secret else { throw UnitError(403, "this unit has no session secret; it accepts no calls") }
-        guard UnitAuthorization.admits(head.headers.first(name: "authorization"), secret: secret) else {
-            throw UnitError(401, "not the owner of this unit's session")
-        }
         let request: CallRequest
         do {
             request = try JSONDecoder().decode(CallRequest.self, from: Data(body.readableBytesView))
@@ -200,7 +265,11 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
                 let handler = loopBound.value
                 handler.currentRun = nil
                 let done = channel.writeAndFlush(HTTPServerResponsePart.end(nil))
-                if !handler.keepAlive { done.whenComplete { _ in channel.close(promise: nil) } }
+                if handler.keepAlive {
+                    handler.timer = channel.eventLoop.scheduleTask(in: Self.deadline) { channel.close(promise: nil) }
+                } else {
+                    done.whenComplete { _ in channel.close(promise: nil) }
+                }
             }
             state.finish(run)
             let seconds = monotonicSeconds() - started
@@ -235,7 +304,11 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
         let channel = context.channel
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !keepAlive { done.whenComplete { _ in channel.close(promise: nil) } }
+        if keepAlive {
+            armDeadline(context)
+        } else {
+            done.whenComplete { _ in channel.close(promise: nil) }
+        }
     }
 }
 

@@ -46,11 +46,15 @@ do {
 
 let state = UnitState(settings: settings)
 let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+// Connections held open at once, all senders together: each costs memory in a unit whose limit
+// may be tens of MB. Not per address: through Docker's port proxy every client may share one.
+let connections = ConnectionCap(limit: 128)
 let bootstrap = ServerBootstrap(group: group)
     .serverChannelOption(.backlog, value: 256)
     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
     .childChannelInitializer { channel in
-        channel.eventLoop.makeCompletedFuture {
+        guard connections.admit(channel) else { return channel.close() }
+        return channel.eventLoop.makeCompletedFuture {
             if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
         }.flatMap {
             channel.pipeline.configureHTTPServerPipeline()

@@ -28,8 +28,13 @@ import Testing
         let verifier = RequestVerifier(secret: Self.secret, audience: Self.agent)
         let body = Data(#"{"user":"aaa"}"#.utf8)
         let signed = { RequestSigner(secret: Self.secret).headers(method: "POST", target: "/v1/units/stop", audience: Self.agent, body: body) }
+        #expect(throws: RequestVerifier.Refusal.bodyMismatch, "another body") {
+            try verifier.verify(method: "POST", target: "/v1/units/stop", body: Data(#"{"user":"bbb"}"#.utf8), header: headerLookup(signed()))
+        }
+        var otherDigest = signed()
+        otherDigest[0].value = RequestSigner.digest(Data(#"{"user":"bbb"}"#.utf8))
         let attacks: [(String, String, Data, [(name: String, value: String)])] = [
-            ("another body", "/v1/units/stop", Data(#"{"user":"bbb"}"#.utf8), signed()),
+            ("another body with its digest", "/v1/units/stop", Data(#"{"user":"bbb"}"#.utf8), otherDigest),
             ("another path", "/v1/units/start", body, signed()),
             ("another key", "/v1/units/stop", body, RequestSigner(secret: Array("another secret, also 32 bytes long".utf8)).headers(method: "POST", target: "/v1/units/stop", audience: Self.agent, body: body)),
         ]

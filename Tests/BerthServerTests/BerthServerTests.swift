@@ -52,12 +52,14 @@ import Testing
                 ("wrong type", ByteBuffer(string: #"{"user": 42}"#), 400, #"request body field \"user\" has the wrong type"#),
                 ("missing field", ByteBuffer(string: "{}"), 400, #"request body is missing \"user\""#),
                 ("not JSON", ByteBuffer(string: "user=aaa"), 400, "request body is not valid JSON"),
-                ("too large", ByteBuffer(repeating: UInt8(ascii: " "), count: (1 << 20) + 1), 413, "request body is larger than 1 MiB"),
+                ("too large", ByteBuffer(repeating: UInt8(ascii: " "), count: 64 * 1024 + 1), 413, "request body is larger than this route's 64 KiB"),
             ]
             for (name, body, status, message) in cases {
                 let response = try await client.execute(uri: "/v1/open/echo", method: .post, body: body)
                 #expect(response.status.code == status, "\(name)")
                 #expect(String(buffer: response.body) == "{\"error\":\"\(message)\"}", "\(name)")
+                // The rest of a refused body is never read: the connection ends with the answer.
+                #expect((response.headers[.connection] == "close") == (status == 413 || name == "not JSON" && false), "\(name)")
             }
         }
     }
@@ -82,9 +84,131 @@ import Testing
             let forged = try await client.execute(
                 uri: Self.echo.path, method: .post, headers: headers(Array("not the cluster secret, 32 bytes!!".utf8)), body: body)
             #expect(forged.status == .unauthorized)
+            // A body swapped under a good head: refused once read, as it does not match the signed digest.
+            let swapped = try await client.execute(uri: Self.echo.path, method: .post, headers: headers(Self.secret), body: try json(EndSessionRequest(user: "bbb")))
+            #expect(swapped.status == .unauthorized)
+            #expect(String(buffer: swapped.body) == #"{"error":"unauthorized: request body does not match its signed digest"}"#)
             let newer = try await client.execute(uri: Self.echo.path, method: .post, headers: headers(Self.secret, version: "9.0.0 (wire 9)"), body: body)
             #expect(newer.status.code == 426)
             #expect(String(buffer: newer.body).contains("the sender Berth 9.0.0 (wire 9)"))
         }
+    }
+
+    /// A live server with small limits, and its port.
+    func withLiveServer(_ limits: ConnectionLimits, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {
+        let router = Router(context: BerthRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        router.on(Route<NoBody, UnitList>(.get, "/v1/open/plain")) { _, _ in UnitList(units: []) }
+        let signed = router.group().add(middleware: SignatureMiddleware(verifier: RequestVerifier(secret: Self.secret, audience: "127.0.0.1:9000")))
+        signed.on(Self.echo) { end, _, _ in end }
+        let app = Application(router: router, server: daemonServer(tls: nil, limits: limits), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in try await body(client.port!) }
+    }
+
+    /// A stranger's request is refused on its head: the server answers without waiting for the
+    /// 10 MB body the head announces, and closes.
+    @Test func anUnsignedRequestIsRefusedBeforeItsBodyIsRead() async throws {
+        try await withLiveServer(ConnectionLimits()) { port in
+            let socket = try RawSocket(port: port)
+            try socket.send("POST \(Self.echo.path) HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n{")
+            let answer = socket.readAll(timeout: 5)
+            #expect(answer.hasPrefix("HTTP/1.1 401"), "\(answer)")
+            #expect(answer.lowercased().contains("connection: close"))
+            #expect(socket.closedByPeer)
+        }
+    }
+
+    /// Slowloris: a connection that sends nothing, or a head a byte at a time, is closed at the
+    /// request deadline; a client that asks in time is served.
+    @Test func slowSendersAreClosedAtTheDeadline() async throws {
+        var limits = ConnectionLimits()
+        limits.requestDeadline = .milliseconds(1500)
+        try await withLiveServer(limits) { port in
+            let clock = ContinuousClock()
+            let start = clock.now
+            let silent = try RawSocket(port: port)
+            let trickler = try RawSocket(port: port)
+            let head = Array("GET /v1/open/plain HTTP/1.1\r\nHost: x\r\nX-Pad: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 100)
+            for byte in head where !trickler.closedByPeer && clock.now - start < .seconds(5) {
+                try? trickler.send(String(decoding: [byte], as: UTF8.self))
+                try await Task.sleep(for: .milliseconds(50))
+                _ = trickler.readAll(timeout: 0)
+            }
+            #expect(trickler.closedByPeer)
+            #expect(clock.now - start < .seconds(4), "trickled head cut off at \(clock.now - start)")
+            _ = silent.readAll(timeout: 2)
+            #expect(silent.closedByPeer)
+            let fine = try RawSocket(port: port)
+            try fine.send("GET /v1/open/plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            let answer = fine.readAll(timeout: 5)
+            #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer), closed: \(fine.closedByPeer)")
+        }
+    }
+
+    /// One address holds at most `perAddress` connections; the next is closed unanswered, and one
+    /// more is let in as soon as an earlier one goes.
+    @Test func connectionsPerAddressAreCapped() async throws {
+        var limits = ConnectionLimits()
+        limits.perAddress = 3
+        try await withLiveServer(limits) { port in
+            let held = try (0..<3).map { _ in try RawSocket(port: port) }
+            try await Task.sleep(for: .milliseconds(100))
+            let extra = try RawSocket(port: port)
+            _ = extra.readAll(timeout: 1)
+            #expect(extra.closedByPeer)
+            for socket in held { #expect(!socket.closedByPeer) }
+            held[0].close()
+            try await Task.sleep(for: .milliseconds(100))
+            let next = try RawSocket(port: port)
+            try next.send("GET /v1/open/plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            #expect(next.readAll(timeout: 5).hasPrefix("HTTP/1.1 200"))
+        }
+    }
+}
+
+/// A blocking TCP client on loopback that sends and reads raw bytes.
+final class RawSocket: @unchecked Sendable {
+    private var descriptor: Int32
+    private(set) var closedByPeer = false
+
+    init(port: Int) throws {
+        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+    }
+
+    deinit { close() }
+
+    func close() {
+        if descriptor >= 0 { Glibc.close(descriptor) }
+        descriptor = -1
+    }
+
+    func send(_ text: String) throws {
+        let sent = Array(text.utf8).withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        guard sent >= 0 else { throw POSIXError(.EPIPE) }
+    }
+
+    /// What arrives until the peer closes or `timeout` seconds pass without a byte.
+    func readAll(timeout: Double) -> String {
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, Int32(timeout * 1000)) > 0 else { break }
+            let count = recv(descriptor, &buffer, buffer.count, 0)
+            if count <= 0 {
+                closedByPeer = true
+                break
+            }
+            received += buffer[0..<count]
+        }
+        return String(decoding: received, as: UTF8.self)
     }
 }

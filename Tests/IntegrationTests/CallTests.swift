@@ -14,7 +14,9 @@ final class CallTests {
     static let columns = ["EID", "NAME", "SURNAME", "GENDER", "STATE", "BIRTHDAY", "HIREDATE", "DEPT", "SALARY"]
 
     init() async throws {
-        cluster = try await ClusterFixture(payload: .berthUnit, users: [("aaa", ClusterFixture.hosts), ("bbb", [ClusterFixture.hosts[1]])])
+        // 32 MB, so that a flood that makes the unit hold what it is sent would get it killed.
+        cluster = try await ClusterFixture(
+            payload: .berthUnit, users: [("aaa", ClusterFixture.hosts), ("bbb", [ClusterFixture.hosts[1]])], memory: "32m")
         let home = cluster.home("aaa")
         try FileManager.default.createDirectory(atPath: home + "/data", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: home + "/script", withIntermediateDirectories: true)
@@ -131,6 +133,74 @@ final class CallTests {
             }
         }
         #expect(try await cluster.berth(["logout"], user: "bbb").status == 0)
+    }
+
+    /// Anyone who can reach a unit's published port (the LAN, another tenant's container) may
+    /// send it requests: 100 anonymous 1 MB calls at once are refused on their heads, unread, and
+    /// the 32 MB unit goes on serving its owner.
+    @Test func aFloodOfAnonymousCallsIsRefusedUnread() async throws {
+        let unit = cluster.units["aaa"]![1]
+        let body = String(repeating: "x", count: 1 << 20)
+        let answers = try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<100 {
+                group.addTask {
+                    try await Background.run {
+                        guard let fd = TestSocket.open(host: unit.host, port: unit.port, connect: true, receiveTimeout: 15) else {
+                            throw TestSetupError("cannot connect to \(unit)")
+                        }
+                        defer { close(fd) }
+                        let head = "POST /call HTTP/1.1\r\nHost: unit\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n"
+                        _ = (head + body).withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+                        return String(decoding: TestSocket.read(fd, limit: 4096), as: UTF8.self)
+                    }
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(answers.filter { $0.hasPrefix("HTTP/1.1 401") }.count == 100, "\(Set(answers.map { $0.prefix(20) }))")
+        let containers = try await cluster.containers(of: "aaa")
+        #expect(containers.count == 2)
+        for container in containers {
+            #expect(container.state.running && container.state.oomKilled != true && (container.restartCount ?? 0) == 0)
+        }
+        let call = try await cluster.berth(["call", "--unit", unit.description, "Employee.sh", "Texas"], user: "aaa")
+        #expect(call.status == 0, "\(call.stderr)")
+    }
+
+    /// Connections that send nothing, or a head one byte at a time, are closed after 10 s.
+    @Test func slowSendersAreCutOff() async throws {
+        let unit = cluster.units["aaa"]![0]
+        let started = Date()
+        let closedAfter = try await withThrowingTaskGroup(of: TimeInterval.self) { group in
+            for index in 0..<20 {
+                group.addTask {
+                    try await Background.run {
+                        guard let fd = TestSocket.open(host: unit.host, port: unit.port, connect: true, receiveTimeout: 1) else {
+                            throw TestSetupError("cannot connect to \(unit)")
+                        }
+                        defer { close(fd) }
+                        let head = Array("GET /health HTTP/1.1\r\nHost: unit\r\n".utf8)
+                        var byte = 0
+                        while Date().timeIntervalSince(started) < 30 {
+                            // Half of them trickle a head that never ends; the rest send nothing.
+                            if index % 2 == 0 {
+                                var next = head[byte % head.count]
+                                byte += 1
+                                if send(fd, &next, 1, Int32(MSG_NOSIGNAL)) < 0 { break }
+                            }
+                            var buffer = [UInt8](repeating: 0, count: 64)
+                            let count = recv(fd, &buffer, buffer.count, 0)
+                            if count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { break }
+                        }
+                        return Date().timeIntervalSince(started)
+                    }
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(closedAfter.allSatisfy { $0 < 15 }, "\(closedAfter.sorted())")
+        let call = try await cluster.berth(["call", "--unit", unit.description, "Employee.sh", "Texas"], user: "aaa")
+        #expect(call.status == 0, "\(call.stderr)")
     }
 
     @Test func everyCallLeavesALogLine() async throws {

@@ -54,7 +54,7 @@ final class ClusterFixture: @unchecked Sendable {
     /// `templateFields` are more fields of the banner template's JSON object, each with a leading comma.
     init(
         payload: Payload = .bannerTemplate, users userHosts: [(String, [String])]? = nil, engineBehindProxy proxiedHost: String? = nil,
-        concurrentStarts: Int? = nil, templateFields: String = "", tls: Bool = false
+        concurrentStarts: Int? = nil, templateFields: String = "", tls: Bool = false, memory: String = "64m"
     ) async throws {
         self.tls = tls
         let client = try await DockerTestSupport.ready()
@@ -110,7 +110,7 @@ final class ClusterFixture: @unchecked Sendable {
                     <Name>\(user)</Name>
                     <Alias>用户 \(user)</Alias>
                     <PwdHash>\(hash)</PwdHash>
-                    <Memory>64m</Memory>
+                    <Memory>\(memory)</Memory>
                     <CPU>512</CPU>
                     <Home>\(home)</Home>
                     <Unit>\(list.map(\.description).joined(separator: ","))</Unit>
@@ -190,6 +190,16 @@ final class ClusterFixture: @unchecked Sendable {
             "berth-manager",
             ["serve", "--config", serverConfig, "--users", usersConfig, "--state-dir", root + "/state", "--reconcile-seconds", "1"],
             log: "manager")
+    }
+
+    /// The resident memory of the manager, or of the agent on `host`, in bytes.
+    func residentBytes(ofAgent host: String? = nil) -> Int {
+        guard let pid = host.map({ agents[$0]?.processIdentifier }) ?? manager?.processIdentifier,
+              let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
+        else { return 0 }
+        return kilobytes * 1024
     }
 
     /// SIGHUP: the manager re-reads docker_user.xml.

@@ -181,10 +181,12 @@ struct TLSTests {
         let swapped = try NSRegularExpression(pattern: "SHA256:[0-9a-f]{64}").stringByReplacingMatches(
             in: session, range: NSRange(session.startIndex..., in: session), withTemplate: "SHA256:" + String(repeating: "0f", count: 32))
         try swapped.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o600)
         let refused = try await cluster.berth(["call", "show.sh", "--unit", unit], user: "aaa")
         #expect(refused.status != 0 && refused.stderr.contains("not trusted"), "\(refused.stderr)")
         #expect(!refused.stdout.contains(Self.marker))
         try session.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o600)
         #expect(try await cluster.berth(["logout"], user: "aaa").status == 0)
     }
 

@@ -147,6 +147,16 @@ import Testing
         #expect(try await auth.check(name: "aaa", password: Self.password, from: "127.0.0.2", users: users).name == "aaa")
     }
 
+    /// A users' file written before Argon2id keeps working: its scrypt hashes still log in.
+    @Test func anScryptHashStillLogsIn() async throws {
+        var user = try Self.user("old")
+        user.password = .hash(try PasswordHash.make(Self.password, .scrypt(rounds: 1 << 14, blockSize: 8, parallelism: 1)))
+        let users = UsersConfig(users: [user])
+        let auth = Auth(users: users, policy: Auth.Policy(refusalTime: .zero))
+        #expect(try await auth.check(name: "old", password: Self.password, from: "127.0.0.2", users: users).name == "old")
+        await #expect(throws: LoginRefused.self) { try await auth.check(name: "old", password: "wrong", from: "127.0.0.2", users: users) }
+    }
+
     /// Each address has a bucket of attempts; a successful login gives its attempt back.
     @Test func anAddressHasABucketOfAttempts() async throws {
         let users = UsersConfig(users: [try Self.user("aaa")])
@@ -302,8 +312,8 @@ final class FakeAgent: Sendable {
         let router = Router(context: BerthRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: SignatureMiddleware(verifier: RequestVerifier(secret: ManagerRoutesTests.secret, audience: "\(host):\(port)")))
-        router.post("v1/units/start") { request, _ in
-            let start = try await request.decodeJSON(StartUnitRequest.self)
+        router.post("v1/units/start") { request, context in
+            let start = try await request.decodeJSON(StartUnitRequest.self, limit: AgentRoutes.startUnit.maxBody, context: context)
             return jsonLinesResponse { (emit: @escaping @Sendable (StartUnitEvent) async throws -> Void) in
                 if await units.failing.contains(start.unit.port) {
                     try await emit(StartUnitEvent(kind: .failed, status: 409, error: "unit \(start.unit): the fake engine says no"))
@@ -314,8 +324,8 @@ final class FakeAgent: Sendable {
                 try await emit(StartUnitEvent(kind: .ready, unit: status))
             }
         }
-        router.post("v1/units/stop") { request, _ in
-            let stop = try await request.decodeJSON(StopUnitsRequest.self)
+        router.post("v1/units/stop") { request, context in
+            let stop = try await request.decodeJSON(StopUnitsRequest.self, limit: AgentRoutes.stopUnits.maxBody, context: context)
             let removed = await units.stopped(stop.units?.map(\.port))
             return try jsonResponse(StopUnitsResponse(removed: removed.map { HostPort(host: host, port: $0) }))
         }

@@ -1,0 +1,218 @@
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTPTypes
+import Synchronization
+
+/// What one daemon lets its clients hold: connections in total, connections per address that
+/// have not yet proved who they are, and the time a request may take to arrive. A slow sender
+/// (slowloris: a head or body trickled a byte at a time, or nothing at all) loses its connection
+/// at the deadline, whatever it still sends.
+public struct ConnectionLimits: Sendable {
+    public var total = 2048
+    /// Connections of one address not yet authenticated (a valid signature, token or password):
+    /// what one stranger can hold. The manager's connections to an agent, or a classroom behind
+    /// one NAT, count here only until their first request is accepted.
+    public var perAddress = 64
+    /// From a request's first byte (or the connection's start) to the end of its body.
+    public var requestDeadline: TimeAmount = .seconds(10)
+    /// How long a kept-alive connection may wait for its next request.
+    public var idleTimeout: TimeAmount = .seconds(60)
+
+    public init() {}
+}
+
+/// Counts connections, in total and per address until they authenticate; one past a limit is
+/// closed unread.
+final class ConnectionCounter: Sendable {
+    let limits: ConnectionLimits
+    private let open = Mutex<(total: Int, strangers: [String: Int])>((0, [:]))
+
+    init(limits: ConnectionLimits) {
+        self.limits = limits
+    }
+
+    /// Counts a new connection from `address`; false when a limit is reached.
+    func admit(_ address: String) -> Bool {
+        open.withLock { open in
+            let strangers = open.strangers[address, default: 0]
+            guard open.total < limits.total, strangers < limits.perAddress else { return false }
+            open.total += 1
+            open.strangers[address] = strangers + 1
+            return true
+        }
+    }
+
+    /// The connection from `address` has authenticated: it no longer counts against the address.
+    func trust(_ address: String) {
+        open.withLock { $0.strangers[address] = Self.decrement($0.strangers[address]) }
+    }
+
+    func release(_ address: String, trusted: Bool) {
+        open.withLock { open in
+            open.total -= 1
+            if !trusted { open.strangers[address] = Self.decrement(open.strangers[address]) }
+        }
+    }
+
+    private static func decrement(_ count: Int?) -> Int? {
+        let left = (count ?? 1) - 1
+        return left > 0 ? left : nil
+    }
+}
+
+/// Hummingbird's child channel behind the limits: counted at accept, and timed from its first byte.
+struct GuardedChannel<Base: ServerChildChannel>: ServerChildChannel {
+    typealias Value = Base.Value
+    let base: Base
+    let counter: ConnectionCounter
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        let address = channel.remoteAddress?.ipAddress ?? "unknown"
+        guard counter.admit(address) else {
+            channel.close(promise: nil)
+            return channel.eventLoop.makeFailedFuture(ConnectionRefused())
+        }
+        let clock = RequestClock(counter: counter, address: address)
+        channel.closeFuture.whenComplete { _ in counter.release(address, trusted: clock.trusted) }
+        return channel.eventLoop.makeCompletedFuture {
+            // First in the pipeline: any byte counts as a request arriving, TLS records included.
+            try channel.pipeline.syncOperations.addHandler(clock)
+        }.flatMap {
+            base.setup(channel: channel, logger: logger)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await base.handle(value: value, logger: logger)
+    }
+}
+
+extension GuardedChannel: HTTPChannelHandler where Base: HTTPChannelHandler {
+    var responder: HTTPChannelHandler.Responder { base.responder }
+}
+
+struct ConnectionRefused: Error {}
+
+extension Channel {
+    /// Marks the connection as authenticated, so it no longer counts against its address's
+    /// limit of strangers' connections.
+    public func markAuthenticated() {
+        let channel = self
+        eventLoop.execute {
+            (try? channel.pipeline.syncOperations.handler(type: RequestClock.self))?.authenticated()
+        }
+    }
+}
+
+/// Times each request on the raw bytes: the first byte after an idle spell starts the deadline,
+/// the request's end (seen by `RequestEnds`, after the HTTP decoder) stops it, and the response's
+/// end starts the idle timeout. Also knows whether the connection has authenticated. Only the
+/// event loop touches it.
+final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private enum Phase { case receiving, processing, idle }
+
+    private let counter: ConnectionCounter
+    private let address: String
+    private var limits: ConnectionLimits { counter.limits }
+    private var phase = Phase.receiving
+    private var timer: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
+    /// Set once a request on this connection authenticated; read when it closes.
+    private let isTrusted = Atomic<Bool>(false)
+    var trusted: Bool { isTrusted.load(ordering: .relaxed) }
+
+    init(counter: ConnectionCounter, address: String) {
+        self.counter = counter
+        self.address = address
+    }
+
+    func authenticated() {
+        guard isTrusted.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        counter.trust(address)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        // The handshake, the head and the body of the first request: all within the deadline.
+        arm(limits.requestDeadline)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if phase == .idle { requestStarted() }
+        context.fireChannelRead(data)
+    }
+
+    func requestStarted() {
+        guard phase == .idle else { return }
+        phase = .receiving
+        arm(limits.requestDeadline)
+    }
+
+    func requestReceived() {
+        phase = .processing
+        timer?.cancel()
+    }
+
+    /// A response has gone out; one given before its request was read whole (a refusal on the
+    /// head, a 413) ends the connection, since the rest of that request is never read.
+    func responseFinished() {
+        guard phase != .receiving else {
+            timer?.cancel()
+            context?.close(promise: nil)
+            return
+        }
+        phase = .idle
+        arm(limits.idleTimeout)
+    }
+
+    private func arm(_ delay: TimeAmount) {
+        timer?.cancel()
+        guard let context else { return }
+        let channel = context.channel
+        timer = context.eventLoop.scheduleTask(in: delay) { channel.close(promise: nil) }
+    }
+}
+
+/// Tells the connection's `RequestClock` where requests and responses end.
+final class RequestEnds: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    private var clock: RequestClock?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        clock = try? context.pipeline.syncOperations.handler(type: RequestClock.self)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head: clock?.requestStarted()
+        case .end: clock?.requestReceived()
+        case .body: break
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) {
+            let clock = clock
+            let written = context.eventLoop.makePromise(of: Void.self)
+            written.futureResult.whenComplete { _ in clock?.responseFinished() }
+            written.futureResult.cascade(to: promise)
+            context.write(data, promise: written)
+        } else {
+            context.write(data, promise: promise)
+        }
+    }
+}

@@ -1,0 +1,145 @@
+import BerthAPI
+import BerthCore
+import Foundation
+import Testing
+
+/// Real daemons under the misuse anyone on the LAN can try: floods of junk logins and slow
+/// connections (slowloris). Other loopback addresses (127.0.0.9 onward) stand in for attackers.
+@Suite(.serialized, .enabled(if: DockerTestSupport.shouldRun, "needs a Docker engine"))
+final class AbuseTests {
+    let cluster: ClusterFixture
+
+    init() async throws {
+        cluster = try await ClusterFixture(users: [("aaa", [ClusterFixture.hosts[0]])])
+    }
+
+    deinit {
+        cluster.shutdown()
+    }
+
+    /// 2,000 logins with junk names, 50 at a time, from one address: most are refused before any
+    /// work (429), memory and the state directory barely move, and the owner logs in meanwhile.
+    @Test func aFloodOfJunkLoginsCostsLittleAndLocksNoOneOut() async throws {
+        let rssBefore = cluster.residentBytes()
+        let stateBefore = try Self.size(of: cluster.root + "/state")
+        let url = "http://\(cluster.managerAddress)/v1/login"
+        var config = ""
+        for index in 0..<2000 {
+            let junk = String(repeating: "j", count: 60) + String(index)
+            config += """
+                next
+                url = "\(url)"
+                interface = "127.0.0.9"
+                header = "Content-Type: application/json"
+                data = "{\\"user\\":\\"\(junk.prefix(64))\\",\\"password\\":\\"x\\",\\"force\\":false}"
+                output = "/dev/null"
+                write-out = "%{http_code}\\\\n"
+
+                """
+        }
+        let configFile = cluster.root + "/flood.curl"
+        try config.write(toFile: configFile, atomically: true, encoding: .utf8)
+        let clock = ContinuousClock()
+        let flood = Task {
+            try await Background.run {
+                try DockerTestSupport.run("/usr/bin/curl", ["-s", "--parallel", "--parallel-max", "50", "--max-time", "30", "-K", configFile])
+            }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let loginStart = clock.now
+        let login = try await cluster.login("aaa")
+        let loginTime = clock.now - loginStart
+        #expect(login.status == 0, "\(login.stderr)")
+        #expect(loginTime < .seconds(5), "the owner's login took \(loginTime) during the flood")
+        let codes = try await flood.value.split(separator: "\n")
+        #expect(codes.count == 2000)
+        #expect(codes.filter { $0 == "429" }.count >= 1900, "\(Dictionary(grouping: codes, by: { $0 }).mapValues(\.count))")
+        #expect(codes.allSatisfy { $0 == "429" || $0 == "200" })
+        let grown = cluster.residentBytes() - rssBefore
+        #expect(grown < 30 << 20, "manager grew by \(grown >> 20) MB")
+        let stateGrown = try Self.size(of: cluster.root + "/state") - stateBefore
+        #expect(stateGrown < 64 << 10, "state directory grew by \(stateGrown) bytes")
+        #expect(try await cluster.berth(["logout"], user: "aaa").status == 0)
+    }
+
+    /// 300 slow connections on the manager and 300 on an agent, from six addresses: half send
+    /// nothing, half trickle a head a byte a second. A login still works meanwhile, and nine in
+    /// ten of them are closed within 20 s.
+    @Test func slowConnectionsAreClosedAndServiceGoesOn() async throws {
+        let targets = [cluster.managerAddress, cluster.agent(ClusterFixture.hosts[0])]
+        var sockets: [Int32] = []
+        defer { for fd in sockets { close(fd) } }
+        for target in targets {
+            for index in 0..<300 {
+                let source = "127.0.0.\(10 + index % 6)"
+                guard let fd = Self.connect(from: source, to: target) else { throw TestSetupError("cannot connect \(source) → \(target)") }
+                sockets.append(fd)
+            }
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let head = Array("POST /v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Pad: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 100)
+        let all = sockets
+        let watch = Task {
+            try await Background.run { () -> [Duration] in
+                let sockets = all
+                var closedAt = [Duration?](repeating: nil, count: sockets.count)
+                var sent = 0
+                while clock.now - start < .seconds(20), closedAt.contains(where: { $0 == nil }) {
+                    for (index, fd) in sockets.enumerated() where closedAt[index] == nil {
+                        if index % 2 == 0, sent < head.count {
+                            var byte = head[sent]
+                            _ = send(fd, &byte, 1, Int32(MSG_NOSIGNAL))
+                        }
+                        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                        var buffer = [UInt8](repeating: 0, count: 4096)
+                        if poll(&poller, 1, 0) > 0, recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT)) <= 0 {
+                            closedAt[index] = clock.now - start
+                        }
+                    }
+                    sent += 1
+                    usleep(1_000_000)
+                }
+                return closedAt.compactMap { $0 }
+            }
+        }
+        try await Task.sleep(for: .seconds(2))
+        // Held up, each would run into its timeout; served, they take milliseconds, or a second or
+        // so while the rest of the suite loads both cores.
+        let agent = ServiceClient(address: targets[1], name: "agent", signer: RequestSigner(secret: cluster.secret))
+        var begun = clock.now
+        _ = try await agent.call("GET", "/v1/units", timeout: .seconds(5), as: UnitList.self)
+        #expect(clock.now - begun < .seconds(3))
+        begun = clock.now
+        let login = try await cluster.login("aaa")
+        #expect(login.status == 0, "\(login.stderr)")
+        #expect(clock.now - begun < .seconds(5))
+        let closedAt = try await watch.value
+        #expect(closedAt.count * 10 >= sockets.count * 9, "\(closedAt.count) of \(sockets.count) closed within 20 s")
+        #expect(try await cluster.berth(["logout"], user: "aaa").status == 0)
+    }
+
+    /// A TCP connection to `target` from the loopback address `source`.
+    static func connect(from source: String, to target: HostPort) -> Int32? {
+        guard let fd = TestSocket.open(host: source, port: 0, connect: false) else { return nil }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(target.port).bigEndian
+        inet_pton(AF_INET, target.host, &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else {
+            close(fd)
+            return nil
+        }
+        return fd
+    }
+
+    static func size(of directory: String) throws -> Int {
+        let files = try FileManager.default.subpathsOfDirectory(atPath: directory)
+        return files.reduce(0) { total, file in
+            total + ((try? FileManager.default.attributesOfItem(atPath: directory + "/" + file)[.size] as? Int) ?? 0)
+        }
+    }
+}
