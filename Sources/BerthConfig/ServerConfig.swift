@@ -57,6 +57,12 @@ public struct ServerConfig: Sendable, Equatable {
     public var insecure: Bool
     /// `<DockerCerts>`: the folder of `ca.pem`, `cert.pem` and `key.pem` for `<Docker>tcp://…`.
     public var dockerCerts: String?
+    /// `<EngineWorkers>`: engine requests answered whole (create, start, stop, inspect) the agent
+    /// has in flight at once; more wait in line, each within its own timeout.
+    public var engineWorkers: Int
+    /// `<EngineStreams>`: engine streams (followed logs, exec output) the agent has open at once,
+    /// on threads of their own, so that they never hold up the requests above.
+    public var engineStreams: Int
 
     /// The port every host's agent listens on.
     public var communicationPort: Int { server.port }
@@ -70,6 +76,9 @@ public struct ServerConfig: Sendable, Equatable {
     /// core (see docs/performance.md, start slots).
     public static let defaultConcurrentStarts = max(2, ProcessInfo.processInfo.activeProcessorCount)
     public static let concurrentStartsRange = 1...256
+    public static let defaultEngineWorkers = 64
+    public static let defaultEngineStreams = 256
+    public static let engineThreadsRange = 1...4096
     public static let defaultLogDirectory = "/var/log/berth"
     /// A cluster secret shorter than this is guessable offline from one signed request.
     public static let minimumSecretBytes = 32
@@ -81,8 +90,11 @@ public struct ServerConfig: Sendable, Equatable {
         template: String? = nil, docker: String = ServerConfig.defaultDocker,
         readyTimeoutSeconds: Int = ServerConfig.defaultReadyTimeoutSeconds,
         concurrentStarts: Int = ServerConfig.defaultConcurrentStarts, homeRoot: String? = nil, allowRootUnits: Bool = false,
-        logDirectory: String = ServerConfig.defaultLogDirectory, tls: TLSFiles? = nil, insecure: Bool = false, dockerCerts: String? = nil
+        logDirectory: String = ServerConfig.defaultLogDirectory, tls: TLSFiles? = nil, insecure: Bool = false, dockerCerts: String? = nil,
+        engineWorkers: Int = ServerConfig.defaultEngineWorkers, engineStreams: Int = ServerConfig.defaultEngineStreams
     ) {
+        self.engineWorkers = engineWorkers
+        self.engineStreams = engineStreams
         self.tls = tls
         self.insecure = insecure
         self.dockerCerts = dockerCerts
@@ -104,7 +116,7 @@ public struct ServerConfig: Sendable, Equatable {
 
     static let elementNames = [
         "Server", "Share", "NodeType", "Manager", "Secret", "Image", "Template", "Docker", "ReadyTimeout", "ConcurrentStarts",
-        "HomeRoot", "AllowRootUnits", "LogDir", "CA", "Cert", "Key", "Insecure", "DockerCerts",
+        "HomeRoot", "AllowRootUnits", "LogDir", "CA", "Cert", "Key", "Insecure", "DockerCerts", "EngineWorkers", "EngineStreams",
     ]
 
     /// Loads and validates; returns the config only if there is no error (warnings allowed), plus every problem found.
@@ -198,6 +210,10 @@ private struct ServerConfigReader {
         let tls = readTLS(ca: elements["CA"], certificate: elements["Cert"], key: elements["Key"], isManager: isManager)
         let insecure = elements["Insecure"].map { readFlag($0) } ?? false
         let dockerCerts = elements["DockerCerts"].flatMap { readDockerCerts($0) }
+        let engineWorkers = elements["EngineWorkers"].map { readEngineThreads($0, default: ServerConfig.defaultEngineWorkers) }
+            ?? ServerConfig.defaultEngineWorkers
+        let engineStreams = elements["EngineStreams"].map { readEngineThreads($0, default: ServerConfig.defaultEngineStreams) }
+            ?? ServerConfig.defaultEngineStreams
 
         guard let server, let share, let manager else { return nil }
         checkPlainHTTP(
@@ -208,7 +224,8 @@ private struct ServerConfigReader {
             file: path, server: server, share: share, isManager: isManager, manager: manager,
             secretFile: secretFile, image: image, template: template, docker: docker,
             readyTimeoutSeconds: readyTimeout, concurrentStarts: concurrentStarts, homeRoot: homeRoot,
-            allowRootUnits: allowRootUnits, logDirectory: logDirectory, tls: tls, insecure: insecure, dockerCerts: dockerCerts)
+            allowRootUnits: allowRootUnits, logDirectory: logDirectory, tls: tls, insecure: insecure, dockerCerts: dockerCerts,
+            engineWorkers: engineWorkers, engineStreams: engineStreams)
     }
 
     /// All three or none; each file readable and what it should be (a key only its owner reads,
@@ -418,6 +435,15 @@ private struct ServerConfigReader {
             return ServerConfig.defaultReadyTimeoutSeconds
         }
         return seconds
+    }
+
+    private mutating func readEngineThreads(_ element: LineXMLElement, default fallback: Int) -> Int {
+        let text = element.value
+        guard ConfigSyntax.isDigits(text), let count = Int(text), ServerConfig.engineThreadsRange.contains(count) else {
+            problems.error(line: element.line, "\(element.name) \"\(text)\": must be a whole number from 1 to 4096")
+            return fallback
+        }
+        return count
     }
 
     private mutating func readConcurrentStarts(_ element: LineXMLElement) -> Int {

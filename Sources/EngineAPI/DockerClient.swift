@@ -16,8 +16,11 @@ public final class DockerClient: Sendable {
 
     public var endpoint: EngineEndpoint { transport.endpoint }
 
-    public init(endpoint: EngineEndpoint = .unix(), timeout: Duration = .seconds(30), connectTimeout: Duration = .seconds(2)) {
-        self.transport = Transport(endpoint: endpoint, connectTimeout: connectTimeout)
+    public init(
+        endpoint: EngineEndpoint = .unix(), timeout: Duration = .seconds(30), connectTimeout: Duration = .seconds(2),
+        lanes: Transport.Lanes = Transport.Lanes()
+    ) {
+        self.transport = Transport(endpoint: endpoint, connectTimeout: connectTimeout, lanes: lanes)
         self.timeout = timeout
     }
 

@@ -48,7 +48,10 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
         self.idleTimeout = idleTimeout
     }
 
-    func submit(_ transfer: Transfer) {
+    /// Queues `transfer`; true when it waits for a busy worker to come free (every worker busy,
+    /// and no more allowed), so its caller should watch its timeout.
+    @discardableResult
+    func submit(_ transfer: Transfer) -> Bool {
         submit(.transfer(transfer))
     }
 
@@ -71,10 +74,12 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
         return worker.handles
     }
 
-    private func submit(_ work: Work) {
+    @discardableResult
+    private func submit(_ work: Work) -> Bool {
         condition.lock()
         queue.append(work)
         let pending = queue.count - queueHead
+        let waits = pending > workers - active && workers >= maximumWorkers
         if pending > workers - active && workers < maximumWorkers {
             workers += 1
             // With no thread to be had, the work waits for a worker that is busy now (or the
@@ -85,6 +90,7 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
         }
         condition.signal()
         condition.unlock()
+        return waits
     }
 
     private func nextWork() -> Work? {

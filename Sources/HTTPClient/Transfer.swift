@@ -44,6 +44,11 @@ final class Transfer: @unchecked Sendable {
     let streamErrorResponses: Bool
     private let delivery: Delivery
     private let cancelledFlag = Atomic<Bool>(false)
+    /// 0 while queued, 1 once a worker has taken it, 2 once given up in the queue (cancelled or
+    /// timed out there); a worker runs only a transfer it takes from 0.
+    private let phase = Atomic<Int>(0)
+    /// When the caller made the request: its timeout counts from here, time in the queue included.
+    private let made = ContinuousClock.now
     /// The multi handle driving the transfer while it runs, for `cancel` to wake. Set and cleared
     /// by the worker under the lock, so a cancel never wakes a handle the transfer has left.
     private let wakeable = Mutex<UnsafeMutableRawPointer?>(nil)
@@ -85,10 +90,23 @@ final class Transfer: @unchecked Sendable {
     /// from waiting for the socket, reaches at once.
     func cancel() {
         cancelledFlag.store(true, ordering: .relaxed)
+        abandonIfQueued(.cancelled)
         flow?.wake()
         wakeable.withLock { multi in
             if let multi { curl_multi_wakeup(multi) }
         }
+    }
+
+    /// Fails the transfer with `error` if no worker has taken it yet: a caller waiting behind busy
+    /// workers gets its cancellation or timeout at once, not when a worker comes free.
+    func abandonIfQueued(_ error: HTTPClientError) {
+        guard phase.compareExchange(expected: 0, desired: 2, ordering: .acquiringAndReleasing).exchanged else { return }
+        finish(.failure(error))()
+    }
+
+    /// The timeout error of this request, for one that waited its whole timeout in the queue.
+    var queuedTimeout: HTTPClientError {
+        .timeout(method: request.method, path: request.path, after: request.timeout ?? connectTimeout)
     }
 
     /// Whether the body is passed on as it comes (`.streaming`, `.sink`) rather than collected.
@@ -101,6 +119,7 @@ final class Transfer: @unchecked Sendable {
     /// Runs the transfer to its end and returns what hands the outcome to the caller. The worker
     /// calls that only after marking itself free, so the caller's next request finds it free.
     func run(on handles: CurlHandles) -> () -> Void {
+        guard phase.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged else { return {} }
         let handle = handles.easy
         if isCancelled {
             return finish(.failure(HTTPClientError.cancelled))
@@ -141,7 +160,7 @@ final class Transfer: @unchecked Sendable {
         // names: a proxy would see every bearer token, and libcurl stops looking proxies up.
         berth_setopt_string(handle, CURLOPT_PROXY, "")
         berth_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(connectTimeout.milliseconds))
-        berth_setopt_long(handle, CURLOPT_TIMEOUT_MS, request.timeout.map { max(1, Int($0.milliseconds)) } ?? 0)
+        berth_setopt_long(handle, CURLOPT_TIMEOUT_MS, request.timeout.map { max(1, Int(($0 - (ContinuousClock.now - made)).milliseconds)) } ?? 0)
         // Streams can carry a lot (script output): fewer, larger chunks cost less per byte.
         berth_setopt_long(handle, CURLOPT_BUFFERSIZE, isStreaming ? 256 * 1024 : Int(CURL_MAX_WRITE_SIZE))
         berth_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer)

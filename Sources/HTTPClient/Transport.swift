@@ -20,21 +20,49 @@ public final class Transport: Sendable {
     /// than the engine did. At most this much CPU per request; `.zero` always sleeps.
     public let busyPoll: Duration
     public static let defaultBusyPoll = Duration.microseconds(100)
+    /// Requests answered whole (create, start, stop, inspect) run on `pool`; streams, which may
+    /// last as long as a followed log, on `streamPool`, so that streams by the hundred never take
+    /// the threads those requests need.
     let pool: CurlWorkerPool
+    let streamPool: CurlWorkerPool
+
+    /// Workers for requests answered whole, and for streams, at most; a request beyond waits in
+    /// line, its timeout and cancellation counting from the moment it was made.
+    public struct Lanes: Sendable {
+        public var requests: Int
+        public var streams: Int
+
+        public init(requests: Int = 64, streams: Int = 256) {
+            self.requests = max(1, requests)
+            self.streams = max(1, streams)
+        }
+    }
 
     public init(
         endpoint: HTTPEndpoint, connectTimeout: Duration = .seconds(2), streamWindow: Int = Transport.defaultStreamWindow,
-        busyPoll: Duration = Transport.defaultBusyPoll
+        busyPoll: Duration = Transport.defaultBusyPoll, lanes: Lanes = Lanes()
     ) {
         self.endpoint = endpoint
         self.connectTimeout = connectTimeout
         self.streamWindow = streamWindow
         self.busyPoll = busyPoll
-        self.pool = CurlWorkerPool()
+        self.pool = CurlWorkerPool(maximumWorkers: lanes.requests)
+        self.streamPool = CurlWorkerPool(maximumWorkers: lanes.streams, minimumWorkers: 0)
     }
 
     deinit {
         pool.shutDown()
+        streamPool.shutDown()
+    }
+
+    /// Hands `transfer` to `pool`; when it has to wait for a busy worker, it fails at its timeout
+    /// if still waiting then.
+    private func submit(_ transfer: Transfer, to pool: CurlWorkerPool) {
+        guard pool.submit(transfer), let timeout = transfer.request.timeout else { return }
+        Task.detached {
+            try? await Task.sleep(for: timeout)
+            transfer.abandonIfQueued(transfer.queuedTimeout)
+        }
     }
 
     /// Where engine work runs cheapest: a task that prefers this executor
@@ -80,7 +108,7 @@ public final class Transport: Sendable {
             try await withCheckedThrowingContinuation { continuation in
                 let transfer = makeTransfer(request, delivery: .buffered(continuation), traceRequest: traceRequest)
                 box.set(transfer)
-                pool.submit(transfer)
+                submit(transfer, to: pool)
             }
         } onCancel: {
             box.cancel()
@@ -122,7 +150,7 @@ public final class Transport: Sendable {
                     if case .cancelled = termination { transfer.cancel() }
                 }
                 box.set(transfer)
-                pool.submit(transfer)
+                submit(transfer, to: streamPool)
             }
         } onCancel: {
             box.cancel()
@@ -145,7 +173,7 @@ extension Transport {
             try await withCheckedThrowingContinuation { continuation in
                 let transfer = makeTransfer(request, delivery: .sink(receive: receive, done: continuation))
                 box.set(transfer)
-                pool.submit(transfer)
+                submit(transfer, to: pool)
             }
         } onCancel: {
             box.cancel()

@@ -283,6 +283,10 @@ struct ServerConfigTests {
                       message: #"ConcurrentStarts "0": must be a whole number from 1 to 256"#),
         BadServerCase(extra: ["<ConcurrentStarts>two</ConcurrentStarts>"], line: 6,
                       message: #"ConcurrentStarts "two": must be a whole number from 1 to 256"#),
+        BadServerCase(extra: ["<EngineWorkers>0</EngineWorkers>"], line: 6,
+                      message: #"EngineWorkers "0": must be a whole number from 1 to 4096"#),
+        BadServerCase(extra: ["<EngineStreams>lots</EngineStreams>"], line: 6,
+                      message: #"EngineStreams "lots": must be a whole number from 1 to 4096"#),
         BadServerCase(extra: ["<Docker>http://localhost:2375</Docker>"], line: 6,
                       message: #"docker "http://localhost:2375": must start with unix:// or tcp://"#),
         BadServerCase(extra: ["<Docker>tcp://engine.example</Docker>"], line: 6,
@@ -381,6 +385,7 @@ struct ServerConfigTests {
             "<Manager>10.0.0.1:9100</Manager>", "<Secret>\(secret)</Secret>", "<Image>esproc:8</Image>",
             "<Template>\(template)</Template>", "<Docker>tcp://127.0.0.1:2375</Docker>",
             "<ReadyTimeout>3600</ReadyTimeout>", "<ConcurrentStarts>3</ConcurrentStarts>",
+            "<EngineWorkers>16</EngineWorkers>", "<EngineStreams>512</EngineStreams>",
         ]))
 
         let (config, problems) = ServerConfig.load(path: path)
@@ -394,6 +399,7 @@ struct ServerConfigTests {
         #expect(server.docker == "tcp://127.0.0.1:2375")
         #expect(server.readyTimeoutSeconds == 3600)
         #expect(server.concurrentStarts == 3)
+        #expect(server.engineWorkers == 16 && server.engineStreams == 512)
         #expect(try server.readSecret() == Array("0123456789abcdef0123456789abcdef".utf8))
     }
 

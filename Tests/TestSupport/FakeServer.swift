@@ -7,13 +7,16 @@ public final class FakeServer: @unchecked Sendable {
     private let fd: Int32
     private let response: String?
     private let pause: Duration
+    private let silentFor: String?
 
-    /// `response: nil` accepts connections and then stays silent. A `pause` is waited before the
-    /// first half of the response and again before the rest, as a slow engine answers.
-    public init(response: String?, pause: Duration = .zero) throws {
+    /// `response: nil` accepts connections and then stays silent; so does any request whose
+    /// request line contains `silentFor`. A `pause` is waited before the first half of the
+    /// response and again before the rest, as a slow engine answers.
+    public init(response: String?, pause: Duration = .zero, silentFor: String? = nil) throws {
         path = NSTemporaryDirectory() + "berth-fake-\(UUID().uuidString.prefix(8)).sock"
         self.response = response
         self.pause = pause
+        self.silentFor = silentFor
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
@@ -32,7 +35,7 @@ public final class FakeServer: @unchecked Sendable {
         while true {
             let client = accept(fd, nil, nil)
             if client < 0 { return }
-            Thread { [response, pause] in
+            Thread { [response, pause, silentFor] in
                 var buffer = [UInt8](repeating: 0, count: 4096)
                 var received = Data()
                 while !received.contains(Data("\r\n\r\n".utf8)) {
@@ -40,7 +43,8 @@ public final class FakeServer: @unchecked Sendable {
                     if n <= 0 { close(client); return }
                     received.append(contentsOf: buffer[0..<n])
                 }
-                guard let response else { sleep(30); close(client); return }
+                let requestLine = String(decoding: received.prefix { $0 != 13 }, as: UTF8.self)
+                guard let response, !(silentFor.map { requestLine.contains($0) } ?? false) else { sleep(30); close(client); return }
                 // Whole at once, or in two halves after a pause each; a client that has gone
                 // away must not take the test process with it (SIGPIPE).
                 let bytes = Array(response.utf8)

@@ -56,7 +56,7 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw failure("\(server.file): <Docker>: \(error)")
         }
-        let docker = DockerClient(endpoint: endpoint)
+        let docker = DockerClient(endpoint: endpoint, lanes: Transport.Lanes(requests: server.engineWorkers, streams: server.engineStreams))
         let remapsUsers = await engineRemapsUsers(docker, logger: logger)
         let template = try loadTemplate(server, engineRemapsUsers: remapsUsers)
         // Root's own: unit logs that could not be saved in a home safely go here.
