@@ -14,6 +14,8 @@ final class AgentMetrics: Sendable {
 
     private let factory = MetricsFactory(namespace: "berth_agent")
     private let unitsRunning: Gauge
+    /// Logs and execs streaming to the manager now.
+    let streamsOpen: Gauge
     private let engineUp: Gauge
     let unitsStarted: Counter
     let unitStartFailures: Counter
@@ -30,6 +32,7 @@ final class AgentMetrics: Sendable {
     init() {
         unitsRunning = factory.gauge("units_running", "Unit containers of this agent that are running, as Docker reports them.")
         engineUp = factory.gauge("engine_up", "1 when the Docker engine answered the last scrape, else 0.")
+        streamsOpen = factory.gauge("streams_open", "Logs and execs streaming from this agent now.")
         certificateExpiry = factory.certificateExpiry()
         unitsStarted = factory.counter("units_started", "Units started and serving their port.")
         unitStartFailures = factory.counter("unit_start_failures", "Unit starts that failed (port taken, image missing, exited, timed out, engine down).")

@@ -45,7 +45,7 @@ struct AgentController: Sendable {
         router.on(AgentRoutes.stopUnits, use: stop)
         router.on(AgentRoutes.units, use: units)
         router.on(raw: AgentRoutes.unitLogs, use: logs)
-        router.on(AgentRoutes.exec, use: exec)
+        router.on(raw: AgentRoutes.exec, use: exec)
     }
 
     @Sendable func scrape(_ request: Request, _ context: BerthRequestContext) async -> Response {
@@ -103,16 +103,41 @@ struct AgentController: Sendable {
             tail: query["tail"].flatMap { Int(String($0)) }, timestamps: query["timestamps"] == "1")
         options.until = query["until"].map(String.init)
         let frames = try await engineCall(refusal: .notFound) { try await service.logs(user: user, unit: unit, options: options) }
-        return Response(
-            status: .ok, headers: [.contentType: MultiplexedStream.contentType],
-            body: ResponseBody { writer in
-                for try await frame in frames { try await writer.write(ByteBuffer(bytes: frame.multiplexed)) }
-                try await writer.finish(nil)
-            })
+        return streamingResponse(contentType: MultiplexedStream.contentType, channel: context.channel, ended: streamEnded()) { send in
+            for try await frame in frames { try await send(ByteBuffer(bytes: frame.multiplexed)) }
+        }
     }
 
-    @Sendable func exec(_ exec: ExecRequest, _ request: Request, _ context: BerthRequestContext) async throws -> ExecResponse {
-        try await engineCall(refusal: .notFound) { try await service.exec(exec) }
+    /// The command's output as it comes, then its exit status; an engine failure midway becomes a
+    /// last line on stderr and status 125, as `docker exec` reports its own failures.
+    @Sendable func exec(_ request: Request, _ context: BerthRequestContext) async throws -> Response {
+        let exec = try await request.decodeJSON(ExecRequest.self, limit: AgentRoutes.exec.maxBody, context: context)
+        let (id, output) = try await engineCall(refusal: .notFound) { try await service.startExec(exec) }
+        let docker = service.docker
+        return streamingResponse(contentType: OutputStream.contentType, channel: context.channel, ended: streamEnded()) { send in
+            var status: Int32
+            do {
+                for try await frame in output {
+                    switch frame {
+                    case .stdout(let data), .console(let data): try await send(OutputFrame.encoded(kind: 1, data))
+                    case .stderr(let data): try await send(OutputFrame.encoded(kind: 2, data))
+                    }
+                }
+                status = Int32(clamping: try await docker.exitCode(ofExec: id))
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                try await send(OutputFrame.encoded(kind: 2, Data("berth: the engine failed during exec: \(error)\n".utf8)))
+                status = 125
+            }
+            try await send(OutputFrame.encoded(kind: 3, Data(String(status).utf8)))
+        }
+    }
+
+    /// Counts a stream as open until the returned closure runs.
+    private func streamEnded() -> @Sendable () -> Void {
+        metrics.streamsOpen.increment()
+        return { [metrics] in metrics.streamsOpen.decrement() }
     }
 
     /// Starts one unit, counting it; failures become the APIError the manager relays.
@@ -153,5 +178,17 @@ struct AgentController: Sendable {
         } catch let error as AgentError {
             throw APIError(refusal, error.description)
         }
+    }
+}
+
+extension OutputFrame {
+    /// One frame of an `OutputStream` answer.
+    static func encoded(kind: UInt8, _ payload: Data) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(8 + payload.count)
+        buffer.writeBytes([kind, 0, 0, 0])
+        buffer.writeInteger(UInt32(payload.count))
+        buffer.writeBytes(payload)
+        return buffer
     }
 }

@@ -279,11 +279,12 @@ final class UnitService: Sendable {
         return try await docker.logs(container.id, options: options, tty: false)
     }
 
-    func exec(_ request: ExecRequest) async throws -> ExecResponse {
+    /// Starts the command; its output follows as frames, then `exitCode(ofExec:)` with the id.
+    func startExec(_ request: ExecRequest) async throws -> (id: String, output: OutputFrames) {
         guard !request.command.isEmpty else { throw AgentError("exec needs a command") }
         let container = try await container(user: request.user, unit: request.unit)
         guard container.state == "running" else { throw AgentError("unit \(request.unit) is \(container.state ?? "not running")") }
-        let result = try await docker.exec(container: container.id, config: ExecConfig(cmd: request.command, workingDir: "/app"))
-        return ExecResponse(stdout: result.stdout, stderr: result.stderr, exitCode: result.exitCode)
+        let id = try await docker.createExec(container: container.id, config: ExecConfig(cmd: request.command, workingDir: "/app"))
+        return (id, try await docker.startExec(id))
     }
 }

@@ -37,6 +37,13 @@ public enum MultiplexedStream {
     public static let contentType = "application/vnd.docker.multiplexed-stream"
 }
 
+/// An answer of frames as a command's output comes: Docker's framing (`[kind, 0, 0, 0,
+/// size:UInt32 BE]` then `size` bytes; kind 1 stdout, 2 stderr) and a last frame of kind 3 whose
+/// payload is the exit status in decimal. `berth-unit` answers calls the same way.
+public enum OutputStream {
+    public static let contentType = "application/vnd.berth.frames"
+}
+
 /// Text for Prometheus: counts only, never names, since it is served without authentication.
 public enum PrometheusText {}
 
@@ -48,7 +55,7 @@ public enum ManagerRoutes {
     public static let logout = Route<NoBody, StopUnitsResponse>(.post, "/v1/logout")
     public static let status = Route<NoBody, StatusResponse>(.get, "/v1/status")
     /// A command line, which Linux caps at 2 MiB; a quarter of that is plenty.
-    public static let exec = Route<ClientExecRequest, ExecResponse>(.post, "/v1/exec", maxBody: 512 * 1024)
+    public static let exec = Route<ClientExecRequest, OutputStream>(.post, "/v1/exec", maxBody: 512 * 1024)
     /// Query: `unit`, and optionally `follow`, `since`, `until`, `tail`, `timestamps`.
     public static let logs = Route<NoBody, MultiplexedStream>(.get, "/v1/logs")
     public static let sessions = Route<NoBody, [SessionSummary]>(.get, "/v1/admin/sessions")
@@ -75,6 +82,6 @@ public enum AgentRoutes {
     public static let units = Route<NoBody, UnitList>(.get, "/v1/units")
     /// Query: `user`, `unit`, and the options of `ManagerRoutes.logs`.
     public static let unitLogs = Route<NoBody, MultiplexedStream>(.get, "/v1/units/logs")
-    public static let exec = Route<ExecRequest, ExecResponse>(.post, "/v1/units/exec", maxBody: 512 * 1024)
+    public static let exec = Route<ExecRequest, OutputStream>(.post, "/v1/units/exec", maxBody: 512 * 1024)
     public static let metrics = Route<NoBody, PrometheusText>(.get, "/metrics")
 }

@@ -170,18 +170,6 @@ public struct ExecRequest: Codable, Sendable {
     }
 }
 
-public struct ExecResponse: Codable, Sendable {
-    public var stdout: Data
-    public var stderr: Data
-    public var exitCode: Int
-
-    public init(stdout: Data, stderr: Data, exitCode: Int) {
-        self.stdout = stdout
-        self.stderr = stderr
-        self.exitCode = exitCode
-    }
-}
-
 /// Every error body: one line a person can act on.
 public struct ErrorBody: Codable, Sendable {
     public var error: String

@@ -104,8 +104,12 @@ public struct ServiceClient: Sendable {
         do {
             let response = try await transport.stream(request, streamErrorResponses: true)
             if response.head.status >= 400 {
+                // An error's message is one line: what is past 64 KiB is not read.
                 var body = Data()
-                for try await chunk in response.body { body.append(chunk) }
+                for try await chunk in response.body {
+                    body.append(chunk.prefix(65536 - body.count))
+                    if body.count >= 65536 { break }
+                }
                 try check(response.head.status, body: body)
             }
             return response

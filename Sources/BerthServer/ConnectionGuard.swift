@@ -95,6 +95,16 @@ extension GuardedChannel: HTTPChannelHandler where Base: HTTPChannelHandler {
 struct ConnectionRefused: Error {}
 
 extension Channel {
+    /// Runs `body` once the client has hung up: closed the connection, or only its sending side,
+    /// which is all a client that goes away shows while nothing is written to it.
+    public func whenClientHangsUp(_ body: @escaping @Sendable () -> Void) {
+        closeFuture.whenComplete { _ in body() }
+        let channel = self
+        eventLoop.execute {
+            (try? channel.pipeline.syncOperations.handler(type: RequestClock.self))?.hungUp?.whenSuccess { body() }
+        }
+    }
+
     /// Marks the connection as authenticated, so it no longer counts against its address's
     /// limit of strangers' connections.
     public func markAuthenticated() {
@@ -123,6 +133,9 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
     private var context: ChannelHandlerContext?
     /// Set once a request on this connection authenticated; read when it closes.
     private let isTrusted = Atomic<Bool>(false)
+    /// Completed when the client has gone: it closed its side (clients are let half-close, so
+    /// this shows no other way while nothing is written to them) or the connection ended.
+    private var hangUp: EventLoopPromise<Void>?
     var trusted: Bool { isTrusted.load(ordering: .relaxed) }
 
     init(counter: ConnectionCounter, address: String) {
@@ -137,13 +150,36 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        hangUp = context.eventLoop.makePromise()
         // The handshake, the head and the body of the first request: all within the deadline.
         arm(limits.requestDeadline)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         timer?.cancel()
+        hangUp?.succeed()
         self.context = nil
+    }
+
+    /// Completes when the client hangs up; see `Channel.whenClientHangsUp`.
+    var hungUp: EventLoopFuture<Void>? { hangUp?.futureResult }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event {
+            hangUp?.succeed()
+            // Nothing is owed to a client that has stopped sending between requests (or halfway
+            // through one): the connection ends now rather than hold its place until a deadline.
+            if phase != .processing {
+                context.close(promise: nil)
+                return
+            }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        hangUp?.succeed()
+        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

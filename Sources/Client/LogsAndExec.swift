@@ -4,6 +4,7 @@ import BerthAPI
 import BerthCore
 import HTTPClient
 import Foundation
+import UnitProtocol
 
 struct Logs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -49,7 +50,13 @@ struct Logs: AsyncParsableCommand {
             }
             var demux = StreamDemux(tty: false)
             for try await chunk in response.body {
-                for frame in demux.feed(chunk) {
+                let frames: [OutputFrame]
+                do {
+                    frames = try demux.feed(chunk)
+                } catch {
+                    throw failure("the log of \(unit) is damaged: \(error)")
+                }
+                for frame in frames {
                     switch frame {
                     case .stderr(let data): FileHandle.standardError.write(data)
                     case .stdout(let data), .console(let data): FileHandle.standardOutput.write(data)
@@ -87,11 +94,32 @@ struct Exec: AsyncParsableCommand {
         var command = self.command
         if command.first == "--" { command.removeFirst() }
         guard !command.isEmpty else { throw failure("no command; e.g. berth exec --unit \(unit) -- ls /app") }
-        let result: ExecResponse = try await managerCall {
-            try await session.manager.call(ManagerRoutes.exec, ClientExecRequest(unit: target, command: command), token: session.token, timeout: .seconds(3600))
+        let response = try await managerCall {
+            try await session.manager.stream(ManagerRoutes.exec, ClientExecRequest(unit: target, command: command), token: session.token)
         }
-        FileHandle.standardOutput.write(result.stdout)
-        FileHandle.standardError.write(result.stderr)
-        if result.exitCode != 0 { throw ExitCode(Int32(clamping: result.exitCode)) }
+        // Output passes through as it comes: a command that prints gigabytes needs no memory here.
+        var decoder = UnitFrameDecoder()
+        var status: Int32?
+        do {
+            for try await chunk in response.body {
+                try chunk.withUnsafeBytes { bytes in
+                    try decoder.feed(bytes) { frame in
+                        switch frame {
+                        case .stdout(let payload): try writeAll(STDOUT_FILENO, payload)
+                        case .stderr(let payload): try writeAll(STDERR_FILENO, payload)
+                        case .exit(let code): status = code
+                        }
+                    }
+                }
+            }
+        } catch let error as CallError {
+            throw failure(error.message)
+        } catch let error as UnitFrameTooLarge {
+            throw failure("the output of \(target) is damaged: \(error)")
+        } catch let error as HTTPClientError {
+            throw failure("the manager's answer was cut short: \(error)")
+        }
+        guard let status else { throw failure("the output of \(target) ended before the command's exit status; the connection was lost") }
+        if status != 0 { throw ExitCode(status) }
     }
 }

@@ -18,19 +18,31 @@ public enum OutputFrame: Sendable, Equatable {
     }
 }
 
+/// A frame announcing more than the reader takes: the stream is broken or hostile.
+public struct FrameTooLarge: Error, CustomStringConvertible {
+    public let size: Int
+    public let limit: Int
+
+    public var description: String { "a frame of \(size) bytes, more than the \(limit) a frame may hold" }
+}
+
 /// Splits Docker's multiplexed stream (`[stream, 0, 0, 0, size:UInt32 BE]` then `size` bytes)
 /// into frames, whatever chunk boundaries the bytes arrive with.
 public struct StreamDemux: Sendable {
     private var buffer = Data()
     private let raw: Bool
+    /// The largest payload a frame may announce, so that a broken or hostile sender cannot make
+    /// the reader gather gigabytes for one frame. Docker's frames are what one read gave, 32 KiB.
+    public let maxFrame: Int
 
     /// `tty: true` passes bytes through as `.console`; otherwise they are demultiplexed.
-    public init(tty: Bool) {
+    public init(tty: Bool, maxFrame: Int = 8 << 20) {
         raw = tty
+        self.maxFrame = maxFrame
     }
 
     /// Feeds bytes and returns every frame they complete.
-    public mutating func feed(_ bytes: Data) -> [OutputFrame] {
+    public mutating func feed(_ bytes: Data) throws(FrameTooLarge) -> [OutputFrame] {
         if raw { return bytes.isEmpty ? [] : [.console(bytes)] }
         buffer.append(bytes)
         var frames: [OutputFrame] = []
@@ -38,6 +50,7 @@ public struct StreamDemux: Sendable {
         while buffer.endIndex - offset >= 8 {
             let kind = buffer[offset]
             let size = buffer[(offset + 4)..<(offset + 8)].reduce(0) { ($0 << 8) | Int($1) }
+            guard size <= maxFrame else { throw FrameTooLarge(size: size, limit: maxFrame) }
             guard buffer.endIndex - offset - 8 >= size else { break }
             let payload = Data(buffer[(offset + 8)..<(offset + 8 + size)])
             offset += 8 + size
@@ -83,7 +96,7 @@ public struct OutputFrames: AsyncSequence, Sendable {
         public mutating func next() async throws -> OutputFrame? {
             while pending.isEmpty {
                 guard let chunk = try await chunks.next() else { return nil }
-                pending = demux.feed(chunk)[...]
+                pending = try demux.feed(chunk)[...]
             }
             return pending.popFirst()
         }

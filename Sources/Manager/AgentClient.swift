@@ -82,8 +82,8 @@ struct AgentClient: Sendable {
         return try await client.call(AgentRoutes.units, query: query, timeout: .seconds(15)).units
     }
 
-    func exec(_ request: ExecRequest) async throws -> ExecResponse {
-        try await client.call(AgentRoutes.exec, request, timeout: .seconds(3600))
+    func exec(_ request: ExecRequest) async throws -> HTTPStreamingResponse {
+        try await client.stream(AgentRoutes.exec, request)
     }
 
     func logs(user: String, unit: HostPort, query: [(name: String, value: String)]) async throws -> HTTPStreamingResponse {

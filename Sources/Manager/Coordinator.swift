@@ -19,6 +19,8 @@ final class Coordinator: Sendable {
     let audit: Audit
     let logger: Logger
     let planner: Planner
+    /// Each user's open logs and execs, capped.
+    let streams = StreamSlots()
     private let currentUsers: Mutex<UsersConfig>
 
     init(users: UsersConfig, planner: Planner, sessions: SessionStore, auth: Auth, audit: Audit, logger: Logger) {
@@ -288,4 +290,34 @@ final class Coordinator: Sendable {
         }
         return session.units.compactMap { unit in found.first { $0.unit == unit } }
     }
+}
+
+/// How many streams (logs, execs) each user has open through the manager: one user's hundreds
+/// cannot take the manager's or the agents' capacity from the others.
+final class StreamSlots: Sendable {
+    let perUser: Int
+    private let open = Mutex<[String: Int]>([:])
+
+    init(perUser: Int = 16) {
+        self.perUser = perUser
+    }
+
+    /// Takes a slot of `user`'s; false when all are in use.
+    func take(_ user: String) -> Bool {
+        open.withLock { open in
+            guard open[user, default: 0] < perUser else { return false }
+            open[user, default: 0] += 1
+            return true
+        }
+    }
+
+    func give(_ user: String) {
+        open.withLock { open in
+            let left = open[user, default: 1] - 1
+            open[user] = left > 0 ? left : nil
+        }
+    }
+
+    /// Streams open now, all users together.
+    var total: Int { open.withLock { $0.values.reduce(0, +) } }
 }

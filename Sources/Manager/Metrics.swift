@@ -24,6 +24,7 @@ final class ManagerMetrics: Sendable {
 
     private let factory = MetricsFactory(namespace: "berth_manager")
     private let sessions: Gauge
+    private let streamsOpen: Gauge
     private let logins: [LoginOutcome: Counter]
     let logouts: Counter
     let execs: Counter
@@ -34,6 +35,7 @@ final class ManagerMetrics: Sendable {
 
     init() {
         sessions = factory.gauge("sessions", "Users logged in now.")
+        streamsOpen = factory.gauge("streams_open", "Logs and execs streaming through the manager now.")
         let factory = factory
         logins = Dictionary(uniqueKeysWithValues: LoginOutcome.allCases.map { outcome in
             (outcome, factory.counter("logins", "Logins by how they ended.", labels: [("outcome", outcome.rawValue)]))
@@ -59,9 +61,10 @@ final class ManagerMetrics: Sendable {
     }
 
     /// The sessions gauge is read from the session store at each scrape, its one source of truth.
-    func scrape(_ store: SessionStore) async -> Response {
+    func scrape(_ store: SessionStore, streams: StreamSlots) async -> Response {
         await cache.response { [self] in
             sessions.set(to: Double(await store.all.count))
+            streamsOpen.set(to: Double(streams.total))
             certificateExpiry.update()
             return factory.text()
         }

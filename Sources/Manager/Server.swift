@@ -31,7 +31,7 @@ struct ManagerController: Sendable {
             .on(ManagerRoutes.login, check: Self.checkLogin, use: login)
         router.on(ManagerRoutes.logout, use: logout)
         router.on(ManagerRoutes.status, use: status)
-        router.on(ManagerRoutes.exec, use: exec)
+        router.on(raw: ManagerRoutes.exec, use: exec)
         router.on(raw: ManagerRoutes.logs, use: logs)
         let admin = router.group().add(middleware: SignatureMiddleware(verifier: verifier))
         admin.on(ManagerRoutes.sessions, use: sessions)
@@ -40,7 +40,7 @@ struct ManagerController: Sendable {
 
     /// For Prometheus, which cannot sign: counts only, no names.
     @Sendable func metrics(_ request: Request, _ context: BerthRequestContext) async -> Response {
-        await ManagerMetrics.shared.scrape(coordinator.sessions)
+        await ManagerMetrics.shared.scrape(coordinator.sessions, streams: coordinator.streams)
     }
 
     @Sendable func login(
@@ -71,15 +71,18 @@ struct ManagerController: Sendable {
         return StatusResponse(user: session.user, since: session.since, from: session.from, units: units)
     }
 
-    @Sendable func exec(_ exec: ClientExecRequest, _ request: Request, _ context: BerthRequestContext) async throws -> ExecResponse {
+    @Sendable func exec(_ request: Request, _ context: BerthRequestContext) async throws -> Response {
         let session = try await authenticate(request, context)
+        let exec = try await request.decodeJSON(ClientExecRequest.self, limit: ManagerRoutes.exec.maxBody, context: context)
         guard session.units.contains(exec.unit) else {
             throw APIError(.forbidden, "unit \(exec.unit) is not one of your units (\(session.units.map(\.description).joined(separator: ", ")))")
         }
         let agent = coordinator.planner.agent(for: exec.unit.host)
         await coordinator.audit.record("exec", user: session.user, detail: "\(exec.unit) \(exec.command)")
         ManagerMetrics.shared.execs.increment()
-        return try await relay { try await agent.exec(ExecRequest(user: session.user, unit: exec.unit, command: exec.command)) }
+        return try await relayStream(of: session.user, contentType: OutputStream.contentType, context) {
+            try await agent.exec(ExecRequest(user: session.user, unit: exec.unit, command: exec.command))
+        }
     }
 
     @Sendable func logs(_ request: Request, _ context: BerthRequestContext) async throws -> Response {
@@ -93,13 +96,30 @@ struct ManagerController: Sendable {
         }
         let forwarded = ManagerRoutes.logOptions.compactMap { name in query[name[...]].map { (name: name, value: String($0)) } }
         let agent = coordinator.planner.agent(for: unit.host)
-        let upstream = try await relay { try await agent.logs(user: session.user, unit: unit, query: forwarded) }
-        return Response(
-            status: .ok, headers: [.contentType: MultiplexedStream.contentType],
-            body: ResponseBody { writer in
-                for try await chunk in upstream.body { try await writer.write(ByteBuffer(bytes: chunk)) }
-                try await writer.finish(nil)
-            })
+        return try await relayStream(of: session.user, contentType: MultiplexedStream.contentType, context) {
+            try await agent.logs(user: session.user, unit: unit, query: forwarded)
+        }
+    }
+
+    /// Passes an agent's stream on to the user as it comes, holding one of the user's stream
+    /// slots until it ends; a client that hangs up ends the agent's stream too.
+    private func relayStream(
+        of user: String, contentType: String, _ context: BerthRequestContext, _ open: () async throws -> HTTPStreamingResponse
+    ) async throws -> Response {
+        let streams = coordinator.streams
+        guard streams.take(user) else {
+            throw APIError(.tooManyRequests, "you have \(streams.perUser) logs or execs open already; end one (Ctrl-C) and try again")
+        }
+        let upstream: HTTPStreamingResponse
+        do {
+            upstream = try await relay(open)
+        } catch {
+            streams.give(user)
+            throw error
+        }
+        return streamingResponse(contentType: contentType, channel: context.channel, ended: { streams.give(user) }) { send in
+            for try await chunk in upstream.body { try await send(ByteBuffer(bytes: chunk)) }
+        }
     }
 
     @Sendable func sessions(_ request: Request, _ context: BerthRequestContext) async throws -> [SessionSummary] {

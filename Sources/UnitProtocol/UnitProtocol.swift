@@ -65,16 +65,29 @@ public enum UnitFrameView {
     case exit(Int32)
 }
 
+/// A frame announcing more than the reader takes: the stream is broken or hostile.
+public struct UnitFrameTooLarge: Error, CustomStringConvertible {
+    public let size: Int
+    public let limit: Int
+
+    public var description: String { "a frame of \(size) bytes, more than the \(limit) a frame may hold" }
+}
+
 /// Reassembles frames from bytes arriving in any chunks. Frames are read straight from each
 /// chunk; only a frame split between chunks is gathered in a buffer.
 public struct UnitFrameDecoder: Sendable {
     /// The start of a frame that the next chunk continues.
     private var partial: [UInt8] = []
+    /// The largest payload a frame may announce: a sender cannot make the reader gather
+    /// gigabytes for one frame. Units send what one read of a pipe gives, 64 KiB at most.
+    public let maxFrame: Int
 
-    public init() {}
+    public init(maxFrame: Int = 8 << 20) {
+        self.maxFrame = maxFrame
+    }
 
     /// The frames completed by `bytes`, each payload copied into its frame.
-    public mutating func feed(_ bytes: some Sequence<UInt8>) -> [UnitFrame] {
+    public mutating func feed(_ bytes: some Sequence<UInt8>) throws -> [UnitFrame] {
         var frames: [UnitFrame] = []
         func collect(_ view: UnitFrameView) {
             switch view {
@@ -83,8 +96,8 @@ public struct UnitFrameDecoder: Sendable {
             case .exit(let status): frames.append(.exit(status))
             }
         }
-        if bytes.withContiguousStorageIfAvailable({ feed(UnsafeRawBufferPointer($0), collect) }) == nil {
-            Array(bytes).withUnsafeBytes { feed($0, collect) }
+        if try bytes.withContiguousStorageIfAvailable({ try feed(UnsafeRawBufferPointer($0), collect) }) == nil {
+            try Array(bytes).withUnsafeBytes { try feed($0, collect) }
         }
         return frames
     }
@@ -92,7 +105,7 @@ public struct UnitFrameDecoder: Sendable {
     /// Shows `visit` each frame that `input` completes, in order, without copying its payload:
     /// a reader that writes each payload somewhere at once touches every byte once. When `visit`
     /// throws, the rest of `input` is dropped and the error passes on.
-    public mutating func feed(_ input: UnsafeRawBufferPointer, _ visit: (UnitFrameView) throws -> Void) rethrows {
+    public mutating func feed(_ input: UnsafeRawBufferPointer, _ visit: (UnitFrameView) throws -> Void) throws {
         var offset = 0
         if !partial.isEmpty {
             // Complete the split frame with just the bytes it still lacks.
@@ -103,6 +116,7 @@ public struct UnitFrameDecoder: Sendable {
                 if partial.count < 8 { return }
             }
             let size = partial.withUnsafeBytes { Self.size($0, at: 0) }
+            guard size <= maxFrame else { throw UnitFrameTooLarge(size: size, limit: maxFrame) }
             let take = min(8 + size - partial.count, input.count - offset)
             partial += input[offset..<(offset + take)]
             offset += take
@@ -115,6 +129,7 @@ public struct UnitFrameDecoder: Sendable {
         }
         while input.count - offset >= 8 {
             let size = Self.size(input, at: offset)
+            guard size <= maxFrame else { throw UnitFrameTooLarge(size: size, limit: maxFrame) }
             guard input.count - offset - 8 >= size else { break }
             let kind = input[offset]
             let payload = UnsafeRawBufferPointer(rebasing: input[(offset + 8)..<(offset + 8 + size)])

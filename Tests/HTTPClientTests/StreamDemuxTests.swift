@@ -26,16 +26,16 @@ func frame(_ stream: UInt8, _ payload: Data) -> Data {
         #expect(rest == [.stderr(Data("two".utf8)), .stdout(Data("3".utf8))])
     }
 
-    @Test func framesSplitAcrossEveryByteBoundary() {
+    @Test func framesSplitAcrossEveryByteBoundary() throws {
         let wire = frame(1, Data("hello\n".utf8)) + frame(2, Data("oops\n".utf8)) + frame(1, Data("bye".utf8))
         var demux = StreamDemux(tty: false)
         var frames: [OutputFrame] = []
-        for byte in wire { frames += demux.feed(Data([byte])) }
+        for byte in wire { frames += try demux.feed(Data([byte])) }
         #expect(frames == [.stdout(Data("hello\n".utf8)), .stderr(Data("oops\n".utf8)), .stdout(Data("bye".utf8))])
         #expect(demux.pendingByteCount == 0)
     }
 
-    @Test func largeFrameArrivingInOddChunks() {
+    @Test func largeFrameArrivingInOddChunks() throws {
         let payload = Data((0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
         let wire = frame(2, payload) + frame(1, Data("tail".utf8))
         var demux = StreamDemux(tty: false)
@@ -44,7 +44,7 @@ func frame(_ stream: UInt8, _ payload: Data) -> Data {
         var step = 1
         while offset < wire.count {
             let end = min(wire.count, offset + step)
-            frames += demux.feed(wire.subdata(in: offset..<end))
+            frames += try demux.feed(wire.subdata(in: offset..<end))
             offset = end
             step = step * 3 + 7
         }
@@ -53,23 +53,29 @@ func frame(_ stream: UInt8, _ payload: Data) -> Data {
         #expect(frames.last == .stdout(Data("tail".utf8)))
     }
 
-    @Test func manyFramesInOneChunkAndEmptyFramesSkipped() {
+    @Test func manyFramesInOneChunkAndEmptyFramesSkipped() throws {
         let wire = frame(1, Data("a".utf8)) + frame(1, Data()) + frame(2, Data("b".utf8))
         var demux = StreamDemux(tty: false)
-        #expect(demux.feed(wire) == [.stdout(Data("a".utf8)), .stderr(Data("b".utf8))])
+        #expect(try demux.feed(wire) == [.stdout(Data("a".utf8)), .stderr(Data("b".utf8))])
     }
 
-    @Test func incompleteFrameIsHeldUntilTheRestArrives() {
+    @Test func incompleteFrameIsHeldUntilTheRestArrives() throws {
         let wire = frame(1, Data("partial".utf8))
         var demux = StreamDemux(tty: false)
-        #expect(demux.feed(wire.prefix(10)).isEmpty)
+        #expect(try demux.feed(wire.prefix(10)).isEmpty)
         #expect(demux.pendingByteCount == 10)
-        #expect(demux.feed(wire.dropFirst(10)) == [.stdout(Data("partial".utf8))])
+        #expect(try demux.feed(wire.dropFirst(10)) == [.stdout(Data("partial".utf8))])
     }
 
-    @Test func ttyOutputPassesThroughUnframed() {
+    @Test func ttyOutputPassesThroughUnframed() throws {
         var demux = StreamDemux(tty: true)
-        #expect(demux.feed(Data("\u{1}\0\0\0raw".utf8)) == [.console(Data("\u{1}\0\0\0raw".utf8))])
+        #expect(try demux.feed(Data("\u{1}\0\0\0raw".utf8)) == [.console(Data("\u{1}\0\0\0raw".utf8))])
+    }
+
+    /// A frame header announcing gigabytes is refused before anything is gathered.
+    @Test func aFrameLargerThanTheLimitIsRefused() {
+        var demux = StreamDemux(tty: false, maxFrame: 1024)
+        #expect(throws: FrameTooLarge.self) { try demux.feed(Data([1, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF])) }
     }
 
     @Test func multiplexedPrefixDetection() {

@@ -194,9 +194,24 @@ final class ClusterFixture: @unchecked Sendable {
 
     /// The resident memory of the manager, or of the agent on `host`, in bytes.
     func residentBytes(ofAgent host: String? = nil) -> Int {
+        memoryFigure("VmRSS:", ofAgent: host)
+    }
+
+    /// The most resident memory the manager, or the agent on `host`, has had so far, in bytes.
+    func peakResidentBytes(ofAgent host: String? = nil) -> Int {
+        memoryFigure("VmHWM:", ofAgent: host)
+    }
+
+    /// Starts the peak of `peakResidentBytes` afresh from now (Linux: `5` to `clear_refs`).
+    func resetPeakResidentBytes(ofAgent host: String? = nil) {
+        guard let pid = host.map({ agents[$0]?.processIdentifier }) ?? manager?.processIdentifier else { return }
+        try? "5".write(toFile: "/proc/\(pid)/clear_refs", atomically: false, encoding: .utf8)
+    }
+
+    private func memoryFigure(_ field: String, ofAgent host: String?) -> Int {
         guard let pid = host.map({ agents[$0]?.processIdentifier }) ?? manager?.processIdentifier,
               let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
               let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
         else { return 0 }
         return kilobytes * 1024

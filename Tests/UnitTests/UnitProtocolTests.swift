@@ -2,7 +2,7 @@ import Testing
 import UnitProtocol
 
 @Suite struct UnitProtocolTests {
-    @Test func framesRoundTripAcrossAnyChunking() {
+    @Test func framesRoundTripAcrossAnyChunking() throws {
         let frames: [UnitFrame] = [.stdout(Array("EID\tNAME\n".utf8)), .stderr(Array("warn\n".utf8)), .stdout([]), .exit(3)]
         let wire = frames.flatMap { $0.encoded() }
         for chunkSize in [1, 3, 7, 64, wire.count] {
@@ -10,7 +10,7 @@ import UnitProtocol
             var decoded: [UnitFrame] = []
             var index = 0
             while index < wire.count {
-                decoded += decoder.feed(wire[index..<min(wire.count, index + chunkSize)])
+                decoded += try decoder.feed(wire[index..<min(wire.count, index + chunkSize)])
                 index += chunkSize
             }
             #expect(decoded == frames, "chunk size \(chunkSize)")
@@ -18,7 +18,7 @@ import UnitProtocol
         }
     }
 
-    @Test func largeFramesSplitOverManyChunksComeOutWhole() {
+    @Test func largeFramesSplitOverManyChunksComeOutWhole() throws {
         let big = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         let frames: [UnitFrame] = [.stdout(big), .stdout(Array("tail\n".utf8)), .stderr(Array(big.prefix(70_000))), .exit(0)]
         let wire = frames.flatMap { $0.encoded() }
@@ -29,12 +29,22 @@ import UnitProtocol
             while index < wire.count {
                 // A sequence without contiguous storage takes the other way in.
                 let chunk = wire[index..<min(wire.count, index + chunkSize)]
-                decoded += chunkSize == 5 ? decoder.feed(AnySequence(chunk)) : decoder.feed(chunk)
+                decoded += try chunkSize == 5 ? decoder.feed(AnySequence(chunk)) : decoder.feed(chunk)
                 index += chunkSize
             }
             #expect(decoded == frames, "chunk size \(chunkSize)")
             #expect(decoder.pendingByteCount == 0)
         }
+    }
+
+    /// A sender announcing a frame of gigabytes is refused on its header, before anything is gathered.
+    @Test func aFrameLargerThanTheLimitIsRefusedOnItsHeader() throws {
+        var decoder = UnitFrameDecoder(maxFrame: 1024)
+        #expect(try decoder.feed(UnitFrame.stdout(Array(repeating: 1, count: 1024)).encoded()).count == 1)
+        let huge: [UInt8] = [1, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]
+        #expect(throws: UnitFrameTooLarge.self) { try decoder.feed(huge.prefix(5)) + decoder.feed(huge.dropFirst(5)) }
+        var fresh = UnitFrameDecoder(maxFrame: 1024)
+        #expect(throws: UnitFrameTooLarge.self) { try fresh.feed(huge) }
     }
 
     @Test func payloadsAreShownInPlaceAndAThrowingReaderStopsTheChunk() throws {

@@ -212,7 +212,12 @@ struct ResponseBodyPrinter {
         case .json:
             for line in lines.feed(chunk) { output.json(line) }
         case .frames:
-            for frame in demux.feed(chunk) { show(frame) }
+            do {
+                for frame in try demux.feed(chunk) { show(frame) }
+            } catch {
+                output.write("(\(error); the rest as it came)\n")
+                mode = .text
+            }
         case .text:
             output.write(String(decoding: chunk, as: UTF8.self))
         }

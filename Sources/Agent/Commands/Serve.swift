@@ -34,7 +34,7 @@ struct Serve: AsyncParsableCommand {
     var config: String
 
     func run() async throws {
-        MallocTuning.apply()
+        MallocTuning.apply(mmapThreshold: MallocTuning.daemonThreshold)
         let (server, _) = try loadConfigs(server: config)
         let secret: [UInt8]
         do {
