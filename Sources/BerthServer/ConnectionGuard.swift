@@ -61,25 +61,22 @@ final class ConnectionCounter: Sendable {
     }
 }
 
-/// Hummingbird's child channel behind the limits: counted at accept, and timed from its first byte.
-struct GuardedChannel<Base: ServerChildChannel>: ServerChildChannel {
+/// Hummingbird's child channel with handlers of Berth's in front: `prepare` adds them to a new
+/// connection's pipeline (or throws, and the connection is closed unanswered) before `base` adds
+/// its own.
+struct PreparedChannel<Base: ServerChildChannel>: ServerChildChannel {
     typealias Value = Base.Value
     let base: Base
-    let counter: ConnectionCounter
+    let prepare: @Sendable (any Channel) throws -> Void
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        let address = channel.remoteAddress?.ipAddress ?? "unknown"
-        guard counter.admit(address) else {
-            channel.close(promise: nil)
-            return channel.eventLoop.makeFailedFuture(ConnectionRefused())
-        }
-        let clock = RequestClock(counter: counter, address: address)
-        channel.closeFuture.whenComplete { _ in counter.release(address, trusted: clock.trusted) }
-        return channel.eventLoop.makeCompletedFuture {
-            // First in the pipeline: any byte counts as a request arriving, TLS records included.
-            try channel.pipeline.syncOperations.addHandler(clock)
+        channel.eventLoop.makeCompletedFuture {
+            try prepare(channel)
         }.flatMap {
             base.setup(channel: channel, logger: logger)
+        }.flatMapErrorThrowing { error in
+            channel.close(promise: nil)
+            throw error
         }
     }
 
@@ -88,8 +85,20 @@ struct GuardedChannel<Base: ServerChildChannel>: ServerChildChannel {
     }
 }
 
-extension GuardedChannel: HTTPChannelHandler where Base: HTTPChannelHandler {
+extension PreparedChannel: HTTPChannelHandler where Base: HTTPChannelHandler {
     var responder: HTTPChannelHandler.Responder { base.responder }
+}
+
+extension ConnectionCounter {
+    /// Counts a new connection, and times its requests from its first byte (the handler goes
+    /// first in the pipeline, so TLS records count as arriving too); throws past a limit.
+    func guardConnection(_ channel: any Channel) throws {
+        let address = channel.remoteAddress?.ipAddress ?? "unknown"
+        guard admit(address) else { throw ConnectionRefused() }
+        let clock = RequestClock(counter: self, address: address)
+        channel.closeFuture.whenComplete { [self] _ in release(address, trusted: clock.trusted) }
+        try channel.pipeline.syncOperations.addHandler(clock)
+    }
 }
 
 struct ConnectionRefused: Error {}

@@ -82,35 +82,10 @@ public final class ServerTLS: Sendable {
         }
     }
 
-    /// An HTTP/1.1 server whose every connection starts with a TLS handshake.
-    public func http1(configuration: HTTP1Channel.Configuration) -> HTTPServerBuilder {
-        HTTPServerBuilder { responder in
-            ServerTLSChannel(base: HTTP1Channel(responder: responder, configuration: configuration), tls: self)
-        }
+    /// Adds the TLS handler, with the files as last read, to a new connection's pipeline.
+    func prepare(_ channel: any Channel) throws {
+        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
     }
-}
-
-/// Hummingbird's child channel with TLS in front, its context taken from `ServerTLS` per connection.
-struct ServerTLSChannel<Base: ServerChildChannel>: ServerChildChannel {
-    typealias Value = Base.Value
-    let base: Base
-    let tls: ServerTLS
-
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
-        }.flatMap {
-            base.setup(channel: channel, logger: logger)
-        }
-    }
-
-    func handle(value: Value, logger: Logger) async {
-        await base.handle(value: value, logger: logger)
-    }
-}
-
-extension ServerTLSChannel: HTTPChannelHandler where Base: HTTPChannelHandler {
-    var responder: HTTPChannelHandler.Responder { base.responder }
 }
 
 /// Both daemons' HTTP/1.1 server: over TLS when they have it, its connections held to `limits`.
@@ -118,11 +93,10 @@ public func daemonServer(tls: ServerTLS?, limits: ConnectionLimits = ConnectionL
     let configuration = HTTP1Channel.Configuration(additionalChannelHandlers: [RequestEnds()], idleTimeout: limits.idleTimeout)
     let counter = ConnectionCounter(limits: limits)
     return HTTPServerBuilder { responder in
-        let http = HTTP1Channel(responder: responder, configuration: configuration)
-        if let tls {
-            return GuardedChannel(base: ServerTLSChannel(base: http, tls: tls), counter: counter)
+        PreparedChannel(base: HTTP1Channel(responder: responder, configuration: configuration)) { channel in
+            try counter.guardConnection(channel)
+            try tls?.prepare(channel)
         }
-        return GuardedChannel(base: http, counter: counter)
     }
 }
 

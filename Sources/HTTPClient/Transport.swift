@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import Dispatch
 import Synchronization
 
 /// HTTP/1.1 to one engine through libcurl: pooled kept-alive connections, blocking work on the
@@ -59,8 +60,9 @@ public final class Transport: Sendable {
     /// if still waiting then.
     private func submit(_ transfer: Transfer, to pool: CurlWorkerPool) {
         guard pool.submit(transfer), let timeout = transfer.request.timeout else { return }
-        Task.detached {
-            try? await Task.sleep(for: timeout)
+        // On a dispatch thread: Swift's few cooperative threads may be the busy ones.
+        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(nanoseconds))) {
             transfer.abandonIfQueued(transfer.queuedTimeout)
         }
     }

@@ -141,21 +141,10 @@ final class CallTests {
     @Test func aFloodOfAnonymousCallsIsRefusedUnread() async throws {
         let unit = cluster.units["aaa"]![1]
         let body = String(repeating: "x", count: 1 << 20)
-        let answers = try await withThrowingTaskGroup(of: String.self) { group in
-            for _ in 0..<100 {
-                group.addTask {
-                    try await Background.run {
-                        guard let fd = TestSocket.open(host: unit.host, port: unit.port, connect: true, receiveTimeout: 15) else {
-                            throw TestSetupError("cannot connect to \(unit)")
-                        }
-                        defer { close(fd) }
-                        let head = "POST /call HTTP/1.1\r\nHost: unit\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n"
-                        _ = (head + body).withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
-                        return String(decoding: TestSocket.read(fd, limit: 4096), as: UTF8.self)
-                    }
-                }
-            }
-            return try await group.reduce(into: []) { $0.append($1) }
+        let answers = try await Self.connections(100, to: unit, receiveTimeout: 15) { fd, _ in
+            let head = "POST /call HTTP/1.1\r\nHost: unit\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n"
+            _ = (head + body).withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+            return String(decoding: TestSocket.read(fd, limit: 4096), as: UTF8.self)
         }
         #expect(answers.filter { $0.hasPrefix("HTTP/1.1 401") }.count == 100, "\(Set(answers.map { $0.prefix(20) }))")
         let containers = try await cluster.containers(of: "aaa")
@@ -171,36 +160,46 @@ final class CallTests {
     @Test func slowSendersAreCutOff() async throws {
         let unit = cluster.units["aaa"]![0]
         let started = Date()
-        let closedAfter = try await withThrowingTaskGroup(of: TimeInterval.self) { group in
-            for index in 0..<20 {
+        let closedAfter = try await Self.connections(20, to: unit, receiveTimeout: 1) { fd, index in
+            let head = Array("GET /health HTTP/1.1\r\nHost: unit\r\n".utf8)
+            var byte = 0
+            while Date().timeIntervalSince(started) < 30 {
+                // Half of them trickle a head that never ends; the rest send nothing.
+                if index % 2 == 0 {
+                    var next = head[byte % head.count]
+                    byte += 1
+                    if send(fd, &next, 1, Int32(MSG_NOSIGNAL)) < 0 { break }
+                }
+                var buffer = [UInt8](repeating: 0, count: 64)
+                let count = recv(fd, &buffer, buffer.count, 0)
+                if count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { break }
+            }
+            return Date().timeIntervalSince(started)
+        }
+        #expect(closedAfter.allSatisfy { $0 < 15 }, "\(closedAfter.sorted())")
+        let call = try await cluster.berth(["call", "--unit", unit.description, "Employee.sh", "Texas"], user: "aaa")
+        #expect(call.status == 0, "\(call.stderr)")
+    }
+
+    /// `count` connections to `target` at once, each on a thread of its own running `body` with
+    /// the socket and its index; their results in any order.
+    static func connections<T: Sendable>(
+        _ count: Int, to target: HostPort, receiveTimeout: Int, _ body: @escaping @Sendable (Int32, Int) throws -> T
+    ) async throws -> [T] {
+        try await withThrowingTaskGroup(of: T.self) { group in
+            for index in 0..<count {
                 group.addTask {
                     try await Background.run {
-                        guard let fd = TestSocket.open(host: unit.host, port: unit.port, connect: true, receiveTimeout: 1) else {
-                            throw TestSetupError("cannot connect to \(unit)")
+                        guard let fd = TestSocket.open(host: target.host, port: target.port, connect: true, receiveTimeout: receiveTimeout) else {
+                            throw TestSetupError("cannot connect to \(target)")
                         }
                         defer { close(fd) }
-                        let head = Array("GET /health HTTP/1.1\r\nHost: unit\r\n".utf8)
-                        var byte = 0
-                        while Date().timeIntervalSince(started) < 30 {
-                            // Half of them trickle a head that never ends; the rest send nothing.
-                            if index % 2 == 0 {
-                                var next = head[byte % head.count]
-                                byte += 1
-                                if send(fd, &next, 1, Int32(MSG_NOSIGNAL)) < 0 { break }
-                            }
-                            var buffer = [UInt8](repeating: 0, count: 64)
-                            let count = recv(fd, &buffer, buffer.count, 0)
-                            if count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { break }
-                        }
-                        return Date().timeIntervalSince(started)
+                        return try body(fd, index)
                     }
                 }
             }
             return try await group.reduce(into: []) { $0.append($1) }
         }
-        #expect(closedAfter.allSatisfy { $0 < 15 }, "\(closedAfter.sorted())")
-        let call = try await cluster.berth(["call", "--unit", unit.description, "Employee.sh", "Texas"], user: "aaa")
-        #expect(call.status == 0, "\(call.stderr)")
     }
 
     @Test func everyCallLeavesALogLine() async throws {

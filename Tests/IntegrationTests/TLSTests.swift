@@ -106,6 +106,37 @@ struct TLSTests {
         }
     }
 
+    /// A client that starts a TLS handshake and never finishes it (or sends nothing) holds the
+    /// manager's, an agent's and a unit's connection for 10 s at most.
+    @Test func aHandshakeThatNeverEndsIsCutOff() async throws {
+        let cluster = try await Self.cluster(tls: true)
+        defer { cluster.shutdown() }
+        try await cluster.expectLogin("aaa")
+        let targets = [cluster.managerAddress, cluster.agent(ClusterFixture.hosts[1]), cluster.units["aaa"]![1]]
+        let clock = ContinuousClock()
+        let start = clock.now
+        let closedAfter = try await Background.run {
+            let sockets = try targets.map { target -> Int32 in
+                guard let fd = TestSocket.open(host: target.host, port: target.port, connect: true, receiveTimeout: 20) else {
+                    throw TestSetupError("cannot connect to \(target)")
+                }
+                // The first bytes of a TLS record, and then nothing.
+                var partial: [UInt8] = [0x16, 0x03, 0x01, 0x02]
+                _ = send(fd, &partial, partial.count, Int32(MSG_NOSIGNAL))
+                return fd
+            }
+            defer { for fd in sockets { close(fd) } }
+            return sockets.map { fd -> Duration in
+                _ = TestSocket.read(fd, limit: 1 << 16)
+                return clock.now - start
+            }
+        }
+        for (target, after) in zip(targets, closedAfter) {
+            #expect(after < .seconds(15), "\(target) held a stalled handshake for \(after)")
+        }
+        #expect(try await cluster.berth(["logout"], user: "aaa").status == 0)
+    }
+
     @Test func loginTrustsTheManagerOnlyByTheCAOrItsFingerprint() async throws {
         let cluster = try await Self.cluster(tls: true)
         defer { cluster.shutdown() }
