@@ -23,7 +23,7 @@ final class Transfer: @unchecked Sendable {
         /// Complete the head as soon as headers arrive, then yield chunks.
         case streaming(
             head: CheckedContinuation<HTTPStreamingResponse, any Error>,
-            body: AsyncThrowingStream<Data, any Error>,
+            body: BodyHandover,
             chunks: AsyncThrowingStream<Data, any Error>.Continuation
         )
         /// Collect the whole body for a caller already on the worker thread; see `outcome`.
@@ -395,9 +395,14 @@ final class Transfer: @unchecked Sendable {
     }
 
     private func deliverHeadIfStreaming() {
-        guard isStreaming, case .streaming(let headContinuation, let stream, _) = delivery, !headDelivered else { return }
+        guard isStreaming, case .streaming(let headContinuation, let handover, _) = delivery, !headDelivered,
+              let stream = handover.take()
+        else { return }
         // Error responses are read whole so their message can be reported.
-        guard head.status < 400 || streamErrorResponses else { return }
+        guard head.status < 400 || streamErrorResponses else {
+            handover.stream = stream
+            return
+        }
         headDelivered = true
         headContinuation.resume(returning: HTTPStreamingResponse(head: head, body: stream))
     }
@@ -424,7 +429,8 @@ final class Transfer: @unchecked Sendable {
             return {
                 if let failure { continuation.resume(throwing: failure) } else { continuation.resume(returning: response) }
             }
-        case .streaming(let headContinuation, _, let chunks):
+        case .streaming(let headContinuation, let handover, let chunks):
+            _ = handover.take()
             if headDelivered {
                 return {
                     switch outcome {
@@ -445,6 +451,23 @@ final class Transfer: @unchecked Sendable {
                 headContinuation.resume(throwing: error)
             }
         }
+    }
+}
+
+/// A stream body on its way to the caller. The transfer lets go of it once handed over, so that
+/// the caller's reader is the body's only owner: when the reader is dropped (a client that hung
+/// up, a relay that ended early) the stream ends, and with it the transfer, whose worker would
+/// otherwise wait for ever for a reader to make room.
+final class BodyHandover: @unchecked Sendable {
+    var stream: AsyncThrowingStream<Data, any Error>?
+
+    init(_ stream: AsyncThrowingStream<Data, any Error>) {
+        self.stream = stream
+    }
+
+    func take() -> AsyncThrowingStream<Data, any Error>? {
+        defer { stream = nil }
+        return stream
     }
 }
 

@@ -145,7 +145,7 @@ public final class Transport: Sendable {
                 let reader = ChunkReader(raw.makeAsyncIterator())
                 // Delivered through `reader`, which tells the transfer what has been taken.
                 let transfer = makeTransfer(
-                    request, delivery: .streaming(head: continuation, body: AsyncThrowingStream { try await reader.next() }, chunks: chunks),
+                    request, delivery: .streaming(head: continuation, body: BodyHandover(AsyncThrowingStream { try await reader.next() }), chunks: chunks),
                     traceRequest: traceRequest, streamErrorResponses: streamErrorResponses)
                 reader.flow = transfer.flow
                 chunks.onTermination = { termination in

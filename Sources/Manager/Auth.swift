@@ -108,7 +108,6 @@ actor Auth {
             await recordSuccess(name: name, address: address)
             return user
         }
-        if !locked { await recordFailure(name: name, address: address) }
         try? await Task.sleep(until: arrived + policy.refusalTime, clock: clock)
         if locked {
             throw LoginRefused(.locked, "too many failed logins for this name from \(address); try again later")
@@ -128,6 +127,9 @@ actor Auth {
             // The name is under attack from many addresses: those that failed for it wait.
             locked = true
         }
+        // Counted as a failure now, before the hash: attempts made at once all see the ones before
+        // them, so a burst cannot slip more guesses past the lock. A success takes it back.
+        if !locked { recordFailure(name: name, address: address) }
         return (locked, decoy)
     }
 
@@ -143,6 +145,9 @@ actor Auth {
 
     private func recordSuccess(name: String, address: String) {
         pairs.remove(Pair(name: name, address: address))
+        if names.value(for: name) != nil {
+            names.update(name, make: { TokenBucket(capacity: 1, perSecond: 0, now: clock.now) }) { $0.giveBack() }
+        }
         let policy = policy
         let now = clock.now
         addresses.update(address, make: { Attempts(bucket: TokenBucket(capacity: policy.addressBurst, perSecond: policy.addressPerSecond, now: now)) }) {

@@ -144,7 +144,9 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
         switch unwrapInboundIn(data) {
         case .head(let requestHead):
             guard !refused else { return }
-            keepAlive = requestHead.isKeepAlive
+            // Only the owner's calls keep their connection: anyone else's ends with its answer, so
+            // strangers cannot sit on the unit's few connections with requests every few seconds.
+            keepAlive = requestHead.isKeepAlive && requestHead.method == .POST
             if let problem = admissionProblem(requestHead) {
                 refused = true
                 timer?.cancel()
@@ -171,6 +173,8 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
             head = nil
             timer?.cancel()
             route(context, requestHead)
+            // The next request starts from an empty buffer, not one sized for this body.
+            body = ByteBuffer()
         }
     }
 
@@ -186,6 +190,11 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
     private func admissionProblem(_ head: HTTPRequestHead) -> UnitError? {
         switch (head.method, head.uri) {
         case (.GET, UnitPath.health):
+            // A health check has no body: none is stored for a stranger.
+            let length = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
+            guard length == 0, !head.headers.contains(name: "transfer-encoding") else {
+                return UnitError(400, "a health check takes no body")
+            }
             return nil
         case (.POST, UnitPath.call):
             guard let secret = state.settings.secret else { return UnitError(403, "this unit has no session secret; it accepts no calls") }
@@ -299,6 +308,7 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
         let body = Array((try? JSONEncoder().encode(answer)) ?? Data()) + [10]
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: String(body.count))
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
         let responseHead = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers)
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)

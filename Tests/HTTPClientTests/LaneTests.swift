@@ -51,4 +51,23 @@ import Testing
         streams[2].cancel()
         if case .success = await streams[2].result { Issue.record("a stream cancelled while waiting for the lane went on") }
     }
+
+    /// A reader that stops and lets go of a long body (a client that hung up) ends the transfer:
+    /// its worker is free again at once, not waiting for ever for room in the reader's window.
+    @Test func aStreamWhoseReaderLetsGoEndsItsTransfer() async throws {
+        let body = String(repeating: "x", count: 16 << 20)
+        let engine = try FakeServer(response: "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        defer { engine.stop() }
+        let transport = Transport(endpoint: HTTPEndpoint(.unix(path: engine.path)), streamWindow: 1 << 20, lanes: .init(requests: 1, streams: 1))
+        do {
+            let first = try await transport.stream(HTTPRequest(method: "GET", path: "/logs"))
+            for try await _ in first.body { break }
+        }
+        // The only stream worker is free again: the next stream gets its head.
+        let clock = ContinuousClock()
+        let start = clock.now
+        let second = try await transport.stream(HTTPRequest(method: "GET", path: "/logs", timeout: .seconds(10)))
+        #expect(second.head.status == 200)
+        #expect(clock.now - start < .seconds(5))
+    }
 }

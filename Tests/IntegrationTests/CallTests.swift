@@ -156,6 +156,22 @@ final class CallTests {
         #expect(call.status == 0, "\(call.stderr)")
     }
 
+    /// A stranger's health check is answered and its connection closed, and one that comes with a
+    /// body is refused unread: nothing of a stranger's is kept, and no one holds a connection.
+    @Test func aStrangersHealthCheckKeepsNothingOpen() async throws {
+        let unit = cluster.units["aaa"]![0]
+        let answers = try await Self.connections(2, to: unit, receiveTimeout: 15) { fd, index in
+            let request = index == 0
+                ? "GET /health HTTP/1.1\r\nHost: unit\r\n\r\n"
+                : "GET /health HTTP/1.1\r\nHost: unit\r\nContent-Length: 1000000\r\n\r\n" + String(repeating: "x", count: 1000)
+            _ = request.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+            // Read until the unit closes (a kept connection would run into the 15 s timeout).
+            return String(decoding: TestSocket.read(fd, limit: 1 << 16), as: UTF8.self)
+        }.sorted()
+        #expect(answers[0].hasPrefix("HTTP/1.1 200") && answers[0].lowercased().contains("connection: close"), "\(answers[0])")
+        #expect(answers[1].hasPrefix("HTTP/1.1 400") && answers[1].contains("a health check takes no body"), "\(answers[1])")
+    }
+
     /// Connections that send nothing, or a head one byte at a time, are closed after 10 s.
     @Test func slowSendersAreCutOff() async throws {
         let unit = cluster.units["aaa"]![0]

@@ -117,7 +117,8 @@ import Testing
         }
         let median = { (times: [Duration]) in times.sorted()[times.count / 2] }
         let medians = [median(knownTimes), median(unknownTimes), median(lockedTimes)]
-        #expect(medians.max()! - medians.min()! < .milliseconds(5), "known, unknown, locked: \(medians)")
+        // A few ms: what the scheduler adds to a wake-up on two cores the rest of the suite loads.
+        #expect(medians.max()! - medians.min()! < .milliseconds(10), "known, unknown, locked: \(medians)")
         #expect(medians.min()! >= .milliseconds(300))
     }
 
@@ -129,6 +130,27 @@ import Testing
         await #expect(throws: LoginRefused.self) { try await auth.check(name: "aaa", password: Self.password, from: "127.0.0.9", users: users) }
         let owner = try await auth.check(name: "aaa", password: Self.password, from: "127.0.0.2", users: users)
         #expect(owner.name == "aaa")
+    }
+
+    /// Twenty guesses sent at once from one address: the lock still lets only five be checked.
+    @Test func aBurstOfGuessesGetsNoMoreThanTheLockAllows() async throws {
+        let users = UsersConfig(users: [try Self.user("aaa")])
+        let auth = Auth(users: users, policy: Auth.Policy(refusalTime: .zero))
+        let reasons = await withTaskGroup(of: LoginRefused.Reason?.self) { group in
+            for _ in 0..<20 {
+                group.addTask {
+                    do {
+                        _ = try await auth.check(name: "aaa", password: "guess", from: "127.0.0.9", users: users)
+                        return nil
+                    } catch {
+                        return (error as? LoginRefused)?.reason
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(reasons.filter { $0 == .wrongCredentials }.count == 5)
+        #expect(reasons.filter { $0 == .locked }.count == 15)
     }
 
     /// Guesses for one name spread over many addresses drain the name's bucket; then every address
