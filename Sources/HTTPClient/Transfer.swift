@@ -100,6 +100,9 @@ final class Transfer: @unchecked Sendable {
     /// Fails the transfer with `error` if no worker has taken it yet: a caller waiting behind busy
     /// workers gets its cancellation or timeout at once, not when a worker comes free.
     func abandonIfQueued(_ error: HTTPClientError) {
+        // A direct transfer is never queued: it runs on its caller's own thread, which reads its
+        // outcome; a cancel from elsewhere must not write it.
+        if case .direct = delivery { return }
         guard phase.compareExchange(expected: 0, desired: 2, ordering: .acquiringAndReleasing).exchanged else { return }
         finish(.failure(error))()
     }

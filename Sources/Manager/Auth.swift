@@ -52,6 +52,10 @@ actor Auth {
     private let policy: Policy
     private let clock = ContinuousClock()
     private var decoy: String
+    /// When refusals are answered: the policy's time, or twice what the decoy took to make if
+    /// that is longer, so that a costly hash in the users' file cannot make refusals of unknown
+    /// names (which pay the costliest) answer later than others.
+    private var refusalTime: Duration
     private var pairs: RecentTable<Pair, [ContinuousClock.Instant]>
     private var names: RecentTable<String, TokenBucket>
     private var addresses: RecentTable<String, Attempts>
@@ -64,7 +68,7 @@ actor Auth {
     /// Builds the decoy hash now, with the costliest parameters among `users`' hashes.
     init(users: UsersConfig, policy: Policy = Policy()) {
         self.policy = policy
-        decoy = Self.decoy(for: users)
+        (decoy, refusalTime) = Self.decoy(for: users, policy: policy)
         pairs = RecentTable(capacity: policy.remembered)
         names = RecentTable(capacity: policy.remembered)
         addresses = RecentTable(capacity: policy.remembered)
@@ -72,11 +76,15 @@ actor Auth {
 
     /// For a reloaded user list: the decoy follows the strongest hash in it.
     func reload(users: UsersConfig) {
-        decoy = Self.decoy(for: users)
+        (decoy, refusalTime) = Self.decoy(for: users, policy: policy)
     }
 
-    private static func decoy(for users: UsersConfig) -> String {
-        PasswordHash.decoy(matching: users.users.compactMap { if case .hash(let hash) = $0.password { hash } else { nil } })
+    private static func decoy(for users: UsersConfig, policy: Policy) -> (String, Duration) {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let decoy = PasswordHash.decoy(matching: users.users.compactMap { if case .hash(let hash) = $0.password { hash } else { nil } })
+        let cost = clock.now - start
+        return (decoy, policy.refusalTime > .zero ? max(policy.refusalTime, cost * 2) : .zero)
     }
 
     /// Takes one attempt from `address`'s bucket; false when it is empty. `firstRefusal` says the
@@ -100,7 +108,7 @@ actor Auth {
     /// Returns the user on success; throws a message for the client otherwise, at the refusal time.
     nonisolated func check(name: String, password: String, from address: String, users: UsersConfig) async throws -> UserConfig {
         let arrived = clock.now
-        let (locked, decoy) = await begin(name: name, address: address)
+        let (locked, decoy, refusalTime) = await begin(name: name, address: address)
         let user = users.user(named: name)
         // Checked before anything is decided: every path pays one hash.
         let valid = await Self.verify(password, for: locked ? nil : user, decoy: decoy)
@@ -108,15 +116,16 @@ actor Auth {
             await recordSuccess(name: name, address: address)
             return user
         }
-        try? await Task.sleep(until: arrived + policy.refusalTime, clock: clock)
+        try? await Task.sleep(until: arrived + refusalTime, clock: clock)
         if locked {
             throw LoginRefused(.locked, "too many failed logins for this name from \(address); try again later")
         }
         throw LoginRefused(.wrongCredentials, Self.wrongCredentials)
     }
 
-    /// Whether the name is locked for this address, and the decoy to hash when no user's hash applies.
-    private func begin(name: String, address: String) -> (locked: Bool, decoy: String) {
+    /// Whether the name is locked for this address, the decoy to hash when no user's hash
+    /// applies, and when to answer a refusal.
+    private func begin(name: String, address: String) -> (locked: Bool, decoy: String, refusalTime: Duration) {
         let now = clock.now
         let policy = policy
         let recent = pairs.value(for: Pair(name: name, address: address))?.filter { now - $0 < policy.window } ?? []
@@ -130,7 +139,7 @@ actor Auth {
         // Counted as a failure now, before the hash: attempts made at once all see the ones before
         // them, so a burst cannot slip more guesses past the lock. A success takes it back.
         if !locked { recordFailure(name: name, address: address) }
-        return (locked, decoy)
+        return (locked, decoy, refusalTime)
     }
 
     private func recordFailure(name: String, address: String) {
