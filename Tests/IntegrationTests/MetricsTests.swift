@@ -54,6 +54,8 @@ final class MetricsTests {
         }
 
         #expect(try await cluster.berth(["logout"], user: "aaa").status == 0)
+        // Scrapes are answered from a cache of at most 1 s: the next one after that sees the logout.
+        try await Task.sleep(for: .milliseconds(1100))
         text = try await Metrics.scrape(manager)
         #expect(Metrics.value("berth_manager_sessions", in: text) == 0)
         #expect(Metrics.value("berth_manager_logouts_total", in: text) == 1)
