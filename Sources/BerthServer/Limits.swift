@@ -74,6 +74,14 @@ public struct RecentTable<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         return result
     }
 
+    /// Changes the value for `key` if one is kept; marks it used.
+    public mutating func modifyIfPresent(_ key: Key, _ body: (inout Value) -> Void) {
+        guard var entry = entries[key] else { return }
+        tick += 1
+        body(&entry.value)
+        entries[key] = (entry.value, tick)
+    }
+
     public mutating func remove(_ key: Key) {
         entries[key] = nil
     }

@@ -154,9 +154,7 @@ actor Auth {
 
     private func recordSuccess(name: String, address: String) {
         pairs.remove(Pair(name: name, address: address))
-        if names.value(for: name) != nil {
-            names.update(name, make: { TokenBucket(capacity: 1, perSecond: 0, now: clock.now) }) { $0.giveBack() }
-        }
+        names.modifyIfPresent(name) { $0.giveBack() }
         let policy = policy
         let now = clock.now
         addresses.update(address, make: { Attempts(bucket: TokenBucket(capacity: policy.addressBurst, perSecond: policy.addressPerSecond, now: now)) }) {
