@@ -117,7 +117,7 @@ import Testing
             try socket.send("POST \(Self.echo.path) HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n{")
             // Answered and closed at once; the timeout only bounds a failure, on a machine the
             // rest of the suite keeps busy.
-            let answer = socket.readAll(timeout: 60)
+            let answer = await socket.readAll(timeout: 60)
             #expect(answer.hasPrefix("HTTP/1.1 401"), "\(answer)")
             #expect(answer.lowercased().contains("connection: close"))
             #expect(socket.closedByPeer)
@@ -138,12 +138,12 @@ import Testing
             for byte in head where !trickler.closedByPeer && clock.now - start < .seconds(10) {
                 try? trickler.send(String(decoding: [byte], as: UTF8.self))
                 try await Task.sleep(for: .milliseconds(50))
-                _ = trickler.readAll(timeout: 0)
+                _ = await trickler.readAll(timeout: 0)
             }
             #expect(trickler.closedByPeer)
             // Cut off at the deadline: 1.5 s, or a few more on a machine the rest of the suite keeps busy.
             #expect(clock.now - start < .seconds(8), "trickled head cut off at \(clock.now - start)")
-            _ = silent.readAll(timeout: 10)
+            _ = await silent.readAll(timeout: 10)
             #expect(silent.closedByPeer)
             // A client that asks at once is served; on a machine so busy that even its request
             // outlasts the short deadline of this test, it asks again.
@@ -151,7 +151,7 @@ import Testing
             for _ in 0..<5 where !answer.hasPrefix("HTTP/1.1 200") {
                 let fine = try RawSocket(port: port)
                 try fine.send("GET /v1/open/plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                answer = fine.readAll(timeout: 20)
+                answer = await fine.readAll(timeout: 20)
             }
             #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
         }
@@ -166,7 +166,7 @@ import Testing
             let held = try (0..<3).map { _ in try RawSocket(port: port) }
             try await Task.sleep(for: .milliseconds(100))
             let extra = try RawSocket(port: port)
-            _ = extra.readAll(timeout: 10)
+            _ = await extra.readAll(timeout: 10)
             #expect(extra.closedByPeer)
             for socket in held { #expect(!socket.closedByPeer) }
             held[0].close()
@@ -177,7 +177,7 @@ import Testing
                 try await Task.sleep(for: .milliseconds(100))
                 let next = try RawSocket(port: port)
                 try next.send("GET /v1/open/plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                answer = next.readAll(timeout: 20)
+                answer = await next.readAll(timeout: 20)
             }
             #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
         }
@@ -213,8 +213,16 @@ final class RawSocket: @unchecked Sendable {
         guard sent >= 0 else { throw POSIXError(.EPIPE) }
     }
 
-    /// What arrives until the peer closes or `timeout` seconds pass without a byte.
-    func readAll(timeout: Double) -> String {
+    /// What arrives until the peer closes or `timeout` seconds pass without a byte. The wait runs
+    /// on a thread of its own: blocking one of the few cooperative threads would starve the very
+    /// server under test, whose handlers run there too.
+    func readAll(timeout: Double) async -> String {
+        await withCheckedContinuation { done in
+            DispatchQueue.global().async { done.resume(returning: self.blockingReadAll(timeout: timeout)) }
+        }
+    }
+
+    private func blockingReadAll(timeout: Double) -> String {
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
