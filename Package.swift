@@ -153,7 +153,7 @@ let package = Package(
         ]),
         .testTarget(name: "UnitTests", dependencies: ["UnitProtocol"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "BerthAPI", "BerthCore", "BerthConfig", "EngineAPI", "HTTPClient"]),
-        .testTarget(name: "ClientTests", dependencies: ["Client", "BerthAPI", "BerthCore", "UnitProtocol"]),
+        .testTarget(name: "ClientTests", dependencies: ["Client", "BerthAPI", "BerthCLI", "BerthCore", "UnitProtocol"]),
         /// The manager's routes in-process against a fake agent: no Docker engine.
         .testTarget(name: "ManagerTests", dependencies: [
             "Manager", "BerthPasswords", "BerthAPI", "BerthCore", "BerthConfig", "BerthServer", hummingbird, logging,

@@ -89,8 +89,9 @@ struct AgentController: Sendable {
     }
 
     @Sendable func units(_ request: Request, _ context: BerthRequestContext) async throws -> UnitList {
-        let user = request.uri.queryParameters["user"].map(String.init)
-        return UnitList(units: try await engineCall { try await service.list(user: user) })
+        let query = request.uri.queryParameters
+        let user = query["user"].map(String.init)
+        return UnitList(units: try await engineCall { try await service.list(user: user, usage: query["usage"] == "1") })
     }
 
     @Sendable func logs(_ request: Request, _ context: BerthRequestContext) async throws -> Response {

@@ -30,6 +30,7 @@ final class UnitService: Sendable {
     let logger: Logger
     let networks: UserNetworks
     let admission: StartAdmission
+    let usage: UnitUsage
 
     init(docker: DockerClient, config: ServerConfig, template: UnitTemplate, policy: TemplatePolicy, logger: Logger) {
         self.docker = docker
@@ -39,6 +40,7 @@ final class UnitService: Sendable {
         self.logger = logger
         self.networks = UserNetworks(docker: docker, agent: config.server)
         self.admission = StartAdmission(limit: config.concurrentStarts)
+        self.usage = UnitUsage(docker: docker)
     }
 
     var hostLabel: String { config.server.description }
@@ -253,15 +255,17 @@ final class UnitService: Sendable {
     /// The newest 16 MiB of a unit's log are kept at logout; a user sizes the log.
     static let savedLogCap = 16 << 20
 
-    /// The unit containers this agent manages (labelled with its host), of one user or of all.
-    func list(user: String?) async throws -> [UnitStatus] {
+    /// The unit containers this agent manages (labelled with its host), of one user or of all;
+    /// with `usage`, each running one's CPU and memory use too.
+    func list(user: String?, usage withUsage: Bool = false) async throws -> [UnitStatus] {
         let labels = [user.map { "\(UnitLabel.user)=\($0)" } ?? UnitLabel.user, "\(UnitLabel.host)=\(hostLabel)"]
-        return try await docker.listContainers(all: true, labels: labels).compactMap { container in
+        let units = try await docker.listContainers(all: true, labels: labels).compactMap { container -> UnitStatus? in
             guard let labels = container.labels, let unitText = labels[UnitLabel.unit], let unit = HostPort(parsing: unitText) else { return nil }
             return UnitStatus(
                 unit: unit, user: labels[UnitLabel.user] ?? "", session: labels[UnitLabel.session] ?? "",
                 state: container.state.map(UnitState.init(rawValue:)) ?? .unknown, container: container.id, detail: container.status)
         }.sorted { $0.unit < $1.unit }
+        return withUsage ? await usage.fill(units) : units
     }
 
     // MARK: - Logs, exec

@@ -53,6 +53,8 @@ public enum ManagerRoutes {
     /// A name of at most 64 bytes and a password.
     public static let login = Route<LoginRequest, JSONLines<LoginEvent>>(.post, "/v1/login", maxBody: 8 * 1024)
     public static let logout = Route<NoBody, StopUnitsResponse>(.post, "/v1/logout")
+    /// Each unit's state and, for a running one, its CPU and memory use (up to two seconds for
+    /// the engine to sample it); query `usage=0` for the state alone, at once.
     public static let status = Route<NoBody, StatusResponse>(.get, "/v1/status")
     /// A command line, which Linux caps at 2 MiB; a quarter of that is plenty.
     public static let exec = Route<ClientExecRequest, OutputStream>(.post, "/v1/exec", maxBody: 512 * 1024)
@@ -78,7 +80,7 @@ public enum AgentRoutes {
     public static let startUnitWithProgress = Route<StartUnitRequest, JSONLines<StartUnitEvent>>(
         .post, "/v1/units/start", query: [(name: "progress", value: "1")])
     public static let stopUnits = Route<StopUnitsRequest, StopUnitsResponse>(.post, "/v1/units/stop")
-    /// Query: `user`, to list only theirs.
+    /// Query: `user`, to list only theirs; `usage=1` for each running unit's CPU and memory.
     public static let units = Route<NoBody, UnitList>(.get, "/v1/units")
     /// Query: `user`, `unit`, and the options of `ManagerRoutes.logs`.
     public static let unitLogs = Route<NoBody, MultiplexedStream>(.get, "/v1/units/logs")

@@ -111,6 +111,18 @@ public struct UnitStatus: Codable, Sendable, Equatable {
     public var detail: String?
     /// Of the key the unit serves TLS with, made for this session (on hosts with TLS).
     public var fingerprint: KeyFingerprint?
+    /// A running unit's use when asked for: its share of the host's CPU since the last sample
+    /// (100 is one whole core), its memory without the page cache, and its memory limit.
+    public var cpuPercent: Double?
+    public var memoryBytes: UInt64?
+    public var memoryLimitBytes: UInt64?
+
+    enum CodingKeys: String, CodingKey {
+        case unit, user, session, state, container, detail, fingerprint
+        case cpuPercent = "cpu_percent"
+        case memoryBytes = "memory_bytes"
+        case memoryLimitBytes = "memory_limit_bytes"
+    }
 
     public init(
         unit: HostPort, user: String, session: String, state: UnitState, container: String? = nil, detail: String? = nil,

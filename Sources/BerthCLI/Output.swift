@@ -54,6 +54,34 @@ public func formatTable(_ header: [String], _ rows: [[String]]) -> String {
     }.joined(separator: "\n")
 }
 
+/// Bytes in the largest binary unit that keeps the number at 1 or more: `512B`, `12.3MiB`, `2GiB`.
+public func byteCount(_ bytes: UInt64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(bytes)
+    var index = 0
+    while value >= 1024, index < units.count - 1 {
+        value /= 1024
+        index += 1
+    }
+    let number = index == 0 || value >= 100 ? String(Int(value.rounded())) : oneDecimal(value)
+    return number + units[index]
+}
+
+/// `12.3`, or `12` for a whole number.
+public func oneDecimal(_ value: Double) -> String {
+    let tenths = Int((value * 10).rounded())
+    return tenths % 10 == 0 ? String(tenths / 10) : "\(tenths / 10).\(abs(tenths % 10))"
+}
+
+/// Compact, sorted JSON on one line, for output read line by line.
+public func printJSONLine<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    encoder.dateEncodingStrategy = .iso8601WithoutICU
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    fflush(nil)
+}
+
 /// Pretty, sorted JSON for `--json` flags.
 public func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()

@@ -161,21 +161,56 @@ struct Logout: AsyncParsableCommand {
 }
 
 struct Status: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show your session and the real state of each unit.")
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show your session, the real state of each unit and what each running one uses.")
 
-    @Flag(help: "Print JSON: {\"user\", \"since\", \"from\", \"units\": [{\"unit\", \"state\", …}]}.")
+    @Flag(help: ArgumentHelp(
+        "Print JSON: {\"user\", \"since\", \"from\", \"units\": [{\"unit\", \"state\", \"cpu_percent\", \"memory_bytes\", \"memory_limit_bytes\", …}]}.",
+        discussion: "With --watch, one line of JSON per refresh."))
     var json = false
+
+    @Flag(help: "Refresh until Ctrl-C, in place on a terminal.")
+    var watch = false
+
+    @Option(help: ArgumentHelp("Seconds between refreshes with --watch.", valueName: "seconds"))
+    var interval: Double = 2
+
+    func validate() throws {
+        guard interval >= 0.5, interval <= 3600 else { throw ValidationError("--interval must be between 0.5 and 3600 seconds") }
+    }
 
     func run() async throws {
         let session = try SessionFile.load()
-        let status: StatusResponse = try await managerCall {
-            try await session.manager.call(ManagerRoutes.status, token: session.token)
+        let onTerminal = isatty(STDOUT_FILENO) == 1
+        repeat {
+            let status: StatusResponse = try await managerCall {
+                try await session.manager.call(ManagerRoutes.status, token: session.token)
+            }
+            if json {
+                try watch ? printJSONLine(status) : printJSON(status)
+            } else {
+                // Home and clear, so each refresh replaces the last one instead of scrolling.
+                if watch && onTerminal { print("\u{1B}[H\u{1B}[2J", terminator: "") }
+                print(Self.table(status))
+                if watch && !onTerminal { print() }
+            }
+            if watch { try await Task.sleep(for: .seconds(interval)) }
+        } while watch
+    }
+
+    static func table(_ status: StatusResponse) -> String {
+        let rows = status.units.map { unit in
+            [unit.unit.description, unit.state.rawValue, unit.cpuPercent.map { oneDecimal($0) + "%" } ?? "",
+             memory(unit), unit.detail ?? ""]
         }
-        if json {
-            try printJSON(status)
-            return
-        }
-        print("\(status.user), logged in since \(status.since.iso8601) from \(status.from)")
-        print(formatTable(["UNIT", "STATE", "DETAIL"], status.units.map { [$0.unit.description, $0.state.rawValue, $0.detail ?? ""] }))
+        return "\(status.user), logged in since \(status.since.iso8601) from \(status.from)\n"
+            + formatTable(["UNIT", "STATE", "CPU", "MEMORY", "DETAIL"], rows)
+    }
+
+    /// `12.3MiB / 64MiB (19%)`, as `docker stats` shows it.
+    static func memory(_ unit: UnitStatus) -> String {
+        guard let used = unit.memoryBytes else { return "" }
+        guard let limit = unit.memoryLimitBytes, limit > 0 else { return byteCount(used) }
+        return "\(byteCount(used)) / \(byteCount(limit)) (\(Int((Double(used) / Double(limit) * 100).rounded()))%)"
     }
 }

@@ -76,9 +76,10 @@ struct AgentClient: Sendable {
         try await client.call(AgentRoutes.stopUnits, request, timeout: .seconds(120))
     }
 
-    func list(user: String?) async throws -> [UnitStatus] {
+    func list(user: String?, usage: Bool = false) async throws -> [UnitStatus] {
         var query: [(name: String, value: String)] = []
         if let user { query.append((name: "user", value: user)) }
+        if usage { query.append((name: "usage", value: "1")) }
         return try await client.call(AgentRoutes.units, query: query, timeout: .seconds(15)).units
     }
 

@@ -267,14 +267,15 @@ final class Coordinator: Sendable {
         return removed
     }
 
-    /// Each unit of the session as its agent sees it; an agent that does not answer is named.
-    func status(_ session: Session) async -> [UnitStatus] {
+    /// Each unit of the session as its agent sees it, with each running one's use if `usage`;
+    /// an agent that does not answer is named.
+    func status(_ session: Session, usage: Bool = false) async -> [UnitStatus] {
         let groups = planner.byHost(session.units)
         let found = await withTaskGroup(of: [UnitStatus].self) { group in
             for (agent, units) in groups {
                 group.addTask {
                     do {
-                        let live = try await agent.list(user: session.user)
+                        let live = try await agent.list(user: session.user, usage: usage)
                         return units.map { unit in
                             live.first { $0.unit == unit && $0.session == session.id }
                                 ?? UnitStatus(unit: unit, user: session.user, session: session.id, state: .missing, detail: "no container")

@@ -67,7 +67,7 @@ struct ManagerController: Sendable {
 
     @Sendable func status(_ request: Request, _ context: BerthRequestContext) async throws -> StatusResponse {
         let session = try await authenticate(request, context)
-        let units = await coordinator.status(session)
+        let units = await coordinator.status(session, usage: request.uri.queryParameters["usage"] != "0")
         return StatusResponse(user: session.user, since: session.since, from: session.from, units: units)
     }
 

@@ -60,6 +60,16 @@ final class ClusterTests {
         let listed = (parsed?["units"] as? [[String: Any]]) ?? []
         #expect(listed.map { $0["unit"] as? String } == units.map(\.description))
         #expect(listed.allSatisfy { $0["state"] as? String == "running" })
+        // Each running unit's use: memory against its limit; CPU while a busy loop runs in one.
+        #expect(listed.allSatisfy { ($0["memory_bytes"] as? Int ?? 0) > 0 && $0["memory_limit_bytes"] as? Int == 64 << 20 }, "\(listed)")
+        let busy = try await cluster.berth(
+            ["exec", "--unit", units[0].description, "--", "sh", "-c", "timeout 30 sh -c 'while :; do :; done' >/dev/null 2>&1 &"], user: "aaa")
+        #expect(busy.status == 0, "\(busy.stderr)")
+        let loaded = try await cluster.berth(["status", "--json"], user: "aaa")
+        let loadedUnits = ((try JSONSerialization.jsonObject(with: Data(loaded.stdout.utf8)) as? [String: Any])?["units"] as? [[String: Any]]) ?? []
+        #expect((loadedUnits.first?["cpu_percent"] as? Double ?? 0) > 10, "\(loadedUnits)")
+        let table = try await cluster.berth(["status"], user: "aaa")
+        #expect(table.stdout.contains("CPU") && table.stdout.contains("/ 64MiB ("), "\(table.stdout)")
 
         // The home is writable from inside, the share is not.
         let write = try await cluster.berth(["exec", "--unit", units[0].description, "--", "sh", "-c", "echo kept > /app/data/result.txt"], user: "aaa")

@@ -122,6 +122,21 @@ struct ContainerLifecycleTests {
         }
     }
 
+    /// A sample holds the memory used against the limit, and two samples a busy loop's CPU.
+    @Test func statsShowMemoryAgainstTheLimitAndABusyLoopsCPU() async throws {
+        let config = ContainerConfig(cmd: ["sh", "-c", "while :; do :; done"], hostConfig: HostConfig(memory: 64 << 20))
+        try await DockerTestSupport.withContainer("stats", config: config) { client, id in
+            let full = try await client.stats(id, oneShot: false)
+            #expect(full.memoryStats.limit == 64 << 20)
+            #expect((full.memoryStats.used ?? 0) > 0)
+            // A full sample compares itself with the engine's previous one.
+            #expect((full.cpuStats.percent(since: full.precpuStats) ?? 0) > 10, "\(full)")
+            let quick = try await client.stats(id)
+            #expect(quick.precpuStats.systemUsage == nil)
+            #expect((quick.cpuStats.percent(since: full.cpuStats) ?? 0) > 10)
+        }
+    }
+
     @Test func execPassesOutputStreamsAndExitCode() async throws {
         let config = ContainerConfig(cmd: ["sleep", "60"])
         try await DockerTestSupport.withContainer("exec", config: config) { client, id in
