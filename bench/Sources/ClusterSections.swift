@@ -314,6 +314,8 @@ struct ClusterSections {
             payload["unitKeys"] = session.unitKeys.map { ["unit": $0.unit.description, "fingerprint": $0.fingerprint.description] }
         }
         try JSONSerialization.data(withJSONObject: payload).write(to: URL(fileURLWithPath: file))
+        // As `berth login` makes it: `berth` refuses a session file others can read.
+        chmod(file, 0o600)
         return file
     }
 }
