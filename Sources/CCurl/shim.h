@@ -69,6 +69,13 @@ static inline CURLcode berth_getinfo_long(CURL *handle, CURLINFO info, long *val
     return curl_easy_getinfo(handle, info, value);
 }
 
+/* The connection's socket after CURLOPT_CONNECT_ONLY, or -1. */
+static inline curl_socket_t berth_active_socket(CURL *handle) {
+    curl_socket_t socket = CURL_SOCKET_BAD;
+    if (curl_easy_getinfo(handle, CURLINFO_ACTIVESOCKET, &socket) != CURLE_OK) return CURL_SOCKET_BAD;
+    return socket;
+}
+
 /* The socket a multi handle's transfer waits to read from (the engine's answer to a request sent
    in full), or -1 when it waits for anything else. A worker's multi handle drives one transfer. */
 static inline int berth_multi_reading_socket(CURLM *multi) {

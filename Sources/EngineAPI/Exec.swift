@@ -25,6 +25,32 @@ extension DockerClient {
         return try await stream("POST", "/exec/\(id)/start", body: try EngineJSON.body(Start(tty: tty))).frames(tty: tty)
     }
 
+    /// `POST /exec/{id}/start` on a connection the engine then takes over (`Upgrade: tcp`): what
+    /// is written goes to the process's stdin, its output comes back as frames (one console
+    /// stream with `tty`). Create the exec with `attachStdin` for its stdin to be read.
+    public func attachExec(_ id: String, tty: Bool) async throws -> AttachedExec {
+        struct Start: Encodable { var detach = false; var tty: Bool }
+        var request = try await makeRequest("POST", "/exec/\(id)/start", body: try EngineJSON.body(Start(tty: tty)))
+        request.headers += [(name: "Connection", value: "Upgrade"), (name: "Upgrade", value: "tcp")]
+        let connection: UpgradedConnection
+        do {
+            connection = try await transport.upgrade(request)
+        } catch HTTPClientError.status(let response, let method, let path) {
+            throw EngineError.fromResponse(response, method: method, path: path)
+        } catch let error as HTTPClientError {
+            throw EngineError(error)
+        }
+        return AttachedExec(id: id, output: OutputFrames(chunks: connection.output, tty: tty), connection: connection)
+    }
+
+    /// `POST /exec/{id}/resize`: the size of an exec's terminal, in characters.
+    public func resizeExec(_ id: String, rows: Int, columns: Int) async throws {
+        var query = Query()
+        query.add("h", rows)
+        query.add("w", columns)
+        try await request("POST", "/exec/\(id)/resize", query: query.items)
+    }
+
     /// `GET /exec/{id}/json`.
     public func inspectExec(_ id: String) async throws -> ExecInspect {
         try decode(ExecInspect.self, from: try await request("GET", "/exec/\(id)/json"))
@@ -54,5 +80,35 @@ extension DockerClient {
             try await Task.sleep(for: .milliseconds(5))
         }
         throw EngineError.invalidResponse("exec \(id) still running after its output ended")
+    }
+}
+
+/// An exec attached both ways; see `DockerClient.attachExec`.
+public struct AttachedExec: Sendable {
+    public let id: String
+    /// The process's output until it ends (or the connection does).
+    public let output: OutputFrames
+    private let connection: UpgradedConnection
+
+    init(id: String, output: OutputFrames, connection: UpgradedConnection) {
+        self.id = id
+        self.output = output
+        self.connection = connection
+    }
+
+    /// Sends `data` to the process's stdin, waiting while the engine takes it in.
+    public func write(_ data: Data) async throws {
+        do { try await connection.write(data) } catch let error as HTTPClientError { throw EngineError(error) }
+    }
+
+    /// Ends the process's stdin (it reads end of file); its output goes on. Over a TLS connection
+    /// to a remote engine the stdin stays open until `close`.
+    public func closeStdin() async throws {
+        do { try await connection.closeWrite() } catch let error as HTTPClientError { throw EngineError(error) }
+    }
+
+    /// Lets go of the process: its stdin and output end, and with a TTY it gets SIGHUP.
+    public func close() {
+        connection.close()
     }
 }

@@ -59,6 +59,14 @@ public struct HTTPEndpoint: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// What a request names as its `Host`, as libcurl would from `baseURL`.
+    var hostHeader: String {
+        switch kind {
+        case .unix: "docker"
+        case .tcp(let host, let port): "\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        }
+    }
+
     public var description: String {
         switch kind {
         case .unix(let path): path

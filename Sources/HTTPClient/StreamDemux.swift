@@ -80,15 +80,21 @@ public struct StreamDemux: Sendable {
 public struct OutputFrames: AsyncSequence, Sendable {
     public typealias Element = OutputFrame
 
-    let chunks: AsyncThrowingStream<Data, any Error>
+    private let makeChunks: @Sendable () -> ChunkSource
     let tty: Bool
 
+    /// The frames in `chunks`, demultiplexed unless `tty`.
+    public init<Chunks: AsyncSequence & Sendable>(chunks: Chunks, tty: Bool) where Chunks.Element == Data {
+        makeChunks = { ChunkSource(chunks.makeAsyncIterator()) }
+        self.tty = tty
+    }
+
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(chunks: chunks.makeAsyncIterator(), demux: StreamDemux(tty: tty))
+        AsyncIterator(chunks: makeChunks(), demux: StreamDemux(tty: tty))
     }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var chunks: AsyncThrowingStream<Data, any Error>.AsyncIterator
+        let chunks: ChunkSource
         var demux: StreamDemux
         /// The frames of the last chunk not yet handed out.
         var pending: ArraySlice<OutputFrame> = []
@@ -100,6 +106,20 @@ public struct OutputFrames: AsyncSequence, Sendable {
             }
             return pending.popFirst()
         }
+    }
+}
+
+/// One reader's iterator over some sequence of chunks, whatever its type.
+final class ChunkSource: @unchecked Sendable {
+    private let pull: () async throws -> Data?
+
+    init<Iterator: AsyncIteratorProtocol>(_ iterator: Iterator) where Iterator.Element == Data {
+        var iterator = iterator
+        pull = { try await iterator.next() }
+    }
+
+    func next() async throws -> Data? {
+        try await pull()
     }
 }
 

@@ -155,7 +155,7 @@ final class Transfer: @unchecked Sendable {
             berth_setopt_string(handle, CURLOPT_UNIX_SOCKET_PATH, nil)
         }
         if handles.appliedTLS != .some(endpoint.tls) {
-            configureTLS(handle, check)
+            configureTLS(endpoint.tls, on: handle, check)
             handles.appliedTLS = setupError == nil ? .some(endpoint.tls) : nil
         }
         berth_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
@@ -277,36 +277,6 @@ final class Transfer: @unchecked Sendable {
         let detail = errorBuffer.pointee == 0
             ? String(cString: curl_easy_strerror(code)) : String(cString: errorBuffer)
         return finish(.failure(classify(code, detail: detail, handle: handle)))
-    }
-
-    /// TLS as the endpoint asks, every option of it, to its default where unused: the handle may
-    /// have served another endpoint before.
-    private func configureTLS(_ handle: UnsafeMutableRawPointer, _ check: (CURLcode, String) -> Void) {
-        let tls = endpoint.tls
-        if let tls, tls.trustedCAs == nil, tls.pinnedKey == nil {
-            // TLS that checks nothing would look safe and be anyone's.
-            check(CURLE_SSL_CACERT_BADFILE, "TLS with neither a trusted CA nor a pinned key")
-        }
-        func blob(_ option: CURLoption, _ text: String?) {
-            guard let text else {
-                berth_setopt_blob(handle, option, nil, 0)
-                return
-            }
-            var bytes = Array(text.utf8)
-            check(bytes.withUnsafeMutableBytes { berth_setopt_blob(handle, option, $0.baseAddress, $0.count) }, "a TLS certificate or key")
-        }
-        // Only the cluster's CA: the system's bundle would let any public CA vouch for an agent.
-        berth_setopt_string(handle, CURLOPT_CAINFO, nil)
-        berth_setopt_string(handle, CURLOPT_CAPATH, nil)
-        blob(CURLOPT_CAINFO_BLOB, tls?.trustedCAs)
-        blob(CURLOPT_SSLCERT_BLOB, tls?.clientCertificate)
-        blob(CURLOPT_SSLKEY_BLOB, tls?.clientKey)
-        if tls?.clientCertificate != nil { berth_setopt_string(handle, CURLOPT_SSLCERTTYPE, "PEM") }
-        let verify = tls?.trustedCAs != nil
-        berth_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, verify ? 1 : 0)
-        berth_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, verify ? 2 : 0)
-        berth_setopt_string(handle, CURLOPT_PINNEDPUBLICKEY, tls?.pinnedKey)
-        berth_setopt_long(handle, CURLOPT_SSLVERSION, Int(CURL_SSLVERSION_TLSv1_2))
     }
 
     private func classify(_ code: CURLcode, detail: String, handle: UnsafeMutableRawPointer) -> HTTPClientError {
@@ -508,4 +478,33 @@ final class FlowControl: @unchecked Sendable {
         condition.signal()
         condition.unlock()
     }
+}
+
+/// TLS as an endpoint asks, every option of it, to its default where unused: the handle may
+/// have served another endpoint before.
+func configureTLS(_ tls: ClientTLS?, on handle: UnsafeMutableRawPointer, _ check: (CURLcode, String) -> Void) {
+    if let tls, tls.trustedCAs == nil, tls.pinnedKey == nil {
+        // TLS that checks nothing would look safe and be anyone's.
+        check(CURLE_SSL_CACERT_BADFILE, "TLS with neither a trusted CA nor a pinned key")
+    }
+    func blob(_ option: CURLoption, _ text: String?) {
+        guard let text else {
+            berth_setopt_blob(handle, option, nil, 0)
+            return
+        }
+        var bytes = Array(text.utf8)
+        check(bytes.withUnsafeMutableBytes { berth_setopt_blob(handle, option, $0.baseAddress, $0.count) }, "a TLS certificate or key")
+    }
+    // Only the cluster's CA: the system's bundle would let any public CA vouch for an agent.
+    berth_setopt_string(handle, CURLOPT_CAINFO, nil)
+    berth_setopt_string(handle, CURLOPT_CAPATH, nil)
+    blob(CURLOPT_CAINFO_BLOB, tls?.trustedCAs)
+    blob(CURLOPT_SSLCERT_BLOB, tls?.clientCertificate)
+    blob(CURLOPT_SSLKEY_BLOB, tls?.clientKey)
+    if tls?.clientCertificate != nil { berth_setopt_string(handle, CURLOPT_SSLCERTTYPE, "PEM") }
+    let verify = tls?.trustedCAs != nil
+    berth_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, verify ? 1 : 0)
+    berth_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, verify ? 2 : 0)
+    berth_setopt_string(handle, CURLOPT_PINNEDPUBLICKEY, tls?.pinnedKey)
+    berth_setopt_long(handle, CURLOPT_SSLVERSION, Int(CURL_SSLVERSION_TLSv1_2))
 }

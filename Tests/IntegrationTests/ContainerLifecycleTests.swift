@@ -137,6 +137,52 @@ struct ContainerLifecycleTests {
         }
     }
 
+    /// Stdin through the engine's taken-over connection: 10 MB in, the same 10 MB back out of
+    /// `cat`, whose stdin ends when ours does.
+    @Test func attachedExecCarriesStdinBothWaysAndEndsAtItsEnd() async throws {
+        try await DockerTestSupport.withContainer("attach", config: ContainerConfig(cmd: ["sleep", "60"])) { client, id in
+            var config = ExecConfig(cmd: ["cat"])
+            config.attachStdin = true
+            let exec = try await client.createExec(container: id, config: config)
+            let attached = try await client.attachExec(exec, tty: false)
+            let input = Data((0..<(10 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) })
+            async let sent: Void = {
+                for start in stride(from: 0, to: input.count, by: 100_000) {
+                    try await attached.write(input[start..<min(start + 100_000, input.count)])
+                }
+                try await attached.closeStdin()
+            }()
+            var output = Data()
+            for try await frame in attached.output {
+                guard case .stdout(let data) = frame else { Issue.record("unexpected \(frame)"); continue }
+                output += data
+            }
+            try await sent
+            #expect(output.count == input.count)
+            #expect(output == input)
+            #expect(try await client.exitCode(ofExec: exec) == 0)
+        }
+    }
+
+    /// A terminal: one console stream, a size that follows a resize, and the shell's exit code.
+    @Test func attachedExecWithATerminalFollowsItsSize() async throws {
+        try await DockerTestSupport.withContainer("tty", config: ContainerConfig(cmd: ["sleep", "60"])) { client, id in
+            var config = ExecConfig(cmd: ["sh"], tty: true)
+            config.attachStdin = true
+            let exec = try await client.createExec(container: id, config: config)
+            let attached = try await client.attachExec(exec, tty: true)
+            try await client.resizeExec(exec, rows: 40, columns: 100)
+            try await attached.write(Data("stty size; exit 3\n".utf8))
+            var output = ""
+            for try await frame in attached.output {
+                guard case .console(let data) = frame else { Issue.record("unexpected \(frame)"); continue }
+                output += String(decoding: data, as: UTF8.self)
+            }
+            #expect(output.contains("40 100"), "\(output)")
+            #expect(try await client.exitCode(ofExec: exec) == 3)
+        }
+    }
+
     @Test func execPassesOutputStreamsAndExitCode() async throws {
         let config = ContainerConfig(cmd: ["sleep", "60"])
         try await DockerTestSupport.withContainer("exec", config: config) { client, id in
