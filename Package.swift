@@ -149,7 +149,7 @@ let package = Package(
         .testTarget(name: "BerthTLSTests", dependencies: ["BerthTLS", "BerthAPI"]),
         .testTarget(name: "BerthConfigTests", dependencies: ["BerthAPI", "BerthCore", "BerthConfig", "BerthTLS"]),
         .testTarget(name: "BerthServerTests", dependencies: [
-            "BerthServer", "BerthAPI", "BerthCore", hummingbird, .product(name: "HummingbirdTesting", package: "hummingbird"),
+            "BerthServer", "BerthAPI", "BerthCore", "HTTPClient", hummingbird, .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "UnitTests", dependencies: ["UnitProtocol"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "BerthAPI", "BerthCore", "BerthConfig", "EngineAPI", "HTTPClient"]),

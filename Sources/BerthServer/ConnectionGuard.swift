@@ -114,6 +114,16 @@ extension Channel {
         }
     }
 
+    /// Lets the request being read take as long as its body lasts, past the request deadline:
+    /// for a route that has authenticated it and reads its body as it comes (an interactive
+    /// command's keystrokes). Call it before reading the body.
+    public func requestMayLast() {
+        let channel = self
+        eventLoop.execute {
+            (try? channel.pipeline.syncOperations.handler(type: RequestClock.self))?.requestMayLast()
+        }
+    }
+
     /// Marks the connection as authenticated, so it no longer counts against its address's
     /// limit of strangers' connections.
     public func markAuthenticated() {
@@ -132,7 +142,8 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
-    private enum Phase { case receiving, processing, idle }
+    /// `streaming`: a request whose route reads its body for as long as it lasts (keystrokes).
+    private enum Phase { case receiving, streaming, processing, idle }
 
     private let counter: ConnectionCounter
     private let address: String
@@ -207,10 +218,16 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
         timer?.cancel()
     }
 
+    func requestMayLast() {
+        guard phase == .receiving else { return }
+        phase = .streaming
+        timer?.cancel()
+    }
+
     /// A response has gone out; one given before its request was read whole (a refusal on the
     /// head, a 413) ends the connection, since the rest of that request is never read.
     func responseFinished() {
-        guard phase != .receiving else {
+        guard phase != .receiving && phase != .streaming else {
             timer?.cancel()
             context?.close(promise: nil)
             return

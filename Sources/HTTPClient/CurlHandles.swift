@@ -54,7 +54,9 @@ final class CurlHandles: @unchecked Sendable {
     /// microseconds, and a thread that went to sleep for it takes about as long again to wake on
     /// a virtual machine; the busy poll costs at most `busyPoll` of CPU per transfer, however long
     /// the transfer runs.
-    func perform(busyPoll: Duration) -> CURLcode {
+    /// `afterWait` runs on this thread each time the wait ends (an upload that was paused for
+    /// want of data resumes there: libcurl lets only the transfer's own thread unpause it).
+    func perform(busyPoll: Duration, afterWait: (() -> Void)? = nil) -> CURLcode {
         guard curl_multi_add_handle(multi, easy) == CURLM_OK else { return CURLE_FAILED_INIT }
         defer { curl_multi_remove_handle(multi, easy) }
         let clock = ContinuousClock()
@@ -83,6 +85,7 @@ final class CurlHandles: @unchecked Sendable {
             // at least once a second in any case. The progress callback then sees a cancellation.
             guard curl_multi_poll(multi, nil, 0, 1000, nil) == CURLM_OK else { return CURLE_FAILED_INIT }
             waited += clock.now - start
+            afterWait?()
         }
         answersComeQuickly = waited <= busyPoll * 2
         transfersWithoutPoll = polls ? 0 : transfersWithoutPoll + 1

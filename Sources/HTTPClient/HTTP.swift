@@ -11,6 +11,8 @@ public struct HTTPRequest: Sendable {
         case data(Data, contentType: String)
         /// Streamed from a file, so a large tarball is never held in memory.
         case file(path: String, contentType: String)
+        /// Written while the request runs (sent chunked), as the answer comes; see `UploadStream`.
+        case stream(UploadStream, contentType: String)
     }
 
     public var method: String

@@ -61,6 +61,7 @@ final class Transfer: @unchecked Sendable {
     private var headDelivered = false
     private var body = Data()
     private var uploadFile: UnsafeMutablePointer<FILE>?
+    private var uploadStream: UploadStream?
     /// What a `.sink` receiver threw; the transfer ends with it.
     private var sinkError: (any Error)?
     /// The response of a `.direct` transfer, once `run` has returned.
@@ -92,6 +93,13 @@ final class Transfer: @unchecked Sendable {
         cancelledFlag.store(true, ordering: .relaxed)
         abandonIfQueued(.cancelled)
         flow?.wake()
+        wakeable.withLock { multi in
+            if let multi { curl_multi_wakeup(multi) }
+        }
+    }
+
+    /// Wakes the worker from waiting for the socket, to resume a paused upload.
+    private func wakeWorker() {
         wakeable.withLock { multi in
             if let multi { curl_multi_wakeup(multi) }
         }
@@ -209,12 +217,21 @@ final class Transfer: @unchecked Sendable {
             headerList = curl_slist_append(headerList, "Content-Type: \(contentType)")
             berth_setopt_long(handle, CURLOPT_POST, 1)
             berth_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(size))
+        case .stream(let upload, let contentType):
+            headerList = curl_slist_append(headerList, "Content-Type: \(contentType)")
+            headerList = curl_slist_append(headerList, "Transfer-Encoding: chunked")
+            berth_setopt_long(handle, CURLOPT_POST, 1)
+            uploadStream = upload
+            upload.attach { [weak self] in self?.wakeWorker() }
         }
         // Reads the upload file, if any: never libcurl's default, which reads standard input.
         berth_setopt_pointer(handle, CURLOPT_READDATA, this)
         berth_setopt_data_callback(handle, CURLOPT_READFUNCTION) { buffer, size, count, userdata in
             let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
             if transfer.isCancelled { return Int(CURL_READFUNC_ABORT) }
+            if let upload = transfer.uploadStream {
+                return upload.read(into: UnsafeMutableRawBufferPointer(start: buffer, count: size * count)) ?? Int(CURL_READFUNC_PAUSE)
+            }
             guard let file = transfer.uploadFile else { return 0 }
             return fread(buffer, 1, size * count, file)
         }
@@ -263,6 +280,10 @@ final class Transfer: @unchecked Sendable {
             code = bodyData.withUnsafeBytes { bytes in
                 berth_setopt_pointer(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress))
                 return handles.perform(busyPoll: busyPoll)
+            }
+        } else if let upload = uploadStream {
+            code = handles.perform(busyPoll: busyPoll) {
+                if upload.takeResume() { curl_easy_pause(handle, CURLPAUSE_CONT) }
             }
         } else {
             code = handles.perform(busyPoll: busyPoll)
@@ -381,6 +402,10 @@ final class Transfer: @unchecked Sendable {
     }
 
     private func finish(_ outcome: Result<Void, HTTPClientError>) -> () -> Void {
+        // A body still being written has nowhere to go now.
+        if case .stream(let upload, _) = request.body {
+            if case .failure(let error) = outcome { upload.fail(error) } else { upload.fail(.cancelled) }
+        }
         switch delivery {
         case .direct:
             self.outcome = outcome.map { HTTPResponse(head: head, body: body) }

@@ -2,6 +2,7 @@ import BerthAPI
 import BerthCore
 import BerthServer
 import Foundation
+import HTTPClient
 import Hummingbird
 import HummingbirdTesting
 import Testing
@@ -99,6 +100,14 @@ import Testing
         let router = Router(context: BerthRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.on(Route<NoBody, UnitList>(.get, "/v1/open/plain")) { _, _ in UnitList(units: []) }
+        // Each piece of the body back as it comes: the answer runs beside the request.
+        router.post("/v1/open/duplex") { request, context -> Response in
+            context.channel.requestMayLast()
+            return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: ResponseBody { writer in
+                for try await piece in request.body { try await writer.write(piece) }
+                try await writer.finish(nil)
+            })
+        }
         let signed = router.group().add(middleware: SignatureMiddleware(verifier: RequestVerifier(secret: Self.secret, audience: "127.0.0.1:9000")))
         signed.on(Self.echo) { end, _, _ in end }
         let app = Application(router: router, server: daemonServer(tls: nil, limits: limits), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
@@ -154,6 +163,33 @@ import Testing
                 answer = await fine.readAll(timeout: 20)
             }
             #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
+        }
+    }
+
+    /// A body written while its answer comes back: each line is echoed before the next is
+    /// written, which only a request and answer running side by side allow; and the request
+    /// may outlast the request deadline once its route has taken it.
+    @Test func aStreamedBodyAndItsAnswerGoOnTogether() async throws {
+        var limits = ConnectionLimits()
+        limits.requestDeadline = .seconds(2)
+        try await withLiveServer(limits) { port in
+            let transport = Transport(endpoint: HTTPEndpoint(.tcp(host: "127.0.0.1", port: port)))
+            let upload = UploadStream()
+            let response = try await transport.stream(HTTPClient.HTTPRequest(
+                method: "POST", path: "/v1/open/duplex", body: .stream(upload, contentType: "application/octet-stream")))
+            #expect(response.head.status == 200)
+            var answers = response.body.makeAsyncIterator()
+            for index in 0..<5 {
+                let line = Data("line \(index)\n".utf8)
+                try await upload.write(line)
+                var echoed = Data()
+                while echoed.count < line.count, let piece = try await answers.next() { echoed += piece }
+                #expect(echoed == line)
+                // Past the 2 s deadline by the end.
+                try await Task.sleep(for: .milliseconds(600))
+            }
+            upload.finish()
+            #expect(try await answers.next() == nil)
         }
     }
 
