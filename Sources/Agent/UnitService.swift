@@ -291,4 +291,46 @@ final class UnitService: Sendable {
         let id = try await docker.createExec(container: container.id, config: ExecConfig(cmd: request.command, workingDir: "/app"))
         return (id, try await docker.startExec(id))
     }
+
+    /// Starts the command with stdin, and a terminal of the asked size if `terminal.tty`.
+    func attachExec(_ request: ExecRequest, terminal: ExecTerminal) async throws -> AttachedExec {
+        guard !request.command.isEmpty else { throw AgentError("exec needs a command") }
+        let container = try await container(user: request.user, unit: request.unit)
+        guard container.state == "running" else { throw AgentError("unit \(request.unit) is \(container.state ?? "not running")") }
+        // TERM is the one setting a terminal needs from the client's side; it is checked to be a
+        // plain name so it can carry nothing else into the container.
+        let term = terminal.term.flatMap { $0.count <= 64 && $0.allSatisfy { $0.isLetter || $0.isNumber || "-_.+".contains($0) } ? $0 : nil }
+        var config = ExecConfig(cmd: request.command, env: terminal.tty ? ["TERM=\(term ?? "xterm")"] : nil, workingDir: "/app", tty: terminal.tty)
+        config.attachStdin = true
+        let id = try await docker.createExec(container: container.id, config: config)
+        let attached = try await docker.attachExec(id, tty: terminal.tty)
+        if terminal.tty, let rows = terminal.rows, let columns = terminal.columns, rows > 0, columns > 0 {
+            try? await docker.resizeExec(id, rows: rows, columns: columns)
+        }
+        return attached
+    }
+
+    /// Ends an exec whose client has gone, as a closed terminal would: SIGHUP to its process (a
+    /// shell passes it on to what runs in its foreground). The engine itself leaves an exec
+    /// running when its connection closes. Only with this host's own engine, whose process IDs
+    /// are this host's, and only to a process that is still the exec's and in its container.
+    func hangUp(exec id: String) async {
+        guard case .unix = docker.transport.endpoint.kind,
+            let state = try? await docker.inspectExec(id), state.running, let pid = state.pid, pid > 1,
+            let container = state.containerID, container.count >= 12,
+            Self.processCgroups(pid)?.contains(container) == true
+        else { return }
+        kill(pid_t(pid), SIGHUP)
+        logger.info("exec hung up", metadata: ["exec": "\(id.prefix(12))", "container": "\(container.prefix(12))"])
+    }
+
+    /// `/proc/PID/cgroup`, which names the container a process runs in.
+    private static func processCgroups(_ pid: Int) -> String? {
+        let fd = open("/proc/\(pid)/cgroup", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+        let count = read(fd, &buffer, buffer.count)
+        return count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : nil
+    }
 }

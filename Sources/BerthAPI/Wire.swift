@@ -174,11 +174,14 @@ public struct ExecRequest: Codable, Sendable {
     public var user: String
     public var unit: HostPort
     public var command: [String]
+    /// Only in an interactive exec's opening frame.
+    public var terminal: ExecTerminal?
 
-    public init(user: String, unit: HostPort, command: [String]) {
+    public init(user: String, unit: HostPort, command: [String], terminal: ExecTerminal? = nil) {
         self.user = user
         self.unit = unit
         self.command = command
+        self.terminal = terminal
     }
 }
 
@@ -293,10 +296,88 @@ public struct StatusResponse: Codable, Sendable {
 public struct ClientExecRequest: Codable, Sendable {
     public var unit: HostPort
     public var command: [String]
+    /// Only in an interactive exec's opening frame (see `ExecInput`).
+    public var terminal: ExecTerminal?
 
-    public init(unit: HostPort, command: [String]) {
+    public init(unit: HostPort, command: [String], terminal: ExecTerminal? = nil) {
         self.unit = unit
         self.command = command
+        self.terminal = terminal
+    }
+}
+
+/// How an interactive exec runs: with stdin always, with a terminal of this size and type if
+/// `tty` (the process then has one console stream, as `docker exec -it` gives).
+public struct ExecTerminal: Codable, Sendable, Equatable {
+    public var tty: Bool
+    public var rows: Int?
+    public var columns: Int?
+    /// `TERM` for the process: the client's, when it has a terminal.
+    public var term: String?
+
+    public init(tty: Bool, rows: Int? = nil, columns: Int? = nil, term: String? = nil) {
+        self.tty = tty
+        self.rows = rows
+        self.columns = columns
+        self.term = term
+    }
+}
+
+/// The request body of an interactive exec (`Content-Type` `OutputStream.contentType`), in the
+/// framing of its answer: first the request as JSON (kind 0; the frame a signature covers), then
+/// stdin (kind 1), the terminal's size (kind 4: rows and columns as UInt16 big-endian), and the
+/// end of stdin (kind 5, empty).
+public enum ExecInput: Sendable, Equatable {
+    case request(Data)
+    case stdin(Data)
+    case resize(rows: Int, columns: Int)
+    case endOfInput
+
+    /// More than a keystroke or a read of a pipe ever needs, and little enough to hold.
+    public static let maxFrame = 1 << 20
+
+    public var encoded: Data {
+        let (kind, payload): (UInt8, Data) = switch self {
+        case .request(let json): (0, json)
+        case .stdin(let bytes): (1, bytes)
+        case .resize(let rows, let columns):
+            (4, Data([UInt8(clamping: rows >> 8), UInt8(truncatingIfNeeded: rows), UInt8(clamping: columns >> 8), UInt8(truncatingIfNeeded: columns)]))
+        case .endOfInput: (5, Data())
+        }
+        let size = UInt32(payload.count)
+        return Data([kind, 0, 0, 0, UInt8(size >> 24), UInt8((size >> 16) & 0xFF), UInt8((size >> 8) & 0xFF), UInt8(size & 0xFF)]) + payload
+    }
+}
+
+/// Reassembles `ExecInput` frames from a body arriving in any pieces.
+public struct ExecInputDecoder: Sendable {
+    private var buffer = Data()
+
+    public init() {}
+
+    /// The frames `bytes` completes; throws on a frame that is too large or of an unknown kind.
+    public mutating func feed(_ bytes: some Sequence<UInt8>) throws(RequestBodyError) -> [ExecInput] {
+        buffer.append(contentsOf: bytes)
+        var frames: [ExecInput] = []
+        var offset = buffer.startIndex
+        while buffer.endIndex - offset >= 8 {
+            let size = buffer[(offset + 4)..<(offset + 8)].reduce(0) { $0 << 8 | Int($1) }
+            guard size <= ExecInput.maxFrame else { throw RequestBodyError("an exec input frame of \(size) bytes is over the \(ExecInput.maxFrame >> 20) MiB a frame may hold") }
+            guard buffer.endIndex - offset - 8 >= size else { break }
+            let payload = Data(buffer[(offset + 8)..<(offset + 8 + size)])
+            switch buffer[offset] {
+            case 0: frames.append(.request(payload))
+            case 1: frames.append(.stdin(payload))
+            case 4 where size == 4:
+                frames.append(.resize(rows: Int(payload[payload.startIndex]) << 8 | Int(payload[payload.startIndex + 1]),
+                                      columns: Int(payload[payload.startIndex + 2]) << 8 | Int(payload[payload.startIndex + 3])))
+            case 5: frames.append(.endOfInput)
+            default: throw RequestBodyError("an exec input frame of unknown kind \(buffer[offset]) (or wrong size \(size))")
+            }
+            offset += 8 + size
+        }
+        buffer.removeSubrange(buffer.startIndex..<offset)
+        return frames
     }
 }
 

@@ -100,7 +100,27 @@ public struct ServiceClient: Sendable {
         _ method: String, _ path: String, query: [(name: String, value: String)] = [], body: (some Encodable)? = nil as String?,
         token: String? = nil
     ) async throws -> HTTPStreamingResponse {
-        let request = try makeRequest(method, path, query: query, body: body, token: token, timeout: nil)
+        try await openStream(try makeRequest(method, path, query: query, body: body, token: token, timeout: nil))
+    }
+
+    /// Opens `route` with a body written while its answer streams back (an interactive exec):
+    /// `opening` as the first frame (`ExecInput.request`, the part a signature covers), then
+    /// whatever the caller writes to `input`, framed as `ExecInput`. Error statuses throw.
+    public func duplex<Body: Encodable, Answer>(
+        _ route: Route<Body, Answer>, opening: Body, input: UploadStream, token: String? = nil
+    ) async throws -> HTTPStreamingResponse {
+        let payload = try BerthJSON.encoder.encode(opening)
+        var request = HTTPRequest(
+            method: route.method.rawValue, path: route.path, query: route.query, body: .stream(input, contentType: OutputStream.contentType))
+        if let token { request.headers.append((name: "Authorization", value: "Bearer \(token)")) }
+        if let signer {
+            request.headers += signer.headers(method: request.method, target: request.target, audience: address.description, body: payload)
+        }
+        try await input.write(ExecInput.request(payload).encoded)
+        return try await openStream(request)
+    }
+
+    private func openStream(_ request: HTTPRequest) async throws -> HTTPStreamingResponse {
         do {
             let response = try await transport.stream(request, streamErrorResponses: true)
             if response.head.status >= 400 {

@@ -340,6 +340,9 @@ final class Transfer: @unchecked Sendable {
         if end == 0 {
             if head.status >= 200 {
                 headComplete = true
+                // A refusal reads no more of a body still being written: end it, so the transfer
+                // does not wait on it (libcurl keeps a paused upload open otherwise).
+                if head.status >= 300 { uploadStream?.finish() }
                 deliverHeadIfStreaming()
             }
             return

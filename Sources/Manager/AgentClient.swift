@@ -87,6 +87,11 @@ struct AgentClient: Sendable {
         try await client.stream(AgentRoutes.exec, request)
     }
 
+    /// An exec with stdin: `request` opens it, what is written to `input` (framed) follows.
+    func execInteractive(_ request: ExecRequest, input: UploadStream) async throws -> HTTPStreamingResponse {
+        try await client.duplex(AgentRoutes.exec, opening: request, input: input)
+    }
+
     func logs(user: String, unit: HostPort, query: [(name: String, value: String)]) async throws -> HTTPStreamingResponse {
         try await client.stream(AgentRoutes.unitLogs, query: [(name: "user", value: user), (name: "unit", value: unit.description)] + query)
     }

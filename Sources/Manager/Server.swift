@@ -73,6 +73,7 @@ struct ManagerController: Sendable {
 
     @Sendable func exec(_ request: Request, _ context: BerthRequestContext) async throws -> Response {
         let session = try await authenticate(request, context)
+        if request.isFramed { return try await interactiveExec(request, session, context) }
         let exec = try await request.decodeJSON(ClientExecRequest.self, limit: ManagerRoutes.exec.maxBody, context: context)
         guard session.units.contains(exec.unit) else {
             throw APIError(.forbidden, "unit \(exec.unit) is not one of your units (\(session.units.map(\.description).joined(separator: ", ")))")
@@ -82,6 +83,30 @@ struct ManagerController: Sendable {
         ManagerMetrics.shared.execs.increment()
         return try await relayStream(of: session.user, contentType: OutputStream.contentType, context) {
             try await agent.exec(ExecRequest(user: session.user, unit: exec.unit, command: exec.command))
+        }
+    }
+
+    /// `berth exec -i` and `-it`: the client's frames go up to the agent as they come, the
+    /// output comes down. The audit records the command, never what is typed.
+    private func interactiveExec(_ request: Request, _ session: Session, _ context: BerthRequestContext) async throws -> Response {
+        let (exec, input) = try await FramedInput.open(request, as: ClientExecRequest.self, context: context)
+        guard session.units.contains(exec.unit) else {
+            throw APIError(.forbidden, "unit \(exec.unit) is not one of your units (\(session.units.map(\.description).joined(separator: ", ")))", closing: true)
+        }
+        let terminal = exec.terminal ?? ExecTerminal(tty: false)
+        let agent = coordinator.planner.agent(for: exec.unit.host)
+        await coordinator.audit.record("exec", user: session.user, detail: "\(exec.unit) \(exec.command) \(terminal.tty ? "with a terminal" : "with stdin")")
+        ManagerMetrics.shared.execs.increment()
+        let upload = UploadStream()
+        let forward: @Sendable () async throws -> Void = {
+            defer { upload.finish() }
+            while let frame = try await input.next() {
+                if case .request = frame { throw APIError(.badRequest, "an interactive request has one request frame") }
+                try await upload.write(frame.encoded)
+            }
+        }
+        return try await relayStream(of: session.user, contentType: OutputStream.contentType, context, alongside: forward) {
+            try await agent.execInteractive(ExecRequest(user: session.user, unit: exec.unit, command: exec.command, terminal: terminal), input: upload)
         }
     }
 
@@ -102,9 +127,11 @@ struct ManagerController: Sendable {
     }
 
     /// Passes an agent's stream on to the user as it comes, holding one of the user's stream
-    /// slots until it ends; a client that hangs up ends the agent's stream too.
+    /// slots until it ends; a client that hangs up ends the agent's stream too. `alongside` runs
+    /// while it lasts (an interactive exec's input on its way up).
     private func relayStream(
-        of user: String, contentType: String, _ context: BerthRequestContext, _ open: () async throws -> HTTPStreamingResponse
+        of user: String, contentType: String, _ context: BerthRequestContext,
+        alongside: (@Sendable () async throws -> Void)? = nil, _ open: () async throws -> HTTPStreamingResponse
     ) async throws -> Response {
         let streams = coordinator.streams
         guard streams.take(user) else {
@@ -118,7 +145,11 @@ struct ManagerController: Sendable {
             throw error
         }
         return streamingResponse(contentType: contentType, channel: context.channel, ended: { streams.give(user) }) { send in
-            for try await chunk in upstream.body { try await send(ByteBuffer(bytes: chunk)) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                if let alongside { group.addTask(operation: alongside) }
+                for try await chunk in upstream.body { try await send(ByteBuffer(bytes: chunk)) }
+                group.cancelAll()
+            }
         }
     }
 
