@@ -139,7 +139,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             nioSSL,
         ], linkerSettings: releaseLinking()),
-        .executableTarget(name: "Bench", dependencies: ["CCurl", "BerthPasswords", "HTTPClient", "EngineAPI", "BerthAPI", "BerthCore", "BerthTLS", "BerthConfig", "UnitProtocol", argumentParser], path: "bench/Sources"),
+        .executableTarget(name: "Bench", dependencies: ["CCurl", "BerthPasswords", "HTTPClient", "EngineAPI", "BerthAPI", "BerthCore", "BerthTLS", "BerthConfig", "UnitProtocol", "TestSupport", argumentParser], path: "bench/Sources"),
         /// What the tests of several modules use: a fake HTTP server on a Unix socket.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "TestSupport"]),
@@ -159,6 +159,6 @@ let package = Package(
             "Manager", "BerthPasswords", "BerthAPI", "BerthCore", "BerthConfig", "BerthServer", hummingbird, logging,
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
-        .testTarget(name: "IntegrationTests", dependencies: ["BerthPasswords", "EngineAPI", "HTTPClient", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["BerthPasswords", "EngineAPI", "HTTPClient", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion", "TestSupport"]),
     ]
 )

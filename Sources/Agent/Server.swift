@@ -109,42 +109,54 @@ struct AgentController: Sendable {
         }
     }
 
-    /// The command's output as it comes, then its exit status; an engine failure midway becomes a
-    /// last line on stderr and status 125, as `docker exec` reports its own failures.
+    /// The command's output as it comes, then its exit status (see `sendOutput`).
     @Sendable func exec(_ request: Request, _ context: BerthRequestContext) async throws -> Response {
         if request.isFramed { return try await interactiveExec(request, context) }
         let exec = try await request.decodeJSON(ExecRequest.self, limit: AgentRoutes.exec.maxBody, context: context)
         let (id, output) = try await engineCall(refusal: .notFound) { try await service.startExec(exec) }
-        let docker = service.docker
-        return streamingResponse(contentType: OutputStream.contentType, channel: context.channel, ended: streamEnded()) { send in
-            var status: Int32
-            do {
-                for try await frame in output {
-                    switch frame {
-                    case .stdout(let data), .console(let data): try await send(OutputFrame.encoded(kind: 1, data))
-                    case .stderr(let data): try await send(OutputFrame.encoded(kind: 2, data))
-                    }
-                }
-                status = Int32(clamping: try await docker.exitCode(ofExec: id))
-            } catch is CancellationError {
-                throw CancellationError()
-            } catch {
-                try await send(OutputFrame.encoded(kind: 2, Data("berth: the engine failed during exec: \(error)\n".utf8)))
-                status = 125
-            }
-            try await send(OutputFrame.encoded(kind: 3, Data(String(status).utf8)))
+        return streamingResponse(contentType: OutputStream.contentType, channel: context.channel, ended: streamEnded()) { [self] send in
+            try await sendOutput(of: id, output, send)
         }
     }
 
+    /// An exec's output as frames, then its exit status; an engine failure midway becomes a last
+    /// line on stderr and status 125, as `docker exec` reports its own failures. A reader that
+    /// goes first (this task cancelled) has the process sent SIGHUP: the engine would leave it
+    /// running.
+    private func sendOutput(of id: String, _ output: OutputFrames, _ send: @Sendable (ByteBuffer) async throws -> Void) async throws {
+        var ended = false
+        defer {
+            if !ended { Task { [service] in await service.hangUp(exec: id) } }
+        }
+        var status: Int32
+        do {
+            for try await frame in output {
+                switch frame {
+                case .stdout(let data), .console(let data): try await send(OutputFrame.encoded(kind: 1, data))
+                case .stderr(let data): try await send(OutputFrame.encoded(kind: 2, data))
+                }
+            }
+            // A cancelled reader sees the output end as if the process had.
+            try Task.checkCancellation()
+            ended = true
+            status = Int32(clamping: try await service.docker.exitCode(ofExec: id))
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            try await send(OutputFrame.encoded(kind: 2, Data("berth: the engine failed during exec: \(error)\n".utf8)))
+            status = 125
+        }
+        try await send(OutputFrame.encoded(kind: 3, Data(String(status).utf8)))
+    }
+
     /// An exec with stdin (and a terminal with `tty`): the request's frames go to the process as
-    /// they come, its output comes back as frames, then its exit status. When either side goes,
-    /// the engine's connection closes, which ends a terminal's processes with SIGHUP.
+    /// they come over the engine's taken-over connection, its output comes back as for any exec.
     func interactiveExec(_ request: Request, _ context: BerthRequestContext) async throws -> Response {
         let (exec, input) = try await FramedInput.open(request, as: ExecRequest.self, context: context)
         let terminal = exec.terminal ?? ExecTerminal(tty: false)
         let attached = try await engineCall(refusal: .notFound) { try await service.attachExec(exec, terminal: terminal) }
         let docker = service.docker
-        return streamingResponse(contentType: OutputStream.contentType, channel: context.channel, ended: streamEnded()) { send in
+        return streamingResponse(contentType: OutputStream.contentType, channel: context.channel, ended: streamEnded()) { [self] send in
             defer { attached.close() }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -157,33 +169,7 @@ struct AgentController: Sendable {
                         }
                     }
                 }
-                var status: Int32
-                do {
-                    // A client that goes before the process ends (the producer is cancelled) must
-                    // not leave it running.
-                    var ended = false
-                    defer {
-                        if !ended {
-                            Task { await service.hangUp(exec: attached.id) }
-                        }
-                    }
-                    for try await frame in attached.output {
-                        switch frame {
-                        case .stdout(let data), .console(let data): try await send(OutputFrame.encoded(kind: 1, data))
-                        case .stderr(let data): try await send(OutputFrame.encoded(kind: 2, data))
-                        }
-                    }
-                    // A cancelled reader sees the output end as if the process had.
-                    try Task.checkCancellation()
-                    ended = true
-                    status = Int32(clamping: try await docker.exitCode(ofExec: attached.id))
-                } catch is CancellationError {
-                    throw CancellationError()
-                } catch {
-                    try await send(OutputFrame.encoded(kind: 2, Data("berth: the engine failed during exec: \(error)\n".utf8)))
-                    status = 125
-                }
-                try await send(OutputFrame.encoded(kind: 3, Data(String(status).utf8)))
+                try await sendOutput(of: attached.id, attached.output, send)
                 // The input may still be open (a terminal's): it has nothing left to reach.
                 group.cancelAll()
             }

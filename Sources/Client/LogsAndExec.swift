@@ -180,7 +180,8 @@ struct InteractiveExec {
     let tty: Bool
 
     func run() async throws -> Int32 {
-        if tty && isatty(STDIN_FILENO) != 1 {
+        // Keys go through only from a terminal; -t alone just gives the command one for its output.
+        if tty && stdin && isatty(STDIN_FILENO) != 1 {
             throw failure("-t needs a terminal on stdin; leave it out to pipe input (berth exec -i)")
         }
         let size = tty ? LocalTerminal.size() : nil
@@ -190,7 +191,7 @@ struct InteractiveExec {
             try await session.manager.duplex(
                 ManagerRoutes.exec, opening: ClientExecRequest(unit: unit, command: command, terminal: terminal), input: upload, token: session.token)
         }
-        if tty { try LocalTerminal.makeRaw() }
+        if tty && stdin { try LocalTerminal.makeRaw() }
         defer { LocalTerminal.restore() }
         let resizes = tty ? Self.watchResizes(upload) : nil
         defer { resizes?.cancel() }

@@ -116,7 +116,8 @@ actor Auth {
             await recordSuccess(name: name, address: address)
             return user
         }
-        try? await Task.sleep(until: arrived + refusalTime, clock: clock)
+        // Without a tolerance the system may fire the timer late by a share of the wait.
+        try? await Task.sleep(until: arrived + refusalTime, tolerance: .zero, clock: clock)
         if locked {
             throw LoginRefused(.locked, "too many failed logins for this name from \(address); try again later")
         }

@@ -1,5 +1,6 @@
 import BerthAPI
 import Foundation
+import TestSupport
 import Testing
 
 /// `berth exec -i`, `-it` and `berth shell` through a real login, driven as a user would: stdin
@@ -49,6 +50,12 @@ final class InteractiveExecTests {
         try await Task.sleep(for: .milliseconds(300))
         try terminal.type("stty size\r")
         #expect(try await terminal.read(until: "33 101"), "\(terminal.transcript)")
+        // Ctrl-C goes to the unit: it stops what runs there, and the session goes on.
+        try terminal.type("sleep 100\r")
+        try await Task.sleep(for: .milliseconds(300))
+        try terminal.type("\u{3}")
+        try terminal.type("echo after-$((1 + 1))\r")
+        #expect(try await terminal.read(until: "after-2"), "\(terminal.transcript)")
         try terminal.type("exit 3\r")
         let status = try await Background.run { () -> Int32 in
             process.waitUntilExit()
@@ -94,78 +101,5 @@ final class InteractiveExecTests {
         let result = try await cluster.berth(["exec", "-it", "--unit", unit, "--", "sh"], user: "aaa", stdin: "")
         #expect(result.status != 0)
         #expect(result.stderr == "error: -t needs a terminal on stdin; leave it out to pipe input (berth exec -i)\n")
-    }
-}
-
-/// A pseudo-terminal pair: a program runs on its secondary side as on a user's terminal, and the
-/// test types and reads on the primary side.
-final class PseudoTerminal: @unchecked Sendable {
-    let primary: Int32
-    let secondary: Int32
-    private(set) var transcript = ""
-
-    init(rows: Int, columns: Int) throws {
-        // posix_openpt and its kin by hand, as Linux does them: Swift's Glibc leaves them out.
-        primary = open("/dev/ptmx", O_RDWR | O_NOCTTY)
-        var unlock: Int32 = 0, number: UInt32 = 0
-        let setLock: UInt = 0x4004_5431, getNumber: UInt = 0x8004_5430  // TIOCSPTLCK, TIOCGPTN
-        guard primary >= 0, ioctl(primary, setLock, &unlock) == 0, ioctl(primary, getNumber, &number) == 0 else {
-            throw TestSetupError("no pseudo-terminal")
-        }
-        secondary = open("/dev/pts/\(number)", O_RDWR | O_NOCTTY)
-        guard secondary >= 0 else { throw TestSetupError("cannot open /dev/pts/\(number)") }
-        _ = fcntl(primary, F_SETFL, fcntl(primary, F_GETFL) | O_NONBLOCK)
-        resize(rows: rows, columns: columns)
-    }
-
-    deinit {
-        close(primary)
-        close(secondary)
-    }
-
-    func resize(rows: Int, columns: Int) {
-        var size = winsize(ws_row: UInt16(rows), ws_col: UInt16(columns), ws_xpixel: 0, ws_ypixel: 0)
-        _ = ioctl(primary, UInt(TIOCSWINSZ), &size)
-    }
-
-    /// The terminal's line settings, to compare before and after.
-    func settings() -> [UInt32] {
-        var settings = termios()
-        tcgetattr(secondary, &settings)
-        return [settings.c_iflag, settings.c_oflag, settings.c_cflag, settings.c_lflag]
-    }
-
-    func run(_ path: String, _ arguments: [String], environment: [String: String]) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let handle = FileHandle(fileDescriptor: secondary, closeOnDealloc: false)
-        process.standardInput = handle
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        return process
-    }
-
-    func type(_ text: String) throws {
-        let written = text.withCString { write(primary, $0, strlen($0)) }
-        guard written == text.utf8.count else { throw TestSetupError("cannot type on the terminal") }
-    }
-
-    /// Reads what the terminal shows until `text` appears (true) or 20 s pass (false).
-    func read(until text: String) async throws -> Bool {
-        let deadline = ContinuousClock.now + .seconds(20)
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while ContinuousClock.now < deadline {
-            let count = Glibc.read(primary, &buffer, buffer.count)
-            if count > 0 {
-                transcript += String(decoding: buffer[0..<count], as: UTF8.self)
-                if transcript.contains(text) { return true }
-            } else {
-                try await Task.sleep(for: .milliseconds(20))
-            }
-        }
-        return false
     }
 }

@@ -63,7 +63,8 @@ struct TLSTests {
         return try Data(contentsOf: URL(fileURLWithPath: file))
     }
 
-    /// Login, call, exec and logout, with what must never cross the network in clear.
+    /// Login, call, exec (with typed input) and logout, with what must never cross the network
+    /// in clear.
     static func session(_ cluster: ClusterFixture) async throws -> [String] {
         try await cluster.expectLogin("aaa")
         let secrets = try Self.secrets(cluster, "aaa")
@@ -72,8 +73,12 @@ struct TLSTests {
         #expect(call.status == 0 && call.stdout.contains(marker), "\(call.stderr)")
         let exec = try await cluster.berth(["exec", "--unit", unit, "--", "sh", "-c", "echo \(marker)-exec"], user: "aaa")
         #expect(exec.status == 0 && exec.stdout.contains("\(marker)-exec"), "\(exec.stderr)")
+        // What is typed into an exec: up through manager and agent, back as the command's output.
+        let typed = "typed-\(UUID().uuidString.prefix(8))"
+        let interactive = try await cluster.berth(["exec", "-i", "--unit", unit, "--", "cat"], user: "aaa", stdin: typed + "\n")
+        #expect(interactive.status == 0 && interactive.stdout == typed + "\n", "\(interactive.stderr)")
         #expect(try await cluster.berth(["logout"], user: "aaa").status == 0)
-        return [ClusterFixture.password, marker] + secrets
+        return [ClusterFixture.password, marker, typed] + secrets
     }
 
     @Test func aSnifferOnLoopbackSeesNoSecretOfATLSClusterButAllOfAPlainOne() async throws {

@@ -44,6 +44,7 @@ struct ClusterSections {
                         try await handshakes(plain: cluster, tls: tlsCluster, into: &report)
                     }
                     try await callThroughput(cluster, tls: tlsCluster, into: &report)
+                    if parts.contains("login") { try await keystrokes(cluster, into: &report) }
                     idleMemory(plain: cluster, tls: tlsCluster, into: &report)
                 }
             }
@@ -303,7 +304,7 @@ struct ClusterSections {
     }
 
     /// A session file for `berth`, as `berth login` writes it.
-    private func writeSession(_ cluster: BenchCluster, user: String, _ session: BenchCluster.Login) throws -> String {
+    func writeSession(_ cluster: BenchCluster, user: String, _ session: BenchCluster.Login) throws -> String {
         let file = cluster.root + "/session-\(user).json"
         var payload: [String: Any] = [
             "server": cluster.manager.description, "user": user, "token": session.token,

@@ -1,0 +1,64 @@
+import BerthAPI
+import EngineAPI
+import Foundation
+import TestSupport
+
+extension ClusterSections {
+    /// One keystroke's round trip in an interactive exec (a byte typed, its echo shown), through
+    /// `berth exec -it` and through `docker exec -it` on the same engine and container, each on a
+    /// real pseudo-terminal, alternating keystroke by keystroke.
+    func keystrokes(_ cluster: BenchCluster, into report: inout Report) async throws {
+        let session = try await cluster.login("bench1")
+        defer { Task { try? await cluster.logout(token: session.token) } }
+        let sessionFile = try writeSession(cluster, user: "bench1", session)
+        let unit = cluster.units["bench1"]![0]
+        guard let container = try await client.listContainers(labels: ["\(UnitLabel.user)=bench1"]).first?.id else {
+            throw BenchError("bench1's unit has no container")
+        }
+        guard let docker = ["/usr/bin/docker", "/usr/local/bin/docker"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw BenchError("the docker CLI is missing (scripts/ensure-engine.sh installs docker.io)")
+        }
+        let berthTerminal = try PseudoTerminal(rows: 24, columns: 80)
+        let berth = try berthTerminal.run(binaries + "/berth", ["exec", "-it", "--unit", unit.description, "--", "cat"], environment: ["BERTH_SESSION": sessionFile])
+        let dockerTerminal = try PseudoTerminal(rows: 24, columns: 80)
+        let cli = try dockerTerminal.run(docker, ["exec", "-it", container, "cat"], environment: ["DOCKER_HOST": "unix://\(socket)"])
+        defer {
+            for process in [berth, cli] where process.isRunning { process.terminate() }
+        }
+        let clock = ContinuousClock()
+        /// A typed `a` until its echo, then DEL to take it back (and its echo), so the line stays short.
+        func keystroke(_ terminal: PseudoTerminal) throws -> Duration {
+            let start = clock.now
+            try terminal.type("a")
+            guard terminal.awaitByte(UInt8(ascii: "a"), timeout: .seconds(10)) else { throw BenchError("no echo of a keystroke within 10 s") }
+            let elapsed = clock.now - start
+            try terminal.type("\u{7F}")
+            guard terminal.awaitByte(0x08, timeout: .seconds(10)) else { throw BenchError("no echo of DEL within 10 s") }
+            return elapsed
+        }
+        // Warm-up: both sessions up and answering.
+        for _ in 0..<5 {
+            _ = try keystroke(berthTerminal)
+            _ = try keystroke(dockerTerminal)
+        }
+        var floorTimes: [Duration] = [], berthTimes: [Duration] = []
+        let rounds = 200
+        for round in 0..<rounds {
+            if round % 2 == 0 {
+                floorTimes.append(try keystroke(dockerTerminal))
+                berthTimes.append(try keystroke(berthTerminal))
+            } else {
+                berthTimes.append(try keystroke(berthTerminal))
+                floorTimes.append(try keystroke(dockerTerminal))
+            }
+        }
+        try? berthTerminal.type("\u{4}")
+        try? dockerTerminal.type("\u{4}")
+        let floor = Stats(floorTimes), measured = Stats(berthTimes)
+        var table = Table(columns: ["one keystroke in an interactive exec, typed to echoed", "median", "p90", "× floor"])
+        table.row(["docker exec -it CONTAINER cat, on a pseudo-terminal (floor)", floor.medianText, floor.p90Text, "1.00"])
+        table.row(["berth exec -it --unit UNIT -- cat (client → manager → agent → engine)", measured.medianText, measured.p90Text,
+                   String(format: "%.2f", Double(measured.median.nanoseconds) / Double(max(1, floor.median.nanoseconds)))])
+        report.section(table, note: "\(rounds) keystrokes each after 5 of warm-up, alternating, on one unit's container; plain HTTP. The echo is the remote terminal's own; each `a` is taken back with DEL before the next.")
+    }
+}
