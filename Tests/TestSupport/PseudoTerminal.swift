@@ -77,6 +77,12 @@ public final class PseudoTerminal: @unchecked Sendable {
         init(_ description: String) { self.description = description }
     }
 
+    /// Reads and drops whatever the terminal has shown and is not yet read.
+    public func drain() {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while Glibc.read(primary, &buffer, buffer.count) > 0 {}
+    }
+
     /// Reads what the terminal shows until the byte `byte` appears, without sleeping: for timing
     /// a keystroke's round trip. False after `timeout`.
     public func awaitByte(_ byte: UInt8, timeout: Duration) -> Bool {

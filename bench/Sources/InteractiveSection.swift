@@ -26,30 +26,34 @@ extension ClusterSections {
             for process in [berth, cli] where process.isRunning { process.terminate() }
         }
         let clock = ContinuousClock()
-        /// A typed `a` until its echo, then DEL to take it back (and its echo), so the line stays short.
-        func keystroke(_ terminal: PseudoTerminal) throws -> Duration {
+        /// A letter typed until its echo, then DEL to take it back (and its echo), so the line
+        /// stays short. Letters turn, so an echo that comes late is never taken for the next's.
+        func keystroke(_ terminal: PseudoTerminal, _ round: Int) throws -> Duration {
+            let letter = UInt8(ascii: "a") + UInt8(round % 26)
+            terminal.drain()
             let start = clock.now
-            try terminal.type("a")
-            guard terminal.awaitByte(UInt8(ascii: "a"), timeout: .seconds(10)) else { throw BenchError("no echo of a keystroke within 10 s") }
+            try terminal.type(String(UnicodeScalar(letter)))
+            guard terminal.awaitByte(letter, timeout: .seconds(10)) else { throw BenchError("no echo of a keystroke within 10 s") }
             let elapsed = clock.now - start
             try terminal.type("\u{7F}")
             guard terminal.awaitByte(0x08, timeout: .seconds(10)) else { throw BenchError("no echo of DEL within 10 s") }
             return elapsed
         }
-        // Warm-up: both sessions up and answering.
-        for _ in 0..<5 {
-            _ = try keystroke(berthTerminal)
-            _ = try keystroke(dockerTerminal)
+        // Both sessions up, their terminals raw (before that, the local terminal echoes), answering.
+        try await Task.sleep(for: .seconds(2))
+        for round in 0..<5 {
+            _ = try keystroke(berthTerminal, round)
+            _ = try keystroke(dockerTerminal, round)
         }
         var floorTimes: [Duration] = [], berthTimes: [Duration] = []
         let rounds = 200
         for round in 0..<rounds {
             if round % 2 == 0 {
-                floorTimes.append(try keystroke(dockerTerminal))
-                berthTimes.append(try keystroke(berthTerminal))
+                floorTimes.append(try keystroke(dockerTerminal, round))
+                berthTimes.append(try keystroke(berthTerminal, round))
             } else {
-                berthTimes.append(try keystroke(berthTerminal))
-                floorTimes.append(try keystroke(dockerTerminal))
+                berthTimes.append(try keystroke(berthTerminal, round))
+                floorTimes.append(try keystroke(dockerTerminal, round))
             }
         }
         try? berthTerminal.type("\u{4}")
@@ -59,6 +63,6 @@ extension ClusterSections {
         table.row(["docker exec -it CONTAINER cat, on a pseudo-terminal (floor)", floor.medianText, floor.p90Text, "1.00"])
         table.row(["berth exec -it --unit UNIT -- cat (client → manager → agent → engine)", measured.medianText, measured.p90Text,
                    String(format: "%.2f", Double(measured.median.nanoseconds) / Double(max(1, floor.median.nanoseconds)))])
-        report.section(table, note: "\(rounds) keystrokes each after 5 of warm-up, alternating, on one unit's container; plain HTTP. The echo is the remote terminal's own; each `a` is taken back with DEL before the next.")
+        report.section(table, note: "\(rounds) keystrokes each after 5 of warm-up, alternating, on one unit's container; plain HTTP. The echo is the remote terminal's own; each letter is taken back with DEL before the next.")
     }
 }
