@@ -111,6 +111,7 @@ let package = Package(
         /// What crosses the wire between client, manager and agents: the typed bodies, the route
         /// table both routers and clients use, and the rules for each value.
         .target(name: "BerthAPI", swiftSettings: essentialsOnly),
+        .target(name: "BerthTar", swiftSettings: essentialsOnly),
         /// The cluster's certificates: making the CA and hosts' certificates, key fingerprints.
         .target(name: "BerthTLS", dependencies: ["BerthAPI", crypto, x509, asn1], swiftSettings: essentialsOnly),
         /// What the executables share beyond the wire: request signing, passwords, the client of a Berth daemon.
@@ -145,6 +146,7 @@ let package = Package(
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "TestSupport"]),
         .testTarget(name: "EngineAPITests", dependencies: ["EngineAPI", "HTTPClient", "TestSupport"]),
         .testTarget(name: "BerthAPITests", dependencies: ["BerthAPI"]),
+        .testTarget(name: "BerthTarTests", dependencies: ["BerthTar"]),
         .testTarget(name: "BerthCoreTests", dependencies: ["BerthAPI", "BerthCore", "BerthPasswords"]),
         .testTarget(name: "BerthTLSTests", dependencies: ["BerthTLS", "BerthAPI"]),
         .testTarget(name: "BerthConfigTests", dependencies: ["BerthAPI", "BerthCore", "BerthConfig", "BerthTLS"]),
