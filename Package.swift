@@ -127,7 +127,7 @@ let package = Package(
         .target(name: "BerthServer", dependencies: ["BerthAPI", "BerthCore", "BerthConfig", "BerthCLI", "BerthTLS", "BerthVersion", argumentParser, nioSSL, .product(name: "HummingbirdCore", package: "hummingbird"), hummingbird, logging, prometheus, .product(name: "NIOCore", package: "swift-nio")], swiftSettings: essentialsOnly),
         /// What the three command-line tools share: one-line errors, tables, JSON output.
         .target(name: "BerthCLI", dependencies: ["BerthAPI", "BerthCore", argumentParser], swiftSettings: essentialsOnly),
-        .executableTarget(name: "Agent", dependencies: ["EngineAPI", "HTTPClient", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-agent")),
+        .executableTarget(name: "Agent", dependencies: ["EngineAPI", "HTTPClient", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", "BerthTar", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-agent")),
         .executableTarget(name: "Manager", dependencies: ["HTTPClient", "BerthPasswords", .product(name: "NIOPosix", package: "swift-nio"), "BerthAPI", "BerthTLS", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-manager")),
         .executableTarget(name: "Client", dependencies: ["HTTPClient", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion", "BerthCLI", "UnitProtocol", argumentParser], linkerSettings: releaseLinking("berth")),
         /// The call protocol of `berth call` and `berth-unit`, free of Foundation.
@@ -154,7 +154,7 @@ let package = Package(
             "BerthServer", "BerthAPI", "BerthCore", "HTTPClient", hummingbird, .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "UnitTests", dependencies: ["UnitProtocol"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "BerthAPI", "BerthCore", "BerthConfig", "EngineAPI", "HTTPClient"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "BerthAPI", "BerthCore", "BerthConfig", "EngineAPI", "HTTPClient", "BerthTar"]),
         .testTarget(name: "ClientTests", dependencies: ["Client", "BerthAPI", "BerthCLI", "BerthCore", "UnitProtocol"]),
         /// The manager's routes in-process against a fake agent: no Docker engine.
         .testTarget(name: "ManagerTests", dependencies: [

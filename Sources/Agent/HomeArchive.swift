@@ -1,0 +1,308 @@
+import BerthAPI
+import BerthTar
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// `berth cp` into a unit's `/app`, done by root in the user's home on this host: every name is
+/// opened beneath the home with O_NOFOLLOW, so no link the user made is ever followed; a file is
+/// written under a new name and renamed over the old, so a hard link is never written through;
+/// what is made belongs to the user's account, with its mode (set-id bits dropped) and time.
+enum HomeArchive {
+    /// Where in the home a path of the unit's `/app` lies: its names below the home, refused when
+    /// the path is not in `/app` or steps with `.` or `..`.
+    static func names(ofUnitPath path: String) throws -> [String] {
+        let names = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        guard path.hasPrefix("/"), names.first == "app" else {
+            throw AgentError("\(path) is not in /app: files are copied to and from /app only")
+        }
+        guard !names.contains(where: { $0 == "." || $0 == ".." || $0.contains("\0") }) else {
+            throw AgentError("\(path) has . or .. in it; name the place in /app directly")
+        }
+        return Array(names.dropFirst())
+    }
+
+    /// A member's names, refused when it would step out of where it is unpacked.
+    static func names(ofMember path: String) throws -> [String] {
+        let names = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        guard !path.hasPrefix("/"), !names.isEmpty, !names.contains(where: { $0 == "." || $0 == ".." || $0.contains("\0") }) else {
+            throw AgentError("the archive's member \"\(path.prefix(200))\" is absolute or has . or ..; nothing was copied past it")
+        }
+        return names
+    }
+
+    /// Unpacks the tar stream `chunks` at the unit path `destination` of `home`: into it when it is
+    /// a directory, else (a single member tree) under its name in its parent, which must exist,
+    /// as `docker cp` does. Returns the members written.
+    static func unpack<Chunks: AsyncSequence>(
+        _ chunks: Chunks, to destination: String, home: SafeDirectory, account: UnixAccount
+    ) async throws -> Int where Chunks.Element == Data {
+        let target = try names(ofUnitPath: destination)
+        var into = home
+        var rename: String?
+        for (index, name) in target.enumerated() {
+            do {
+                into = try into.child(name)
+            } catch let refusal where refusal.isMissing && index == target.count - 1 {
+                rename = name
+            } catch {
+                throw AgentError("/app/\(target[...index].joined(separator: "/")): \(Self.reason(error))")
+            }
+        }
+        var writer = Unpacker(base: into, rename: rename, account: account, shown: destination)
+        var reader = TarReader()
+        do {
+            for try await chunk in chunks {
+                try chunk.withUnsafeBytes { bytes in
+                    try reader.feed(bytes) { event in try writer.take(event) }
+                }
+            }
+            try reader.finish()
+        } catch {
+            // What was fully written stays, as with any copy cut short; a file midway goes.
+            try? writer.finish()
+            if let error = error as? TarError { throw AgentError("\(destination): \(error)") }
+            throw error
+        }
+        try writer.finish()
+        return writer.written
+    }
+
+    /// Packs the unit path `source` of `home` as a tar stream, under the source's own name: a
+    /// file, or a folder with all it holds. Links are packed as links, never followed; devices,
+    /// FIFOs and sockets are left out. `send` gets the stream a piece at a time.
+    static func pack(_ source: String, home: SafeDirectory, send: @escaping (Data) async throws -> Void) async throws {
+        let path = try names(ofUnitPath: source)
+        var directory = home
+        for (index, name) in path.dropLast().enumerated() {
+            do {
+                directory = try directory.child(name)
+            } catch {
+                throw AgentError("/app/\(path[...index].joined(separator: "/")): \(reason(error))")
+            }
+        }
+        var packer = Packer(send: send)
+        if let name = path.last {
+            try await packer.add(name, in: directory, as: name, shown: source)
+        } else {
+            // /app itself: the home, packed as "app".
+            try await packer.addDirectory(home, as: "app", modified: Int64(try home.status().st_mtim.tv_sec), mode: try home.status().st_mode)
+        }
+        try await packer.flush(TarWriter.end)
+    }
+
+    /// Writes members a piece at a time, in pieces of about 256 KiB.
+    struct Packer {
+        let send: (Data) async throws -> Void
+        private var pending: [UInt8] = []
+
+        init(send: @escaping (Data) async throws -> Void) {
+            self.send = send
+        }
+
+        mutating func flush(_ bytes: [UInt8] = []) async throws {
+            pending += bytes
+            guard !pending.isEmpty else { return }
+            try await send(Data(pending))
+            pending = []
+        }
+
+        mutating func add(_ name: String, in directory: SafeDirectory, as member: String, shown: String) async throws {
+            let info: stat
+            do { info = try directory.status(of: name) } catch { throw AgentError("\(shown): \(HomeArchive.reason(error))") }
+            let modified = Int64(info.st_mtim.tv_sec)
+            switch info.st_mode & S_IFMT {
+            case S_IFDIR:
+                let child: SafeDirectory
+                do { child = try directory.child(name) } catch { throw AgentError("\(shown): \(HomeArchive.reason(error))") }
+                try await addDirectory(child, as: member, modified: modified, mode: info.st_mode)
+            case S_IFREG:
+                let fd = openat(directory.fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                guard fd >= 0 else { throw AgentError("\(shown): cannot read: \(String(cString: strerror(errno)))") }
+                defer { close(fd) }
+                var opened = stat()
+                fstat(fd, &opened)
+                // What was stat'ed is what is read: a name swapped in between is packed as it is now.
+                let size = Int(opened.st_size)
+                pending += TarWriter.header(for: TarEntry(path: member, kind: .file, mode: UInt32(opened.st_mode & 0o7777), size: size, modified: Int64(opened.st_mtim.tv_sec)))
+                var left = size
+                var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+                while left > 0 {
+                    let count = read(fd, &buffer, min(buffer.count, left))
+                    if count < 0 && errno == EINTR { continue }
+                    if count <= 0 {
+                        // Cut while read: the member keeps its announced size.
+                        pending += [UInt8](repeating: 0, count: left)
+                        left = 0
+                        break
+                    }
+                    pending += buffer[0..<count]
+                    left -= count
+                    if pending.count >= 256 * 1024 { try await flush() }
+                }
+                pending += TarWriter.padding(for: size)
+            case S_IFLNK:
+                var target = [UInt8](repeating: 0, count: 4096)
+                let count = readlinkat(directory.fd, name, &target, target.count)
+                guard count >= 0 else { return }
+                pending += TarWriter.header(for: TarEntry(
+                    path: member, kind: .symlink(target: String(decoding: target[0..<count], as: UTF8.self)), mode: 0o777, modified: modified))
+            default:
+                return
+            }
+            if pending.count >= 256 * 1024 { try await flush() }
+        }
+
+        mutating func addDirectory(_ directory: SafeDirectory, as member: String, modified: Int64, mode: mode_t) async throws {
+            pending += TarWriter.header(for: TarEntry(path: member, kind: .directory, mode: UInt32(mode & 0o7777), modified: modified))
+            let entries: [(name: String, modified: Int)]
+            do { entries = try directory.entries() } catch { throw AgentError("\(member): \(HomeArchive.reason(error))") }
+            for entry in entries.sorted(by: { $0.name < $1.name }) {
+                try await add(entry.name, in: directory, as: member + "/" + entry.name, shown: member + "/" + entry.name)
+            }
+        }
+    }
+
+    static func reason(_ error: any Error) -> String {
+        if let refusal = error as? SafeDirectory.Refusal {
+            if refusal.isLink { return "is a symbolic link" }
+            if refusal.isMissing { return "does not exist" }
+        }
+        return "\(error)"
+    }
+
+    /// Writes the members of one archive as they come.
+    struct Unpacker {
+        let base: SafeDirectory
+        /// The name the archive's single top-level member takes, when the destination is new.
+        let rename: String?
+        let account: UnixAccount
+        let shown: String
+        var written = 0
+        private var topLevel: String?
+        private var file: (directory: SafeDirectory, temporary: String, name: String, fd: Int32, entry: TarEntry)?
+        /// Directories' times, set once their contents are in (writing into one changes its time).
+        private var directoryTimes: [(SafeDirectory, Int64)] = []
+
+        init(base: SafeDirectory, rename: String?, account: UnixAccount, shown: String) {
+            self.base = base
+            self.rename = rename
+            self.account = account
+            self.shown = shown
+        }
+
+        mutating func take(_ event: TarEvent) throws {
+            switch event {
+            case .begin(let entry): try begin(entry)
+            case .data(let bytes):
+                guard let file else { return }
+                var done = 0
+                while done < bytes.count {
+                    let count = write(file.fd, bytes.baseAddress! + done, bytes.count - done)
+                    if count < 0 && errno == EINTR { continue }
+                    guard count > 0 else { throw AgentError("\(shown): cannot write \(file.entry.path): \(String(cString: strerror(errno)))") }
+                    done += count
+                }
+            case .end: try endFile()
+            }
+        }
+
+        private mutating func begin(_ entry: TarEntry) throws {
+            var names = try HomeArchive.names(ofMember: entry.path)
+            if let rename {
+                if topLevel == nil { topLevel = names[0] }
+                guard names[0] == topLevel else {
+                    throw AgentError("\(shown) does not exist, and the archive holds more than one thing to name so; copy into a folder that exists")
+                }
+                names[0] = rename
+            }
+            var directory = base
+            for name in names.dropLast() {
+                directory = try open(name, in: directory, entry: entry)
+            }
+            let name = names[names.count - 1]
+            let mode = mode_t(entry.mode & 0o777)
+            switch entry.kind {
+            case .directory:
+                let made: SafeDirectory
+                do {
+                    made = try directory.makeChild(name, mode: 0o700, owner: account) ?? directory.child(name)
+                } catch {
+                    throw AgentError("\(shown): \(entry.path) \(HomeArchive.reason(error))")
+                }
+                if try made.owner() == account { fchmod(made.fd, mode) }
+                directoryTimes.append((made, entry.modified))
+            case .file:
+                // A new name beside the old, renamed over it at the end: never a write through a
+                // link or into an inode another name shares.
+                let temporary = ".berth-cp-\(UInt64.random(in: 0...UInt64.max))"
+                let fd = openat(directory.fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+                guard fd >= 0 else { throw AgentError("\(shown): cannot create \(entry.path): \(String(cString: strerror(errno)))") }
+                fchown(fd, account.uid, account.gid)
+                file = (directory, temporary, name, fd, entry)
+            case .symlink(let target):
+                unlinkat(directory.fd, name, 0)
+                guard symlinkat(target, directory.fd, name) == 0 else {
+                    throw AgentError("\(shown): cannot make the link \(entry.path): \(String(cString: strerror(errno)))")
+                }
+                fchownat(directory.fd, name, account.uid, account.gid, AT_SYMLINK_NOFOLLOW)
+                written += 1
+            case .other(let flag):
+                throw AgentError("\(shown): \(entry.path) is a \(Self.kindName(flag)); only files, folders and links are copied")
+            }
+        }
+
+        private mutating func endFile() throws {
+            guard let current = file else { return }
+            file = nil
+            defer { close(current.fd) }
+            var times = [timespec(tv_sec: Int(current.entry.modified), tv_nsec: 0), timespec(tv_sec: Int(current.entry.modified), tv_nsec: 0)]
+            fchmod(current.fd, mode_t(current.entry.mode & 0o777))
+            futimens(current.fd, &times)
+            guard renameat(current.directory.fd, current.temporary, current.directory.fd, current.name) == 0 else {
+                let reason = String(cString: strerror(errno))
+                unlinkat(current.directory.fd, current.temporary, 0)
+                throw AgentError("\(shown): cannot put \(current.entry.path) in place: \(reason)")
+            }
+            written += 1
+        }
+
+        /// Ends the copy: directories get their times; a file cut off midway is removed.
+        mutating func finish() throws {
+            if let current = file {
+                close(current.fd)
+                unlinkat(current.directory.fd, current.temporary, 0)
+                file = nil
+            }
+            for (directory, modified) in directoryTimes.reversed() {
+                var times = [timespec(tv_sec: Int(modified), tv_nsec: 0), timespec(tv_sec: Int(modified), tv_nsec: 0)]
+                futimens(directory.fd, &times)
+            }
+            written += directoryTimes.count
+        }
+
+        private func open(_ name: String, in directory: SafeDirectory, entry: TarEntry) throws -> SafeDirectory {
+            do {
+                return try directory.makeChild(name, mode: 0o755, owner: account) ?? directory.child(name)
+            } catch {
+                throw AgentError("\(shown): a folder on the way to \(entry.path) \(HomeArchive.reason(error))")
+            }
+        }
+
+        private static func kindName(_ flag: UInt8) -> String {
+            switch flag {
+            case UInt8(ascii: "1"): "hard link"
+            case UInt8(ascii: "3"), UInt8(ascii: "4"): "device"
+            case UInt8(ascii: "6"): "FIFO"
+            default: "member of type \(flag)"
+            }
+        }
+    }
+}
