@@ -98,6 +98,15 @@ final class Transfer: @unchecked Sendable {
         }
     }
 
+    /// Whether the server has closed its side of the transfer's connection (POLLRDHUP).
+    private static func peerHasClosed(_ handle: UnsafeMutableRawPointer) -> Bool {
+        let socket = berth_active_socket(handle)
+        guard socket >= 0 else { return false }
+        let readHangUp: Int16 = 0x2000
+        var entry = pollfd(fd: socket, events: readHangUp, revents: 0)
+        return poll(&entry, 1, 0) > 0 && entry.revents & (readHangUp | Int16(POLLHUP) | Int16(POLLERR)) != 0
+    }
+
     /// Wakes the worker from waiting for the socket, to resume a paused upload.
     private func wakeWorker() {
         wakeable.withLock { multi in
@@ -186,6 +195,8 @@ final class Transfer: @unchecked Sendable {
         berth_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, -1)
         berth_setopt_string(handle, CURLOPT_CUSTOMREQUEST, nil)
         berth_setopt_long(handle, CURLOPT_HTTPGET, 1)
+        berth_setopt_long(handle, CURLOPT_FRESH_CONNECT, 0)
+        berth_setopt_long(handle, CURLOPT_FORBID_REUSE, 0)
         switch request.method {
         case "GET": break
         case "HEAD": berth_setopt_long(handle, CURLOPT_NOBODY, 1)
@@ -221,6 +232,10 @@ final class Transfer: @unchecked Sendable {
             headerList = curl_slist_append(headerList, "Content-Type: \(contentType)")
             headerList = curl_slist_append(headerList, "Transfer-Encoding: chunked")
             berth_setopt_long(handle, CURLOPT_POST, 1)
+            // A connection of its own: libcurl sends a request again on a new connection when a
+            // kept-alive one turns out dead, and a body written as it comes cannot be sent again.
+            berth_setopt_long(handle, CURLOPT_FRESH_CONNECT, 1)
+            berth_setopt_long(handle, CURLOPT_FORBID_REUSE, 1)
             uploadStream = upload
             upload.attach { [weak self] in self?.wakeWorker() }
         }
@@ -283,6 +298,9 @@ final class Transfer: @unchecked Sendable {
             }
         } else if let upload = uploadStream {
             code = handles.perform(busyPoll: busyPoll) {
+                // A server that has answered and closed reads no more of the body: libcurl would
+                // wait for it for ever, the answer complete and the upload paused.
+                if upload.isWaiting && Self.peerHasClosed(handle) { upload.finish() }
                 if upload.takeResume() { curl_easy_pause(handle, CURLPAUSE_CONT) }
             }
         } else {

@@ -112,6 +112,11 @@ public final class UploadStream: Sendable {
         }
     }
 
+    /// Whether libcurl waits for a chunk that has not been written.
+    var isWaiting: Bool {
+        state.withLock { $0.paused && $0.chunks.isEmpty && !$0.finished }
+    }
+
     /// The request is over: a waiting writer, and any later, gets `error`.
     func fail(_ error: HTTPClientError) {
         let writer = state.withLock { state in

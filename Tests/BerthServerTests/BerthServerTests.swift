@@ -169,9 +169,9 @@ import Testing
     /// A body written while its answer comes back: each line is echoed before the next is
     /// written, which only a request and answer running side by side allow; and the request
     /// may outlast the request deadline once its route has taken it.
-    @Test func aStreamedBodyAndItsAnswerGoOnTogether() async throws {
+    @Test(.timeLimit(.minutes(1))) func aStreamedBodyAndItsAnswerGoOnTogether() async throws {
         var limits = ConnectionLimits()
-        limits.requestDeadline = .seconds(2)
+        limits.requestDeadline = .seconds(4)
         try await withLiveServer(limits) { port in
             let transport = Transport(endpoint: HTTPEndpoint(.tcp(host: "127.0.0.1", port: port)))
             let upload = UploadStream()
@@ -185,8 +185,8 @@ import Testing
                 var echoed = Data()
                 while echoed.count < line.count, let piece = try await answers.next() { echoed += piece }
                 #expect(echoed == line)
-                // Past the 2 s deadline by the end.
-                try await Task.sleep(for: .milliseconds(600))
+                // Past the 4 s deadline by the end.
+                try await Task.sleep(for: .seconds(1))
             }
             upload.finish()
             #expect(try await answers.next() == nil)
