@@ -141,8 +141,10 @@ final class AbuseTests {
         }
         #expect(counted.trimmingCharacters(in: .whitespacesAndNewlines) == "200000000")
         let peak = (manager: cluster.peakResidentBytes(), agent: cluster.peakResidentBytes(ofAgent: agentHost))
-        #expect(peak.manager - before.manager < 40 << 20, "manager: \(before.manager >> 20) MB before, peak \(peak.manager >> 20) MB")
-        #expect(peak.agent - before.agent < 40 << 20, "agent: \(before.agent >> 20) MB before, peak \(peak.agent >> 20) MB")
+        // Bounded whatever the output's size, not held whole: runs have peaked 20 to 67 MB above
+        // where they began (pieces in flight between threads, and malloc's arenas), far from 200.
+        #expect(peak.manager - before.manager < 96 << 20, "manager: \(before.manager >> 20) MB before, peak \(peak.manager >> 20) MB")
+        #expect(peak.agent - before.agent < 96 << 20, "agent: \(before.agent >> 20) MB before, peak \(peak.agent >> 20) MB")
         #expect(try await cluster.berth(["logout"], user: "aaa").status == 0)
     }
 
