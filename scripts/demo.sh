@@ -147,6 +147,6 @@ cat <<TXT
 
 Try next:
   make test                  every test, Docker ones included
-  berth --help               login, status, logs, exec, call, logout
+  berth --help               login, status, logs, exec, shell, call, logout
   Resources/templates/samples/docker_server.xml and docker_user.xml: start your own cluster
 TXT
