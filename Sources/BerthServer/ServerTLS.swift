@@ -90,7 +90,7 @@ public final class ServerTLS: Sendable {
 
 /// Both daemons' HTTP/1.1 server: over TLS when they have it, its connections held to `limits`.
 public func daemonServer(tls: ServerTLS?, limits: ConnectionLimits = ConnectionLimits()) -> HTTPServerBuilder {
-    let configuration = HTTP1Channel.Configuration(additionalChannelHandlers: [RequestEnds()], idleTimeout: limits.idleTimeout)
+    let configuration = HTTP1Channel.Configuration(additionalChannelHandlers: [RequestEnds(), OutboundWindow()], idleTimeout: limits.idleTimeout)
     let counter = ConnectionCounter(limits: limits)
     return HTTPServerBuilder { responder in
         PreparedChannel(base: HTTP1Channel(responder: responder, configuration: configuration)) { channel in
