@@ -75,10 +75,9 @@ enum HomeArchive {
         return writer.written
     }
 
-    /// Packs the unit path `source` of `home` as a tar stream, under the source's own name: a
-    /// file, or a folder with all it holds. Links are packed as links, never followed; devices,
-    /// FIFOs and sockets are left out. `send` gets the stream a piece at a time.
-    static func pack(_ source: String, home: SafeDirectory, send: @escaping (Data) async throws -> Void) async throws {
+    /// Where the unit path `source` lies in `home`: the folder holding it and its name (nil for
+    /// `/app` itself), refused with the reason when it is missing or a link lies on the way.
+    static func locate(_ source: String, home: SafeDirectory) throws -> (directory: SafeDirectory, name: String?) {
         let path = try names(ofUnitPath: source)
         var directory = home
         for (index, name) in path.dropLast().enumerated() {
@@ -88,12 +87,24 @@ enum HomeArchive {
                 throw AgentError("/app/\(path[...index].joined(separator: "/")): \(reason(error))")
             }
         }
-        var packer = Packer(send: send)
         if let name = path.last {
+            do { _ = try directory.status(of: name) } catch { throw AgentError("\(source): \(reason(error))") }
+        }
+        return (directory, path.last)
+    }
+
+    /// Packs the unit path `source` of `home` as a tar stream, under the source's own name: a
+    /// file, or a folder with all it holds. Links are packed as links, never followed; devices,
+    /// FIFOs and sockets are left out. `send` gets the stream a piece at a time.
+    static func pack(_ source: String, home: SafeDirectory, send: @escaping (Data) async throws -> Void) async throws {
+        let (directory, name) = try locate(source, home: home)
+        var packer = Packer(send: send)
+        if let name {
             try await packer.add(name, in: directory, as: name, shown: source)
         } else {
             // /app itself: the home, packed as "app".
-            try await packer.addDirectory(home, as: "app", modified: Int64(try home.status().st_mtim.tv_sec), mode: try home.status().st_mode)
+            let status = try home.status()
+            try await packer.addDirectory(home, as: "app", modified: Int64(status.st_mtim.tv_sec), mode: status.st_mode)
         }
         try await packer.flush(TarWriter.end)
     }

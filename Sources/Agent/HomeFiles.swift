@@ -59,6 +59,14 @@ enum HomeFiles {
         return SavedLog(path: file.path, bytes: log.length, droppedBytes: log.dropped, fallbackReason: reason)
     }
 
+    /// The home, opened walking as `prepare` does, for `berth cp`; with the account its files
+    /// belong to (`account`, or the home's owner).
+    static func open(home: String, homeRoot: String?, account: UnixAccount?) throws -> (SafeDirectory, UnixAccount) {
+        let owner = try prepare(home: home, homeRoot: homeRoot, account: account)
+        let (parent, name) = try openParent(of: home, homeRoot: homeRoot)
+        return (try inHome(home) { () throws(SafeDirectory.Refusal) in try parent.child(name) }, owner)
+    }
+
     // MARK: - The walk
 
     /// The directory holding the home, reached without following a link below the home root, and

@@ -46,6 +46,8 @@ struct AgentController: Sendable {
         router.on(AgentRoutes.units, use: units)
         router.on(raw: AgentRoutes.unitLogs, use: logs)
         router.on(raw: AgentRoutes.exec, use: exec)
+        router.on(raw: AgentRoutes.copyIn, use: copyIn)
+        router.on(raw: AgentRoutes.copyOut, use: copyOut)
     }
 
     @Sendable func scrape(_ request: Request, _ context: BerthRequestContext) async -> Response {
@@ -174,6 +176,60 @@ struct AgentController: Sendable {
                 group.cancelAll()
             }
         }
+    }
+
+    /// `berth cp` into a unit: the tar stream unpacked into the user's home as it comes (see
+    /// `HomeArchive`). The body is not covered by the signature (the query, which says whose home
+    /// and where, is): TLS keeps it whole on its way.
+    @Sendable func copyIn(_ request: Request, _ context: BerthRequestContext) async throws -> Response {
+        // Refused before the body's end, the rest of it is never read: the connection closes.
+        try await refusedClosing {
+            let (home, account, path) = try copyTarget(request)
+            context.channel.requestMayLast()
+            let (directory, owner) = try HomeFiles.open(home: home, homeRoot: service.config.homeRoot, account: account)
+            let written = try await HomeArchive.unpack(request.body.map { Data($0.readableBytesView) }, to: path, home: directory, account: owner)
+            return try jsonResponse(CopyResult(written: written))
+        }
+    }
+
+    /// `berth cp` out of a unit: a tar stream of what is at the path in the user's home. A path
+    /// that is missing, or has a link on the way, is refused before the stream begins.
+    @Sendable func copyOut(_ request: Request, _ context: BerthRequestContext) async throws -> Response {
+        let (home, account, path) = try copyTarget(request)
+        let directory = try await refusedClosing {
+            let (directory, _) = try HomeFiles.open(home: home, homeRoot: service.config.homeRoot, account: account)
+            _ = try HomeArchive.locate(path, home: directory)
+            return directory
+        }
+        return streamingResponse(contentType: TarStream.contentType, channel: context.channel, ended: streamEnded()) { send in
+            try await withoutActuallyEscaping(send) { send in
+                try await HomeArchive.pack(path, home: directory) { try await send(ByteBuffer(bytes: $0)) }
+            }
+        }
+    }
+
+    /// The agent's refusals of a copy, as 400s that close the connection.
+    private func refusedClosing<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as AgentError {
+            throw APIError(.badRequest, error.description, closing: true)
+        } catch var error as APIError {
+            error.closing = true
+            throw error
+        }
+    }
+
+    private func copyTarget(_ request: Request) throws -> (home: String, account: UnixAccount?, path: String) {
+        let query = request.uri.queryParameters
+        guard let home = query["home"].map(String.init), let path = query["path"].map(String.init) else {
+            throw APIError(.badRequest, "a copy needs home and path", closing: true)
+        }
+        var account: UnixAccount?
+        if let uid = query["uid"].flatMap({ UInt32(String($0)) }), let gid = query["gid"].flatMap({ UInt32(String($0)) }) {
+            account = UnixAccount(uid: uid, gid: gid)
+        }
+        return (home, account, path)
     }
 
     /// Counts a stream as open until the returned closure runs.

@@ -4,6 +4,7 @@ public struct Route<Body, Answer>: Sendable, CustomStringConvertible {
     public enum Method: String, Sendable {
         case get = "GET"
         case post = "POST"
+        case put = "PUT"
     }
 
     public let method: Method
@@ -44,6 +45,11 @@ public enum OutputStream {
     public static let contentType = "application/vnd.berth.frames"
 }
 
+/// A tar stream, as `berth cp` moves files: sent as it is read, unpacked as it comes.
+public enum TarStream {
+    public static let contentType = "application/x-tar"
+}
+
 /// Text for Prometheus: counts only, never names, since it is served without authentication.
 public enum PrometheusText {}
 
@@ -60,6 +66,10 @@ public enum ManagerRoutes {
     public static let exec = Route<ClientExecRequest, OutputStream>(.post, "/v1/exec", maxBody: 512 * 1024)
     /// Query: `unit`, and optionally `follow`, `since`, `until`, `tail`, `timestamps`.
     public static let logs = Route<NoBody, MultiplexedStream>(.get, "/v1/logs")
+    /// `berth cp` into a unit. Query: `unit`, `path` (in /app); the body is a tar stream.
+    public static let copyIn = Route<TarStream, CopyResult>(.put, "/v1/files")
+    /// `berth cp` out of a unit. Query: `unit`, `path` (in /app); the answer is a tar stream.
+    public static let copyOut = Route<NoBody, TarStream>(.get, "/v1/files")
     public static let sessions = Route<NoBody, [SessionSummary]>(.get, "/v1/admin/sessions")
     public static let endSession = Route<EndSessionRequest, StopUnitsResponse>(.post, "/v1/admin/sessions/end")
     public static let metrics = Route<NoBody, PrometheusText>(.get, "/metrics")
@@ -85,5 +95,10 @@ public enum AgentRoutes {
     /// Query: `user`, `unit`, and the options of `ManagerRoutes.logs`.
     public static let unitLogs = Route<NoBody, MultiplexedStream>(.get, "/v1/units/logs")
     public static let exec = Route<ExecRequest, OutputStream>(.post, "/v1/units/exec", maxBody: 512 * 1024)
+    /// Query: `user`, `home`, `path`, and `uid` and `gid` when the user's units run as an account
+    /// of their own; the body is a tar stream (its query is what the signature covers).
+    public static let copyIn = Route<TarStream, CopyResult>(.put, "/v1/units/files")
+    /// Query: `user`, `home`, `path`; the answer is a tar stream.
+    public static let copyOut = Route<NoBody, TarStream>(.get, "/v1/units/files")
     public static let metrics = Route<NoBody, PrometheusText>(.get, "/metrics")
 }

@@ -381,6 +381,15 @@ public struct ExecInputDecoder: Sendable {
     }
 }
 
+/// What `berth cp` into a unit wrote: files, folders and links.
+public struct CopyResult: Codable, Sendable, Equatable {
+    public var written: Int
+
+    public init(written: Int) {
+        self.written = written
+    }
+}
+
 /// A session as `berth-manager sessions` shows it.
 public struct SessionSummary: Codable, Sendable {
     public var user: String

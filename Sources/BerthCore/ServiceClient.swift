@@ -120,6 +120,31 @@ public struct ServiceClient: Sendable {
         return try await openStream(request)
     }
 
+    /// Sends a body written to `input` while the request runs (a tar stream), then decodes the
+    /// answer. Signed with no body: the query is what says where it goes.
+    public func upload<Body, Answer: Decodable>(
+        _ route: Route<Body, Answer>, query: [(name: String, value: String)] = [], input: UploadStream, contentType: String,
+        token: String? = nil
+    ) async throws -> Answer {
+        var request = HTTPRequest(method: route.method.rawValue, path: route.path, query: route.query + query, body: .stream(input, contentType: contentType))
+        if let token { request.headers.append((name: "Authorization", value: "Bearer \(token)")) }
+        if let signer {
+            request.headers += signer.headers(method: request.method, target: request.target, audience: address.description, body: Data())
+        }
+        let response: HTTPResponse
+        do {
+            response = try await transport.send(request)
+        } catch let error as HTTPClientError {
+            throw translate(error)
+        }
+        try check(response.head.status, body: response.body)
+        do {
+            return try BerthJSON.decoder.decode(Answer.self, from: response.body)
+        } catch {
+            throw ServiceError.invalidAnswer(what: name, detail: "\(error)")
+        }
+    }
+
     private func openStream(_ request: HTTPRequest) async throws -> HTTPStreamingResponse {
         do {
             let response = try await transport.stream(request, streamErrorResponses: true)

@@ -55,6 +55,7 @@ extension Route.Method {
         switch self {
         case .get: .get
         case .post: .post
+        case .put: .put
         }
     }
 }

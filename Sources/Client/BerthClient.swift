@@ -9,7 +9,7 @@ struct BerthClient: AsyncParsableCommand {
         commandName: "berth",
         abstract: "Log in to a Berth cluster, run scripts on your units, log out.",
         version: BerthVersion.description,
-        subcommands: [Login.self, Logout.self, Status.self, Logs.self, Exec.self, Shell.self, Call.self]
+        subcommands: [Login.self, Logout.self, Status.self, Logs.self, Exec.self, Shell.self, Copy.self, Call.self]
     )
 
     static func main() async {

@@ -1,4 +1,5 @@
 import BerthAPI
+import BerthConfig
 import BerthCore
 import BerthTLS
 import HTTPClient
@@ -85,6 +86,22 @@ struct AgentClient: Sendable {
 
     func exec(_ request: ExecRequest) async throws -> HTTPStreamingResponse {
         try await client.stream(AgentRoutes.exec, request)
+    }
+
+    /// `berth cp` into `user`'s home on this agent's host: the tar stream written to `input`.
+    func copyIn(_ user: UserConfig, path: String, input: UploadStream) async throws -> CopyResult {
+        try await client.upload(AgentRoutes.copyIn, query: Self.copyQuery(user, path: path), input: input, contentType: TarStream.contentType)
+    }
+
+    /// `berth cp` out of `user`'s home on this agent's host, as a tar stream.
+    func copyOut(_ user: UserConfig, path: String) async throws -> HTTPStreamingResponse {
+        try await client.stream(AgentRoutes.copyOut, query: Self.copyQuery(user, path: path))
+    }
+
+    private static func copyQuery(_ user: UserConfig, path: String) -> [(name: String, value: String)] {
+        var query = [(name: "user", value: user.name), (name: "home", value: user.home), (name: "path", value: path)]
+        if let account = user.account { query += [(name: "uid", value: String(account.uid)), (name: "gid", value: String(account.gid))] }
+        return query
     }
 
     /// An exec with stdin: `request` opens it, what is written to `input` (framed) follows.

@@ -1,4 +1,5 @@
 import BerthAPI
+import BerthConfig
 import BerthCore
 import BerthServer
 import HTTPClient
@@ -33,6 +34,8 @@ struct ManagerController: Sendable {
         router.on(ManagerRoutes.status, use: status)
         router.on(raw: ManagerRoutes.exec, use: exec)
         router.on(raw: ManagerRoutes.logs, use: logs)
+        router.on(raw: ManagerRoutes.copyIn, use: copyIn)
+        router.on(raw: ManagerRoutes.copyOut, use: copyOut)
         let admin = router.group().add(middleware: SignatureMiddleware(verifier: verifier))
         admin.on(ManagerRoutes.sessions, use: sessions)
         admin.on(ManagerRoutes.endSession, use: endSession)
@@ -108,6 +111,65 @@ struct ManagerController: Sendable {
         return try await relayStream(of: session.user, contentType: OutputStream.contentType, context, alongside: forward) {
             try await agent.execInteractive(ExecRequest(user: session.user, unit: exec.unit, command: exec.command, terminal: terminal), input: upload)
         }
+    }
+
+    /// `berth cp` into a unit: the tar stream goes on to the unit's agent as it comes, which
+    /// unpacks it in the user's home there. It holds one of the user's stream slots meanwhile.
+    @Sendable func copyIn(_ request: Request, _ context: BerthRequestContext) async throws -> Response {
+        let session = try await authenticate(request, context)
+        let (user, unit, path) = try copyTarget(request, session)
+        let streams = coordinator.streams
+        guard streams.take(session.user) else {
+            throw APIError(.tooManyRequests, "you have \(streams.perUser) copies, logs or execs open already; wait for one to end", closing: true)
+        }
+        defer { streams.give(session.user) }
+        let agent = coordinator.planner.agent(for: unit.host)
+        await coordinator.audit.record("cp", user: session.user, detail: "into \(unit) \(path)")
+        context.channel.requestMayLast()
+        let upload = UploadStream()
+        let answer = Task { try await relay { try await agent.copyIn(user, path: path, input: upload) } }
+        do {
+            for try await piece in request.body { try await upload.write(Data(piece.readableBytesView)) }
+            upload.finish()
+        } catch is HTTPClientError {
+            // The agent ended the request early, a refusal: its answer says why.
+            upload.finish()
+        } catch {
+            // The client went midway: the agent's request is dropped, not ended, so what was cut
+            // short is not taken for the whole.
+            answer.cancel()
+            throw error
+        }
+        do {
+            return try jsonResponse(try await answer.value)
+        } catch var error as APIError {
+            // The client's body may be unread still.
+            error.closing = true
+            throw error
+        }
+    }
+
+    /// `berth cp` out of a unit: the agent's tar stream, passed on as it comes.
+    @Sendable func copyOut(_ request: Request, _ context: BerthRequestContext) async throws -> Response {
+        let session = try await authenticate(request, context)
+        let (user, unit, path) = try copyTarget(request, session)
+        let agent = coordinator.planner.agent(for: unit.host)
+        await coordinator.audit.record("cp", user: session.user, detail: "out of \(unit) \(path)")
+        return try await relayStream(of: session.user, contentType: TarStream.contentType, context) {
+            try await agent.copyOut(user, path: path)
+        }
+    }
+
+    private func copyTarget(_ request: Request, _ session: Session) throws -> (UserConfig, HostPort, String) {
+        let query = request.uri.queryParameters
+        guard let unitText = query["unit"], let unit = HostPort(parsing: String(unitText)), let path = query["path"].map(String.init) else {
+            throw APIError(.badRequest, "a copy needs unit and path", closing: true)
+        }
+        guard session.units.contains(unit) else { throw APIError(.forbidden, "unit \(unit) is not one of your units", closing: true) }
+        guard let user = coordinator.users.user(named: session.user) else {
+            throw APIError(.forbidden, "\(session.user) is no longer in the users' file", closing: true)
+        }
+        return (user, unit, path)
     }
 
     @Sendable func logs(_ request: Request, _ context: BerthRequestContext) async throws -> Response {

@@ -63,8 +63,8 @@ struct TLSTests {
         return try Data(contentsOf: URL(fileURLWithPath: file))
     }
 
-    /// Login, call, exec (with typed input) and logout, with what must never cross the network
-    /// in clear.
+    /// Login, call, exec (with typed input), copies both ways and logout, with what must never
+    /// cross the network in clear.
     static func session(_ cluster: ClusterFixture) async throws -> [String] {
         try await cluster.expectLogin("aaa")
         let secrets = try Self.secrets(cluster, "aaa")
@@ -77,8 +77,17 @@ struct TLSTests {
         let typed = "typed-\(UUID().uuidString.prefix(8))"
         let interactive = try await cluster.berth(["exec", "-i", "--unit", unit, "--", "cat"], user: "aaa", stdin: typed + "\n")
         #expect(interactive.status == 0 && interactive.stdout == typed + "\n", "\(interactive.stderr)")
+        // A file copied in, and a script (printing the marker) copied out.
+        let copied = "copied-\(UUID().uuidString.prefix(8))"
+        let local = cluster.root + "/local"
+        try FileManager.default.createDirectory(atPath: local, withIntermediateDirectories: true)
+        try Data(copied.utf8).write(to: URL(fileURLWithPath: local + "/note.txt"))
+        let sent = try await cluster.berth(["cp", local + "/note.txt", "\(unit):/app/note.txt"], user: "aaa")
+        #expect(sent.status == 0, "\(sent.stderr)")
+        let got = try await cluster.berth(["cp", "\(unit):/app/script/show.sh", local], user: "aaa")
+        #expect(got.status == 0 && (try? String(contentsOfFile: local + "/show.sh", encoding: .utf8))?.contains(marker) == true, "\(got.stderr)")
         #expect(try await cluster.berth(["logout"], user: "aaa").status == 0)
-        return [ClusterFixture.password, marker, typed] + secrets
+        return [ClusterFixture.password, marker, typed, copied] + secrets
     }
 
     @Test func aSnifferOnLoopbackSeesNoSecretOfATLSClusterButAllOfAPlainOne() async throws {
