@@ -40,7 +40,8 @@ enum HomeArchive {
 
     /// Unpacks the tar stream `chunks` at the unit path `destination` of `home`: into it when it is
     /// a directory, else (a single member tree) under its name in its parent, which must exist,
-    /// as `docker cp` does. Returns the members written.
+    /// replacing a file of that name, as `docker cp` does. A link there is refused, not replaced.
+    /// Returns the members written.
     static func unpack<Chunks: AsyncSequence>(
         _ chunks: Chunks, to destination: String, home: SafeDirectory, account: UnixAccount
     ) async throws -> Int where Chunks.Element == Data {
@@ -50,7 +51,8 @@ enum HomeArchive {
         for (index, name) in target.enumerated() {
             do {
                 into = try into.child(name)
-            } catch let refusal where refusal.isMissing && index == target.count - 1 {
+            } catch let refusal where index == target.count - 1 && !refusal.isLink && (refusal.isMissing || refusal.code == ENOTDIR) {
+                // A new name, or a file to replace (renamed over, never written into).
                 rename = name
             } catch {
                 throw AgentError("/app/\(target[...index].joined(separator: "/")): \(Self.reason(error))")

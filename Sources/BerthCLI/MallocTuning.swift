@@ -7,18 +7,16 @@ import Glibc
 ///
 /// Left alone, glibc gives busy threads arenas of their own (up to 8 per core) and, after a large
 /// block is freed, raises its mmap threshold so the next large blocks come from those arenas and
-/// stay there. The manager's password check allocates 16 MB (scrypt, N=2^14, r=8) on whichever
-/// thread runs it, so each login could pin another 16 MB arena: two arenas and a fixed threshold
-/// keep large blocks in mmap, returned to the system when freed.
+/// stay there. The manager's password check allocates 16 to 19 MB (scrypt, Argon2id) on whichever
+/// thread runs it, so each login could pin another arena of that size: two arenas and a fixed
+/// threshold keep such blocks in mmap, returned to the system when freed.
 public enum MallocTuning {
-    /// For `berth`, whose streams end with the command.
-    public static let clientThreshold = 256 * 1024
-    /// For the daemons, which relay streams for days: their pieces (4 to 64 KB, allocated on one
-    /// thread and freed on another) left glibc's arenas fragmented, and relaying 3 × 400 MB of exec
-    /// output left the manager at 166 to 290 MB resident with a 256 KB threshold; from mmap, each
-    /// piece goes back when freed, and it stayed at 45 MB. The cost, a map and unmap per piece, is
-    /// small next to moving the piece over the network twice.
-    public static let daemonThreshold = 8 * 1024
+    /// Stream pieces (up to 256 KB, a few MB in flight per stream) stay below the threshold, in
+    /// the two arenas: a map and unmap per piece (page faults, and the other core's TLB flushed)
+    /// cost `berth cp` a third of its speed. A lower threshold (8 KB) once hid arenas that grew
+    /// with output piling up unbounded; streams now hold at most a window each.
+    public static let clientThreshold = 2 * 1024 * 1024
+    public static let daemonThreshold = 2 * 1024 * 1024
 
     public static func apply(mmapThreshold: Int = clientThreshold) {
         #if canImport(Glibc)

@@ -54,6 +54,24 @@ import Testing
         #expect(try box.contents(box.home + "/copy/a.txt") == Data("hello".utf8))
     }
 
+    /// A file named as the destination is replaced, as `docker cp` does, by a rename: a hard link
+    /// to root's file named so is replaced too, never written into.
+    @Test func aFileNamedAsTheDestinationIsReplacedNotWrittenInto() async throws {
+        let box = try Sandbox()
+        _ = try box.makeDirectory("homes/alice/data", owner: HomeFilesTests.user, mode: 0o755)
+        let one = Self.archive([(TarEntry(path: "big.bin", kind: .file, mode: 0o644, size: 3, modified: 0), Array("one".utf8))])
+        let two = Self.archive([(TarEntry(path: "big.bin", kind: .file, mode: 0o644, size: 3, modified: 0), Array("two".utf8))])
+        _ = try await unpack(box, one, to: "/app/data/copy.bin")
+        _ = try await unpack(box, two, to: "/app/data/copy.bin")
+        #expect(try box.contents(box.home + "/data/copy.bin") == Data("two".utf8))
+        let before = box.snapshot(excludingHome: true)
+        if link(box.secret, box.home + "/data/hard.bin") == 0 {
+            _ = try await unpack(box, two, to: "/app/data/hard.bin")
+            #expect(try box.contents(box.home + "/data/hard.bin") == Data("two".utf8))
+            #expect(box.snapshot(excludingHome: true) == before)
+        }
+    }
+
     /// A link the user planted on the way, or as the file's own name, is never written through.
     @Test func plantedLinksAreNeitherFollowedNorWrittenThrough() async throws {
         let box = try Sandbox()

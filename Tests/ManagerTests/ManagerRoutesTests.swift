@@ -242,6 +242,22 @@ import Testing
         }
     }
 
+    /// Copies reach only the session's own units: another user's, or none at all, is refused
+    /// before any byte of the tar stream goes on.
+    @Test func copiesToOrFromAUnitNotTheSessionsAreRefused() async throws {
+        try await withManager([("aaa", [8281]), ("bbb", [8282])]) { client, _ in
+            let token = try #require(try await login(client, "aaa").last?.token)
+            let theirs = "unit=\(FakeAgent.host):8282&path=/app/data"
+            let sent = try await client.execute(
+                uri: "/v1/files?\(theirs)", method: .put, headers: [.authorization: "Bearer \(token)", .contentType: "application/x-tar"],
+                body: ByteBuffer(bytes: [UInt8](repeating: 0, count: 1024)))
+            #expect(sent.status == .forbidden && String(buffer: sent.body).contains("not one of your units"))
+            #expect(try await call(client, .get, "/v1/files?\(theirs)", token: token).status == 403)
+            #expect(try await call(client, .get, "/v1/files?unit=\(FakeAgent.host):8281&path=/app", token: nil).status == 401)
+            #expect(try await call(client, .get, "/v1/files?path=/app", token: token).status == 400)
+        }
+    }
+
     @Test func callsWithoutAValidTokenOrWithBadBodiesAreOneLineRefusals() async throws {
         try await withManager([("aaa", [8281])]) { client, _ in
             let none = try await call(client, .get, "/v1/status", token: nil)

@@ -41,7 +41,7 @@ struct BerthBench: AsyncParsableCommand {
     @Option(help: "MB of script output per call run (split over two units).")
     var callMegabytes = 50
 
-    @Option(help: "Which tables: all, engine, cluster (login with call, storm, footprint), or one of login, call, storm, footprint.")
+    @Option(help: "Which tables: all, engine, cluster (login with call, storm, footprint), or one of login, call, copy, storm, footprint.")
     var only = "all"
 
     @Option(help: "Users logging in at once in the login storm.")
@@ -335,10 +335,17 @@ func runProcess(_ executable: String, _ arguments: [String], environment: [Strin
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
     let pipe = Pipe()
     process.standardOutput = pipe
-    process.standardError = FileHandle.nullDevice
+    // Kept aside, for the error: a pipe could fill while stdout is read.
+    let errors = FileManager.default.temporaryDirectory.appendingPathComponent("berth-bench-stderr-\(UUID().uuidString)")
+    _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+    defer { try? FileManager.default.removeItem(at: errors) }
+    process.standardError = try FileHandle(forWritingTo: errors)
     try process.run()
     let output = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    guard process.terminationStatus == 0 else { throw BenchError("\(executable) exited \(process.terminationStatus)") }
+    guard process.terminationStatus == 0 else {
+        let said = (try? String(contentsOf: errors, encoding: .utf8))?.split(separator: "\n").last.map { ": \($0)" } ?? ""
+        throw BenchError("\(executable) \(arguments.first ?? "") exited \(process.terminationStatus)\(said)")
+    }
     return String(decoding: output, as: UTF8.self)
 }

@@ -33,7 +33,7 @@ struct ClusterSections {
     func run() async throws {
         // A run cut short leaves its units behind; they would hold the ports.
         try await BenchCluster.removeLeftovers(client: client)
-        if parts.contains("login") || parts.contains("call") {
+        if parts.contains("login") || parts.contains("call") || parts.contains("copy") {
             var report = Report(title: "Login to ready and berth call throughput")
             report.header(machine: machine)
             try await withCluster(users: ["bench": BenchCluster.hosts, "bench1": [BenchCluster.hosts[0]], "bench4": BenchCluster.hosts + BenchCluster.hosts]) { cluster in
@@ -43,8 +43,9 @@ struct ClusterSections {
                         try await loginToReady(cluster, tls: tlsCluster, into: &report)
                         try await handshakes(plain: cluster, tls: tlsCluster, into: &report)
                     }
-                    try await callThroughput(cluster, tls: tlsCluster, into: &report)
+                    if parts.contains("login") || parts.contains("call") { try await callThroughput(cluster, tls: tlsCluster, into: &report) }
                     if parts.contains("login") { try await keystrokes(cluster, into: &report) }
+                    if parts.contains("login") || parts.contains("copy") { try await copies(cluster, into: &report) }
                     idleMemory(plain: cluster, tls: tlsCluster, into: &report)
                 }
             }
@@ -304,6 +305,18 @@ struct ClusterSections {
     }
 
     /// A session file for `berth`, as `berth login` writes it.
+    /// Runs `body` logged in as `user`, and logs out after, before the cluster may go.
+    func withSession(_ cluster: BenchCluster, user: String, _ body: (BenchCluster.Login) async throws -> Void) async throws {
+        let session = try await cluster.login(user)
+        do {
+            try await body(session)
+        } catch {
+            try? await cluster.logout(token: session.token)
+            throw error
+        }
+        try await cluster.logout(token: session.token)
+    }
+
     func writeSession(_ cluster: BenchCluster, user: String, _ session: BenchCluster.Login) throws -> String {
         let file = cluster.root + "/session-\(user).json"
         var payload: [String: Any] = [
