@@ -120,7 +120,7 @@ struct ManagerController: Sendable {
         let (user, unit, path) = try copyTarget(request, session)
         let streams = coordinator.streams
         guard streams.take(session.user) else {
-            throw APIError(.tooManyRequests, "you have \(streams.perUser) copies, logs or execs open already; wait for one to end", closing: true)
+            throw APIError(.tooManyRequests, "you have \(streams.perUser) logs, execs or copies open already; end one (Ctrl-C) and try again", closing: true)
         }
         defer { streams.give(session.user) }
         let agent = coordinator.planner.agent(for: unit.host)
@@ -197,7 +197,7 @@ struct ManagerController: Sendable {
     ) async throws -> Response {
         let streams = coordinator.streams
         guard streams.take(user) else {
-            throw APIError(.tooManyRequests, "you have \(streams.perUser) logs or execs open already; end one (Ctrl-C) and try again")
+            throw APIError(.tooManyRequests, "you have \(streams.perUser) logs, execs or copies open already; end one (Ctrl-C) and try again")
         }
         let upstream: HTTPStreamingResponse
         do {
