@@ -97,6 +97,11 @@ public final class Transport: Sendable {
 
     /// Sends a request and returns the whole response, whatever its status.
     public func send(_ request: HTTPRequest, traceRequest: (@Sendable (String) -> Void)? = nil) async throws -> HTTPResponse {
+        if case .stream = request.body {
+            // Written by another task while it goes, and as long as it lasts: never on this
+            // thread, which that task may need, nor in the lane of control calls.
+            return try await sendThroughPool(request, on: streamPool, traceRequest: traceRequest)
+        }
         if pool.handlesOfCurrentThread() != nil {
             return try await sendHere(request, traceRequest: traceRequest)
         }
@@ -104,13 +109,15 @@ public final class Transport: Sendable {
     }
 
     /// Hands the transfer to a free worker and waits for its answer.
-    private func sendThroughPool(_ request: HTTPRequest, traceRequest: (@Sendable (String) -> Void)?) async throws -> HTTPResponse {
+    private func sendThroughPool(
+        _ request: HTTPRequest, on lane: CurlWorkerPool? = nil, traceRequest: (@Sendable (String) -> Void)?
+    ) async throws -> HTTPResponse {
         let box = TransferBox()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 let transfer = makeTransfer(request, delivery: .buffered(continuation), traceRequest: traceRequest)
                 box.set(transfer)
-                submit(transfer, to: pool)
+                submit(transfer, to: lane ?? pool)
             }
         } onCancel: {
             box.cancel()

@@ -1,3 +1,4 @@
+import BerthTar
 import EngineAPI
 import HTTPClient
 import Foundation
@@ -134,6 +135,48 @@ struct ContainerLifecycleTests {
             let quick = try await client.stats(id)
             #expect(quick.precpuStats.systemUsage == nil)
             #expect((quick.cpuStats.percent(since: full.cpuStats) ?? 0) > 10)
+        }
+    }
+
+    /// The archive endpoints: a tar stream written as it goes lands in the container, is
+    /// described by HEAD, and comes back whole; a missing path is the engine's 404.
+    @Test func anArchiveGoesInIsDescribedAndComesBackWhole() async throws {
+        try await DockerTestSupport.withContainer("archive", config: ContainerConfig(cmd: ["sleep", "60"])) { client, id in
+            let contents = (0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+            let tar = UploadStream()
+            async let put: Void = client.putArchive(id, path: "/tmp", tar: tar)
+            try await tar.write(Data(TarWriter.header(for: TarEntry(path: "in", kind: .directory, mode: 0o750, modified: 1_700_000_000))))
+            try await tar.write(Data(TarWriter.header(for: TarEntry(path: "in/data.bin", kind: .file, mode: 0o640, size: contents.count, modified: 1_700_000_100))))
+            for start in stride(from: 0, to: contents.count, by: 100_000) {
+                try await tar.write(Data(contents[start..<min(start + 100_000, contents.count)]))
+            }
+            try await tar.write(Data(TarWriter.padding(for: contents.count) + TarWriter.end))
+            tar.finish()
+            try await put
+
+            let stat = try await client.pathStat(id, path: "/tmp/in/data.bin")
+            #expect(stat.name == "data.bin" && stat.size == Int64(contents.count) && stat.permissions == 0o640 && !stat.isDirectory)
+            #expect(try await client.pathStat(id, path: "/tmp/in").isDirectory)
+
+            let (described, stream) = try await client.archive(id, path: "/tmp/in")
+            #expect(described?.isDirectory == true)
+            var reader = TarReader()
+            var files: [String: [UInt8]] = [:]
+            var current: String?
+            for try await chunk in stream {
+                try chunk.withUnsafeBytes { bytes in
+                    try reader.feed(bytes) { event in
+                        switch event {
+                        case .begin(let entry): current = entry.path; files[entry.path] = []
+                        case .data(let piece): files[current!, default: []] += piece
+                        case .end: current = nil
+                        }
+                    }
+                }
+            }
+            try reader.finish()
+            #expect(files["in/data.bin"] == contents)
+            await #expect(throws: EngineError.self) { try await client.pathStat(id, path: "/tmp/none") }
         }
     }
 
