@@ -101,7 +101,12 @@ struct ClusterSections {
             var berth: [Duration] = []
             var dockerRuns: [Duration] = []
             var berthTLS: [Duration] = []
-            enum Way: CaseIterable { case berth, floor, cli, berthTLS }
+            var outside: [Duration] = []
+            var outsideTLS: [Duration] = []
+            var tlsOrder: [(outside: Bool, measured: Bool)] = []
+            // Which of the two ways logged in, in order: the manager logs a check for each.
+            var berthOrder: [(outside: Bool, measured: Bool)] = []
+            enum Way: CaseIterable { case berth, floor, cli, berthTLS, outside, outsideTLS }
             for round in 0...logins {
                 // Each way once per round, each on a quiet engine; the order turns from round to
                 // round, so no way always follows the same one. Berth comes first in the warm-up
@@ -116,6 +121,14 @@ struct ClusterSections {
                         let time = clock.now - start
                         try await cluster.logout(token: session.token)
                         if round > 0 { berth.append(time) }
+                        berthOrder.append((false, round > 0))
+                    case .outside:
+                        // The `berth` process as a user runs it, timed from here until it exits.
+                        let token = try loginProcess(cluster, user: user)
+                        let time = clock.now - start
+                        try await cluster.logout(token: token)
+                        if round > 0 { outside.append(time) }
+                        berthOrder.append((true, round > 0))
                     case .floor:
                         let started = try await starter.startAndWait(units, memoryBytes: 128 << 20)
                         let time = clock.now - start
@@ -128,6 +141,14 @@ struct ClusterSections {
                         let time = clock.now - start
                         try await tlsCluster.logout(token: session.token)
                         if round > 0 { berthTLS.append(time) }
+                        tlsOrder.append((false, round > 0))
+                    case .outsideTLS:
+                        guard count == 2 else { continue }
+                        let token = try loginProcess(tlsCluster, user: "benchtls", extra: ["--ca", tlsCluster.caFile])
+                        let time = clock.now - start
+                        try await tlsCluster.logout(token: token)
+                        if round > 0 { outsideTLS.append(time) }
+                        tlsOrder.append((true, round > 0))
                     case .cli:
                         guard let cli else { continue }
                         let ids = try await cli.startAndWait(units, memory: "128m")
@@ -138,25 +159,48 @@ struct ClusterSections {
                     }
                 }
             }
-            // The manager's own check of each of these logins (the first was the warm-up round's).
-            let checks = Array(cluster.passwordChecks(of: user).suffix(berth.count))
-            guard checks.count == berth.count else {
-                throw BenchError("the manager's log has \(checks.count) password checks of \(user) for \(berth.count) logins")
+            // The manager's own check of each of these logins, in the order they were made.
+            let logged = Array(cluster.passwordChecks(of: user).suffix(berthOrder.count))
+            guard logged.count == berthOrder.count else {
+                throw BenchError("the manager's log has \(logged.count) password checks of \(user) for \(berthOrder.count) logins")
             }
-            allChecks += checks
+            let checks = zip(berthOrder, logged).filter { $0.0.measured && !$0.0.outside }.map(\.1)
+            let outsideChecks = zip(berthOrder, logged).filter { $0.0.measured && $0.0.outside }.map(\.1)
+            allChecks += checks + outsideChecks
             let floorStats = Stats(floor), berthStats = Stats(berth)
             let label = "\(count) unit\(count == 1 ? "" : "s")"
             table.row(["\(label): raw HTTP create + start + health, in parallel (floor)", floorStats.medianText, floorStats.p90Text, "1.00"])
             let withoutKDF = zip(berth, checks).map { $0 - $1 }
             table.row(["\(label): berth login → every unit ready", berthStats.medianText, berthStats.p90Text,
                        "\(pairedRatio(berth, over: floor)) (\(pairedRatio(withoutKDF, over: floor)) less the password check)"])
+            /// Berth's own share: what is left of the process's time once the floor and the
+            /// login's own password check are taken off, over the floor; median of the rounds.
+            func overhead(_ times: [Duration], _ checks: [Duration]) -> String {
+                let shares = zip(zip(times, checks), floor).map { pair, floor in
+                    Double((pair.0 - pair.1 - floor).nanoseconds) / Double(max(1, floor.nanoseconds))
+                }.sorted()
+                return shares.isEmpty ? "—" : String(format: "%+.1f %%", 100 * shares[shares.count / 2])
+            }
+            if !outside.isEmpty {
+                let outsideStats = Stats(outside)
+                table.row(["\(label): berth login, the process from start to exit, timed from outside", outsideStats.medianText, outsideStats.p90Text,
+                           "\(pairedRatio(outside, over: floor)); Berth's overhead \(overhead(outside, outsideChecks)) of the floor"])
+            }
             if !berthTLS.isEmpty {
-                let tlsChecks = Array(tlsCluster.passwordChecks(of: "benchtls").suffix(berthTLS.count))
+                let logged = Array(tlsCluster.passwordChecks(of: "benchtls").suffix(tlsOrder.count))
+                let complete = logged.count == tlsOrder.count
+                let tlsChecks = zip(tlsOrder, logged).filter { $0.0.measured && !$0.0.outside }.map(\.1)
+                let outsideTLSChecks = zip(tlsOrder, logged).filter { $0.0.measured && $0.0.outside }.map(\.1)
                 let tlsStats = Stats(berthTLS)
-                let lessCheck = tlsChecks.count == berthTLS.count
-                    ? " (\(pairedRatio(zip(berthTLS, tlsChecks).map { $0 - $1 }, over: floor)) less the password check)" : ""
+                let lessCheck = complete ? " (\(pairedRatio(zip(berthTLS, tlsChecks).map { $0 - $1 }, over: floor)) less the password check)" : ""
                 table.row(["\(label): berth login with TLS (manager, agents, units) → every unit ready", tlsStats.medianText, tlsStats.p90Text,
                            "\(pairedRatio(berthTLS, over: floor))\(lessCheck)"])
+                if !outsideTLS.isEmpty {
+                    let stats = Stats(outsideTLS)
+                    let share = complete ? "; Berth's overhead \(overhead(outsideTLS, outsideTLSChecks)) of the floor" : ""
+                    table.row(["\(label): berth login --ca with TLS, the process from start to exit, timed from outside", stats.medianText, stats.p90Text,
+                               "\(pairedRatio(outsideTLS, over: floor))\(share)"])
+                }
             }
             if !dockerRuns.isEmpty {
                 let cliStats = Stats(dockerRuns)
@@ -176,12 +220,14 @@ struct ClusterSections {
         table.row(["one Argon2id check (m=19 MiB, t=2, p=1; new hashes), in this process", argonStats.medianText, argonStats.p90Text, "—"])
         table.row(["one scrypt check (N=2^14, r=8, p=1; older hashes), in this process", scryptStats.medianText, scryptStats.p90Text, "—"])
         report.section(table, note: """
-            \(logins) logins per row after one warm-up round. Each round runs the three ways once, each after a 300 ms \
+            \(logins) logins per row after one warm-up round. Each round runs every way once, each after a 300 ms \
             pause that lets the engine finish the previous removal, in an order that turns from round to round; \
             "× floor" is the median of each round's time over that round's floor, so a drift of the engine's speed \
             during the run cancels out. 2 units are one per agent, \
             4 units two per agent. "Less the password check" takes each login's own check, as the manager logs it \
-            (`check_ms`), off that login's time. Berth's time runs from the login request to the manager's `done`: password check, \
+            (`check_ms`), off that login's time. "Timed from outside" runs `berth login --password-stdin` as a user \
+            would and waits for it to exit (process start, TLS or not, the session file written); Berth's overhead is \
+            (that time − the floor − the login's own password check) / the floor, the median over the rounds. Berth's time runs from the login request to the manager's `done`: password check, \
             home folders, port checks, create, start, and the agents' readiness probes, for all units in parallel. \
             The floor and the docker CLI create the same containers as Berth (image, command, limits, mounts, port \
             binding, the user's network, PIDs limit, no-new-privileges); the floor waits for each unit's health \
@@ -189,6 +235,19 @@ struct ClusterSections {
             -p ip:port:port --network … …` per unit, one after another as the esProc design's raq_start.sh is run, then a \
             wait until every unit answers.
             """)
+    }
+
+    /// Runs `berth login` for `user` as a user would, the password on stdin; returns the token
+    /// from the session file it wrote.
+    private func loginProcess(_ cluster: BenchCluster, user: String, extra: [String] = []) throws -> String {
+        let sessionFile = cluster.root + "/session-outside-\(user).json"
+        try runProcess(binaries + "/berth", ["login", "--server", cluster.manager.description, "--user", user, "--password-stdin", "--force"] + extra,
+                       environment: ["BERTH_SESSION": sessionFile], stdin: Data((cluster.password + "\n").utf8))
+        let data = try Data(contentsOf: URL(fileURLWithPath: sessionFile))
+        guard let json = try JSONSerialization.jsonObject(with: data) as? [String: Any], let token = json["token"] as? String else {
+            throw BenchError("berth login \(user) wrote no token to \(sessionFile)")
+        }
+        return token
     }
 
     /// What a TLS handshake with the manager costs against a TCP connection alone.
