@@ -80,7 +80,11 @@ public struct ServiceClient: Sendable {
         _ method: String, _ path: String, query: [(name: String, value: String)] = [], body: (some Encodable)? = nil as String?,
         token: String? = nil, timeout: Duration = .seconds(30), as answer: Answer.Type = Answer.self
     ) async throws -> Answer {
-        let request = try makeRequest(method, path, query: query, body: body, token: token, timeout: timeout)
+        try await decodedAnswer(to: try makeRequest(method, path, query: query, body: body, token: token, timeout: timeout))
+    }
+
+    /// Sends `request` and decodes its answer; error statuses throw with the daemon's message.
+    private func decodedAnswer<Answer: Decodable>(to request: HTTPRequest) async throws -> Answer {
         let response: HTTPResponse
         do {
             response = try await transport.send(request)
@@ -131,18 +135,7 @@ public struct ServiceClient: Sendable {
         if let signer {
             request.headers += signer.headers(method: request.method, target: request.target, audience: address.description, body: Data())
         }
-        let response: HTTPResponse
-        do {
-            response = try await transport.send(request)
-        } catch let error as HTTPClientError {
-            throw translate(error)
-        }
-        try check(response.head.status, body: response.body)
-        do {
-            return try BerthJSON.decoder.decode(Answer.self, from: response.body)
-        } catch {
-            throw ServiceError.invalidAnswer(what: name, detail: "\(error)")
-        }
+        return try await decodedAnswer(to: request)
     }
 
     private func openStream(_ request: HTTPRequest) async throws -> HTTPStreamingResponse {

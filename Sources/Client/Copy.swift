@@ -212,12 +212,10 @@ enum LocalArchive {
             case .begin(let entry): try begin(entry)
             case .data(let bytes):
                 guard let file else { return }
-                var done = 0
-                while done < bytes.count {
-                    let count = write(file.fd, bytes.baseAddress! + done, bytes.count - done)
-                    if count < 0 && errno == EINTR { continue }
-                    guard count > 0 else { throw failure("cannot write \(file.path): \(String(cString: strerror(errno)))") }
-                    done += count
+                do {
+                    try writeAll(file.fd, bytes)
+                } catch {
+                    throw failure("cannot write \(file.path): \(String(cString: strerror(errno)))")
                 }
             case .end: endFile()
             }

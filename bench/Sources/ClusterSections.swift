@@ -364,6 +364,17 @@ struct ClusterSections {
     }
 
     /// A session file for `berth`, as `berth login` writes it.
+    /// bench1's one unit container, and the docker CLI, for the rows set against the CLI.
+    func bench1Container() async throws -> (container: String, docker: String) {
+        guard let container = try await client.listContainers(labels: ["\(UnitLabel.user)=bench1"]).first?.id else {
+            throw BenchError("bench1's unit has no container")
+        }
+        guard let docker = ["/usr/bin/docker", "/usr/local/bin/docker"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw BenchError("the docker CLI is missing (scripts/ensure-engine.sh installs docker.io)")
+        }
+        return (container, docker)
+    }
+
     /// Runs `body` logged in as `user`, and logs out after, before the cluster may go.
     func withSession(_ cluster: BenchCluster, user: String, _ body: (BenchCluster.Login) async throws -> Void) async throws {
         let session = try await cluster.login(user)

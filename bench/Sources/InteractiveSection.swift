@@ -11,12 +11,7 @@ extension ClusterSections {
         try await withSession(cluster, user: "bench1") { session in
             let sessionFile = try writeSession(cluster, user: "bench1", session)
             let unit = cluster.units["bench1"]![0]
-            guard let container = try await client.listContainers(labels: ["\(UnitLabel.user)=bench1"]).first?.id else {
-                throw BenchError("bench1's unit has no container")
-            }
-            guard let docker = ["/usr/bin/docker", "/usr/local/bin/docker"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-                throw BenchError("the docker CLI is missing (scripts/ensure-engine.sh installs docker.io)")
-            }
+            let (container, docker) = try await bench1Container()
             let berthTerminal = try PseudoTerminal(rows: 24, columns: 80)
             let berth = try berthTerminal.run(binaries + "/berth", ["exec", "-it", "--unit", unit.description, "--", "cat"], environment: ["BERTH_SESSION": sessionFile])
             let dockerTerminal = try PseudoTerminal(rows: 24, columns: 80)

@@ -35,6 +35,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         MallocTuning.apply(mmapThreshold: MallocTuning.daemonThreshold)
+        MallocTuning.trimPeriodically()
         let (server, _) = try loadConfigs(server: config)
         let secret: [UInt8]
         do {

@@ -48,6 +48,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         MallocTuning.apply(mmapThreshold: MallocTuning.daemonThreshold)
+        MallocTuning.trimPeriodically()
         let (server, loaded) = try loadConfigs(server: config, users: users)
         guard let userList = loaded else { throw ExitCode.failure }
         // The entry host's file is the one whose checks cover <Manager> (TLS, a manager's certificate).
