@@ -33,7 +33,7 @@ enum HomeArchive {
     static func names(ofMember path: String) throws -> [String] {
         let names = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         guard !path.hasPrefix("/"), !names.isEmpty, !names.contains(where: { $0 == "." || $0 == ".." || $0.contains("\0") }) else {
-            throw AgentError("the archive's member \"\(path.prefix(200))\" is absolute or has . or ..; nothing was copied past it")
+            throw AgentError("the archive's member \"\(shown(path))\" is absolute or has . or ..; nothing was copied past it")
         }
         return names
     }
@@ -97,10 +97,11 @@ enum HomeArchive {
 
     /// Packs the unit path `source` of `home` as a tar stream, under the source's own name: a
     /// file, or a folder with all it holds. Links are packed as links, never followed; devices,
-    /// FIFOs and sockets are left out. `send` gets the stream a piece at a time.
-    static func pack(_ source: String, home: SafeDirectory, send: @escaping (Data) async throws -> Void) async throws {
+    /// FIFOs and sockets are left out, and what `account` may not read is refused. `send` gets the
+    /// stream a piece at a time.
+    static func pack(_ source: String, home: SafeDirectory, account: UnixAccount, send: @escaping (Data) async throws -> Void) async throws {
         let (directory, name) = try locate(source, home: home)
-        var packer = Packer(send: send)
+        var packer = Packer(account: account, device: try home.status().st_dev, send: send)
         if let name {
             try await packer.add(name, in: directory, as: name, shown: source)
         } else {
@@ -111,12 +112,22 @@ enum HomeArchive {
         try await packer.flush(TarWriter.end)
     }
 
-    /// Writes members a piece at a time, in pieces of about 256 KiB.
+    /// Writes members a piece at a time, in pieces of about 256 KiB. Root reads only what the
+    /// unit's account could: a file the account may not read (a hard link to root's, a file an
+    /// admin left) is refused, as is anything on another file system mounted in the home.
     struct Packer {
         let send: (Data) async throws -> Void
+        let account: UnixAccount
+        let device: dev_t
         private var pending: [UInt8] = []
+        private var depth = 0
 
-        init(send: @escaping (Data) async throws -> Void) {
+        /// Deeper folders are refused: each level holds a descriptor until its end.
+        static let maxDepth = 256
+
+        init(account: UnixAccount, device: dev_t, send: @escaping (Data) async throws -> Void) {
+            self.account = account
+            self.device = device
             self.send = send
         }
 
@@ -127,22 +138,45 @@ enum HomeArchive {
             pending = []
         }
 
+        /// Whether the account may read what `info` describes (and, for a folder, list it), by
+        /// its owner, group and others' bits.
+        func readable(_ info: stat, directory: Bool) -> Bool {
+            let needed: mode_t = directory ? 0o5 : 0o4
+            let bits = info.st_uid == account.uid ? info.st_mode >> 6 : info.st_gid == account.gid ? info.st_mode >> 3 : info.st_mode
+            return bits & needed == needed
+        }
+
         mutating func add(_ name: String, in directory: SafeDirectory, as member: String, shown: String) async throws {
             let info: stat
-            do { info = try directory.status(of: name) } catch { throw AgentError("\(shown): \(HomeArchive.reason(error))") }
+            do {
+                info = try directory.status(of: name)
+            } catch let refusal as SafeDirectory.Refusal where refusal.isMissing && depth > 0 {
+                return  // gone since the folder was listed
+            } catch {
+                throw AgentError("\(HomeArchive.shown(shown)): \(HomeArchive.reason(error))")
+            }
             let modified = Int64(info.st_mtim.tv_sec)
             switch info.st_mode & S_IFMT {
             case S_IFDIR:
                 let child: SafeDirectory
-                do { child = try directory.child(name) } catch { throw AgentError("\(shown): \(HomeArchive.reason(error))") }
-                try await addDirectory(child, as: member, modified: modified, mode: info.st_mode)
+                do { child = try directory.child(name) } catch { throw AgentError("\(HomeArchive.shown(shown)): \(HomeArchive.reason(error))") }
+                let opened = try child.status()
+                guard opened.st_dev == device else { throw AgentError("\(HomeArchive.shown(shown)) is another file system mounted in the home; it is not copied") }
+                guard readable(opened, directory: true) else { throw AgentError("\(HomeArchive.shown(shown)) cannot be read by the unit's account") }
+                guard depth < Self.maxDepth else { throw AgentError("\(HomeArchive.shown(shown)) is more than \(Self.maxDepth) folders deep") }
+                try await addDirectory(child, as: member, modified: modified, mode: opened.st_mode)
             case S_IFREG:
-                let fd = openat(directory.fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-                guard fd >= 0 else { throw AgentError("\(shown): cannot read: \(String(cString: strerror(errno)))") }
+                // Non-blocking: a name swapped for a FIFO since it was looked at must not hold
+                // this thread; what is opened must be the regular file that was looked at.
+                let fd = openat(directory.fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+                guard fd >= 0 else { throw AgentError("\(HomeArchive.shown(shown)): cannot read: \(String(cString: strerror(errno)))") }
                 defer { close(fd) }
                 var opened = stat()
-                fstat(fd, &opened)
-                // What was stat'ed is what is read: a name swapped in between is packed as it is now.
+                guard fstat(fd, &opened) == 0, opened.st_mode & S_IFMT == S_IFREG, opened.st_ino == info.st_ino, opened.st_dev == info.st_dev else {
+                    throw AgentError("\(HomeArchive.shown(shown)) changed while it was copied; copy it again")
+                }
+                guard opened.st_dev == device else { throw AgentError("\(HomeArchive.shown(shown)) is on another file system mounted in the home; it is not copied") }
+                guard readable(opened, directory: false) else { throw AgentError("\(HomeArchive.shown(shown)) cannot be read by the unit's account") }
                 let size = Int(opened.st_size)
                 pending += TarWriter.header(for: TarEntry(path: member, kind: .file, mode: UInt32(opened.st_mode & 0o7777), size: size, modified: Int64(opened.st_mtim.tv_sec)))
                 var left = size
@@ -176,11 +210,20 @@ enum HomeArchive {
         mutating func addDirectory(_ directory: SafeDirectory, as member: String, modified: Int64, mode: mode_t) async throws {
             pending += TarWriter.header(for: TarEntry(path: member, kind: .directory, mode: UInt32(mode & 0o7777), modified: modified))
             let entries: [(name: String, modified: Int)]
-            do { entries = try directory.entries() } catch { throw AgentError("\(member): \(HomeArchive.reason(error))") }
+            do { entries = try directory.entries() } catch { throw AgentError("\(HomeArchive.shown(member)): \(HomeArchive.reason(error))") }
+            depth += 1
+            defer { depth -= 1 }
             for entry in entries.sorted(by: { $0.name < $1.name }) {
                 try await add(entry.name, in: directory, as: member + "/" + entry.name, shown: member + "/" + entry.name)
             }
         }
+    }
+
+    /// A path from an archive or a home, for a one-line message: control characters shown as
+    /// `?`, and no longer than 200 characters.
+    static func shown(_ path: String) -> String {
+        let cleaned = String(String.UnicodeScalarView(path.unicodeScalars.prefix(200).map { $0.value < 0x20 || $0.value == 0x7F ? "?" : $0 }))
+        return path.unicodeScalars.count > 200 ? cleaned + "…" : cleaned
     }
 
     static func reason(_ error: any Error) -> String {
@@ -201,8 +244,10 @@ enum HomeArchive {
         var written = 0
         private var topLevel: String?
         private var file: (directory: SafeDirectory, temporary: String, name: String, fd: Int32, entry: TarEntry)?
-        /// Directories' times, set once their contents are in (writing into one changes its time).
-        private var directoryTimes: [(SafeDirectory, Int64)] = []
+        /// Directories' times by their names below `base`, set once their contents are in (writing
+        /// into one changes its time). Names, not open descriptors: a stream of a million
+        /// folders must not hold a million descriptors.
+        private var directoryTimes: [[String]: Int64] = [:]
 
         init(base: SafeDirectory, rename: String?, account: UnixAccount, shown: String) {
             self.base = base
@@ -220,7 +265,7 @@ enum HomeArchive {
                 while done < bytes.count {
                     let count = write(file.fd, bytes.baseAddress! + done, bytes.count - done)
                     if count < 0 && errno == EINTR { continue }
-                    guard count > 0 else { throw AgentError("\(shown): cannot write \(file.entry.path): \(String(cString: strerror(errno)))") }
+                    guard count > 0 else { throw AgentError("\(shown): cannot write \(HomeArchive.shown(file.entry.path)): \(String(cString: strerror(errno)))") }
                     done += count
                 }
             case .end: try endFile()
@@ -248,27 +293,41 @@ enum HomeArchive {
                 do {
                     made = try directory.makeChild(name, mode: 0o700, owner: account) ?? directory.child(name)
                 } catch {
-                    throw AgentError("\(shown): \(entry.path) \(HomeArchive.reason(error))")
+                    throw AgentError("\(shown): \(HomeArchive.shown(entry.path)) \(HomeArchive.reason(error))")
                 }
                 if try made.owner() == account { fchmod(made.fd, mode) }
-                directoryTimes.append((made, entry.modified))
+                directoryTimes[names] = entry.modified
             case .file:
+                // Root may fill what users may not: the blocks kept for root stay free.
+                var disk = statvfs()
+                if fstatvfs(directory.fd, &disk) == 0, UInt64(entry.size) > UInt64(disk.f_bavail) * UInt64(disk.f_frsize) {
+                    throw AgentError("\(shown): no room for \(HomeArchive.shown(entry.path)) (\(entry.size) bytes) on the disk of the home")
+                }
                 // A new name beside the old, renamed over it at the end: never a write through a
                 // link or into an inode another name shares.
                 let temporary = ".berth-cp-\(UInt64.random(in: 0...UInt64.max))"
                 let fd = openat(directory.fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-                guard fd >= 0 else { throw AgentError("\(shown): cannot create \(entry.path): \(String(cString: strerror(errno)))") }
+                guard fd >= 0 else { throw AgentError("\(shown): cannot create \(HomeArchive.shown(entry.path)): \(String(cString: strerror(errno)))") }
                 fchown(fd, account.uid, account.gid)
                 file = (directory, temporary, name, fd, entry)
             case .symlink(let target):
                 unlinkat(directory.fd, name, 0)
                 guard symlinkat(target, directory.fd, name) == 0 else {
-                    throw AgentError("\(shown): cannot make the link \(entry.path): \(String(cString: strerror(errno)))")
+                    throw AgentError("\(shown): cannot make the link \(HomeArchive.shown(entry.path)): \(String(cString: strerror(errno)))")
                 }
-                fchownat(directory.fd, name, account.uid, account.gid, AT_SYMLINK_NOFOLLOW)
+                // Given to the account by descriptor, once it is sure to be the link just made:
+                // by name, a hard link to root's file swapped in meanwhile would be given away.
+                let link = openat(directory.fd, name, Self.openPath | O_NOFOLLOW | O_CLOEXEC)
+                if link >= 0 {
+                    var info = stat()
+                    if fstat(link, &info) == 0, info.st_mode & S_IFMT == S_IFLNK, info.st_uid == getuid() {
+                        fchownat(link, "", account.uid, account.gid, Self.emptyPath | AT_SYMLINK_NOFOLLOW)
+                    }
+                    close(link)
+                }
                 written += 1
             case .other(let flag):
-                throw AgentError("\(shown): \(entry.path) is a \(Self.kindName(flag)); only files, folders and links are copied")
+                throw AgentError("\(shown): \(HomeArchive.shown(entry.path)) is a \(Self.kindName(flag)); only files, folders and links are copied")
             }
         }
 
@@ -282,7 +341,7 @@ enum HomeArchive {
             guard renameat(current.directory.fd, current.temporary, current.directory.fd, current.name) == 0 else {
                 let reason = String(cString: strerror(errno))
                 unlinkat(current.directory.fd, current.temporary, 0)
-                throw AgentError("\(shown): cannot put \(current.entry.path) in place: \(reason)")
+                throw AgentError("\(shown): cannot put \(HomeArchive.shown(current.entry.path)) in place: \(reason)")
             }
             written += 1
         }
@@ -294,7 +353,11 @@ enum HomeArchive {
                 unlinkat(current.directory.fd, current.temporary, 0)
                 file = nil
             }
-            for (directory, modified) in directoryTimes.reversed() {
+            for (names, modified) in directoryTimes {
+                // Walked again from the base, one name at a time, never through a link.
+                var directory: SafeDirectory? = base
+                for name in names { directory = try? directory?.child(name) }
+                guard let directory else { continue }
                 var times = [timespec(tv_sec: Int(modified), tv_nsec: 0), timespec(tv_sec: Int(modified), tv_nsec: 0)]
                 futimens(directory.fd, &times)
             }
@@ -305,9 +368,14 @@ enum HomeArchive {
             do {
                 return try directory.makeChild(name, mode: 0o755, owner: account) ?? directory.child(name)
             } catch {
-                throw AgentError("\(shown): a folder on the way to \(entry.path) \(HomeArchive.reason(error))")
+                throw AgentError("\(shown): a folder on the way to \(HomeArchive.shown(entry.path)) \(HomeArchive.reason(error))")
             }
         }
+
+        /// Linux's O_PATH and AT_EMPTY_PATH, which Glibc's module leaves out (they need
+        /// _GNU_SOURCE): a descriptor naming a link itself, and a call on that descriptor.
+        static let openPath: Int32 = 0o10000000
+        static let emptyPath: Int32 = 0x1000
 
         private static func kindName(_ flag: UInt8) -> String {
             switch flag {

@@ -196,14 +196,14 @@ struct AgentController: Sendable {
     /// that is missing, or has a link on the way, is refused before the stream begins.
     @Sendable func copyOut(_ request: Request, _ context: BerthRequestContext) async throws -> Response {
         let (home, account, path) = try copyTarget(request)
-        let directory = try await refusedClosing {
-            let (directory, _) = try HomeFiles.open(home: home, homeRoot: service.config.homeRoot, account: account)
+        let (directory, owner) = try await refusedClosing {
+            let (directory, owner) = try HomeFiles.open(home: home, homeRoot: service.config.homeRoot, account: account)
             _ = try HomeArchive.locate(path, home: directory)
-            return directory
+            return (directory, owner)
         }
         return streamingResponse(contentType: TarStream.contentType, channel: context.channel, ended: streamEnded()) { send in
             try await withoutActuallyEscaping(send) { send in
-                try await HomeArchive.pack(path, home: directory) { try await send(ByteBuffer(bytes: $0)) }
+                try await HomeArchive.pack(path, home: directory, account: owner) { try await send(ByteBuffer(bytes: $0)) }
             }
         }
     }

@@ -127,7 +127,9 @@ public struct TarReader: Sendable {
     public func finish() throws {
         switch state {
         case .finished: return
-        case .header where block.isEmpty: return
+        // Every writer ends with zero blocks: a stream without them was cut short, whatever
+        // the connection below said.
+        case .header where block.isEmpty: throw TarError("the archive ends without its end blocks: it was cut short")
         default: throw TarError("the archive ends in the middle of a member")
         }
     }
@@ -143,7 +145,7 @@ public struct TarReader: Sendable {
         for (index, byte) in header.enumerated() { sum += (148..<156).contains(index) ? 0x20 : Int(byte) }
         guard let expected = Self.octal(stored), expected == sum else { throw TarError("a tar header's checksum does not match: not a tar archive, or a damaged one") }
         let type = header[156]
-        let size = try Self.number(header[124..<136], "size")
+        let size = try Self.size(try Self.number(header[124..<136], "size"))
         let padding = (512 - size % 512) % 512
         switch type {
         case UInt8(ascii: "x"), UInt8(ascii: "g"):
@@ -166,8 +168,8 @@ public struct TarReader: Sendable {
         if let value = overrides["path"] { path = value }
         if let value = overrides["linkpath"] { linkTarget = value }
         if let value = overrides["size"] {
-            guard let parsed = Int(value), parsed >= 0 else { throw TarError("a pax size \"\(value)\" is not a size") }
-            entrySize = parsed
+            guard let parsed = Int(value), parsed >= 0 else { throw TarError("a pax size \"\(value.prefix(40))\" is not a size") }
+            entrySize = try Self.size(parsed)
         }
         if let value = overrides["mtime"], let seconds = Int64(value.split(separator: ".").first ?? "") { modified = seconds }
         if let value = overrides["uid"], let parsed = Int(value) { uid = parsed }
@@ -197,6 +199,15 @@ public struct TarReader: Sendable {
             try visit(.end)
             state = entrySize > 0 ? .padding(left: entrySize + entryPadding) : .header
         }
+    }
+
+    /// Sizes a file system can hold: far larger ones are hostile, and would overflow the
+    /// arithmetic of padding and skipping.
+    static let maxMemberSize = 1 << 50
+
+    private static func size(_ value: Int) throws -> Int {
+        guard value <= maxMemberSize else { throw TarError("a member of \(value) bytes is larger than any file") }
+        return value
     }
 
     private static func string(_ field: ArraySlice<UInt8>) -> String {
@@ -229,7 +240,7 @@ public struct TarReader: Sendable {
         var offset = 0
         while offset < bytes.count {
             guard let space = bytes[offset...].firstIndex(of: 0x20),
-                let length = Int(String(decoding: bytes[offset..<space], as: UTF8.self)), length > 0, offset + length <= bytes.count,
+                let length = Int(String(decoding: bytes[offset..<space], as: UTF8.self)), length > space - offset, length <= bytes.count - offset,
                 bytes[offset + length - 1] == 0x0A,
                 let equals = bytes[(space + 1)..<(offset + length)].firstIndex(of: UInt8(ascii: "="))
             else { throw TarError("a pax header's records are damaged") }

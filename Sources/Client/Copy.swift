@@ -223,7 +223,7 @@ enum LocalArchive {
 
         private mutating func begin(_ entry: TarEntry) throws {
             var names = entry.path.split(separator: "/").map(String.init)
-            guard !entry.path.hasPrefix("/"), !names.isEmpty, !names.contains(where: { $0 == "." || $0 == ".." }) else {
+            guard !entry.path.hasPrefix("/"), !names.isEmpty, !names.contains(where: { $0 == "." || $0 == ".." || $0.contains("\0") }) else {
                 throw failure("the copy holds \"\(entry.path.prefix(200))\", which would land outside \(base); nothing past it was written")
             }
             if let rename {

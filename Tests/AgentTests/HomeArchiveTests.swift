@@ -141,7 +141,7 @@ extension Array where Element == Data {
     func pack(_ box: Sandbox, _ path: String) async throws -> [(TarEntry, [UInt8])] {
         let home = try SafeDirectory.trusted(box.home)
         var bytes: [UInt8] = []
-        try await HomeArchive.pack(path, home: home) { bytes += $0 }
+        try await HomeArchive.pack(path, home: home, account: HomeFilesTests.user) { bytes += $0 }
         var reader = TarReader()
         var read: [(TarEntry, [UInt8])] = []
         try bytes.withUnsafeBytes { chunk in
@@ -176,5 +176,58 @@ extension Array where Element == Data {
         let packed = try await pack(box, "/app/out")
         #expect(packed.count == 1 && packed[0].0.kind == .symlink(target: box.victim))
         #expect(!packed.contains { $0.1 == Array("root's secret\n".utf8) })
+    }
+
+    /// Root packs only what the unit's account could read: a root-owned 0600 file in the home (a
+    /// hard link to root's secret where the kernel allows one, or a file an admin left) and a
+    /// folder the account cannot list are refused by name.
+    @Test func whatTheAccountCannotReadIsNotPacked() async throws {
+        let box = try Sandbox()
+        try Data("admin's\n".utf8).write(to: URL(fileURLWithPath: box.home + "/admin.txt"))
+        chmod(box.home + "/admin.txt", 0o600)
+        let file = await #expect(throws: AgentError.self) { try await pack(box, "/app/admin.txt") }
+        #expect(file?.description.contains("cannot be read by the unit's account") == true, "\(String(describing: file))")
+        _ = try box.makeDirectory("homes/alice/closed", owner: UnixAccount(uid: 0, gid: 0), mode: 0o700)
+        let folder = await #expect(throws: AgentError.self) { try await pack(box, "/app/closed") }
+        #expect(folder?.description.contains("cannot be read by the unit's account") == true, "\(String(describing: folder))")
+        if link(box.secret, box.home + "/hard") == 0 {
+            await #expect(throws: AgentError.self) { try await pack(box, "/app/hard") }
+        }
+    }
+
+    /// A folder nested deeper than the packer goes is refused, not followed down for ever.
+    @Test func aTreeTooDeepIsRefused() async throws {
+        let box = try Sandbox()
+        var path = box.home + "/deep"
+        for _ in 0...HomeArchive.Packer.maxDepth {
+            mkdir(path, 0o755)
+            chown(path, HomeFilesTests.user.uid, HomeFilesTests.user.gid)
+            path += "/d"
+        }
+        let error = await #expect(throws: AgentError.self) { try await pack(box, "/app/deep") }
+        #expect(error?.description.contains("folders deep") == true, "\(String(describing: error))")
+    }
+}
+
+@Suite struct HomeArchiveStreamTests {
+    /// An archive cut short (no end blocks) is not taken for whole; links made by a copy belong
+    /// to the account; the same folder a thousand times over is one folder.
+    @Test func aCutArchiveFailsAndLinksAndFoldersBelongToTheAccount() async throws {
+        let box = try Sandbox()
+        let home = try SafeDirectory.trusted(box.home)
+        var whole = HomeArchiveTests.archive(HomeArchiveTests.tree).flatMap { Array($0) }
+        let cut = Array(whole.dropLast(1024))
+        await #expect(throws: AgentError.self) {
+            _ = try await HomeArchive.unpack([Data(cut)].async, to: "/app", home: home, account: HomeFilesTests.user)
+        }
+        var repeated: [UInt8] = []
+        for _ in 0..<1000 { repeated += TarWriter.header(for: TarEntry(path: "same", kind: .directory, mode: 0o755, modified: 1_700_000_000)) }
+        whole = repeated + whole
+        let written = try await HomeArchive.unpack([Data(whole)].async, to: "/app", home: home, account: HomeFilesTests.user)
+        #expect(written == 5)
+        #expect(box.entry(box.home + "/tree/up")?.owner == HomeFilesTests.user)
+        var info = stat()
+        lstat(box.home + "/same", &info)
+        #expect(info.st_mtim.tv_sec == 1_700_000_000)
     }
 }

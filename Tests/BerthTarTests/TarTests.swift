@@ -91,6 +91,43 @@ import Testing
         #expect(throws: TarError.self) { try Self.read(Array("not a tar archive at all".utf8) + [UInt8](repeating: 0x41, count: 600), piece: 512) }
     }
 
+    /// A ustar header of `type` whose size field is `size` (12 bytes, octal or base-256), with
+    /// its checksum.
+    static func header(_ name: String, type: UInt8, size: [UInt8]) -> [UInt8] {
+        var header = [UInt8](repeating: 0, count: 512)
+        header.replaceSubrange(0..<name.utf8.count, with: Array(name.utf8))
+        header.replaceSubrange(100..<108, with: Array("0000755\0".utf8))
+        header.replaceSubrange(124..<136, with: size)
+        header.replaceSubrange(136..<148, with: Array("00000000000\0".utf8))
+        header[156] = type
+        header.replaceSubrange(257..<263, with: Array("ustar\0".utf8))
+        header.replaceSubrange(148..<156, with: [UInt8](repeating: 0x20, count: 8))
+        let sum = header.reduce(0) { $0 + Int($1) }
+        header.replaceSubrange(148..<156, with: Array(String(format: "%06o\0 ", sum).utf8))
+        return header
+    }
+
+    static func octalSize(_ value: Int) -> [UInt8] { Array(String(format: "%011o\0", value).utf8) }
+
+    /// Numbers an attacker picks to overflow the reader's arithmetic are refused in one line,
+    /// never a crash: a size near Int.max in base-256 or in a pax record, a pax record whose
+    /// length runs past the header; and an archive without its end blocks is a cut one.
+    @Test func hostileNumbersAndCutArchivesAreRefused() throws {
+        // 2^63 - 257 in GNU's base-256 size field, on a folder (whose contents are skipped).
+        let huge: [UInt8] = [0x80, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, 0xFF]
+        #expect(throws: TarError("a member of 9223372036854775551 bytes is larger than any file")) {
+            try Self.read(Self.header("d/", type: UInt8(ascii: "5"), size: huge) + TarWriter.end, piece: 512)
+        }
+        for records in ["30 size=9223372036854775807\n", "6 a=b\n9223372036854775807 x=y\n", "99999999999999999999 a=b\n"] {
+            let pax = Array(records.utf8)
+            let bytes = Self.header("pax", type: UInt8(ascii: "x"), size: Self.octalSize(pax.count)) + pax + TarWriter.padding(for: pax.count)
+                + Self.header("d/", type: UInt8(ascii: "5"), size: Self.octalSize(0)) + TarWriter.end
+            #expect(throws: TarError.self, "\(records)") { try Self.read(bytes, piece: 512) }
+        }
+        let unended = Self.archive(Self.entries).dropLast(1024)
+        #expect(throws: TarError("the archive ends without its end blocks: it was cut short")) { try Self.read(Array(unended), piece: 512) }
+    }
+
     static func run(_ path: String, _ arguments: [String]) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
