@@ -338,7 +338,11 @@ final class SafeDirectory: Sendable {
         return info
     }
 
-    /// The names in this directory with their last modification, links not followed.
+    /// More entries than a listing holds: root lists users' folders, which may hold millions.
+    static let maxEntries = 100_000
+
+    /// The names in this directory with their last modification, links not followed; refused
+    /// (`E2BIG`) past `maxEntries`.
     func entries() throws(Refusal) -> [(name: String, modified: Int)] {
         let copy = dup(fd)
         guard copy >= 0, let stream = fdopendir(copy) else {
@@ -351,6 +355,7 @@ final class SafeDirectory: Sendable {
         while let entry = readdir(stream) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             guard name != ".", name != "..", let info = try? status(of: name) else { continue }
+            guard found.count < Self.maxEntries else { throw Refusal(path: path, code: E2BIG) }
             found.append((name, Int(info.st_mtim.tv_sec)))
         }
         return found
@@ -392,6 +397,7 @@ extension SafeDirectory {
             case ENOENT: return "\(path) does not exist"
             case ENOTDIR: return "\(path) is not a directory"
             case EEXIST: return "\(path) exists already"
+            case E2BIG: return "\(path) holds more than \(SafeDirectory.maxEntries) entries; copy it in parts, or pack it in the unit"
             default: return "\(path): \(String(cString: strerror(code)))"
             }
         }

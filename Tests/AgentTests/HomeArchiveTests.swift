@@ -195,6 +195,18 @@ extension Array where Element == Data {
         }
     }
 
+    /// A folder of more entries than a listing holds is refused by name, not listed whole in
+    /// root's memory.
+    @Test func aFolderOfTooManyEntriesIsRefused() async throws {
+        let box = try Sandbox()
+        let folder = box.home + "/many"
+        mkdir(folder, 0o755)
+        chown(folder, HomeFilesTests.user.uid, HomeFilesTests.user.gid)
+        for index in 0...SafeDirectory.maxEntries { close(open(folder + "/\(index)", O_CREAT | O_WRONLY, 0o644)) }
+        let error = await #expect(throws: AgentError.self) { try await pack(box, "/app/many") }
+        #expect(error?.description.contains("holds more than 100000 entries") == true, "\(String(describing: error))")
+    }
+
     /// A folder nested deeper than the packer goes is refused, not followed down for ever.
     @Test func aTreeTooDeepIsRefused() async throws {
         let box = try Sandbox()
