@@ -97,7 +97,9 @@ struct ContainerLifecycleTests {
             reader.cancel()
             let seen = try await reader.value
             #expect(seen == 1)
-            #expect(ContinuousClock.now - start < .seconds(3))
+            // Not held until the container's 300 s end; the bound leaves room for a suite that
+            // loads both cores (3.2 s was seen so).
+            #expect(ContinuousClock.now - start < .seconds(10))
         }
     }
 
