@@ -138,12 +138,9 @@ enum HomeArchive {
             pending = []
         }
 
-        /// Whether the account may read what `info` describes (and, for a folder, list it), by
-        /// its owner, group and others' bits.
+        /// Whether the account may read what `info` describes (and, for a folder, list it).
         func readable(_ info: stat, directory: Bool) -> Bool {
-            let needed: mode_t = directory ? 0o5 : 0o4
-            let bits = info.st_uid == account.uid ? info.st_mode >> 6 : info.st_gid == account.gid ? info.st_mode >> 3 : info.st_mode
-            return bits & needed == needed
+            HomeArchive.permits(account, directory ? 0o5 : 0o4, info)
         }
 
         mutating func add(_ name: String, in directory: SafeDirectory, as member: String, shown: String) async throws {
@@ -219,6 +216,14 @@ enum HomeArchive {
         }
     }
 
+    /// Whether `account` has the `needed` bits (4 read, 2 write, 1 search) on what `info`
+    /// describes, by its owner, group and others' bits: root does for a copy only what the unit
+    /// could.
+    static func permits(_ account: UnixAccount, _ needed: mode_t, _ info: stat) -> Bool {
+        let bits = info.st_uid == account.uid ? info.st_mode >> 6 : info.st_gid == account.gid ? info.st_mode >> 3 : info.st_mode
+        return bits & needed == needed
+    }
+
     /// A path from an archive or a home, for a one-line message: control characters shown as
     /// `?`, and no longer than 200 characters.
     static func shown(_ path: String) -> String {
@@ -284,6 +289,10 @@ enum HomeArchive {
             var directory = base
             for name in names.dropLast() {
                 directory = try open(name, in: directory, entry: entry)
+            }
+            // A folder the unit could not write to (root's, say) gets nothing from root either.
+            guard let folder = try? directory.status(), HomeArchive.permits(account, 0o3, folder) else {
+                throw AgentError("\(shown): the folder for \(HomeArchive.shown(entry.path)) cannot be written by the unit's account")
             }
             let name = names[names.count - 1]
             let mode = mode_t(entry.mode & 0o777)

@@ -72,6 +72,18 @@ import Testing
         }
     }
 
+    /// Root writes only where the unit's account could: a root-owned folder in the home gets
+    /// nothing.
+    @Test func aFolderTheAccountCannotWriteGetsNothing() async throws {
+        let box = try Sandbox()
+        _ = try box.makeDirectory("homes/alice/rootsdir", owner: UnixAccount(uid: 0, gid: 0), mode: 0o755)
+        let error = await #expect(throws: AgentError.self) {
+            try await unpack(box, Self.archive([(TarEntry(path: "x", kind: .file, mode: 0o644, size: 1, modified: 0), [1])]), to: "/app/rootsdir")
+        }
+        #expect(error?.description.contains("cannot be written by the unit's account") == true, "\(String(describing: error))")
+        #expect(!FileManager.default.fileExists(atPath: box.home + "/rootsdir/x"))
+    }
+
     /// A link the user planted on the way, or as the file's own name, is never written through.
     @Test func plantedLinksAreNeitherFollowedNorWrittenThrough() async throws {
         let box = try Sandbox()
