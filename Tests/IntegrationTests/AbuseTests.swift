@@ -63,6 +63,7 @@ final class AbuseTests {
         #expect(grown < 30 << 20, "manager grew by \(grown >> 20) MB")
         let stateGrown = try Self.size(of: cluster.root + "/state") - stateBefore
         #expect(stateGrown < 64 << 10, "state directory grew by \(stateGrown) bytes")
+        print("figures: flood of 2,000 junk logins: \(codes.filter { $0 == "429" }.count) refused unread (429), manager +\(grown >> 10) KB, state +\(stateGrown) bytes, the owner's login \(loginTime)")
         #expect(try await cluster.berth(["logout"], user: "aaa").status == 0)
     }
 
@@ -120,6 +121,7 @@ final class AbuseTests {
         #expect(clock.now - begun < .seconds(5))
         let closedAt = try await watch.value
         #expect(closedAt.count * 10 >= sockets.count * 9, "\(closedAt.count) of \(sockets.count) closed within 20 s")
+        print("figures: slowloris: \(closedAt.count) of \(sockets.count) closed within 20 s, the last at \(closedAt.max() ?? .zero)")
         #expect(try await cluster.berth(["logout"], user: "aaa").status == 0)
     }
 
@@ -146,6 +148,7 @@ final class AbuseTests {
         // answer's side, the manager once held 110 MB of pieces here, and 860 MB of 1 GB.
         #expect(peak.manager - before.manager < 32 << 20, "manager: \(before.manager >> 20) MB before, peak \(peak.manager >> 20) MB")
         #expect(peak.agent - before.agent < 32 << 20, "agent: \(before.agent >> 20) MB before, peak \(peak.agent >> 20) MB")
+        print("figures: 200 MB of exec output: manager peak +\((peak.manager - before.manager) >> 10) KB, agent peak +\((peak.agent - before.agent) >> 10) KB")
         #expect(try await cluster.berth(["logout"], user: "aaa").status == 0)
     }
 
@@ -186,6 +189,7 @@ final class AbuseTests {
         let begun = clock.now
         #expect(try await cluster.berth(["status"], user: "bbb").status == 0)
         #expect(clock.now - begun < .seconds(5))
+        print("figures: 300 followed logs: \(counts); another user's status in \(clock.now - begun)")
         for fd in followers { close(fd) }
         followers = []
         try await waitUntil("the followers' streams end on the manager and the agent", within: .seconds(10)) {
