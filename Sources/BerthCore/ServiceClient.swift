@@ -83,6 +83,16 @@ public struct ServiceClient: Sendable {
         try await decodedAnswer(to: try makeRequest(method, path, query: query, body: body, token: token, timeout: timeout))
     }
 
+    /// Returns once the daemon has answered a plain HTTP request, whatever its status: asked
+    /// before anything secret goes over plain HTTP. It is the connection the next request takes.
+    public func answersPlainHTTP(timeout: Duration = .seconds(3)) async throws {
+        do {
+            _ = try await transport.send(HTTPRequest(method: "GET", path: "/", timeout: timeout))
+        } catch let error as HTTPClientError {
+            throw translate(error)
+        }
+    }
+
     /// Sends `request` and decodes its answer; error statuses throw with the daemon's message.
     private func decodedAnswer<Answer: Decodable>(to request: HTTPRequest) async throws -> Answer {
         let response: HTTPResponse

@@ -49,8 +49,9 @@ struct Login: AsyncParsableCommand {
     func run() async throws {
         let address = HostPort(parsing: server)!
         let trust = try await trustOfManager(at: address)
-        let password = try readPassword()
         let manager = ServiceClient(address: address, name: "the Berth manager at \(address)", tls: trust?.clientTLS)
+        if trust == nil { try await checkPlainHTTP(manager) }
+        let password = try readPassword()
         let response: HTTPStreamingResponse
         do {
             response = try await manager.stream(ManagerRoutes.login, LoginRequest(user: user, password: password, force: force))
@@ -108,15 +109,30 @@ struct Login: AsyncParsableCommand {
             }
             return ManagerTrust(caPEM: pem)
         }
-        if let pem = await TLSProbe.certificate(host: address.host, port: address.port) {
-            let shown = (try? KeyFingerprint(certificatePEM: pem)).map { "\($0)" } ?? "unreadable"
-            throw failure(
-                "the manager at \(address) speaks TLS, and nothing says to trust it: its key is \(shown); if your admin confirms it, run berth login --fingerprint \(shown) (or --ca with the cluster's ca.crt)")
-        }
         guard address.isLoopback || insecure else {
+            try await refuseIfTLS(address)
             throw failure("the manager at \(address) speaks plain HTTP: your password would cross the network in clear; ask your admin for TLS, or add --insecure on a network you trust")
         }
         return nil
+    }
+
+    /// Plain HTTP only to a manager that answers it: one that speaks TLS is refused, with its key,
+    /// before the password is sent. A plain request on the connection the login then takes costs
+    /// a round trip; a TLS handshake to find out would cost a thread and the TLS library's start.
+    private func checkPlainHTTP(_ manager: ServiceClient) async throws {
+        do {
+            try await manager.answersPlainHTTP()
+        } catch let error as ServiceError {
+            try await refuseIfTLS(manager.address)
+            throw failure(error.description)
+        }
+    }
+
+    private func refuseIfTLS(_ address: HostPort) async throws {
+        guard let pem = await TLSProbe.certificate(host: address.host, port: address.port) else { return }
+        let shown = (try? KeyFingerprint(certificatePEM: pem)).map { "\($0)" } ?? "unreadable"
+        throw failure(
+            "the manager at \(address) speaks TLS, and nothing says to trust it: its key is \(shown); if your admin confirms it, run berth login --fingerprint \(shown) (or --ca with the cluster's ca.crt)")
     }
 
     /// The key a refused manager presents, for the message.

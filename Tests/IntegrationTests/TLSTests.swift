@@ -186,6 +186,52 @@ struct TLSTests {
         #expect(try await cluster.berth(["logout"], user: "aaa").status == 0)
     }
 
+    /// A server at the manager's address that answers no plain HTTP (a TLS one, or anything
+    /// else) never receives the password, however often the login is tried.
+    @Test func aManagerAnsweringNoPlainHTTPNeverSeesThePassword() async throws {
+        let listener = try #require(TestSocket.open(host: "127.0.0.1", port: 0, connect: false))
+        defer { close(listener) }
+        #expect(listen(listener, 16) == 0)
+        var bound = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        let port = Int(UInt16(bigEndian: bound.sin_port))
+        // Every connection is read for a moment, then answered with a TLS alert and closed.
+        let received = Task {
+            try await Background.run { () -> Data in
+                var seen = Data()
+                var poller = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+                while poll(&poller, 1, 3000) > 0 {
+                    let fd = accept(listener, nil, nil)
+                    guard fd >= 0 else { break }
+                    var timeout = timeval(tv_sec: 0, tv_usec: 300_000)
+                    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                    var buffer = [UInt8](repeating: 0, count: 65536)
+                    let count = recv(fd, &buffer, buffer.count, 0)
+                    if count > 0 { seen.append(contentsOf: buffer[0..<count]) }
+                    let alert: [UInt8] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]
+                    _ = send(fd, alert, alert.count, Int32(MSG_NOSIGNAL))
+                    seen.append(TestSocket.read(fd, limit: 1 << 20))
+                    close(fd)
+                }
+                return seen
+            }
+        }
+        let password = "never-sent-\(UUID().uuidString)"
+        let session = NSTemporaryDirectory() + "berth-session-\(UUID().uuidString).json"
+        for _ in 0..<2 {
+            let login = try await ClusterFixture.run(
+                "berth", ["login", "--server", "127.0.0.1:\(port)", "--user", "aaa", "--password-stdin"],
+                environment: ["BERTH_SESSION": session], stdin: password + "\n")
+            #expect(login.status != 0)
+            #expect(login.stderr.hasPrefix("error: ") && login.stderr.contains("127.0.0.1:\(port)"), "\(login.stderr)")
+        }
+        let seen = try await received.value
+        #expect(!seen.isEmpty, "the login never reached the server")
+        #expect(seen.range(of: Data(password.utf8)) == nil, "the password was sent")
+        #expect(!FileManager.default.fileExists(atPath: session))
+    }
+
     /// Only the manager's certificate commands an agent: another agent's, or none, gets nothing,
     /// even with the cluster secret.
     @Test func agentsObeyOnlyTheManagersCertificate() async throws {
