@@ -239,6 +239,8 @@ struct RawUnitStarter {
     let version: APIVersion
     let share: String
     let image = "berth-unit:latest"
+    /// On the engine's default bridge instead of the user's network: what isolation costs.
+    var bare = false
 
     /// Starts every unit at once, or at most `perHost` at a time on each host; returns each
     /// one's container and time to serving.
@@ -270,7 +272,7 @@ struct RawUnitStarter {
         var host = HostConfig(
             memory: memoryBytes, cpuShares: 1024, binds: ["\(share):/share:ro", "\(unit.home):/app"],
             portBindings: [spec: [PortBinding(hostIp: unit.unit.host, hostPort: String(port))]], init: true)
-        host.networkMode = unit.network
+        if !bare { host.networkMode = unit.network }
         host.pidsLimit = 1024
         host.securityOpt = ["no-new-privileges"]
         let config = ContainerConfig(
@@ -294,6 +296,8 @@ struct CLIUnitStarter {
     let socketPath: String
     let share: String
     let image = "berth-unit:latest"
+    /// On the engine's default bridge instead of the user's network: what isolation costs.
+    var bare = false
 
     func startAndWait(_ units: [BenchUnit], memory: String) async throws -> [String] {
         try await onOwnThread {

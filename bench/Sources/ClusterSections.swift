@@ -92,12 +92,15 @@ struct ClusterSections {
     private func loginToReady(_ cluster: BenchCluster, tls tlsCluster: BenchCluster, into report: inout Report) async throws {
         let clock = ContinuousClock()
         let starter = RawUnitStarter(socketPath: socket, version: version, share: cluster.share)
+        var bareStarter = starter
+        bareStarter.bare = true
         let cli = which("docker").map { CLIUnitStarter(docker: $0, socketPath: socket, share: cluster.share) }
         var table = Table(columns: ["login of a user with N units on 2 agents", "median", "p90", "× floor"])
         var allChecks: [Duration] = []
         for (user, count) in [("bench1", 1), ("bench", 2), ("bench4", 4)] {
             let units = cluster.benchUnits(user)
             var floor: [Duration] = []
+            var bare: [Duration] = []
             var berth: [Duration] = []
             var dockerRuns: [Duration] = []
             var berthTLS: [Duration] = []
@@ -106,7 +109,7 @@ struct ClusterSections {
             var tlsOrder: [(outside: Bool, measured: Bool)] = []
             // Which of the two ways logged in, in order: the manager logs a check for each.
             var berthOrder: [(outside: Bool, measured: Bool)] = []
-            enum Way: CaseIterable { case berth, floor, cli, berthTLS, outside, outsideTLS }
+            enum Way: CaseIterable { case berth, floor, cli, berthTLS, outside, outsideTLS, bare }
             for round in 0...logins {
                 // Each way once per round, each on a quiet engine; the order turns from round to
                 // round, so no way always follows the same one. Berth comes first in the warm-up
@@ -134,6 +137,11 @@ struct ClusterSections {
                         let time = clock.now - start
                         for one in started { try await client.removeContainer(one.id, force: true) }
                         if round > 0 { floor.append(time) }
+                    case .bare:
+                        let started = try await bareStarter.startAndWait(units, memoryBytes: 128 << 20)
+                        let time = clock.now - start
+                        for one in started { try await client.removeContainer(one.id, force: true) }
+                        if round > 0 { bare.append(time) }
                     case .berthTLS:
                         // The 2-unit user of the TLS cluster: one unit per agent, as `bench`.
                         guard count == 2 else { continue }
@@ -202,6 +210,11 @@ struct ClusterSections {
                                "\(pairedRatio(outsideTLS, over: floor))\(share)"])
                 }
             }
+            if !bare.isEmpty {
+                let bareStats = Stats(bare)
+                table.row(["\(label): the floor on the engine's default bridge, no network of the user's (bare floor)", bareStats.medianText, bareStats.p90Text,
+                           "\(pairedRatio(bare, over: floor)); Berth from outside \(pairedRatio(outside, over: bare)) of it"])
+            }
             if !dockerRuns.isEmpty {
                 let cliStats = Stats(dockerRuns)
                 table.row(["\(label): docker run -d per unit, one after another, then wait (the esProc design's raq_start.sh)", cliStats.medianText, cliStats.p90Text, pairedRatio(dockerRuns, over: floor)])
@@ -231,7 +244,8 @@ struct ClusterSections {
             home folders, port checks, create, start, and the agents' readiness probes, for all units in parallel. \
             The floor and the docker CLI create the same containers as Berth (image, command, limits, mounts, port \
             binding, the user's network, PIDs limit, no-new-privileges); the floor waits for each unit's health \
-            answer. The CLI is `docker run -d --init -m 128m --cpu-shares 1024 -v share:/share:ro -v home:/app \
+            answer. The bare floor is the same on the engine's default bridge, shared by every container: what \
+            the user's own network costs the engine. The CLI is `docker run -d --init -m 128m --cpu-shares 1024 -v share:/share:ro -v home:/app \
             -p ip:port:port --network … …` per unit, one after another as the esProc design's raq_start.sh is run, then a \
             wait until every unit answers.
             """)
