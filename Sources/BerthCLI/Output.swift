@@ -34,7 +34,12 @@ public func writeToStandardError(_ text: String) {
 /// All of `text` to a file descriptor at once, as `FileHandle.standardError` and `.standardOutput`
 /// would (they live in the part of Foundation the daemons do not link).
 public func writeUnbuffered(_ text: String, to descriptor: Int32) {
-    var bytes = Array(text.utf8)[...]
+    writeUnbuffered(Data(text.utf8), to: descriptor)
+}
+
+/// All of `data` to a file descriptor at once.
+public func writeUnbuffered(_ data: Data, to descriptor: Int32) {
+    var bytes = data[...]
     while !bytes.isEmpty {
         let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
         if written < 0 && errno == EINTR { continue }

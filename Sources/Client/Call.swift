@@ -3,7 +3,13 @@ import BerthCLI
 import BerthAPI
 import BerthCore
 import HTTPClient
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+import Dispatch
+#else
 import Foundation
+#endif
 import UnitProtocol
 
 /// `berth call`: the esProc design's callx. Runs a script on units in parallel and prints the

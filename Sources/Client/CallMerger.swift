@@ -1,7 +1,12 @@
 import BerthAPI
 import BerthCore
 import HTTPClient
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import UnitProtocol
 
 /// Starts the call on every unit at once and prints the outputs in unit order. The unit whose turn
@@ -83,14 +88,14 @@ struct CallMerger {
             case .exited(0):
                 continue
             case .exited(let status):
-                let detail = String(decoding: unitOutput.stderrTail, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                let detail = String(decoding: unitOutput.stderrTail, as: UTF8.self).trimmed(\.isWhitespace)
                 throw CallError(message: "unit \(unit): \(script) exited with status \(status)\(detail.isEmpty ? "" : ": \(detail)")")
             }
         }
     }
 
     private static func line(_ bytes: [UInt8]) -> String {
-        String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .newlines)
+        String(decoding: bytes, as: UTF8.self).trimmed(\.isNewline)
     }
 
     /// What went wrong, naming the unit once.
@@ -115,7 +120,7 @@ final class UnitOutput: @unchecked Sendable {
     }
 
     private let destination: Int32
-    private let lock = NSLock()
+    private let lock = ThreadLock()
     private var waiters: [CheckedContinuation<Void, Never>] = []
     /// The first line so far, while it is being read; nil when complete or not wanted.
     private var partialHeader: [UInt8]?

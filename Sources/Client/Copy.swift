@@ -3,7 +3,12 @@ import BerthAPI
 import BerthCLI
 import BerthCore
 import BerthTar
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import HTTPClient
 
 struct Copy: AsyncParsableCommand {
@@ -128,12 +133,12 @@ struct Progress {
         bytes += count
         guard onTerminal, ContinuousClock.now - shown > .milliseconds(100) else { return }
         shown = ContinuousClock.now
-        FileHandle.standardError.write(Data("\r\(verb) \(byteCount(UInt64(bytes)))\u{1B}[K".utf8))
+        writeToStandardError("\r\(verb) \(byteCount(UInt64(bytes)))\u{1B}[K")
     }
 
     func done(_ what: String) {
         guard onTerminal else { return }
-        FileHandle.standardError.write(Data("\r\(verb) \(byteCount(UInt64(bytes))): \(what)\u{1B}[K\n".utf8))
+        writeToStandardError("\r\(verb) \(byteCount(UInt64(bytes))): \(what)\u{1B}[K\n")
     }
 }
 
@@ -144,7 +149,7 @@ enum LocalArchive {
         var info = stat()
         guard lstat(path, &info) == 0 else { throw failure("cannot read \(path): \(String(cString: strerror(errno)))") }
         let trimmed = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
-        let name = trimmed == "." ? URL(fileURLWithPath: FileManager.default.currentDirectoryPath).lastPathComponent : (trimmed as NSString).lastPathComponent
+        let name = trimmed == "." ? lastPathComponent(FileManager.default.currentDirectoryPath) : lastPathComponent(trimmed)
         try await add(trimmed, as: name, send: send)
         try await send(Data(TarWriter.end))
     }
@@ -181,7 +186,7 @@ enum LocalArchive {
             let target = try FileManager.default.destinationOfSymbolicLink(atPath: path)
             try await send(Data(TarWriter.header(for: TarEntry(path: member, kind: .symlink(target: target), mode: 0o777, modified: modified))))
         default:
-            FileHandle.standardError.write(Data("berth: \(path) is not a file, folder or link; left out\n".utf8))
+            writeToStandardError("berth: \(path) is not a file, folder or link; left out\n")
         }
     }
 
@@ -194,16 +199,16 @@ enum LocalArchive {
         private var directoryTimes: [(String, Int64)] = []
 
         init(into destination: String) throws {
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: destination, isDirectory: &isDirectory), isDirectory.boolValue {
+            var isDirectory = false
+            if FileManager.default.fileExists(atPath: destination, isDirectory: &isDirectory), isDirectory {
                 (base, rename) = (destination, nil)
             } else {
-                let parent = (destination as NSString).deletingLastPathComponent
+                let parent = parentPath(destination)
                 let folder = parent.isEmpty ? "." : parent
-                guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+                guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory else {
                     throw failure("\(folder) is not a folder here")
                 }
-                (base, rename) = (folder, (destination as NSString).lastPathComponent)
+                (base, rename) = (folder, lastPathComponent(destination))
             }
         }
 
@@ -259,7 +264,7 @@ enum LocalArchive {
                 unlink(path)
                 guard symlink(target, path) == 0 else { throw failure("cannot make the link \(path): \(String(cString: strerror(errno)))") }
             case .other:
-                FileHandle.standardError.write(Data("berth: \(entry.path) is not a file, folder or link; left out\n".utf8))
+                writeToStandardError("berth: \(entry.path) is not a file, folder or link; left out\n")
             }
         }
 

@@ -4,7 +4,12 @@ import BerthAPI
 import BerthCore
 import BerthTLS
 import HTTPClient
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 struct Login: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,7 +3,13 @@ import BerthCLI
 import BerthAPI
 import BerthCore
 import HTTPClient
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+import Dispatch
+#else
 import Foundation
+#endif
 import UnitProtocol
 
 struct Logs: AsyncParsableCommand {
@@ -44,7 +50,7 @@ struct Logs: AsyncParsableCommand {
         if let tail { query.append((name: "tail", value: String(tail))) }
         if timestamps { query.append((name: "timestamps", value: "1")) }
         for unit in units {
-            if units.count > 1 { FileHandle.standardOutput.write(Data("==> \(unit) <==\n".utf8)) }
+            if units.count > 1 { writeUnbuffered("==> \(unit) <==\n", to: STDOUT_FILENO) }
             let response = try await managerCall {
                 try await session.manager.stream(ManagerRoutes.logs, query: [(name: "unit", value: unit.description)] + query, token: session.token)
             }
@@ -58,8 +64,8 @@ struct Logs: AsyncParsableCommand {
                 }
                 for frame in frames {
                     switch frame {
-                    case .stderr(let data): FileHandle.standardError.write(data)
-                    case .stdout(let data), .console(let data): FileHandle.standardOutput.write(data)
+                    case .stderr(let data): writeUnbuffered(data, to: STDERR_FILENO)
+                    case .stdout(let data), .console(let data): writeUnbuffered(data, to: STDOUT_FILENO)
                     }
                 }
             }

@@ -2,7 +2,12 @@ import BerthCLI
 import BerthAPI
 import BerthCore
 import HTTPClient
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// The client's login, kept in `$BERTH_SESSION`, else `$XDG_CONFIG_HOME/berth/session.json`,
 /// else `~/.config/berth/session.json`, readable by its owner only.
@@ -28,7 +33,7 @@ struct SessionFile: Codable {
         let environment = ProcessInfo.processInfo.environment
         if let path = environment["BERTH_SESSION"], !path.isEmpty { return path }
         let base = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? (NSHomeDirectory() + "/.config")
+            ?? ((environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? FileManager.default.homeDirectoryForCurrentUser.path) + "/.config")
         return base + "/berth/session.json"
     }
 
@@ -64,7 +69,7 @@ struct SessionFile: Codable {
                 "\(path) is readable by others (mode \(String(status.st_mode & 0o777, radix: 8))); its token is as good as your password: "
                     + "remove it and run berth login again")
         }
-        let data = FileHandle(fileDescriptor: descriptor, closeOnDealloc: false).readData(ofLength: 1 << 20)
+        let data = readAll(descriptor, limit: 1 << 20)
         do {
             return try BerthJSON.decoder.decode(SessionFile.self, from: data)
         } catch {
@@ -75,7 +80,7 @@ struct SessionFile: Codable {
     /// Writes the session through a new file that is 0600 from its creation, under a random
     /// name no one could have prepared, then renames it into place.
     func save(to path: String = Self.path) throws {
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = parentPath(path)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let data = try BerthJSON.encoder.encode(self)
         let temporary = directory + "/.session-\(String(UInt64.random(in: .min ... .max), radix: 16)).tmp"

@@ -1,5 +1,10 @@
 import BerthCLI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// The local terminal of `berth exec -t`: put in raw mode for as long as the remote one runs,
 /// so that every key (Ctrl-C and Ctrl-D among them) goes to the remote side, and always put

@@ -31,10 +31,11 @@ import Testing
         #expect(process.terminationStatus == 0, "\(output)")
     }
 
-    /// The daemons link FoundationEssentials and nothing more of Foundation, whose rest brings
-    /// CoreFoundation and ICU: megabytes every agent keeps resident (`make bench`, footprint).
-    @Test(arguments: ["berth-agent", "berth-manager"])
-    func daemonsLinkNoFullFoundation(binary: String) throws {
+    /// The daemons and `berth` link FoundationEssentials and nothing more of Foundation, whose
+    /// rest brings CoreFoundation and ICU: megabytes every agent keeps resident (`make bench`,
+    /// footprint), and milliseconds at the start of every command a user runs.
+    @Test(arguments: ["berth-agent", "berth-manager", "berth"])
+    func programsLinkNoFullFoundation(binary: String) throws {
         let libraries = try DockerTestSupport.run("/usr/bin/ldd", [ClusterFixture.binaries + "/" + binary])
         for library in ["libFoundation.so", "libFoundationInternationalization.so", "lib_FoundationICU.so", "libFoundationXML.so"] {
             #expect(!libraries.contains(library), "\(binary) links \(library)")
