@@ -129,6 +129,9 @@ struct Login: AsyncParsableCommand {
             try await manager.answersPlainHTTP()
         } catch let error as ServiceError {
             try await refuseIfTLS(manager.address)
+            if case .invalidAnswer(let what, let detail) = error {
+                throw failure("\(what) speaks neither HTTP nor TLS as a Berth manager does (\(detail)); check --server")
+            }
             throw failure(error.description)
         }
     }
