@@ -203,6 +203,8 @@ enum LocalArchive {
             if FileManager.default.fileExists(atPath: destination, isDirectory: &isDirectory), isDirectory {
                 (base, rename) = (destination, nil)
             } else {
+                // As docker cp: a name ending in "/" is a folder that must be there.
+                guard !destination.hasSuffix("/") else { throw failure("\(destination) is not a folder here") }
                 let parent = parentPath(destination)
                 let folder = parent.isEmpty ? "." : parent
                 guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory else {

@@ -294,22 +294,30 @@ final class ClusterFixture: @unchecked Sendable {
     }
 
     /// Runs `berth` with this cluster's session file for `user`.
+    /// `berth` as `user` runs it, in `directory` when given (relative paths are read from there).
     func berth(
-        _ arguments: [String], user: String, stdin: String? = nil, environment: [String: String] = [:]
+        _ arguments: [String], user: String, stdin: String? = nil, environment: [String: String] = [:], in directory: String? = nil
     ) async throws -> (status: Int32, stdout: String, stderr: String) {
-        try await Self.run("berth", arguments, environment: environment.merging(["BERTH_SESSION": root + "/session-\(user).json"]) { $1 }, stdin: stdin)
+        try await Self.run(
+            "berth", arguments, environment: environment.merging(["BERTH_SESSION": root + "/session-\(user).json"]) { $1 }, stdin: stdin,
+            in: directory)
     }
 
     /// Runs one of the built binaries and collects what it prints. The wait happens on a thread of
     /// its own: Swift's pool has one thread per core, and tests that block them stall every other
     /// test's tasks (and their timing) until they are done.
-    static func run(_ binary: String, _ arguments: [String], environment extra: [String: String] = [:], stdin: String? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
-        try await Background.run { try runHere(binary, arguments, environment: extra, stdin: stdin) }
+    static func run(
+        _ binary: String, _ arguments: [String], environment extra: [String: String] = [:], stdin: String? = nil, in directory: String? = nil
+    ) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await Background.run { try runHere(binary, arguments, environment: extra, stdin: stdin, in: directory) }
     }
 
-    private static func runHere(_ binary: String, _ arguments: [String], environment extra: [String: String], stdin: String?) throws -> (status: Int32, stdout: String, stderr: String) {
+    private static func runHere(
+        _ binary: String, _ arguments: [String], environment extra: [String: String], stdin: String?, in directory: String?
+    ) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binaries + "/" + binary)
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(extra) { _, new in new }
         let out = Pipe(), err = Pipe(), input = Pipe()

@@ -77,6 +77,26 @@ final class CopyTests {
         #expect(streamed.status == 0 && streamed.stdout.contains("sub/x.txt"), "\(streamed.stderr)")
     }
 
+    /// Bare names, as typed in the folder they are in: `berth cp notes UNIT:/app/data/` and back
+    /// into a name that is not there yet. With the whole of Foundation's path code, a one-letter
+    /// name crashed `berth` with a stack trace instead of copying.
+    @Test func bareNamesInTheWorkingFolderGoBothWays() async throws {
+        try Data("plain\n".utf8).write(to: URL(fileURLWithPath: local + "/notes"))
+        let sent = try await cluster.berth(["cp", "notes", "\(unit):/app/data/"], user: "aaa", in: local)
+        #expect(sent.status == 0, "\(sent.stderr)")
+        #expect(try String(contentsOfFile: cluster.home("aaa") + "/data/notes", encoding: .utf8) == "plain\n")
+        for name in ["again", "n"] {
+            let got = try await cluster.berth(["cp", "\(unit):/app/data/notes", name], user: "aaa", in: local)
+            #expect(got.status == 0, "\(got.stderr)")
+            #expect(try String(contentsOfFile: local + "/" + name, encoding: .utf8) == "plain\n")
+        }
+        let here = try await cluster.berth(["cp", "\(unit):/app/data/notes", "."], user: "aaa", in: local + "/..")
+        #expect(here.status == 0, "\(here.stderr)")
+        #expect(FileManager.default.fileExists(atPath: cluster.root + "/notes"))
+        let intoMissing = try await cluster.berth(["cp", "\(unit):/app/data/notes", "missing/"], user: "aaa", in: local)
+        #expect(intoMissing.status != 0 && intoMissing.stderr.hasPrefix("error: "), "\(intoMissing.stderr)")
+    }
+
     @Test(arguments: ["/share/x", "/app/../etc", "/etc"])
     func placesOutsideAppAreRefused(path: String) async throws {
         try Data("data\n".utf8).write(to: URL(fileURLWithPath: local + "/f.txt"))
