@@ -37,13 +37,20 @@ public func writeUnbuffered(_ text: String, to descriptor: Int32) {
     writeUnbuffered(Data(text.utf8), to: descriptor)
 }
 
-/// All of `data` to a file descriptor at once.
+/// All of `data` to a file descriptor at once. Output that cannot be written (a full disk, a
+/// closed descriptor) ends the process with a one-line error and status 1, so that a command
+/// whose output was cut short never reports success; stderr failing is left unsaid.
 public func writeUnbuffered(_ data: Data, to descriptor: Int32) {
     var bytes = data[...]
     while !bytes.isEmpty {
         let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
         if written < 0 && errno == EINTR { continue }
-        guard written > 0 else { return }
+        guard written > 0 else {
+            guard descriptor != STDERR_FILENO else { return }
+            let reason = written < 0 ? String(cString: strerror(errno)) : "nothing written"
+            writeToStandardError("error: cannot write the output: \(reason)\n")
+            exit(1)
+        }
         bytes = bytes.dropFirst(written)
     }
 }

@@ -83,11 +83,12 @@ public struct ServiceClient: Sendable {
         try await decodedAnswer(to: try makeRequest(method, path, query: query, body: body, token: token, timeout: timeout))
     }
 
-    /// Returns once the daemon has answered a plain HTTP request, whatever its status: asked
-    /// before anything secret goes over plain HTTP. It is the connection the next request takes.
-    public func answersPlainHTTP(timeout: Duration = .seconds(3)) async throws {
+    /// The status and body a plain `GET path` gets, whatever the status: asked before anything
+    /// secret goes over plain HTTP, to see who answers.
+    public func plainAnswer(to path: String, timeout: Duration = .seconds(3)) async throws -> (status: Int, body: Data) {
         do {
-            _ = try await transport.send(HTTPRequest(method: "GET", path: "/", timeout: timeout))
+            let response = try await transport.send(HTTPRequest(method: "GET", path: path, timeout: timeout))
+            return (response.head.status, response.body)
         } catch let error as HTTPClientError {
             throw translate(error)
         }

@@ -121,18 +121,25 @@ struct Login: AsyncParsableCommand {
         return nil
     }
 
-    /// Plain HTTP only to a manager that answers it: one that speaks TLS is refused, with its key,
-    /// before the password is sent. A plain request on the connection the login then takes costs
-    /// a round trip; a TLS handshake to find out would cost a thread and the TLS library's start.
+    /// Plain HTTP only to a server that answers as a Berth manager does: asked for the status
+    /// without a token, it says 401 with Berth's error body. Anything else (a TLS front's "plain
+    /// HTTP to an HTTPS port" 400, no HTTP at all) is refused before the password is read, with
+    /// the key to pin when TLS answers. One plain round trip; a TLS handshake to find out would
+    /// cost a thread and the TLS library's start on every login.
     private func checkPlainHTTP(_ manager: ServiceClient) async throws {
+        let answer: (status: Int, body: Data)
         do {
-            try await manager.answersPlainHTTP()
+            answer = try await manager.plainAnswer(to: ManagerRoutes.status.path)
         } catch let error as ServiceError {
             try await refuseIfTLS(manager.address)
             if case .invalidAnswer(let what, let detail) = error {
-                throw failure("\(what) speaks neither HTTP nor TLS as a Berth manager does (\(detail)); check --server")
+                throw failure("\(what) does not answer as a Berth manager does (\(detail)); check --server")
             }
             throw failure(error.description)
+        }
+        guard answer.status == 401, (try? BerthJSON.decoder.decode(ErrorBody.self, from: answer.body)) != nil else {
+            try await refuseIfTLS(manager.address)
+            throw failure("\(manager.name) does not answer as a Berth manager does (HTTP \(answer.status) to a plain GET \(ManagerRoutes.status.path)); check --server")
         }
     }
 

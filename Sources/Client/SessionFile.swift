@@ -33,7 +33,7 @@ struct SessionFile: Codable {
         let environment = ProcessInfo.processInfo.environment
         if let path = environment["BERTH_SESSION"], !path.isEmpty { return path }
         let base = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? ((environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? FileManager.default.homeDirectoryForCurrentUser.path) + "/.config")
+            ?? (FileManager.default.homeDirectoryForCurrentUser.path + "/.config")
         return base + "/berth/session.json"
     }
 

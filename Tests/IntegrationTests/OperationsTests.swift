@@ -42,6 +42,23 @@ import Testing
         }
     }
 
+    /// Output that cannot be written (here a full disk, `/dev/full`) ends the command with one
+    /// line and a failure status: a cut-short output never looks like success.
+    @Test(.enabled(if: DockerTestSupport.shouldRun, "needs a Docker engine"))
+    func outputThatCannotBeWrittenFailsTheCommand() async throws {
+        let script = "'\(ClusterFixture.binaries)/berth-agent' api-dump GET /_ping > /dev/full; echo \"status $?\" >&2"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", script]
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(text.contains("error: cannot write the output: No space left on device"), "\(text)")
+        #expect(text.hasSuffix("status 1\n"), "\(text)")
+    }
+
     /// The link order lists name functions by their mangled names, which change when code moves
     /// between modules or is renamed: a list whose names the program mostly no longer has orders
     /// nothing, and the program keeps more of itself resident. Checked against the debug build
