@@ -55,6 +55,18 @@ public func writeUnbuffered(_ data: Data, to descriptor: Int32) {
     }
 }
 
+/// Output that `print` buffered and could not write (a full disk, a closed descriptor) turns
+/// the exit status to 1 with one line on stderr, whichever way the program ends: a hash or a
+/// table lost on the way must not look like success.
+func failAtExitIfOutputWasLost() {
+    atexit {
+        // Every output stream: stdout is the one there is, and naming it is not concurrency-safe.
+        guard fflush(nil) != 0 else { return }
+        writeToStandardError("error: cannot write the output: \(String(cString: strerror(errno)))\n")
+        _exit(1)
+    }
+}
+
 /// Columns padded to their widest cell.
 public func formatTable(_ header: [String], _ rows: [[String]]) -> String {
     let all = [header] + rows
@@ -106,6 +118,7 @@ extension AsyncParsableCommand {
     /// Like `main()`, but every failure ends as one line, `error: …`, on stderr (usage mistakes
     /// included, with a pointer to `--help`); help and version still print as usual.
     public static func mainWithOneLineErrors() async {
+        failAtExitIfOutputWasLost()
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {

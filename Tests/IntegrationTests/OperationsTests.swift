@@ -44,9 +44,11 @@ import Testing
 
     /// Output that cannot be written (here a full disk, `/dev/full`) ends the command with one
     /// line and a failure status: a cut-short output never looks like success.
-    @Test(.enabled(if: DockerTestSupport.shouldRun, "needs a Docker engine"))
-    func outputThatCannotBeWrittenFailsTheCommand() async throws {
-        let script = "'\(ClusterFixture.binaries)/berth-agent' api-dump GET /_ping > /dev/full; echo \"status $?\" >&2"
+    @Test(.enabled(if: DockerTestSupport.shouldRun, "needs a Docker engine"), arguments: [
+        "berth-agent api-dump GET /_ping", "echo pw | berth-manager hash-password", "berth --version", "berth-agent --help",
+    ])
+    func outputThatCannotBeWrittenFailsTheCommand(command: String) async throws {
+        let script = "PATH='\(ClusterFixture.binaries)':$PATH; \(command) > /dev/full; echo \"status $?\" >&2"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", script]
@@ -55,7 +57,7 @@ import Testing
         try process.run()
         let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        #expect(text.contains("error: cannot write the output: No space left on device"), "\(text)")
+        #expect(text.contains("error: cannot write the output"), "\(text)")
         #expect(text.hasSuffix("status 1\n"), "\(text)")
     }
 
