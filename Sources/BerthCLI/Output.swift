@@ -41,18 +41,23 @@ public func writeUnbuffered(_ text: String, to descriptor: Int32) {
 /// closed descriptor) ends the process with a one-line error and status 1, so that a command
 /// whose output was cut short never reports success; stderr failing is left unsaid.
 public func writeUnbuffered(_ data: Data, to descriptor: Int32) {
-    var bytes = data[...]
-    while !bytes.isEmpty {
-        let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+    let failure = data.withUnsafeBytes { writeEvery(byteOf: $0, to: descriptor) }
+    guard let failure, descriptor != STDERR_FILENO else { return }
+    writeToStandardError("error: cannot write the output: \(failure)\n")
+    exit(1)
+}
+
+/// Writes every byte of `buffer`, retrying short and interrupted writes; nil when all went out,
+/// else why not.
+public func writeEvery(byteOf buffer: UnsafeRawBufferPointer, to descriptor: Int32) -> String? {
+    var done = 0
+    while done < buffer.count {
+        let written = write(descriptor, buffer.baseAddress! + done, buffer.count - done)
         if written < 0 && errno == EINTR { continue }
-        guard written > 0 else {
-            guard descriptor != STDERR_FILENO else { return }
-            let reason = written < 0 ? String(cString: strerror(errno)) : "nothing written"
-            writeToStandardError("error: cannot write the output: \(reason)\n")
-            exit(1)
-        }
-        bytes = bytes.dropFirst(written)
+        guard written > 0 else { return written < 0 ? String(cString: strerror(errno)) : "nothing written" }
+        done += written
     }
+    return nil
 }
 
 /// Output that `print` buffered and could not write (a full disk, a closed descriptor) turns

@@ -86,22 +86,13 @@ public struct ServiceClient: Sendable {
     /// The status and body a plain `GET path` gets, whatever the status: asked before anything
     /// secret goes over plain HTTP, to see who answers.
     public func plainAnswer(to path: String, timeout: Duration = .seconds(3)) async throws -> (status: Int, body: Data) {
-        do {
-            let response = try await transport.send(HTTPRequest(method: "GET", path: path, timeout: timeout))
-            return (response.head.status, response.body)
-        } catch let error as HTTPClientError {
-            throw translate(error)
-        }
+        let response = try await send(HTTPRequest(method: "GET", path: path, timeout: timeout))
+        return (response.head.status, response.body)
     }
 
     /// Sends `request` and decodes its answer; error statuses throw with the daemon's message.
     private func decodedAnswer<Answer: Decodable>(to request: HTTPRequest) async throws -> Answer {
-        let response: HTTPResponse
-        do {
-            response = try await transport.send(request)
-        } catch let error as HTTPClientError {
-            throw translate(error)
-        }
+        let response = try await send(request)
         try check(response.head.status, body: response.body)
         do {
             return try BerthJSON.decoder.decode(Answer.self, from: response.body)
@@ -147,6 +138,15 @@ public struct ServiceClient: Sendable {
             request.headers += signer.headers(method: request.method, target: request.target, audience: address.description, body: Data())
         }
         return try await decodedAnswer(to: request)
+    }
+
+    /// The answer to `request`, whatever its status; transport failures worded for a person.
+    private func send(_ request: HTTPRequest) async throws -> HTTPResponse {
+        do {
+            return try await transport.send(request)
+        } catch let error as HTTPClientError {
+            throw translate(error)
+        }
     }
 
     private func openStream(_ request: HTTPRequest) async throws -> HTTPStreamingResponse {

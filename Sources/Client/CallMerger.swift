@@ -1,4 +1,5 @@
 import BerthAPI
+import BerthCLI
 import BerthCore
 import HTTPClient
 #if canImport(FoundationEssentials)
@@ -303,15 +304,7 @@ final class UnitOutput: @unchecked Sendable {
 
 /// Writes every byte, retrying short writes; a closed pipe ends the process as usual (SIGPIPE).
 func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws {
-    var done = 0
-    while done < buffer.count {
-        let n = write(fd, buffer.baseAddress! + done, buffer.count - done)
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw CallError(message: "cannot write the output: \(String(cString: strerror(errno)))")
-        }
-        done += n
-    }
+    if let reason = writeEvery(byteOf: buffer, to: fd) { throw CallError(message: "cannot write the output: \(reason)") }
 }
 
 func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {

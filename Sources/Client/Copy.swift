@@ -205,12 +205,11 @@ enum LocalArchive {
             } else {
                 // As docker cp: a name ending in "/" is a folder that must be there.
                 guard !destination.hasSuffix("/") else { throw failure("\(destination) is not a folder here") }
-                let parent = parentPath(destination)
-                let folder = parent.isEmpty ? "." : parent
-                guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory else {
-                    throw failure("\(folder) is not a folder here")
+                let parent = folder(of: destination)
+                guard FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory), isDirectory else {
+                    throw failure("\(parent) is not a folder here")
                 }
-                (base, rename) = (folder, lastPathComponent(destination))
+                (base, rename) = (parent, lastPathComponent(destination))
             }
         }
 
@@ -219,11 +218,7 @@ enum LocalArchive {
             case .begin(let entry): try begin(entry)
             case .data(let bytes):
                 guard let file else { return }
-                do {
-                    try writeAll(file.fd, bytes)
-                } catch {
-                    throw failure("cannot write \(file.path): \(String(cString: strerror(errno)))")
-                }
+                if let reason = writeEvery(byteOf: bytes, to: file.fd) { throw failure("cannot write \(file.path): \(reason)") }
             case .end: endFile()
             }
         }

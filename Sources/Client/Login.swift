@@ -53,6 +53,7 @@ struct Login: AsyncParsableCommand {
 
     func run() async throws {
         let address = HostPort(parsing: server)!
+        try SessionFile.makeFolder()
         let trust = try await trustOfManager(at: address)
         let manager = ServiceClient(address: address, name: "the Berth manager at \(address)", tls: trust?.clientTLS)
         if trust == nil { try await checkPlainHTTP(manager) }

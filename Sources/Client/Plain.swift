@@ -26,6 +26,12 @@ func parentPath(_ path: String) -> String {
     return parent.isEmpty ? "/" : String(parent)
 }
 
+/// The folder a path names a thing in: its parent, or "." for a bare name.
+func folder(of path: String) -> String {
+    let parent = parentPath(path)
+    return parent.isEmpty ? "." : parent
+}
+
 /// Up to `limit` bytes from `descriptor`, until its end.
 func readAll(_ descriptor: Int32, limit: Int) -> Data {
     var data = Data()

@@ -80,8 +80,7 @@ struct SessionFile: Codable {
     /// Writes the session through a new file that is 0600 from its creation, under a random
     /// name no one could have prepared, then renames it into place.
     func save(to path: String = Self.path) throws {
-        let directory = parentPath(path)
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let directory = try Self.makeFolder(for: path)
         let data = try BerthJSON.encoder.encode(self)
         let temporary = directory + "/.session-\(String(UInt64.random(in: .min ... .max), radix: 16)).tmp"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
@@ -93,6 +92,19 @@ struct SessionFile: Codable {
             unlink(temporary)
             throw failure("cannot write the session to \(path)")
         }
+    }
+
+    /// The session file's folder, made (0700) if missing: at the start of a login too, so that a
+    /// path that cannot hold the session fails before any unit starts.
+    @discardableResult
+    static func makeFolder(for path: String = Self.path) throws -> String {
+        let directory = folder(of: path)
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw failure("cannot make \(directory), the folder of the session file \(path); set BERTH_SESSION to a file in a folder you can write")
+        }
+        return directory
     }
 
     static func remove() {

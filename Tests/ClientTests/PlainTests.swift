@@ -17,6 +17,13 @@ import Testing
         #expect(parentPath(path) == parent, "\(path)")
     }
 
+    @Test func theFolderOfABareNameIsHere() {
+        #expect(folder(of: "session.json") == ".")
+        #expect(folder(of: "a/") == ".")
+        #expect(folder(of: "/a") == "/")
+        #expect(folder(of: "x/y/z") == "x/y")
+    }
+
     @Test func trimmingDropsOnlyTheEnds() {
         #expect(" \n a b \t\n".trimmed(\.isWhitespace) == "a b")
         #expect("\n\nrow\n".trimmed(\.isNewline) == "row")

@@ -101,4 +101,16 @@ import Testing
         #expect(result.stderr.hasPrefix(prefix), "\(result.stderr)")
         #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
     }
+
+    /// A session file that could not be written is found out before the login starts anything
+    /// (here before the manager is even asked): a login whose units ran with no session saved
+    /// would leave the user nothing to log out with.
+    @Test func aSessionFolderThatCannotBeMadeFailsBeforeTheLogin() async throws {
+        let result = try await ClusterFixture.run(
+            "berth", ["login", "--server", "127.0.0.1:1", "--user", "aaa", "--password-stdin"],
+            environment: ["BERTH_SESSION": "/proc/berth-none/session.json"], stdin: "pw\n")
+        #expect(result.status != 0)
+        #expect(result.stderr.hasPrefix("error: cannot make /proc/berth-none, the folder of the session file"), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+    }
 }
