@@ -253,12 +253,19 @@ enum HomeArchive {
         /// into one changes its time). Names, not open descriptors: a stream of a million
         /// folders must not hold a million descriptors.
         private var directoryTimes: [[String]: Int64] = [:]
+        /// What those names take, bounded: past `timesBudget` bytes, later folders keep the time
+        /// of their making. Root's memory is not the user's to fill with a stream of folders.
+        private var timesBytes = 0
+        /// Folders made once the budget was spent, counted as written all the same.
+        private var foldersPastBudget = 0
+        let timesBudget: Int
 
-        init(base: SafeDirectory, rename: String?, account: UnixAccount, shown: String) {
+        init(base: SafeDirectory, rename: String?, account: UnixAccount, shown: String, timesBudget: Int = 16 << 20) {
             self.base = base
             self.rename = rename
             self.account = account
             self.shown = shown
+            self.timesBudget = timesBudget
         }
 
         mutating func take(_ event: TarEvent) throws {
@@ -279,6 +286,10 @@ enum HomeArchive {
 
         private mutating func begin(_ entry: TarEntry) throws {
             var names = try HomeArchive.names(ofMember: entry.path)
+            // As deep as a pack goes, no deeper: each level is a walk from the base for every member.
+            guard names.count <= Packer.maxDepth else {
+                throw AgentError("\(shown): \(HomeArchive.shown(entry.path)) is more than \(Packer.maxDepth) folders deep; nothing past it was copied")
+            }
             if let rename {
                 if topLevel == nil { topLevel = names[0] }
                 guard names[0] == topLevel else {
@@ -299,13 +310,21 @@ enum HomeArchive {
             switch entry.kind {
             case .directory:
                 let made: SafeDirectory
+                let isNew: Bool
                 do {
-                    made = try directory.makeChild(name, mode: 0o700, owner: account) ?? directory.child(name)
+                    let new = try directory.makeChild(name, mode: 0o700, owner: account)
+                    isNew = new != nil
+                    made = try new ?? directory.child(name)
                 } catch {
                     throw AgentError("\(shown): \(HomeArchive.shown(entry.path)) \(HomeArchive.reason(error))")
                 }
                 if try made.owner() == account { fchmod(made.fd, mode) }
-                directoryTimes[names] = entry.modified
+                let cost = names.reduce(64) { $0 + $1.utf8.count + 16 }
+                if directoryTimes[names] != nil || timesBytes + cost <= timesBudget {
+                    if directoryTimes.updateValue(entry.modified, forKey: names) == nil { timesBytes += cost }
+                } else if isNew {
+                    foldersPastBudget += 1
+                }
             case .file:
                 // Root may fill what users may not: the blocks kept for root stay free.
                 var disk = statvfs()
@@ -370,7 +389,7 @@ enum HomeArchive {
                 var times = [timespec(tv_sec: Int(modified), tv_nsec: 0), timespec(tv_sec: Int(modified), tv_nsec: 0)]
                 futimens(directory.fd, &times)
             }
-            written += directoryTimes.count
+            written += directoryTimes.count + foldersPastBudget
         }
 
         private func open(_ name: String, in directory: SafeDirectory, entry: TarEntry) throws -> SafeDirectory {

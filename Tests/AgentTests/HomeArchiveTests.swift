@@ -254,4 +254,39 @@ extension Array where Element == Data {
         lstat(box.home + "/same", &info)
         #expect(info.st_mtim.tv_sec == 1_700_000_000)
     }
+
+    /// A stream of folders cannot grow root's memory without bound: folders past the budget for
+    /// remembered times are still made, with the time of their making.
+    @Test func foldersPastTheTimesBudgetAreMadeWithoutTheirTimes() throws {
+        let box = try Sandbox()
+        let home = try SafeDirectory.trusted(box.home)
+        var writer = HomeArchive.Unpacker(base: home, rename: nil, account: HomeFilesTests.user, shown: "/app", timesBudget: 400)
+        var reader = TarReader()
+        var stream: [UInt8] = []
+        for index in 0..<10 { stream += TarWriter.header(for: TarEntry(path: "folder\(index)", kind: .directory, mode: 0o755, modified: 1_600_000_000)) }
+        stream += TarWriter.end
+        try stream.withUnsafeBytes { bytes in try reader.feed(bytes) { try writer.take($0) } }
+        try reader.finish()
+        try writer.finish()
+        let times = (0..<10).map { index -> Int in
+            var info = stat()
+            lstat(box.home + "/folder\(index)", &info)
+            return info.st_mtim.tv_sec
+        }
+        #expect(times.first == 1_600_000_000)
+        #expect(times.last! > 1_600_000_000, "the budget of 400 bytes kept every time: \(times)")
+        #expect(writer.written == 10)
+    }
+
+    /// Deeper than a pack goes is refused before a folder is made for it.
+    @Test func aMemberTooDeepIsRefused() async throws {
+        let box = try Sandbox()
+        let home = try SafeDirectory.trusted(box.home)
+        let deep = Array(repeating: "d", count: HomeArchive.Packer.maxDepth + 1).joined(separator: "/")
+        let stream = TarWriter.header(for: TarEntry(path: deep, kind: .directory, mode: 0o755, modified: 1)) + TarWriter.end
+        await #expect(throws: AgentError.self) {
+            _ = try await HomeArchive.unpack([Data(stream)].async, to: "/app", home: home, account: HomeFilesTests.user)
+        }
+        #expect(box.entry(box.home + "/d") == nil)
+    }
 }
