@@ -101,9 +101,17 @@ let package = Package(
             pkgConfig: "libxml-2.0",
             providers: [.apt(["libxml2-dev"])]
         ),
+        /// Requests, responses, endpoints, errors and the transport's protocol, carried by either
+        /// transport below.
+        .target(name: "HTTPWire", swiftSettings: essentialsOnly),
         /// HTTP/1.1 over libcurl: pooled connections on threads of their own, streams with flow
-        /// control, cancellation, a Unix socket or TCP. Berth's client of every server.
-        .target(name: "HTTPClient", dependencies: ["CCurl"], swiftSettings: essentialsOnly),
+        /// control, cancellation, a Unix socket or TCP. The daemons' client of every server.
+        .target(name: "HTTPClient", dependencies: ["CCurl", "HTTPWire"], swiftSettings: essentialsOnly),
+        /// HTTP/1.1 on SwiftNIO for `berth`, which then needs no libcurl.
+        .target(name: "NIOTransport", dependencies: [
+            "HTTPWire", crypto, nioSSL, .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOTLS", package: "swift-nio"),
+        ], swiftSettings: essentialsOnly),
         /// The Docker Engine API: endpoints, models, the multiplexed stream. Only the agent uses it.
         .target(name: "EngineAPI", dependencies: ["HTTPClient"], swiftSettings: essentialsOnly),
         /// The release and the manager–agent protocol's version, shared by every program.
@@ -115,7 +123,7 @@ let package = Package(
         /// The cluster's certificates: making the CA and hosts' certificates, key fingerprints.
         .target(name: "BerthTLS", dependencies: ["BerthAPI", crypto, x509, asn1], swiftSettings: essentialsOnly),
         /// What the executables share beyond the wire: request signing, passwords, the client of a Berth daemon.
-        .target(name: "BerthCore", dependencies: ["BerthAPI", "HTTPClient", "BerthVersion", crypto], swiftSettings: essentialsOnly),
+        .target(name: "BerthCore", dependencies: ["BerthAPI", "HTTPWire", "BerthVersion", crypto], swiftSettings: essentialsOnly),
         /// Password hashes: Argon2id (libsodium) and the older scrypt. Apart from BerthCore so that
         /// only the manager links libsodium.
         .target(name: "BerthPasswords", dependencies: ["BerthCore", "CSodium", crypto, cryptoExtras], swiftSettings: essentialsOnly),
@@ -129,7 +137,7 @@ let package = Package(
         .target(name: "BerthCLI", dependencies: ["BerthAPI", "BerthCore", argumentParser], swiftSettings: essentialsOnly),
         .executableTarget(name: "Agent", dependencies: ["EngineAPI", "HTTPClient", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", "BerthTar", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-agent")),
         .executableTarget(name: "Manager", dependencies: ["HTTPClient", "BerthPasswords", .product(name: "NIOPosix", package: "swift-nio"), "BerthAPI", "BerthTLS", "BerthCore", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-manager")),
-        .executableTarget(name: "Client", dependencies: ["HTTPClient", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion", "BerthCLI", "BerthTar", "UnitProtocol", argumentParser], linkerSettings: releaseLinking("berth")),
+        .executableTarget(name: "Client", dependencies: ["NIOTransport", "HTTPWire", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion", "BerthCLI", "BerthTar", "UnitProtocol", argumentParser], linkerSettings: releaseLinking("berth")),
         /// The call protocol of `berth call` and `berth-unit`, free of Foundation.
         .target(name: "UnitProtocol"),
         /// `berth-unit`: small, static, no Foundation beyond FoundationEssentials.
@@ -140,10 +148,14 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             nioSSL,
         ], linkerSettings: releaseLinking()),
-        .executableTarget(name: "Bench", dependencies: ["CCurl", "BerthPasswords", "HTTPClient", "EngineAPI", "BerthAPI", "BerthCore", "BerthTLS", "BerthConfig", "UnitProtocol", "TestSupport", argumentParser], path: "bench/Sources"),
+        .executableTarget(name: "Bench", dependencies: ["CCurl", "BerthPasswords", "HTTPClient", "NIOTransport", "EngineAPI", "BerthAPI", "BerthCore", "BerthTLS", "BerthConfig", "UnitProtocol", "TestSupport", argumentParser], path: "bench/Sources"),
         /// What the tests of several modules use: a fake HTTP server on a Unix socket.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "TestSupport"]),
+        .testTarget(name: "NIOTransportTests", dependencies: [
+            "NIOTransport", "HTTPClient", "BerthAPI", "BerthTLS", "TestSupport", nioSSL, .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "EngineAPITests", dependencies: ["EngineAPI", "HTTPClient", "TestSupport"]),
         .testTarget(name: "BerthAPITests", dependencies: ["BerthAPI"]),
         .testTarget(name: "BerthTarTests", dependencies: ["BerthTar"]),
@@ -161,6 +173,6 @@ let package = Package(
             "Manager", "BerthPasswords", "BerthAPI", "BerthCore", "BerthConfig", "BerthServer", hummingbird, logging,
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
-        .testTarget(name: "IntegrationTests", dependencies: ["BerthPasswords", "EngineAPI", "HTTPClient", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion", "TestSupport", "BerthTar"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["BerthPasswords", "EngineAPI", "HTTPClient", "NIOTransport", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion", "TestSupport", "BerthTar"]),
     ]
 )

@@ -1,7 +1,7 @@
 import ArgumentParser
 import BerthAPI
 import BerthCore
-import HTTPClient
+import HTTPWire
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

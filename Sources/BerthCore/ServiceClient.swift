@@ -1,5 +1,5 @@
 import BerthAPI
-import HTTPClient
+import HTTPWire
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -28,26 +28,26 @@ public enum ServiceError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// JSON over HTTP to one Berth daemon through the libcurl transport, optionally signing every
-/// request with the cluster secret.
+/// JSON over HTTP to one Berth daemon, optionally signing every request with the cluster secret.
 public struct ServiceClient: Sendable {
     public let address: HostPort
     /// How the daemon is named in errors: "agent 127.0.0.2:9001", "the Berth manager at …".
     public let name: String
-    private let transport: Transport
+    private let transport: any HTTPTransport
     private let signer: RequestSigner?
 
     /// `streamWindow` bounds the unread bytes of each stream (a call's output, a log); 1 MB keeps
     /// a unit's link busy while holding `berth`'s memory down.
-    /// `tls`: reach the daemon over TLS, checked as it says; nil speaks plain HTTP.
+    /// `tls`: reach the daemon over TLS, checked as it says; nil speaks plain HTTP. `transport`:
+    /// libcurl's in the daemons, SwiftNIO's in `berth`.
     public init(
         address: HostPort, name: String, signer: RequestSigner? = nil, tls: ClientTLS? = nil, connectTimeout: Duration = .seconds(3),
-        streamWindow: Int = 1 << 20
+        streamWindow: Int = 1 << 20, transport: any HTTPTransport.Type
     ) {
         self.address = address
         self.name = name
         self.signer = signer
-        transport = Transport(
+        self.transport = transport.make(
             endpoint: HTTPEndpoint(.tcp(host: address.host, port: address.port), tls: tls), connectTimeout: connectTimeout,
             streamWindow: streamWindow)
     }

@@ -52,19 +52,6 @@ static inline CURLcode berth_setopt_blob(CURL *handle, CURLoption option, const 
     return curl_easy_setopt(handle, option, data ? &blob : NULL);
 }
 
-/* The first certificate's PEM of a finished transfer with CURLOPT_CERTINFO, or NULL. The text
-   belongs to the handle. */
-static inline const char *berth_first_certificate(CURL *handle) {
-    struct curl_certinfo *info = NULL;
-    if (curl_easy_getinfo(handle, CURLINFO_CERTINFO, &info) != CURLE_OK || !info || info->num_of_certs < 1) {
-        return NULL;
-    }
-    for (struct curl_slist *item = info->certinfo[0]; item; item = item->next) {
-        if (strncmp(item->data, "Cert:", 5) == 0) return item->data + 5;
-    }
-    return NULL;
-}
-
 static inline CURLcode berth_getinfo_long(CURL *handle, CURLINFO info, long *value) {
     return curl_easy_getinfo(handle, info, value);
 }

@@ -1,7 +1,8 @@
 import BerthAPI
 import BerthCLI
 import BerthCore
-import HTTPClient
+import HTTPWire
+import NIOTransport
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 import Glibc
@@ -35,7 +36,7 @@ struct CallMerger {
     /// Calls the session's units with its key, over TLS to each unit's own key where it has one.
     init(session: SessionFile, units: [HostPort], header: Bool) {
         self.init(units: units, header: header) { [secret = session.unitSecret] unit, request, receiver in
-            let client = ServiceClient(address: unit, name: "unit \(unit)", tls: session.unitTLS(unit))
+            let client = ServiceClient(address: unit, name: "unit \(unit)", tls: session.unitTLS(unit), transport: NIOTransport.self)
             try await client.receive("POST", UnitPath.call, body: request, token: secret, into: receiver)
         }
     }

@@ -9,7 +9,8 @@ import Glibc
 #else
 import Foundation
 #endif
-import HTTPClient
+import HTTPWire
+import NIOTransport
 
 struct Copy: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

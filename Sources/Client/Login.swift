@@ -3,7 +3,8 @@ import BerthCLI
 import BerthAPI
 import BerthCore
 import BerthTLS
-import HTTPClient
+import HTTPWire
+import NIOTransport
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 import Glibc
@@ -55,7 +56,7 @@ struct Login: AsyncParsableCommand {
         let address = HostPort(parsing: server)!
         try SessionFile.makeFolder()
         let trust = try await trustOfManager(at: address)
-        let manager = ServiceClient(address: address, name: "the Berth manager at \(address)", tls: trust?.clientTLS)
+        let manager = ServiceClient(address: address, name: "the Berth manager at \(address)", tls: trust?.clientTLS, transport: NIOTransport.self)
         if trust == nil { try await checkPlainHTTP(manager) }
         let password = try readPassword()
         let response: HTTPStreamingResponse

@@ -2,7 +2,8 @@ import ArgumentParser
 import BerthCLI
 import BerthAPI
 import BerthCore
-import HTTPClient
+import HTTPWire
+import NIOTransport
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 import Glibc

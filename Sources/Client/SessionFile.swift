@@ -1,7 +1,8 @@
 import BerthCLI
 import BerthAPI
 import BerthCore
-import HTTPClient
+import HTTPWire
+import NIOTransport
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 import Glibc
@@ -112,7 +113,7 @@ struct SessionFile: Codable {
     }
 
     var manager: ServiceClient {
-        ServiceClient(address: server, name: "the Berth manager at \(server)", tls: trust?.clientTLS)
+        ServiceClient(address: server, name: "the Berth manager at \(server)", tls: trust?.clientTLS, transport: NIOTransport.self)
     }
 }
 

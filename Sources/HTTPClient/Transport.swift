@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import Dispatch
+@_exported import HTTPWire
 import Synchronization
 
 /// HTTP/1.1 to one engine through libcurl: pooled kept-alive connections, blocking work on the
@@ -225,5 +226,19 @@ private final class ChunkReader: @unchecked Sendable {
         let chunk = try await iterator.next()
         if let chunk { flow?.consumed(chunk.count) }
         return chunk
+    }
+}
+
+extension Transport: HTTPTransport {
+    public static func make(endpoint: HTTPEndpoint, connectTimeout: Duration, streamWindow: Int) -> Transport {
+        Transport(endpoint: endpoint, connectTimeout: connectTimeout, streamWindow: streamWindow)
+    }
+
+    public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
+        try await send(request, traceRequest: nil)
+    }
+
+    public func stream(_ request: HTTPRequest, streamErrorResponses: Bool) async throws -> HTTPStreamingResponse {
+        try await stream(request, traceRequest: nil, streamErrorResponses: streamErrorResponses)
     }
 }

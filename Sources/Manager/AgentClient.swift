@@ -18,7 +18,7 @@ struct AgentClient: Sendable {
     init(host: String, communicationPort: Int, signer: RequestSigner, readyTimeout: Duration, tls: ClientTLS? = nil) {
         self.readyTimeout = readyTimeout
         client = ServiceClient(
-            address: HostPort(host: host, port: communicationPort), name: "agent \(host):\(communicationPort)", signer: signer, tls: tls)
+            address: HostPort(host: host, port: communicationPort), name: "agent \(host):\(communicationPort)", signer: signer, tls: tls, transport: Transport.self)
     }
 
     /// Starts a unit and returns once it serves. `progress` hears the agent's `queued` and

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import HTTPClient
+@testable import HTTPWire
 
 func frame(_ stream: UInt8, _ payload: Data) -> Data {
     var bytes = Data([stream, 0, 0, 0])

@@ -1,5 +1,6 @@
 import BerthAPI
 import BerthCore
+import HTTPClient
 import Foundation
 import Testing
 
@@ -111,7 +112,7 @@ final class AbuseTests {
         try await Task.sleep(for: .seconds(2))
         // Held up, each would run into its timeout; served, they take milliseconds, or a second or
         // so while the rest of the suite loads both cores.
-        let agent = ServiceClient(address: targets[1], name: "agent", signer: RequestSigner(secret: cluster.secret))
+        let agent = ServiceClient(address: targets[1], name: "agent", signer: RequestSigner(secret: cluster.secret), transport: Transport.self)
         var begun = clock.now
         _ = try await agent.call("GET", "/v1/units", timeout: .seconds(5), as: UnitList.self)
         #expect(clock.now - begun < .seconds(3))

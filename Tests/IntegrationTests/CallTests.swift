@@ -1,5 +1,6 @@
 import BerthAPI
 import BerthCore
+import HTTPClient
 import EngineAPI
 import Foundation
 import Testing
@@ -122,7 +123,7 @@ final class CallTests {
         try await cluster.expectLogin("bbb")
         let bbbSecret = try BerthJSON.decoder.decode(SessionSecret.self, from: Data(contentsOf: URL(fileURLWithPath: cluster.root + "/session-bbb.json"))).unitSecret
         let aaaUnit = cluster.units["aaa"]![1]
-        let client = ServiceClient(address: aaaUnit, name: "unit \(aaaUnit)")
+        let client = ServiceClient(address: aaaUnit, name: "unit \(aaaUnit)", transport: Transport.self)
         for token in [bbbSecret, nil] {
             do {
                 let response = try await client.stream("POST", UnitPath.call, body: CallRequest(script: "Employee.sh", arguments: ["Texas"]), token: token)

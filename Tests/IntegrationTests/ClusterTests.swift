@@ -346,11 +346,11 @@ final class ClusterTests {
         let agent = HostPort(host: ClusterFixture.hosts[0], port: cluster.communicationPort)
         let start = StartUnitRequest(
             user: "aaa", session: "forged", unit: cluster.units["aaa"]![0], memory: try MemorySpec(parsing: "64m"), cpu: 512, home: cluster.home("aaa"), unitSecret: "x")
-        let unsigned = ServiceClient(address: agent, name: "agent")
+        let unsigned = ServiceClient(address: agent, name: "agent", transport: Transport.self)
         await #expect(throws: ServiceError.self) {
             _ = try await unsigned.call("POST", "/v1/units/start", body: start, as: UnitStatus.self)
         }
-        let wrongKey = ServiceClient(address: agent, name: "agent", signer: RequestSigner(secret: Array("wrong".utf8)))
+        let wrongKey = ServiceClient(address: agent, name: "agent", signer: RequestSigner(secret: Array("wrong".utf8)), transport: Transport.self)
         do {
             _ = try await wrongKey.call("GET", "/v1/units", as: UnitList.self)
             Issue.record("a request signed with the wrong key was accepted")

@@ -1,5 +1,6 @@
 import BerthAPI
 import BerthCore
+import HTTPClient
 import EngineAPI
 import Foundation
 import Testing
@@ -128,7 +129,7 @@ struct FaultTests {
             }
         }
         // Signed, but the body has the wrong shape: a 400 that names the field, not a 500.
-        let signed = ServiceClient(address: agent, name: "agent", signer: RequestSigner(secret: cluster.secret))
+        let signed = ServiceClient(address: agent, name: "agent", signer: RequestSigner(secret: cluster.secret), transport: Transport.self)
         do {
             _ = try await signed.call("POST", "/v1/units/start", body: ["user": 42], as: UnitStatus.self)
             Issue.record("a start request of the wrong shape was accepted")

@@ -1,5 +1,6 @@
 import BerthAPI
 import BerthCore
+import HTTPClient
 import EngineAPI
 import Foundation
 import Synchronization
@@ -150,7 +151,7 @@ final class IsolationTests {
     /// cannot have an agent work as root outside the homes' folder.
     @Test func anAgentRefusesHomesOutsideItsHomeRoot() async throws {
         let client = ServiceClient(
-            address: cluster.agent(ClusterFixture.hosts[0]), name: "agent", signer: RequestSigner(secret: cluster.secret))
+            address: cluster.agent(ClusterFixture.hosts[0]), name: "agent", signer: RequestSigner(secret: cluster.secret), transport: Transport.self)
         for home in ["/", "/etc", cluster.root + "/home2/aaa", cluster.root + "/share"] {
             let start = StartUnitRequest(
                 user: "aaa", session: "outside", unit: cluster.units["aaa"]![0], memory: try MemorySpec(parsing: "64m"), cpu: 512, home: home,

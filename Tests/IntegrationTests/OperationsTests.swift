@@ -76,13 +76,18 @@ import Testing
         #expect(share >= minimum, "only \(Int(share * 100)) % of Resources/link-order/\(program).txt exists in \(program); run scripts/link-order.sh")
     }
 
-    /// The Docker client is the agent's alone; the others speak to Berth's daemons through the
-    /// HTTP client only.
-    @Test(arguments: ["berth", "berth-manager"])
-    func onlyTheAgentLinksTheDockerClient(binary: String) throws {
+    /// The Docker client is the agent's alone. The manager reaches the agents through the
+    /// libcurl transport; `berth` through the SwiftNIO one, and links no libcurl, whose thirty
+    /// libraries the dynamic loader took milliseconds to bind at the start of every command.
+    @Test(arguments: [("berth", "12NIOTransportAAC"), ("berth-manager", "10HTTPClient9TransportC")])
+    func onlyTheAgentLinksTheDockerClient(binary: String, transport: String) throws {
         let symbols = try DockerTestSupport.run("/usr/bin/nm", [ClusterFixture.binaries + "/" + binary])
         #expect(!symbols.contains("9EngineAPI"), "\(binary) links EngineAPI")
-        #expect(symbols.contains("10HTTPClient"), "\(binary) does not link HTTPClient")
+        #expect(symbols.contains(transport), "\(binary) does not link its transport")
+        if binary == "berth" {
+            let libraries = try DockerTestSupport.run("/usr/bin/ldd", [ClusterFixture.binaries + "/" + binary])
+            #expect(!libraries.contains("libcurl"), "berth links libcurl")
+        }
     }
 }
 

@@ -3,6 +3,7 @@ import BerthCore
 import BerthTLS
 import Foundation
 import HTTPClient
+import NIOTransport
 import Testing
 
 /// Manager, agents and units speaking TLS with a CA made by `berth-manager tls`, attacked from
@@ -248,7 +249,7 @@ struct TLSTests {
             let tls = try ClientTLS(
                 trustedCAs: ca, clientCertificate: host.map { try String(contentsOfFile: cluster.root + "/tls/\($0).crt", encoding: .utf8) },
                 clientKey: host.map { try String(contentsOfFile: cluster.root + "/tls/\($0).key", encoding: .utf8) })
-            return ServiceClient(address: cluster.agent(ClusterFixture.hosts[0]), name: "agent", signer: RequestSigner(secret: cluster.secret), tls: tls)
+            return ServiceClient(address: cluster.agent(ClusterFixture.hosts[0]), name: "agent", signer: RequestSigner(secret: cluster.secret), tls: tls, transport: Transport.self)
         }
         _ = try await client(ClusterFixture.hosts[0]).call(AgentRoutes.units)
         for (name, host) in [("another agent's certificate", ClusterFixture.hosts[1]), ("no certificate", nil)] {
@@ -309,7 +310,7 @@ struct TLSTests {
         #expect(try KeyFingerprint(certificatePEM: after) != KeyFingerprint(certificatePEM: before))
         let log = try String(contentsOfFile: cluster.root + "/manager.log", encoding: .utf8)
         #expect(log.contains("TLS certificate expires soon"), "\(log.suffix(500))")
-        let scrape = try await ServiceClient(address: address, name: "manager", tls: ClientTLS(trustedCAs: ca.certificate)).stream(ManagerRoutes.metrics)
+        let scrape = try await ServiceClient(address: address, name: "manager", tls: ClientTLS(trustedCAs: ca.certificate), transport: Transport.self).stream(ManagerRoutes.metrics)
         var metrics = Data()
         for try await chunk in scrape.body { metrics.append(chunk) }
         let expiry = String(decoding: metrics, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("berth_manager_tls_certificate_expiry_seconds ") }

@@ -51,7 +51,7 @@ final class BenchCluster: @unchecked Sendable {
             }
             clientTLS = ClientTLS(trustedCAs: ca.certificate)
         }
-        managerClient = ServiceClient(address: manager, name: "manager", tls: clientTLS)
+        managerClient = ServiceClient(address: manager, name: "manager", tls: clientTLS, transport: Transport.self)
         var units: [String: [HostPort]] = [:]
         let hash = try PasswordHash.make(password)
         var xml = "<Users>\n"

@@ -2,6 +2,7 @@ import BerthAPI
 import BerthCore
 import BerthPasswords
 import HTTPClient
+import NIOTransport
 import EngineAPI
 import Foundation
 import UnitProtocol

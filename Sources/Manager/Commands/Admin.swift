@@ -76,7 +76,7 @@ struct Sessions: AsyncParsableCommand {
             let tls = try server.tls.map { ClientTLS(trustedCAs: try PEMFile.read($0.ca)) }
             client = ServiceClient(
                 address: server.manager, name: "the Berth manager at \(server.manager)", signer: RequestSigner(secret: try server.readSecret()),
-                tls: tls)
+                tls: tls, transport: Transport.self)
         } catch {
             throw failure("\(error)")
         }

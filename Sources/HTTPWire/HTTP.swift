@@ -46,7 +46,7 @@ public struct HTTPRequest: Sendable {
 /// `text` with every byte but RFC 3986's unreserved ones (ASCII letters, digits, `-._~`) written
 /// as `%XX`. Byte by byte: this runs for every request with a query, and Foundation's
 /// `addingPercentEncoding` cost more than the rest of building the request.
-func percentEncode(_ text: String) -> String {
+package func percentEncode(_ text: String) -> String {
     func unreserved(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
@@ -105,7 +105,7 @@ public struct HTTPResponseHead: Sendable {
 
     /// Adds one header line as libcurl hands it over (`Name: value`, line end removed); a line
     /// without a colon is not a header and is left out.
-    mutating func appendField(line: UnsafeRawBufferPointer) {
+    package mutating func appendField(line: UnsafeRawBufferPointer) {
         guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return }
         var valueStart = colon + 1
         while valueStart < line.count && (line[valueStart] == 0x20 || line[valueStart] == 0x09) { valueStart += 1 }
@@ -166,4 +166,9 @@ public struct HTTPStreamingResponse: Sendable {
     public var head: HTTPResponseHead
     /// Chunks as they arrive. Dropping or cancelling the consumer aborts the transfer.
     public var body: AsyncThrowingStream<Data, any Error>
+
+    public init(head: HTTPResponseHead, body: AsyncThrowingStream<Data, any Error>) {
+        self.head = head
+        self.body = body
+    }
 }

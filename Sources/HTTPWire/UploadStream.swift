@@ -20,6 +20,8 @@ public final class UploadStream: Sendable {
         var paused = false
         var wake: (@Sendable () -> Void)?
         var writer: CheckedContinuation<Void, any Error>?
+        /// A transport that pulls (`nextChunk`) waits here for the next chunk or the end.
+        var puller: CheckedContinuation<Void, Never>?
     }
 
     private let state = Mutex(State())
@@ -33,14 +35,16 @@ public final class UploadStream: Sendable {
     /// request has ended.
     public func write(_ data: Data) async throws {
         guard !data.isEmpty else { return }
-        let wake = try state.withLock { state throws(HTTPClientError) -> (@Sendable () -> Void)? in
+        let (wake, puller) = try state.withLock { state throws(HTTPClientError) in
             if let failure = state.failure { throw failure }
             guard !state.finished else { throw HTTPClientError.transport("a request body was written after its end") }
             state.chunks.append(data)
             state.buffered += data.count
-            return state.paused ? state.wake : nil
+            defer { state.puller = nil }
+            return (state.paused ? state.wake : nil, state.puller)
         }
         wake?()
+        puller?.resume()
         try await withCheckedThrowingContinuation { (waiting: CheckedContinuation<Void, any Error>) in
             let ready = state.withLock { state -> Result<Void, HTTPClientError>? in
                 if let failure = state.failure { return .failure(failure) }
@@ -54,23 +58,54 @@ public final class UploadStream: Sendable {
 
     /// Ends the body once what is queued is sent.
     public func finish() {
-        let wake = state.withLock { state in
+        let (wake, puller) = state.withLock { state in
             state.finished = true
-            return state.paused ? state.wake : nil
+            defer { state.puller = nil }
+            return (state.paused ? state.wake : nil, state.puller)
         }
         wake?()
+        puller?.resume()
+    }
+
+    /// For a transport that pulls: the next queued chunk, waiting for one; nil at the end.
+    package func nextChunk() async throws(HTTPClientError) -> Data? {
+        while true {
+            let taken = state.withLock { state -> (Result<Data?, HTTPClientError>, CheckedContinuation<Void, any Error>?)? in
+                if let failure = state.failure { return (.failure(failure), nil) }
+                guard !state.chunks.isEmpty else { return state.finished ? (.success(nil), nil) : nil }
+                var chunk = state.chunks.removeFirst()
+                if state.offset > 0 { chunk = chunk.dropFirst(state.offset) }
+                state.offset = 0
+                state.buffered -= chunk.count
+                guard state.buffered <= window else { return (.success(chunk), nil) }
+                defer { state.writer = nil }
+                return (.success(chunk), state.writer)
+            }
+            if let (result, writer) = taken {
+                writer?.resume()
+                return try result.get()
+            }
+            await withCheckedContinuation { (waiting: CheckedContinuation<Void, Never>) in
+                let ready = state.withLock { state in
+                    guard state.chunks.isEmpty, !state.finished, state.failure == nil else { return true }
+                    state.puller = waiting
+                    return false
+                }
+                if ready { waiting.resume() }
+            }
+        }
     }
 
     // MARK: - For the transfer, on its worker thread
 
     /// Called when the transfer starts, with what wakes its worker.
-    func attach(wake: @escaping @Sendable () -> Void) {
+    package func attach(wake: @escaping @Sendable () -> Void) {
         state.withLock { $0.wake = wake }
     }
 
     /// What the read callback does: copies up to `count` bytes into `buffer`; 0 at the end, nil
     /// when nothing is queued yet (the callback then pauses the upload until `needsResume`).
-    func read(into buffer: UnsafeMutableRawBufferPointer) -> Int? {
+    package func read(into buffer: UnsafeMutableRawBufferPointer) -> Int? {
         let (count, writer) = state.withLock { state -> (Int?, CheckedContinuation<Void, any Error>?) in
             guard !state.chunks.isEmpty else {
                 if state.finished { return (0, nil) }
@@ -104,7 +139,7 @@ public final class UploadStream: Sendable {
     }
 
     /// Whether the upload is paused with something to send (or its end): the worker then resumes it.
-    func takeResume() -> Bool {
+    package func takeResume() -> Bool {
         state.withLock { state in
             guard state.paused, !state.chunks.isEmpty || state.finished else { return false }
             state.paused = false
@@ -113,18 +148,19 @@ public final class UploadStream: Sendable {
     }
 
     /// Whether libcurl waits for a chunk that has not been written.
-    var isWaiting: Bool {
+    package var isWaiting: Bool {
         state.withLock { $0.paused && $0.chunks.isEmpty && !$0.finished }
     }
 
     /// The request is over: a waiting writer, and any later, gets `error`.
-    func fail(_ error: HTTPClientError) {
-        let writer = state.withLock { state in
+    package func fail(_ error: HTTPClientError) {
+        let (writer, puller) = state.withLock { state in
             if state.failure == nil { state.failure = error }
             state.wake = nil
-            defer { state.writer = nil }
-            return state.writer
+            defer { state.writer = nil; state.puller = nil }
+            return (state.writer, state.puller)
         }
         writer?.resume(throwing: error)
+        puller?.resume()
     }
 }

@@ -50,7 +50,7 @@ public struct HTTPEndpoint: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The URL prefix requests are sent to; over a Unix socket the host name is only a label.
-    var baseURL: String {
+    package var baseURL: String {
         switch kind {
         case .unix: "http://docker"
         case .tcp(let host, let port):
@@ -60,7 +60,7 @@ public struct HTTPEndpoint: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// What a request names as its `Host`, as libcurl would from `baseURL`.
-    var hostHeader: String {
+    package var hostHeader: String {
         switch kind {
         case .unix: "docker"
         case .tcp(let host, let port): "\(host.contains(":") ? "[\(host)]" : host):\(port)"

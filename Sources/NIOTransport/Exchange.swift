@@ -1,0 +1,376 @@
+import Crypto
+import HTTPWire
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import NIOTLS
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// One request and its answer, between the connection's handler (on its event loop) and the
+/// task that reads the answer. The handler stops reading while more than `window` bytes of the
+/// body wait unread, so a slow reader holds the server back instead of filling memory.
+final class Exchange: Sendable {
+    private struct State {
+        var channel: (any Channel)?
+        var isReady = false
+        var readyWaiter: CheckedContinuation<Void, any Error>?
+        var head: HTTPWire.HTTPResponseHead?
+        var headWaiter: CheckedContinuation<HTTPWire.HTTPResponseHead, any Error>?
+        var chunks: [Data] = []
+        var buffered = 0
+        var ended = false
+        var failure: (any Error)?
+        var bodyWaiter: CheckedContinuation<Data?, any Error>?
+        /// The handler held back a read: the reader asks for it once it has caught up.
+        var readHeld = false
+        var deadline: Scheduled<Void>?
+        var endActions: [@Sendable (HTTPClientError?) -> Void] = []
+    }
+
+    let request: HTTPRequest
+    let endpoint: HTTPEndpoint
+    let window: Int
+    /// Where the body goes as it arrives, instead of `chunks` (`NIOTransport.receive`).
+    let sink: (@Sendable (UnsafeRawBufferPointer) throws -> Void)?
+    private let state = Mutex(State())
+
+    init(request: HTTPRequest, endpoint: HTTPEndpoint, window: Int, sink: (@Sendable (UnsafeRawBufferPointer) throws -> Void)?) {
+        self.request = request
+        self.endpoint = endpoint
+        self.window = window
+        self.sink = sink
+    }
+
+    var failure: (any Error)? { state.withLock { $0.failure } }
+
+    // MARK: - The reading task
+
+    func attach(_ channel: any Channel) {
+        let closeNow = state.withLock { state in
+            state.channel = channel
+            return state.failure != nil || state.ended
+        }
+        if closeNow { channel.close(promise: nil) }
+    }
+
+    func deadline(_ scheduled: Scheduled<Void>) {
+        state.withLock { $0.deadline = scheduled }
+    }
+
+    /// Runs `action` once the exchange is over, with its failure if it failed.
+    func onEnd(_ action: @escaping @Sendable (HTTPClientError?) -> Void) {
+        let over = state.withLock { state -> (any Error)?? in
+            guard state.ended || state.failure != nil else {
+                state.endActions.append(action)
+                return nil
+            }
+            return .some(state.failure)
+        }
+        if let over { action(over.map(Self.named)) }
+    }
+
+    /// Returns once the connection may carry the request: connected, and over TLS, the server checked.
+    func ready() async throws {
+        try await waiting { (continuation: CheckedContinuation<Void, any Error>) in
+            self.state.withLock { state -> Result<Void, any Error>? in
+                if let failure = state.failure { return .failure(failure) }
+                if state.isReady { return .success(()) }
+                state.readyWaiter = continuation
+                return nil
+            }
+        }
+    }
+
+    func head() async throws -> HTTPWire.HTTPResponseHead {
+        try await waiting { (continuation: CheckedContinuation<HTTPWire.HTTPResponseHead, any Error>) in
+            self.state.withLock { state -> Result<HTTPWire.HTTPResponseHead, any Error>? in
+                if let head = state.head { return .success(head) }
+                if let failure = state.failure { return .failure(failure) }
+                state.headWaiter = continuation
+                return nil
+            }
+        }
+    }
+
+    /// The next piece of the body, nil at its end.
+    func next() async throws -> Data? {
+        let chunk = try await waiting { (continuation: CheckedContinuation<Data?, any Error>) in
+            self.state.withLock { state -> Result<Data?, any Error>? in
+                if !state.chunks.isEmpty {
+                    let chunk = state.chunks.removeFirst()
+                    state.buffered -= chunk.count
+                    return .success(chunk)
+                }
+                if let failure = state.failure { return .failure(failure) }
+                if state.ended { return .success(nil) }
+                state.bodyWaiter = continuation
+                return nil
+            }
+        }
+        resumeReading()?.read()
+        return chunk
+    }
+
+    /// The channel to ask for a read when one was held back and the reader has caught up.
+    private func resumeReading() -> (any Channel)? {
+        state.withLock { state in
+            guard state.readHeld, state.buffered <= window / 2 else { return nil }
+            state.readHeld = false
+            return state.channel
+        }
+    }
+
+    /// The reader is gone: nothing more is read.
+    func close() {
+        fail(HTTPClientError.cancelled)
+    }
+
+    /// Waits for what `register` does not have yet; a cancelled task fails the whole exchange.
+    private func waiting<T: Sendable>(
+        _ register: @escaping (CheckedContinuation<T, any Error>) -> Result<T, any Error>?
+    ) async throws -> T {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                if let result = register(continuation) { continuation.resume(with: result) }
+            }
+        } onCancel: {
+            fail(HTTPClientError.cancelled)
+        }
+    }
+
+    // MARK: - The connection's handler, on its event loop
+
+    func becameReady() {
+        let waiter = state.withLock { state in
+            state.isReady = true
+            defer { state.readyWaiter = nil }
+            return state.readyWaiter
+        }
+        waiter?.resume()
+    }
+
+    func received(head: HTTPWire.HTTPResponseHead) {
+        let waiter = state.withLock { state in
+            state.head = head
+            defer { state.headWaiter = nil }
+            return state.headWaiter
+        }
+        waiter?.resume(returning: head)
+    }
+
+    /// Whether the body goes to the sink: only a successful answer's does.
+    var sinks: Bool {
+        sink != nil && state.withLock { ($0.head?.status ?? 0) < 400 }
+    }
+
+    func received(body: Data) {
+        let waiter = state.withLock { state -> CheckedContinuation<Data?, any Error>? in
+            guard state.failure == nil, !state.ended else { return nil }
+            if let waiter = state.bodyWaiter {
+                state.bodyWaiter = nil
+                return waiter
+            }
+            state.chunks.append(body)
+            state.buffered += body.count
+            return nil
+        }
+        waiter?.resume(returning: body)
+    }
+
+    /// Whether the handler may read more now; when not, the read is held until the reader asks.
+    func mayRead() -> Bool {
+        state.withLock { state in
+            guard state.buffered > window else { return true }
+            state.readHeld = true
+            return false
+        }
+    }
+
+    func ended() {
+        finish(nil)
+    }
+
+    /// Ends the exchange with `failure` unless it is already over; closes the connection. What a
+    /// sink throws is rethrown as it is.
+    func fail(_ failure: any Error) {
+        finish(failure)
+    }
+
+    /// A failure for a request body's writer, which knows only transport failures.
+    private static func named(_ error: any Error) -> HTTPClientError {
+        error as? HTTPClientError ?? .cancelled
+    }
+
+    private func finish(_ failure: (any Error)?) {
+        let outcome = state.withLock { state -> (waiters: Waiters, channel: (any Channel)?, actions: [@Sendable (HTTPClientError?) -> Void], deadline: Scheduled<Void>?)? in
+            guard !state.ended, state.failure == nil else { return nil }
+            if let failure { state.failure = failure } else { state.ended = true }
+            let waiters = Waiters(ready: state.readyWaiter, head: state.headWaiter, body: state.bodyWaiter)
+            state.readyWaiter = nil
+            state.headWaiter = nil
+            state.bodyWaiter = nil
+            // What was received before a failure is not handed out as if whole.
+            if failure != nil {
+                state.chunks = []
+                state.buffered = 0
+            }
+            defer { state.endActions = []; state.deadline = nil }
+            return (waiters, state.channel, state.endActions, state.deadline)
+        }
+        guard let outcome else { return }
+        outcome.deadline?.cancel()
+        if let failure {
+            outcome.waiters.ready?.resume(throwing: failure)
+            outcome.waiters.head?.resume(throwing: failure)
+            outcome.waiters.body?.resume(throwing: failure)
+        } else {
+            outcome.waiters.ready?.resume()
+            outcome.waiters.head?.resume(throwing: HTTPClientError.unreachable(endpoint: endpoint.description, reason: "the connection closed without an answer"))
+            outcome.waiters.body?.resume(returning: nil)
+        }
+        // One request per connection: it closes with the answer's end.
+        outcome.channel?.close(promise: nil)
+        for action in outcome.actions { action(failure.map(Self.named)) }
+    }
+
+    private struct Waiters {
+        var ready: CheckedContinuation<Void, any Error>?
+        var head: CheckedContinuation<HTTPWire.HTTPResponseHead, any Error>?
+        var body: CheckedContinuation<Data?, any Error>?
+    }
+}
+
+/// The connection's end of an `Exchange`: passes the answer on, holds reads back for a slow
+/// reader, and checks a pinned key before the request may go.
+final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    private let exchange: Exchange
+    private let tls: Bool
+    private let handshakeTimeout: Duration
+    private var handshakeDeadline: Scheduled<Void>?
+    private var headSeen = false
+
+    init(_ exchange: Exchange, tls: Bool, handshakeTimeout: Duration) {
+        self.exchange = exchange
+        self.tls = tls
+        self.handshakeTimeout = handshakeTimeout
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if tls {
+            let exchange = exchange
+            let endpoint = exchange.endpoint
+            let timeout = handshakeTimeout
+            handshakeDeadline = context.eventLoop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
+                exchange.fail(HTTPClientError.tlsFailed(endpoint: endpoint.description, reason: "no TLS handshake within \(timeout.formattedSeconds)"))
+            }
+        } else {
+            exchange.becameReady()
+        }
+        context.fireChannelActive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
+            handshakeDeadline?.cancel()
+            if let failure = pinFailure(context: context) {
+                exchange.fail(failure)
+            } else {
+                exchange.becameReady()
+            }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Why the server's key is not the pinned one, if it is not.
+    private func pinFailure(context: ChannelHandlerContext) -> HTTPClientError? {
+        guard let pinned = exchange.endpoint.tls?.pinnedKey else { return nil }
+        let endpoint = exchange.endpoint.description
+        guard let handler = try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self),
+              let certificate = handler.peerCertificate,
+              let key = try? certificate.extractPublicKey().toSPKIBytes()
+        else {
+            return .untrusted(endpoint: endpoint, reason: "the server presented no readable key")
+        }
+        let presented = "sha256//" + Data(SHA256.hash(data: key)).base64EncodedString()
+        guard presented == pinned else {
+            return .untrusted(endpoint: endpoint, reason: "its public key does not match the pinned key")
+        }
+        return nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            // An interim answer (100 Continue) is not the answer.
+            guard head.status.code >= 200 else { return }
+            headSeen = true
+            exchange.received(head: HTTPWire.HTTPResponseHead(
+                version: "HTTP/\(head.version.major).\(head.version.minor)", status: Int(head.status.code), reason: head.status.reasonPhrase,
+                headers: head.headers.map { (name: $0.name, value: $0.value) }))
+        case .body(let buffer):
+            if exchange.sinks, let sink = exchange.sink {
+                do {
+                    try buffer.withUnsafeReadableBytes { try sink($0) }
+                } catch {
+                    exchange.fail(error)
+                }
+            } else {
+                exchange.received(body: Data(buffer.readableBytesView))
+            }
+        case .end:
+            exchange.ended()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if exchange.mayRead() { context.read() }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        exchange.fail(classify(error))
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        handshakeDeadline?.cancel()
+        exchange.fail(headSeen
+            ? HTTPClientError.transport("\(exchange.request.method) \(exchange.request.path): the connection closed before the end of the answer")
+            : HTTPClientError.unreachable(endpoint: exchange.endpoint.description, reason: "the connection closed without an answer"))
+        context.fireChannelInactive()
+    }
+
+    /// A failure as the rest of Berth names it: the server not trusted, no TLS session, or the
+    /// connection lost.
+    private func classify(_ error: any Error) -> HTTPClientError {
+        let endpoint = exchange.endpoint.description
+        if let error = error as? NIOSSLExtraError, error == .failedToValidateHostname {
+            return .untrusted(endpoint: endpoint, reason: "its certificate does not name \(endpoint.split(separator: "/").last ?? "")")
+        }
+        if let error = error as? NIOSSLError {
+            let detail = "\(error)"
+            if detail.contains("CERTIFICATE_VERIFY_FAILED") {
+                return .untrusted(endpoint: endpoint, reason: "its certificate is not signed by a trusted CA")
+            }
+            if detail.contains("ALERT") && headSeen == false && tls {
+                return .tlsFailed(endpoint: endpoint, reason: "the server refused this client: \(detail)")
+            }
+            return .tlsFailed(endpoint: endpoint, reason: detail)
+        }
+        if let error = error as? IOError {
+            return .transport("\(exchange.request.method) \(exchange.request.path): \(String(cString: strerror(error.errnoCode)).lowercased())")
+        }
+        return .transport("\(exchange.request.method) \(exchange.request.path): \(error)")
+    }
+}

@@ -1,0 +1,261 @@
+import HTTPWire
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+#if canImport(Glibc)
+import Glibc
+#endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// HTTP/1.1 on SwiftNIO, for `berth`: one connection per request (a command makes a few), TLS
+/// through NIOSSL, streams with a window, cancellation that closes the connection. A command
+/// linking it starts without libcurl, whose thirty libraries the dynamic loader took longer to
+/// bind than the rest of a login's client work.
+public final class NIOTransport: HTTPTransport {
+    public let endpoint: HTTPEndpoint
+    public let connectTimeout: Duration
+    public let streamWindow: Int
+    /// Made once: a context holds the parsed CAs.
+    private let tls: Result<NIOSSLContext, HTTPClientError>?
+
+    public static func make(endpoint: HTTPEndpoint, connectTimeout: Duration, streamWindow: Int) -> NIOTransport {
+        NIOTransport(endpoint: endpoint, connectTimeout: connectTimeout, streamWindow: streamWindow)
+    }
+
+    public init(endpoint: HTTPEndpoint, connectTimeout: Duration = .seconds(3), streamWindow: Int = 1 << 20) {
+        self.endpoint = endpoint
+        self.connectTimeout = connectTimeout
+        self.streamWindow = max(1, streamWindow)
+        tls = endpoint.tls.map { Self.context(for: $0, endpoint: endpoint) }
+    }
+
+    public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let exchange = try await begin(request, sink: nil)
+        let head = try await exchange.head()
+        var body = Data()
+        while let chunk = try await exchange.next() { body.append(chunk) }
+        return HTTPResponse(head: head, body: body)
+    }
+
+    public func stream(_ request: HTTPRequest, streamErrorResponses: Bool) async throws -> HTTPStreamingResponse {
+        let exchange = try await begin(request, sink: nil)
+        let head = try await exchange.head()
+        if head.status >= 400 && !streamErrorResponses {
+            var body = Data()
+            while let chunk = try await exchange.next(), body.count < 65536 { body.append(chunk.prefix(65536 - body.count)) }
+            exchange.close()
+            throw HTTPClientError.status(HTTPResponse(head: head, body: body), method: request.method, path: request.path)
+        }
+        let reader = BodyReader(exchange)
+        return HTTPStreamingResponse(head: head, body: AsyncThrowingStream { try await reader.next() })
+    }
+
+    /// The body goes to `receive` on the connection's event loop, straight from NIO's buffer: a
+    /// receiver that blocks (writing to a pipe) holds its connection's reading back with it.
+    public func receive(
+        _ request: HTTPRequest, into receive: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void
+    ) async throws -> HTTPResponse {
+        let exchange = try await begin(request, sink: receive)
+        let head = try await exchange.head()
+        var body = Data()
+        while let chunk = try await exchange.next() { body.append(chunk) }
+        return HTTPResponse(head: head, body: body)
+    }
+
+    /// Connects, writes the request once the connection is ready (its TLS checked), and returns
+    /// the exchange the answer arrives on.
+    private func begin(_ request: HTTPRequest, sink: (@Sendable (UnsafeRawBufferPointer) throws -> Void)?) async throws -> Exchange {
+        let exchange = Exchange(request: request, endpoint: endpoint, window: streamWindow, sink: sink)
+        return try await withTaskCancellationHandler {
+            let context = try tls?.get()
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            if let timeout = request.timeout {
+                exchange.deadline(loop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
+                    exchange.fail(HTTPClientError.timeout(method: request.method, path: request.path, after: timeout))
+                })
+            }
+            let channel = try await connect(on: loop, exchange: exchange, tls: context)
+            exchange.attach(channel)
+            try await exchange.ready()
+            try await write(request, to: channel, exchange: exchange)
+            return exchange
+        } onCancel: {
+            exchange.fail(HTTPClientError.cancelled)
+        }
+    }
+
+    private func connect(on loop: any EventLoop, exchange: Exchange, tls context: NIOSSLContext?) async throws -> any Channel {
+        let serverName = endpoint.serverName
+        let handshakeTimeout = connectTimeout
+        let bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(.nanoseconds(connectTimeout.nanoseconds))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let operations = channel.pipeline.syncOperations
+                    if let context {
+                        try operations.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
+                    }
+                    try operations.addHTTPClientHandlers()
+                    try operations.addHandler(ExchangeHandler(exchange, tls: context != nil, handshakeTimeout: handshakeTimeout))
+                }
+            }
+        do {
+            switch endpoint.kind {
+            case .unix(let path):
+                return try await bootstrap.connect(unixDomainSocketPath: path).get()
+            case .tcp(let host, let port):
+                if let address = try? SocketAddress(ipAddress: host, port: port) {
+                    return try await bootstrap.connect(to: address).get()
+                }
+                return try await bootstrap.connect(host: host, port: port).get()
+            }
+        } catch {
+            let failure = exchange.failure ?? connectFailure(error)
+            exchange.fail(failure)
+            throw failure
+        }
+    }
+
+    private func connectFailure(_ error: any Error) -> HTTPClientError {
+        if let error = error as? HTTPClientError { return error }
+        if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
+            return connectFailure(first.error)
+        }
+        if let error = error as? ChannelError, case .connectTimeout = error {
+            return .unreachable(endpoint: endpoint.description, reason: "no connection within \(connectTimeout.formattedSeconds)")
+        }
+        if let error = error as? IOError {
+            return .unreachable(endpoint: endpoint.description, reason: String(cString: strerror(error.errnoCode)).lowercased())
+        }
+        return .unreachable(endpoint: endpoint.description, reason: "\(error)")
+    }
+
+    /// The head, then the body as the request says: whole, from a file, or as it is written.
+    private func write(_ request: HTTPRequest, to channel: any Channel, exchange: Exchange) async throws {
+        var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method), uri: request.target)
+        head.headers.add(name: "Host", value: endpoint.hostHeader)
+        let send = { (part: HTTPClientRequestPart) in channel.writeAndFlush(NIOAny(part)) }
+        switch request.body {
+        case .none:
+            if request.method != "GET" && request.method != "HEAD" { head.headers.add(name: "Content-Length", value: "0") }
+            head.headers.add(contentsOf: request.headers)
+            _ = send(.head(head))
+            _ = send(.end(nil))
+        case .data(let data, let contentType):
+            head.headers.add(name: "Content-Type", value: contentType)
+            head.headers.add(name: "Content-Length", value: "\(data.count)")
+            head.headers.add(contentsOf: request.headers)
+            _ = send(.head(head))
+            if !data.isEmpty { _ = send(.body(.byteBuffer(ByteBuffer(bytes: data)))) }
+            _ = send(.end(nil))
+        case .file(let path, let contentType):
+            let file = open(path, O_RDONLY | O_CLOEXEC)
+            guard file >= 0 else {
+                let failure = HTTPClientError.transport("cannot read \(path): \(String(cString: strerror(errno)))")
+                exchange.fail(failure)
+                throw failure
+            }
+            head.headers.add(name: "Content-Type", value: contentType)
+            head.headers.add(name: "Transfer-Encoding", value: "chunked")
+            head.headers.add(contentsOf: request.headers)
+            _ = send(.head(head))
+            Task {
+                defer { close(file) }
+                var buffer = [UInt8](repeating: 0, count: 64 << 10)
+                while true {
+                    let count = read(file, &buffer, buffer.count)
+                    if count < 0 && errno == EINTR { continue }
+                    guard count >= 0 else {
+                        exchange.fail(HTTPClientError.transport("cannot read \(path): \(String(cString: strerror(errno)))"))
+                        return
+                    }
+                    guard count > 0 else { break }
+                    do { try await send(.body(.byteBuffer(ByteBuffer(bytes: buffer[0..<count])))).get() } catch { return }
+                }
+                _ = send(.end(nil))
+            }
+        case .stream(let upload, let contentType):
+            head.headers.add(name: "Content-Type", value: contentType)
+            head.headers.add(name: "Transfer-Encoding", value: "chunked")
+            head.headers.add(contentsOf: request.headers)
+            _ = send(.head(head))
+            exchange.onEnd { upload.fail($0 ?? .cancelled) }
+            Task {
+                do {
+                    while let chunk = try await upload.nextChunk() {
+                        try await send(.body(.byteBuffer(ByteBuffer(bytes: chunk)))).get()
+                    }
+                    try await send(.end(nil)).get()
+                } catch {
+                    // The exchange has ended, or its connection has: the answer says why.
+                }
+            }
+        }
+    }
+
+    /// A context that checks the server as `tls` says: against its CAs only (never the
+    /// system's), the certificate naming the address connected to; a pinned key is checked once
+    /// the handshake is done, before anything is sent.
+    private static func context(for tls: ClientTLS, endpoint: HTTPEndpoint) -> Result<NIOSSLContext, HTTPClientError> {
+        guard tls.trustedCAs != nil || tls.pinnedKey != nil else {
+            // TLS that checks nothing would look safe and be anyone's.
+            return .failure(.untrusted(endpoint: endpoint.description, reason: "TLS with neither a trusted CA nor a pinned key"))
+        }
+        do {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.minimumTLSVersion = .tlsv12
+            if let pem = tls.trustedCAs {
+                configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8)))
+                configuration.certificateVerification = .fullVerification
+            } else {
+                configuration.certificateVerification = .none
+            }
+            if let certificate = tls.clientCertificate, let key = tls.clientKey {
+                configuration.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(certificate.utf8)).map { .certificate($0) }
+                configuration.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(key.utf8), format: .pem))
+            }
+            return .success(try NIOSSLContext(configuration: configuration))
+        } catch {
+            return .failure(.untrusted(endpoint: endpoint.description, reason: "a TLS certificate or key cannot be read: \(error)"))
+        }
+    }
+}
+
+extension HTTPEndpoint {
+    /// The name sent in the TLS handshake and checked in the certificate; none for an address,
+    /// which the certificate is checked against instead.
+    var serverName: String? {
+        guard case .tcp(let host, _) = kind, (try? SocketAddress(ipAddress: host, port: 0)) == nil else { return nil }
+        return host
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+/// What `stream` hands out: reads the exchange, and closes its connection once no one can.
+private final class BodyReader: Sendable {
+    let exchange: Exchange
+
+    init(_ exchange: Exchange) {
+        self.exchange = exchange
+    }
+
+    func next() async throws -> Data? {
+        try await exchange.next()
+    }
+
+    deinit {
+        exchange.close()
+    }
+}

@@ -1,0 +1,286 @@
+import BerthAPI
+import BerthTLS
+import Foundation
+import HTTPClient
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Synchronization
+import TestSupport
+import Testing
+@testable import NIOTransport
+
+/// What either transport promises (the daemons' libcurl one and `berth`'s SwiftNIO one), held to
+/// the same tests: bodies whole, errors named alike, TLS checked before a byte of the request goes.
+@Suite struct TransportContractTests {
+    enum Kind: String, CaseIterable, CustomTestStringConvertible {
+        case curl, nio
+        var testDescription: String { rawValue }
+
+        func make(_ endpoint: HTTPEndpoint, connectTimeout: Duration = .seconds(2)) -> any HTTPTransport {
+            switch self {
+            case .curl: Transport.make(endpoint: endpoint, connectTimeout: connectTimeout, streamWindow: 1 << 20)
+            case .nio: NIOTransport.make(endpoint: endpoint, connectTimeout: connectTimeout, streamWindow: 1 << 20)
+            }
+        }
+    }
+
+    final class Pieces: Sendable {
+        let state = Mutex<(bytes: [UInt8], count: Int)>(([], 0))
+        func take(_ piece: UnsafeRawBufferPointer) {
+            state.withLock { $0.bytes += piece; $0.count += 1 }
+        }
+    }
+
+    struct Refusal: Error, Equatable {}
+
+    @Test(arguments: Kind.allCases) func aLongBodyArrivesWholeInPieces(kind: Kind) async throws {
+        let body = String((0..<600_000).map { _ in "abcdefghij".randomElement()! })
+        let server = try FakeServer(response: "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        defer { server.stop() }
+        let pieces = Pieces()
+        let response = try await kind.make(HTTPEndpoint(.unix(path: server.path))).receive(HTTPRequest(method: "GET", path: "/logs")) { pieces.take($0) }
+        #expect(response.status == 200)
+        #expect(response.body.isEmpty)
+        #expect(pieces.state.withLock { $0.bytes } == Array(body.utf8))
+
+        let streamed = try await kind.make(HTTPEndpoint(.unix(path: server.path))).stream(HTTPRequest(method: "GET", path: "/logs"), streamErrorResponses: false)
+        var bytes: [UInt8] = []
+        for try await chunk in streamed.body { bytes += chunk }
+        #expect(bytes == Array(body.utf8))
+    }
+
+    @Test(arguments: Kind.allCases) func anErrorStatusKeepsItsBodyForTheMessage(kind: Kind) async throws {
+        let message = #"{"message":"no such container: x"}"#
+        let server = try FakeServer(response: "HTTP/1.1 404 Not Found\r\nContent-Length: \(message.utf8.count)\r\n\r\n\(message)")
+        defer { server.stop() }
+        let transport = kind.make(HTTPEndpoint(.unix(path: server.path)))
+        let pieces = Pieces()
+        let response = try await transport.receive(HTTPRequest(method: "GET", path: "/logs")) { pieces.take($0) }
+        #expect(response.status == 404)
+        #expect(String(decoding: response.body, as: UTF8.self) == message)
+        #expect(pieces.state.withLock { $0.count } == 0)
+        await #expect {
+            _ = try await transport.stream(HTTPRequest(method: "GET", path: "/logs"), streamErrorResponses: false)
+        } throws: { error in
+            guard case HTTPClientError.status(let response, _, _) = error else { return false }
+            return response.status == 404 && String(decoding: response.body, as: UTF8.self) == message
+        }
+        #expect(try await transport.send(HTTPRequest(method: "GET", path: "/x")).status == 404)
+    }
+
+    @Test(arguments: Kind.allCases) func whatTheReceiverThrowsEndsTheTransferAndComesBack(kind: Kind) async throws {
+        let body = String(repeating: "x", count: 600_000)
+        let server = try FakeServer(response: "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        defer { server.stop() }
+        let pieces = Pieces()
+        await #expect(throws: Refusal()) {
+            _ = try await kind.make(HTTPEndpoint(.unix(path: server.path))).receive(HTTPRequest(method: "GET", path: "/logs")) { piece in
+                pieces.take(piece)
+                throw Refusal()
+            }
+        }
+        #expect(pieces.state.withLock { $0.count } == 1)
+    }
+
+    @Test(arguments: Kind.allCases) func aSilentServerTimesOutAndNothingListeningIsUnreachable(kind: Kind) async throws {
+        let server = try FakeServer(response: nil)
+        defer { server.stop() }
+        let started = ContinuousClock.now
+        await #expect {
+            _ = try await kind.make(HTTPEndpoint(.unix(path: server.path))).send(HTTPRequest(method: "GET", path: "/x", timeout: .milliseconds(300)))
+        } throws: { error in
+            guard case HTTPClientError.timeout(let method, let path, _) = error else { return false }
+            return method == "GET" && path == "/x"
+        }
+        #expect(ContinuousClock.now - started < .seconds(5))
+
+        let port = try Self.closedPort()
+        await #expect {
+            _ = try await kind.make(HTTPEndpoint(.tcp(host: "127.0.0.1", port: port))).send(HTTPRequest(method: "GET", path: "/"))
+        } throws: { error in
+            guard case HTTPClientError.unreachable(let endpoint, let reason) = error else { return false }
+            return endpoint == "tcp://127.0.0.1:\(port)" && reason == "connection refused"
+        }
+    }
+
+    /// TLS that trusts no CA and pins no key would check nothing: refused before connecting.
+    @Test(arguments: Kind.allCases) func tlsThatChecksNothingIsRefused(kind: Kind) async throws {
+        await #expect {
+            _ = try await kind.make(HTTPEndpoint(.tcp(host: "127.0.0.1", port: 9), tls: ClientTLS())).send(HTTPRequest(method: "GET", path: "/", timeout: .seconds(2)))
+        } throws: { error in
+            "\(error)".contains("TLS with neither a trusted CA nor a pinned key")
+        }
+    }
+
+    /// The attack: a server with a key the client was not told to trust. The request (a login,
+    /// with its password) must never reach it, whether trust comes from a CA or a pinned key.
+    @Test(arguments: Kind.allCases) func anUntrustedServerNeverSeesTheRequest(kind: Kind) async throws {
+        let authority = try ClusterCertificates.makeAuthority()
+        let host = try ClusterCertificates.makeHost(addresses: ["127.0.0.1"], manager: false, authority: authority)
+        let server = try await RecordingServer(tls: host)
+        defer { server.stop() }
+        let endpoint = { (tls: ClientTLS) in HTTPEndpoint(.tcp(host: "127.0.0.1", port: server.port), tls: tls) }
+        let login = HTTPRequest(method: "POST", path: "/v1/login", body: .data(Data(#"{"password":"secret"}"#.utf8), contentType: "application/json"), timeout: .seconds(5))
+
+        // Trusted by its CA, and by its key: answered.
+        #expect(try await kind.make(endpoint(ClientTLS(trustedCAs: authority.certificate))).send(login).status == 200)
+        let key = try KeyFingerprint(certificatePEM: host.certificate).curlPin
+        #expect(try await kind.make(endpoint(ClientTLS(pinnedKey: key))).send(login).status == 200)
+        #expect(server.requests == 2)
+
+        let foreign = try ClusterCertificates.makeAuthority()
+        let otherKey = try KeyFingerprint(certificatePEM: try ClusterCertificates.makeSelfSigned(address: "127.0.0.1").certificate).curlPin
+        let misnamed = try ClusterCertificates.makeHost(addresses: ["127.0.0.9"], manager: false, authority: authority)
+        let misnamedServer = try await RecordingServer(tls: misnamed)
+        defer { misnamedServer.stop() }
+        let attempts: [(HTTPEndpoint, String)] = [
+            (endpoint(ClientTLS(trustedCAs: foreign.certificate)), "another CA"),
+            (endpoint(ClientTLS(pinnedKey: otherKey)), "another key"),
+            (endpoint(ClientTLS(trustedCAs: authority.certificate, pinnedKey: otherKey)), "the CA but another key"),
+            (HTTPEndpoint(.tcp(host: "127.0.0.1", port: misnamedServer.port), tls: ClientTLS(trustedCAs: authority.certificate)), "a certificate naming another address"),
+        ]
+        for (endpoint, what) in attempts {
+            await #expect("trusting \(what)") {
+                _ = try await kind.make(endpoint).send(login)
+            } throws: { error in
+                guard case HTTPClientError.untrusted = error else { return false }
+                return true
+            }
+        }
+        let seen = String(decoding: server.received, as: UTF8.self)
+        #expect(seen.components(separatedBy: "secret").count - 1 == 2, "an untrusted server received \(seen)")
+        #expect(misnamedServer.received.isEmpty, "a misnamed server received a request")
+    }
+
+    @Test(arguments: Kind.allCases) func aServerSpeakingNoTLSIsNoTLSSession(kind: Kind) async throws {
+        let server = try await RecordingServer(tls: nil)
+        defer { server.stop() }
+        let authority = try ClusterCertificates.makeAuthority()
+        await #expect {
+            _ = try await kind.make(HTTPEndpoint(.tcp(host: "127.0.0.1", port: server.port), tls: ClientTLS(trustedCAs: authority.certificate)))
+                .send(HTTPRequest(method: "GET", path: "/", timeout: .seconds(5)))
+        } throws: { error in
+            guard case HTTPClientError.tlsFailed = error else { return false }
+            return true
+        }
+        #expect(!String(decoding: server.received, as: UTF8.self).contains("GET /"))
+    }
+
+    /// The probe shows a server's certificate without trusting it, and nothing for a plain one.
+    @Test func theProbeReadsTheCertificateAndOnlyOverTLS() async throws {
+        let selfSigned = try ClusterCertificates.makeSelfSigned(address: "127.0.0.1")
+        let tls = try await RecordingServer(tls: (selfSigned.certificate, selfSigned.key))
+        defer { tls.stop() }
+        let pem = try #require(await TLSProbe.certificate(host: "127.0.0.1", port: tls.port))
+        #expect(try KeyFingerprint(certificatePEM: pem) == selfSigned.fingerprint)
+        let plain = try await RecordingServer(tls: nil)
+        defer { plain.stop() }
+        #expect(await TLSProbe.certificate(host: "127.0.0.1", port: plain.port) == nil)
+        #expect(await TLSProbe.certificate(host: "127.0.0.1", port: try Self.closedPort()) == nil)
+    }
+
+    /// A reader that stops reading holds the connection back once a window is unread, and lets
+    /// it go on once it has caught up.
+    @Test func aSlowReaderHoldsReadingBack() async throws {
+        let exchange = Exchange(request: HTTPRequest(method: "GET", path: "/"), endpoint: .unix("/x"), window: 1000, sink: nil)
+        #expect(exchange.mayRead())
+        exchange.received(body: Data(count: 600))
+        #expect(exchange.mayRead())
+        exchange.received(body: Data(count: 600))
+        #expect(!exchange.mayRead(), "read on past the window")
+        _ = try await exchange.next()
+        #expect(exchange.mayRead())
+        exchange.ended()
+        #expect(try await exchange.next()?.count == 600)
+        #expect(try await exchange.next() == nil)
+    }
+
+    /// A port with nothing listening on it.
+    static func closedPort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw POSIXError(.EADDRINUSE) }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// A server on 127.0.0.1 (TLS with the given certificate, or plain) that records what it is sent
+/// and answers every request head with a 200.
+final class RecordingServer: Sendable {
+    let channel: any Channel
+    let port: Int
+    private final class Log: Sendable {
+        let state = Mutex<(bytes: [UInt8], requests: Int)>(([], 0))
+    }
+    private let log = Log()
+
+    var received: [UInt8] { log.state.withLock { $0.bytes } }
+    var requests: Int { log.state.withLock { $0.requests } }
+
+    init(tls: (certificate: String, key: String)?) async throws {
+        let context = try tls.map { tls in
+            try NIOSSLContext(configuration: .makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(tls.certificate.utf8)).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(tls.key.utf8), format: .pem))))
+        }
+        let recorder: @Sendable ([UInt8]) -> Bool = { [log] bytes in
+            log.state.withLock { log in
+                log.bytes += bytes
+                // A request is whole once its head and Content-Length bytes of body are in.
+                let text = String(decoding: log.bytes, as: UTF8.self)
+                let requests = text.components(separatedBy: "\r\n\r\n")
+                guard requests.count - 1 > log.requests else { return false }
+                let head = requests[log.requests]
+                let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+                guard requests[(log.requests + 1)...].joined(separator: "\r\n\r\n").utf8.count >= length else { return false }
+                log.requests += 1
+                return true
+            }
+        }
+        channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { child in
+                child.eventLoop.makeCompletedFuture {
+                    if let context { try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
+                    try child.pipeline.syncOperations.addHandler(Recorder(recorder))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        port = channel.localAddress?.port ?? 0
+    }
+
+    func stop() {
+        channel.close(promise: nil)
+    }
+
+    private final class Recorder: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let record: @Sendable ([UInt8]) -> Bool
+
+        init(_ record: @escaping @Sendable ([UInt8]) -> Bool) {
+            self.record = record
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let bytes = Array(unwrapInboundIn(data).readableBytesView)
+            if bytes.first == 0x16 {
+                // A TLS handshake sent to a plain server: answered as a web server would.
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"))).whenComplete { _ in context.close(promise: nil) }
+                return
+            }
+            guard record(bytes) else { return }
+            let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+}
