@@ -100,7 +100,8 @@ final class Exchange: Sendable {
         }
     }
 
-    /// The next piece of the body, nil at its end.
+    /// The next piece of the body, nil at its end; what arrived before a failure comes first,
+    /// then the failure.
     func next() async throws -> Data? {
         let chunk = try await waiting { (continuation: CheckedContinuation<Data?, any Error>) in
             self.state.withLock { state -> Result<Data?, any Error>? in
@@ -217,11 +218,6 @@ final class Exchange: Sendable {
             state.readyWaiter = nil
             state.headWaiter = nil
             state.bodyWaiter = nil
-            // What was received before a failure is not handed out as if whole.
-            if failure != nil {
-                state.chunks = []
-                state.buffered = 0
-            }
             defer { state.endActions = []; state.deadline = nil }
             return (waiters, state.channel, state.endActions, state.deadline)
         }

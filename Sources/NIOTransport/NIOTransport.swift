@@ -34,11 +34,21 @@ public final class NIOTransport: HTTPTransport {
         tls = endpoint.tls.map { Self.context(for: $0, endpoint: endpoint) }
     }
 
+    /// The most of an answer `send` holds: Berth's answers are small JSON, and a server that
+    /// sends more (anyone can listen at an address given by mistake) does not fill the memory.
+    public static let largestAnswer = 16 << 20
+
     public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
         let exchange = try await begin(request, sink: nil)
         let head = try await exchange.head()
         var body = Data()
-        while let chunk = try await exchange.next() { body.append(chunk) }
+        while let chunk = try await exchange.next() {
+            body.append(chunk)
+            if body.count > Self.largestAnswer {
+                exchange.close()
+                throw HTTPClientError.transport("\(request.method) \(request.path): the answer is larger than \(Self.largestAnswer >> 20) MB")
+            }
+        }
         return HTTPResponse(head: head, body: body)
     }
 
@@ -63,7 +73,8 @@ public final class NIOTransport: HTTPTransport {
         let exchange = try await begin(request, sink: receive)
         let head = try await exchange.head()
         var body = Data()
-        while let chunk = try await exchange.next() { body.append(chunk) }
+        // Only an error's body comes here, for its message: what is past 64 KiB is not kept.
+        while let chunk = try await exchange.next() { body.append(chunk.prefix(max(0, 65536 - body.count))) }
         return HTTPResponse(head: head, body: body)
     }
 

@@ -104,6 +104,34 @@ import Testing
         }
     }
 
+    /// A connection lost mid-answer: what arrived is handed over, then the loss, never a
+    /// short body that looks whole.
+    @Test(arguments: Kind.allCases) func aCutAnswerEndsInAnError(kind: Kind) async throws {
+        let sent = String(repeating: "y", count: 100_000)
+        let server = try FakeServer(response: "HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n\(sent)")
+        defer { server.stop() }
+        let response = try await kind.make(HTTPEndpoint(.unix(path: server.path))).stream(HTTPRequest(method: "GET", path: "/logs"), streamErrorResponses: false)
+        var received = 0
+        await #expect(throws: HTTPClientError.self) {
+            for try await chunk in response.body { received += chunk.count }
+        }
+        #expect(received == sent.utf8.count)
+        await #expect(throws: HTTPClientError.self) {
+            _ = try await kind.make(HTTPEndpoint(.unix(path: server.path))).send(HTTPRequest(method: "GET", path: "/x"))
+        }
+    }
+
+    /// Whoever listens at an address given by mistake cannot fill `berth`'s memory with an answer.
+    @Test func anOverlongAnswerIsRefused() async throws {
+        let server = try FakeServer(response: "HTTP/1.1 200 OK\r\nContent-Length: \(NIOTransport.largestAnswer + 1)\r\n\r\n" + String(repeating: "z", count: NIOTransport.largestAnswer + 1))
+        defer { server.stop() }
+        await #expect {
+            _ = try await NIOTransport(endpoint: HTTPEndpoint(.unix(path: server.path))).send(HTTPRequest(method: "GET", path: "/x"))
+        } throws: { error in
+            "\(error)".contains("the answer is larger than 16 MB")
+        }
+    }
+
     /// TLS that trusts no CA and pins no key would check nothing: refused before connecting.
     @Test(arguments: Kind.allCases) func tlsThatChecksNothingIsRefused(kind: Kind) async throws {
         await #expect {
