@@ -2,6 +2,8 @@
 #define BERTH_CCURL_SHIM_H
 
 #include <curl/curl.h>
+#include <dlfcn.h>
+#include <stdint.h>
 #include <string.h>
 
 /* curl_easy_setopt and curl_easy_getinfo are variadic, which Swift cannot call.
@@ -75,6 +77,18 @@ static inline int berth_multi_reading_socket(CURLM *multi) {
         return -1;
     }
     return FD_ISSET(highest, &readable) && !FD_ISSET(highest, &writable) ? highest : -1;
+}
+
+/* Starts OpenSSL, before libcurl would, without its tables of ciphers and digests, its
+   configuration file and its error strings, which only libcurl's certificate checks need. Looked
+   up in the libcrypto libcurl already loaded, so building needs no OpenSSL headers; the options
+   are OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, _NO_ADD_ALL_CIPHERS, _NO_ADD_ALL_DIGESTS and
+   _NO_LOAD_CONFIG, the same in OpenSSL 1.1 and 3. 1 when done. */
+static inline int berth_start_openssl_without_tls(void) {
+    typedef int (*init_crypto)(uint64_t options, const void *settings);
+    init_crypto init = (init_crypto)dlsym(RTLD_DEFAULT, "OPENSSL_init_crypto");
+    if (!init) return 0;
+    return init(0x01 | 0x10 | 0x20 | 0x80, NULL);
 }
 
 #endif

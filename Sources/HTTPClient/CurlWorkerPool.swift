@@ -1,4 +1,5 @@
 import CCurl
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -20,6 +21,7 @@ import Darwin
 /// worker leaves as soon as nothing is queued, and the threads and connections go with them.
 final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
     private static let globalInit: Void = {
+        CurlStart.state.withLock { $0.started = true }
         curl_global_init(Int(CURL_GLOBAL_ALL))
     }()
 

@@ -533,6 +533,10 @@ func configureTLS(_ tls: ClientTLS?, on handle: UnsafeMutableRawPointer, _ check
         // TLS that checks nothing would look safe and be anyone's.
         check(CURLE_SSL_CACERT_BADFILE, "TLS with neither a trusted CA nor a pinned key")
     }
+    if tls != nil, CurlStart.state.withLock({ $0.withoutTLS }) {
+        // OpenSSL started without what checking a certificate takes.
+        check(CURLE_SSL_CACERT_BADFILE, "this process started libcurl without TLS")
+    }
     func blob(_ option: CURLoption, _ text: String?) {
         guard let text else {
             berth_setopt_blob(handle, option, nil, 0)

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import CCurl
 import Dispatch
 @_exported import HTTPWire
 import Synchronization
@@ -240,5 +241,26 @@ extension Transport: HTTPTransport {
 
     public func stream(_ request: HTTPRequest, streamErrorResponses: Bool) async throws -> HTTPStreamingResponse {
         try await stream(request, traceRequest: nil, streamErrorResponses: streamErrorResponses)
+    }
+}
+
+/// Whether libcurl has started in this process, and whether without what TLS needs.
+enum CurlStart {
+    static let state = Mutex<(started: Bool, withoutTLS: Bool)>((false, false))
+}
+
+extension Transport {
+    /// For a process that makes no TLS connection through libcurl (an agent whose engine is a
+    /// Unix socket): starts OpenSSL, before libcurl would, without the tables, configuration
+    /// and error strings only certificate checks need, which libcurl's start otherwise reads
+    /// into every such process (1.1 MB of an idle agent's 26 MB). Call it before the first
+    /// transport is made; false when it comes too late. TLS endpoints are refused afterwards.
+    @discardableResult
+    public static func startWithoutTLS() -> Bool {
+        CurlStart.state.withLock { state in
+            guard !state.started, berth_start_openssl_without_tls() == 1 else { return false }
+            state.withoutTLS = true
+            return true
+        }
     }
 }

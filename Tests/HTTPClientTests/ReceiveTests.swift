@@ -67,3 +67,33 @@ import Testing
         }
     }
 }
+
+/// `Transport.startWithoutTLS`, in a process of its own: OpenSSL started so cannot check a
+/// certificate, so TLS endpoints are refused outright rather than reached unchecked, while
+/// plain requests go on as before.
+@Suite struct StartWithoutTLSTests {
+    @Test func tlsIsRefusedAndPlainRequestsWork() async {
+        await #expect(processExitsWith: .success) {
+            guard Transport.startWithoutTLS() else { exit(2) }
+            let server = try FakeServer(response: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            defer { server.stop() }
+            let plain = try await Transport(endpoint: HTTPEndpoint(.unix(path: server.path))).send(HTTPRequest(method: "GET", path: "/"))
+            guard plain.status == 200 else { exit(3) }
+            let tls = Transport(endpoint: HTTPEndpoint(.tcp(host: "127.0.0.1", port: 9), tls: ClientTLS(pinnedKey: "sha256//AAAA")))
+            do {
+                _ = try await tls.send(HTTPRequest(method: "GET", path: "/", timeout: .seconds(2)))
+                exit(4)
+            } catch {
+                exit("\(error)".contains("this process started libcurl without TLS") ? 0 : 5)
+            }
+        }
+    }
+
+    /// Once libcurl has started with TLS, it is too late to start without.
+    @Test func tooLateOnceStarted() async {
+        await #expect(processExitsWith: .success) {
+            _ = Transport(endpoint: HTTPEndpoint(.unix(path: "/nonexistent")))
+            exit(Transport.startWithoutTLS() ? 1 : 0)
+        }
+    }
+}

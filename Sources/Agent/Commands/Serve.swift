@@ -57,6 +57,8 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw failure("\(server.file): <Docker>: \(error)")
         }
+        // The engine on a Unix socket is the only server the agent reaches through libcurl.
+        if endpoint.tls == nil { Transport.startWithoutTLS() }
         let docker = DockerClient(endpoint: endpoint, lanes: Transport.Lanes(requests: server.engineWorkers, streams: server.engineStreams))
         let remapsUsers = await engineRemapsUsers(docker, logger: logger)
         let template = try loadTemplate(server, engineRemapsUsers: remapsUsers)
