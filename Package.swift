@@ -109,7 +109,7 @@ let package = Package(
         .target(name: "HTTPClient", dependencies: ["CCurl", "HTTPWire"], swiftSettings: essentialsOnly),
         /// HTTP/1.1 on SwiftNIO for `berth`, which then needs no libcurl.
         .target(name: "NIOTransport", dependencies: [
-            "HTTPWire", crypto, nioSSL, .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            "HTTPWire", crypto, x509, asn1, nioSSL, .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOTLS", package: "swift-nio"),
         ], swiftSettings: essentialsOnly),
         /// The Docker Engine API: endpoints, models, the multiplexed stream. Only the agent uses it.
@@ -153,7 +153,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "TestSupport"]),
         .testTarget(name: "NIOTransportTests", dependencies: [
-            "NIOTransport", "HTTPClient", "BerthAPI", "BerthTLS", "TestSupport", nioSSL, .product(name: "NIOCore", package: "swift-nio"),
+            "NIOTransport", "HTTPClient", "BerthAPI", "BerthTLS", "TestSupport", crypto, x509, nioSSL, .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "EngineAPITests", dependencies: ["EngineAPI", "HTTPClient", "TestSupport"]),

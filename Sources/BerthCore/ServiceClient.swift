@@ -168,7 +168,7 @@ public struct ServiceClient: Sendable {
     }
 
     /// Sends a request and hands the answer's body to `receive` piece by piece as it arrives, on
-    /// the transfer's own thread (see `Transport.receive`); returns when the body has ended. Error
+    /// the connection's own thread (see `HTTPTransport.receive`); returns when the body has ended. Error
     /// statuses throw; so does whatever `receive` throws, unchanged.
     public func receive(
         _ method: String, _ path: String, body: (some Encodable)? = nil as String?, token: String? = nil,

@@ -126,6 +126,8 @@ final class UnitOutput: @unchecked Sendable {
     private var waiters: [CheckedContinuation<Void, Never>] = []
     /// The first line so far, while it is being read; nil when complete or not wanted.
     private var partialHeader: [UInt8]?
+    /// The most of a first line held as the header.
+    static let longestHeader = 64 << 10
     private(set) var header: [UInt8]?
     /// Set once the spool is drained on this unit's turn: from then on output goes straight out.
     private var live = false
@@ -149,8 +151,8 @@ final class UnitOutput: @unchecked Sendable {
     // MARK: The reading side
 
     /// Runs the unit's call through `open`, which hands each piece of the answer to the receiver
-    /// it is given, on the transfer's thread: every payload byte goes from libcurl's buffer
-    /// straight to the terminal or the spool.
+    /// it is given, on the connection's own thread: every payload byte goes from the transport's
+    /// buffer straight to the terminal or the spool.
     func read(_ open: (@escaping CallMerger.Receiver) async throws -> Void) async {
         do {
             try await open { [self] bytes in try receive(bytes) }
@@ -180,17 +182,26 @@ final class UnitOutput: @unchecked Sendable {
         var rest = bytes[...]
         lock.lock()
         if var pending = partialHeader {
-            if let newline = rest.firstIndex(of: UInt8(ascii: "\n")) {
+            let room = Self.longestHeader - pending.count
+            if let newline = rest.firstIndex(of: UInt8(ascii: "\n")), rest.distance(from: rest.startIndex, to: newline) < room {
                 pending += rest[...newline]
                 rest = rest[(newline + 1)...]
                 header = pending
                 partialHeader = nil
                 wakeWaiters()
-            } else {
+            } else if rest.count < room {
                 pending += rest
                 partialHeader = pending
                 lock.unlock()
                 return
+            } else {
+                // A first line longer than any header: its first part is taken for the header,
+                // and the rest is output like any other, never held whole in memory.
+                pending += rest.prefix(room)
+                rest = rest.dropFirst(room)
+                header = pending
+                partialHeader = nil
+                wakeWaiters()
             }
         }
         if rest.isEmpty { lock.unlock(); return }

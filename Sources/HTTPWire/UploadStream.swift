@@ -5,9 +5,10 @@ import Foundation
 #endif
 import Synchronization
 
-/// A request body written while the request is under way: libcurl sends it chunked as it comes,
-/// and reads the answer at the same time, so the body and the answer can go on together (an
-/// interactive command's keystrokes and its output). A writer that gets `window` bytes ahead of
+/// A request body written while the request is under way: the transport sends it chunked as it
+/// comes, and reads the answer at the same time, so the body and the answer can go on together
+/// (an interactive command's keystrokes and its output). libcurl's transport reads it from its
+/// callback (`read(into:)`), SwiftNIO's pulls it (`nextChunk`). A writer that gets `window` bytes ahead of
 /// the connection waits.
 public final class UploadStream: Sendable {
     private struct State {
@@ -147,7 +148,7 @@ public final class UploadStream: Sendable {
         }
     }
 
-    /// Whether libcurl waits for a chunk that has not been written.
+    /// Whether libcurl's transport waits for a chunk that has not been written.
     package var isWaiting: Bool {
         state.withLock { $0.paused && $0.chunks.isEmpty && !$0.finished }
     }

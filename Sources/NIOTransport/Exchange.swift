@@ -4,7 +4,9 @@ import NIOCore
 import NIOHTTP1
 import NIOSSL
 import NIOTLS
+import SwiftASN1
 import Synchronization
+import X509
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -62,7 +64,12 @@ final class Exchange: Sendable {
     }
 
     func deadline(_ scheduled: Scheduled<Void>) {
-        state.withLock { $0.deadline = scheduled }
+        let over = state.withLock { state in
+            guard !state.ended, state.failure == nil else { return true }
+            state.deadline = scheduled
+            return false
+        }
+        if over { scheduled.cancel() }
     }
 
     /// Runs `action` once the exchange is over, with its failure if it failed.
@@ -253,13 +260,19 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let exchange: Exchange
     private let tls: Bool
+    /// A host name the certificate must name among its DNS names; nil for an address.
+    private let serverName: String?
+    private let handshakeDeadline: NIODeadline
     private let handshakeTimeout: Duration
-    private var handshakeDeadline: Scheduled<Void>?
+    private var handshakeTimer: Scheduled<Void>?
+    private var handshakeDone = false
     private var headSeen = false
 
-    init(_ exchange: Exchange, tls: Bool, handshakeTimeout: Duration) {
+    init(_ exchange: Exchange, tls: Bool, serverName: String?, handshakeDeadline: NIODeadline, handshakeTimeout: Duration) {
         self.exchange = exchange
         self.tls = tls
+        self.serverName = serverName
+        self.handshakeDeadline = handshakeDeadline
         self.handshakeTimeout = handshakeTimeout
     }
 
@@ -268,7 +281,7 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let exchange = exchange
             let endpoint = exchange.endpoint
             let timeout = handshakeTimeout
-            handshakeDeadline = context.eventLoop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
+            handshakeTimer = context.eventLoop.scheduleTask(deadline: handshakeDeadline) {
                 exchange.fail(HTTPClientError.tlsFailed(endpoint: endpoint.description, reason: "no TLS handshake within \(timeout.formattedSeconds)"))
             }
         } else {
@@ -279,14 +292,33 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
-            handshakeDeadline?.cancel()
-            if let failure = pinFailure(context: context) {
+            handshakeTimer?.cancel()
+            handshakeDone = true
+            if let failure = nameFailure(context: context) ?? pinFailure(context: context) {
                 exchange.fail(failure)
             } else {
                 exchange.becameReady()
             }
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Why the certificate does not name the host asked for, if it does not: by a DNS name only,
+    /// exactly or by a wildcard for one label, as libcurl checks.
+    private func nameFailure(context: ChannelHandlerContext) -> HTTPClientError? {
+        guard let serverName, exchange.endpoint.tls?.trustedCAs != nil else { return nil }
+        let wanted = serverName.lowercased()
+        let der = (try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).peerCertificate).flatMap { try? $0.toDERBytes() }
+        let names: [GeneralName] = der.flatMap { try? Certificate(derEncoded: $0).extensions.subjectAlternativeNames }.map(Array.init) ?? []
+        for name in names {
+            guard case .dnsName(let dns) = name else { continue }
+            let pattern = dns.lowercased()
+            if pattern == wanted { return nil }
+            if pattern.hasPrefix("*."), let dot = wanted.firstIndex(of: "."), wanted[dot...] == pattern.dropFirst(), dot > wanted.startIndex {
+                return nil
+            }
+        }
+        return .untrusted(endpoint: exchange.endpoint.description, reason: "its certificate does not name \(serverName)")
     }
 
     /// Why the server's key is not the pinned one, if it is not.
@@ -340,7 +372,7 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        handshakeDeadline?.cancel()
+        handshakeTimer?.cancel()
         exchange.fail(headSeen
             ? HTTPClientError.transport("\(exchange.request.method) \(exchange.request.path): the connection closed before the end of the answer")
             : HTTPClientError.unreachable(endpoint: exchange.endpoint.description, reason: "the connection closed without an answer"))
@@ -348,21 +380,34 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// A failure as the rest of Berth names it: the server not trusted, no TLS session, or the
-    /// connection lost.
+    /// connection lost. Once the handshake is done, a TLS error is the connection's, not trust's.
     private func classify(_ error: any Error) -> HTTPClientError {
         let endpoint = exchange.endpoint.description
+        let request = "\(exchange.request.method) \(exchange.request.path)"
         if let error = error as? NIOSSLExtraError, error == .failedToValidateHostname {
             return .untrusted(endpoint: endpoint, reason: "its certificate does not name \(endpoint.split(separator: "/").last ?? "")")
         }
-        if let error = error as? NIOSSLError {
+        if let error = error as? NIOSSLError, !handshakeDone {
             let detail = "\(error)"
             if detail.contains("CERTIFICATE_VERIFY_FAILED") {
                 return .untrusted(endpoint: endpoint, reason: "its certificate is not signed by a trusted CA")
             }
-            if detail.contains("ALERT") && headSeen == false && tls {
+            if detail.contains("ALERT") {
                 return .tlsFailed(endpoint: endpoint, reason: "the server refused this client: \(detail)")
             }
             return .tlsFailed(endpoint: endpoint, reason: detail)
+        }
+        if let error = error as? NIOSSLError, case .uncleanShutdown = error {
+            return headSeen
+                ? .transport("\(request): the connection closed before the end of the answer")
+                : .unreachable(endpoint: endpoint, reason: "the connection closed without an answer")
+        }
+        if let error = error as? NIOSSLError {
+            // TLS 1.3 checks a client's certificate after the handshake: a refusal comes as an alert.
+            let detail = "\(error)"
+            return detail.contains("ALERT") && !headSeen
+                ? .tlsFailed(endpoint: endpoint, reason: "the server refused this client: \(detail)")
+                : .transport("\(request): \(detail)")
         }
         if let error = error as? IOError {
             return .transport("\(exchange.request.method) \(exchange.request.path): \(String(cString: strerror(error.errnoCode)).lowercased())")

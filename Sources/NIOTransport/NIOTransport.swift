@@ -56,45 +56,72 @@ public final class NIOTransport: HTTPTransport {
         let exchange = try await begin(request, sink: nil)
         let head = try await exchange.head()
         if head.status >= 400 && !streamErrorResponses {
-            var body = Data()
-            while let chunk = try await exchange.next(), body.count < 65536 { body.append(chunk.prefix(65536 - body.count)) }
-            exchange.close()
+            let body = try await Self.message(of: exchange)
             throw HTTPClientError.status(HTTPResponse(head: head, body: body), method: request.method, path: request.path)
         }
         let reader = BodyReader(exchange)
         return HTTPStreamingResponse(head: head, body: AsyncThrowingStream { try await reader.next() })
     }
 
-    /// The body goes to `receive` on the connection's event loop, straight from NIO's buffer: a
-    /// receiver that blocks (writing to a pipe) holds its connection's reading back with it.
+    /// The body goes to `receive` straight from NIO's buffer, on an event loop of this request's
+    /// own: a receiver that blocks (writing to a paused pipe) holds back its own connection's
+    /// reading, and no other connection's.
     public func receive(
         _ request: HTTPRequest, into receive: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void
     ) async throws -> HTTPResponse {
-        let exchange = try await begin(request, sink: receive)
-        let head = try await exchange.head()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        do {
+            let exchange = try await begin(request, sink: receive, on: group)
+            let head = try await exchange.head()
+            // Only an error's body comes here, for its message.
+            let body = head.status >= 400 ? try await Self.message(of: exchange) : Data()
+            while try await exchange.next() != nil {}
+            try? await group.shutdownGracefully()
+            return HTTPResponse(head: head, body: body)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    /// An error answer's body, for its message: one line, so what is past 64 KiB is not read.
+    private static func message(of exchange: Exchange) async throws -> Data {
         var body = Data()
-        // Only an error's body comes here, for its message: what is past 64 KiB is not kept.
-        while let chunk = try await exchange.next() { body.append(chunk.prefix(max(0, 65536 - body.count))) }
-        return HTTPResponse(head: head, body: body)
+        while body.count < 65536, let chunk = try await exchange.next() { body.append(chunk.prefix(65536 - body.count)) }
+        exchange.close()
+        return body
     }
 
     /// Connects, writes the request once the connection is ready (its TLS checked), and returns
     /// the exchange the answer arrives on.
-    private func begin(_ request: HTTPRequest, sink: (@Sendable (UnsafeRawBufferPointer) throws -> Void)?) async throws -> Exchange {
+    private func begin(
+        _ request: HTTPRequest, sink: (@Sendable (UnsafeRawBufferPointer) throws -> Void)?,
+        on group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> Exchange {
         let exchange = Exchange(request: request, endpoint: endpoint, window: streamWindow, sink: sink)
+        if case .stream(let upload, _) = request.body {
+            // However the exchange ends, before its request is written or after, the body's
+            // writer hears of it rather than waiting for a reader that never comes.
+            exchange.onEnd { upload.fail($0 ?? .cancelled) }
+        }
         return try await withTaskCancellationHandler {
-            let context = try tls?.get()
-            let loop = MultiThreadedEventLoopGroup.singleton.next()
-            if let timeout = request.timeout {
-                exchange.deadline(loop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
-                    exchange.fail(HTTPClientError.timeout(method: request.method, path: request.path, after: timeout))
-                })
+            do {
+                let context = try tls?.get()
+                let loop = group.next()
+                if let timeout = request.timeout {
+                    exchange.deadline(loop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
+                        exchange.fail(HTTPClientError.timeout(method: request.method, path: request.path, after: timeout))
+                    })
+                }
+                let channel = try await connect(on: loop, exchange: exchange, tls: context)
+                exchange.attach(channel)
+                try await exchange.ready()
+                write(request, to: channel, exchange: exchange)
+                return exchange
+            } catch {
+                exchange.fail(error)
+                throw error
             }
-            let channel = try await connect(on: loop, exchange: exchange, tls: context)
-            exchange.attach(channel)
-            try await exchange.ready()
-            try await write(request, to: channel, exchange: exchange)
-            return exchange
         } onCancel: {
             exchange.fail(HTTPClientError.cancelled)
         }
@@ -102,6 +129,8 @@ public final class NIOTransport: HTTPTransport {
 
     private func connect(on loop: any EventLoop, exchange: Exchange, tls context: NIOSSLContext?) async throws -> any Channel {
         let serverName = endpoint.serverName
+        // Connecting and the TLS handshake share the one limit, as for libcurl.
+        let handshakeDeadline = NIODeadline.now() + .nanoseconds(connectTimeout.nanoseconds)
         let handshakeTimeout = connectTimeout
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(.nanoseconds(connectTimeout.nanoseconds))
@@ -113,7 +142,8 @@ public final class NIOTransport: HTTPTransport {
                         try operations.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
                     }
                     try operations.addHTTPClientHandlers()
-                    try operations.addHandler(ExchangeHandler(exchange, tls: context != nil, handshakeTimeout: handshakeTimeout))
+                    try operations.addHandler(ExchangeHandler(
+                        exchange, tls: context != nil, serverName: serverName, handshakeDeadline: handshakeDeadline, handshakeTimeout: handshakeTimeout))
                 }
             }
         do {
@@ -147,35 +177,38 @@ public final class NIOTransport: HTTPTransport {
         return .unreachable(endpoint: endpoint.description, reason: "\(error)")
     }
 
-    /// The head, then the body as the request says: whole, from a file, or as it is written.
-    private func write(_ request: HTTPRequest, to channel: any Channel, exchange: Exchange) async throws {
+    /// The head, then the body as the request says: whole, from a file, or as it is written. A
+    /// part that cannot be written (a header NIO refuses, a connection gone) ends the exchange,
+    /// which would otherwise wait for an answer to a request never sent.
+    private func write(_ request: HTTPRequest, to channel: any Channel, exchange: Exchange) {
         var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method), uri: request.target)
         head.headers.add(name: "Host", value: endpoint.hostHeader)
-        let send = { (part: HTTPClientRequestPart) in channel.writeAndFlush(NIOAny(part)) }
+        let send = { (part: HTTPClientRequestPart) -> EventLoopFuture<Void> in
+            let written = channel.writeAndFlush(part)
+            written.whenFailure { error in
+                exchange.fail(HTTPClientError.transport("\(request.method) \(request.path): the request could not be sent: \(error)"))
+            }
+            return written
+        }
+        let sendHead = { (framing: [(name: String, value: String)]) in
+            head.headers.add(contentsOf: framing + request.headers)
+            _ = send(.head(head))
+        }
         switch request.body {
         case .none:
-            if request.method != "GET" && request.method != "HEAD" { head.headers.add(name: "Content-Length", value: "0") }
-            head.headers.add(contentsOf: request.headers)
-            _ = send(.head(head))
+            sendHead(request.method == "GET" || request.method == "HEAD" ? [] : [(name: "Content-Length", value: "0")])
             _ = send(.end(nil))
         case .data(let data, let contentType):
-            head.headers.add(name: "Content-Type", value: contentType)
-            head.headers.add(name: "Content-Length", value: "\(data.count)")
-            head.headers.add(contentsOf: request.headers)
-            _ = send(.head(head))
+            sendHead([(name: "Content-Type", value: contentType), (name: "Content-Length", value: "\(data.count)")])
             if !data.isEmpty { _ = send(.body(.byteBuffer(ByteBuffer(bytes: data)))) }
             _ = send(.end(nil))
         case .file(let path, let contentType):
             let file = open(path, O_RDONLY | O_CLOEXEC)
             guard file >= 0 else {
-                let failure = HTTPClientError.transport("cannot read \(path): \(String(cString: strerror(errno)))")
-                exchange.fail(failure)
-                throw failure
+                exchange.fail(HTTPClientError.transport("cannot read \(path): \(String(cString: strerror(errno)))"))
+                return
             }
-            head.headers.add(name: "Content-Type", value: contentType)
-            head.headers.add(name: "Transfer-Encoding", value: "chunked")
-            head.headers.add(contentsOf: request.headers)
-            _ = send(.head(head))
+            sendHead([(name: "Content-Type", value: contentType), (name: "Transfer-Encoding", value: "chunked")])
             Task {
                 defer { close(file) }
                 var buffer = [UInt8](repeating: 0, count: 64 << 10)
@@ -192,11 +225,7 @@ public final class NIOTransport: HTTPTransport {
                 _ = send(.end(nil))
             }
         case .stream(let upload, let contentType):
-            head.headers.add(name: "Content-Type", value: contentType)
-            head.headers.add(name: "Transfer-Encoding", value: "chunked")
-            head.headers.add(contentsOf: request.headers)
-            _ = send(.head(head))
-            exchange.onEnd { upload.fail($0 ?? .cancelled) }
+            sendHead([(name: "Content-Type", value: contentType), (name: "Transfer-Encoding", value: "chunked")])
             Task {
                 do {
                     while let chunk = try await upload.nextChunk() {
@@ -211,8 +240,10 @@ public final class NIOTransport: HTTPTransport {
     }
 
     /// A context that checks the server as `tls` says: against its CAs only (never the
-    /// system's), the certificate naming the address connected to; a pinned key is checked once
-    /// the handshake is done, before anything is sent.
+    /// system's), the certificate naming the address connected to. A host name is checked
+    /// against the certificate's DNS names by `ExchangeHandler` instead, as is a pinned key, once
+    /// the handshake is done and before anything is sent: NIOSSL would also take a certificate
+    /// naming the address the name led to, which anyone answering for the name has.
     private static func context(for tls: ClientTLS, endpoint: HTTPEndpoint) -> Result<NIOSSLContext, HTTPClientError> {
         guard tls.trustedCAs != nil || tls.pinnedKey != nil else {
             // TLS that checks nothing would look safe and be anyone's.
@@ -223,7 +254,7 @@ public final class NIOTransport: HTTPTransport {
             configuration.minimumTLSVersion = .tlsv12
             if let pem = tls.trustedCAs {
                 configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8)))
-                configuration.certificateVerification = .fullVerification
+                configuration.certificateVerification = endpoint.serverName == nil ? .fullVerification : .noHostnameVerification
             } else {
                 configuration.certificateVerification = .none
             }
@@ -239,8 +270,8 @@ public final class NIOTransport: HTTPTransport {
 }
 
 extension HTTPEndpoint {
-    /// The name sent in the TLS handshake and checked in the certificate; none for an address,
-    /// which the certificate is checked against instead.
+    /// The name sent in the TLS handshake and looked for among the certificate's DNS names; none
+    /// for an address, which the certificate must name instead.
     var serverName: String? {
         guard case .tcp(let host, _) = kind, (try? SocketAddress(ipAddress: host, port: 0)) == nil else { return nil }
         return host

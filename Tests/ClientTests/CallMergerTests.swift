@@ -67,6 +67,19 @@ import UnitProtocol
         #expect(text == "name\na 1\nb 1\n")
     }
 
+    /// A first line without end is not held whole in memory as a header: its first 64 KiB are
+    /// taken for the header and the rest is output.
+    @Test func anEndlessFirstLineIsNotHeldWhole() async throws {
+        let long = String(repeating: "x", count: 200_000)
+        let text = try await merge([
+            Answer(frames: [.stdout(Array((long + "\na 1\n").utf8)), .exit(0)]),
+            Answer(frames: [.stdout(Array((long + "\nb 1\n").utf8)), .exit(0)]),
+        ], header: true)
+        let expected = long + "\na 1\n" + long.dropFirst(UnitOutput.longestHeader) + "\nb 1\n"
+        let same = text == expected
+        #expect(same, "\(text.count) characters, \(expected.count) expected; ends \(text.suffix(12).debugDescription)")
+    }
+
     @Test func differingHeadersFailNamingTheUnit() async throws {
         do {
             _ = try await merge([

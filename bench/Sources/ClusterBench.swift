@@ -5,6 +5,7 @@ import BerthTLS
 import EngineAPI
 import HTTPClient
 import Foundation
+import TestSupport
 import UnitProtocol
 
 /// A Berth cluster on loopback for benchmarks: agents on 127.0.0.2 and 127.0.0.3 and a manager,
