@@ -390,7 +390,8 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let error = error as? NIOSSLError, !handshakeDone {
             let detail = "\(error)"
             if detail.contains("CERTIFICATE_VERIFY_FAILED") {
-                return .untrusted(endpoint: endpoint, reason: "its certificate is not signed by a trusted CA")
+                // BoringSSL does not say which check failed: name them all.
+                return .untrusted(endpoint: endpoint, reason: "its certificate does not verify against the trusted CA (another CA's, expired or not yet valid)")
             }
             if detail.contains("ALERT") {
                 return .tlsFailed(endpoint: endpoint, reason: "the server refused this client: \(detail)")
