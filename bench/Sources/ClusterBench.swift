@@ -190,12 +190,28 @@ final class BenchCluster: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
+        // As deployed: with the environment the program's systemd unit gives it.
+        let unit = URL(fileURLWithPath: path).lastPathComponent
+        process.environment = ProcessInfo.processInfo.environment.merging(try Self.unitEnvironment(of: unit)) { $1 }
         FileManager.default.createFile(atPath: root + "/\(log).log", contents: nil)
         let output = FileHandle(forWritingAtPath: root + "/\(log).log")
         process.standardOutput = output
         process.standardError = output
         try process.run()
         processes.append(process)
+    }
+
+    /// The `Environment=` lines of `Resources/templates/systemd/PROGRAM.service`.
+    static func unitEnvironment(of program: String) throws -> [String: String] {
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let unit = try String(contentsOf: repository.appendingPathComponent("Resources/templates/systemd/\(program).service"), encoding: .utf8)
+        var environment: [String: String] = [:]
+        for line in unit.split(separator: "\n") where line.hasPrefix("Environment=") {
+            let setting = line.dropFirst("Environment=".count)
+            guard let equals = setting.firstIndex(of: "=") else { continue }
+            environment[String(setting[..<equals])] = String(setting[setting.index(after: equals)...])
+        }
+        return environment
     }
 
     private func waitListening(_ address: HostPort) async throws {
