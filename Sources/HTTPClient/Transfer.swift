@@ -535,7 +535,7 @@ func configureTLS(_ tls: ClientTLS?, on handle: UnsafeMutableRawPointer, _ check
     }
     if tls != nil, CurlStart.state.withLock({ $0.withoutTLS }) {
         // OpenSSL started without what checking a certificate takes.
-        check(CURLE_SSL_CACERT_BADFILE, "this process started libcurl without TLS")
+        check(CURLE_SSL_CACERT_BADFILE, "a TLS endpoint in a process that started libcurl without TLS")
     }
     func blob(_ option: CURLoption, _ text: String?) {
         guard let text else {

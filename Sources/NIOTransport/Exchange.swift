@@ -304,21 +304,27 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Why the certificate does not name the host asked for, if it does not: by a DNS name only,
-    /// exactly or by a wildcard for one label, as libcurl checks.
+    /// exactly, or by a wildcard for its first label under at least two more (`*.example.com`,
+    /// never `*.com`), and never for an internationalised label.
     private func nameFailure(context: ChannelHandlerContext) -> HTTPClientError? {
         guard let serverName, exchange.endpoint.tls?.trustedCAs != nil else { return nil }
         let wanted = serverName.lowercased()
         let der = (try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).peerCertificate).flatMap { try? $0.toDERBytes() }
         let names: [GeneralName] = der.flatMap { try? Certificate(derEncoded: $0).extensions.subjectAlternativeNames }.map(Array.init) ?? []
         for name in names {
-            guard case .dnsName(let dns) = name else { continue }
-            let pattern = dns.lowercased()
-            if pattern == wanted { return nil }
-            if pattern.hasPrefix("*."), let dot = wanted.firstIndex(of: "."), wanted[dot...] == pattern.dropFirst(), dot > wanted.startIndex {
-                return nil
-            }
+            if case .dnsName(let dns) = name, Self.dnsName(dns, names: wanted) { return nil }
         }
         return .untrusted(endpoint: exchange.endpoint.description, reason: "its certificate does not name \(serverName)")
+    }
+
+    /// Whether a certificate's DNS name `pattern` names `host` (lowercased).
+    static func dnsName(_ pattern: String, names host: String) -> Bool {
+        let pattern = pattern.lowercased()
+        if pattern == host { return true }
+        guard pattern.hasPrefix("*."), pattern.dropFirst(2).contains("."), !host.hasPrefix("xn--"),
+              let dot = host.firstIndex(of: "."), dot > host.startIndex
+        else { return false }
+        return host[dot...] == pattern.dropFirst()
     }
 
     /// Why the server's key is not the pinned one, if it is not.

@@ -65,21 +65,30 @@ public final class NIOTransport: HTTPTransport {
 
     /// The body goes to `receive` straight from NIO's buffer, on an event loop of this request's
     /// own: a receiver that blocks (writing to a paused pipe) holds back its own connection's
-    /// reading, and no other connection's.
+    /// reading, and no other connection's. A request body written as it goes keeps to the shared
+    /// loops, whose lives do not end with the answer while its writer may still be at work.
     public func receive(
         _ request: HTTPRequest, into receive: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void
     ) async throws -> HTTPResponse {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let ownLoop: MultiThreadedEventLoopGroup?
+        switch request.body {
+        case .none, .data: ownLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        case .file, .stream: ownLoop = nil
+        }
         do {
-            let exchange = try await begin(request, sink: receive, on: group)
+            let exchange = try await begin(request, sink: receive, on: ownLoop ?? MultiThreadedEventLoopGroup.singleton)
             let head = try await exchange.head()
-            // Only an error's body comes here, for its message.
-            let body = head.status >= 400 ? try await Self.message(of: exchange) : Data()
-            while try await exchange.next() != nil {}
-            try? await group.shutdownGracefully()
+            var body = Data()
+            if head.status >= 400 {
+                // Only an error's body comes here, for its message.
+                body = try await Self.message(of: exchange)
+            } else {
+                while try await exchange.next() != nil {}
+            }
+            try? await ownLoop?.shutdownGracefully()
             return HTTPResponse(head: head, body: body)
         } catch {
-            try? await group.shutdownGracefully()
+            try? await ownLoop?.shutdownGracefully()
             throw error
         }
     }

@@ -84,7 +84,7 @@ import Testing
                 _ = try await tls.send(HTTPRequest(method: "GET", path: "/", timeout: .seconds(2)))
                 exit(4)
             } catch {
-                exit("\(error)".contains("this process started libcurl without TLS") ? 0 : 5)
+                exit("\(error)".contains("a process that started libcurl without TLS") ? 0 : 5)
             }
         }
     }

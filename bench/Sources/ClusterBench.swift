@@ -206,10 +206,28 @@ final class BenchCluster: @unchecked Sendable {
         let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let unit = try String(contentsOf: repository.appendingPathComponent("Resources/templates/systemd/\(program).service"), encoding: .utf8)
         var environment: [String: String] = [:]
-        for line in unit.split(separator: "\n") where line.hasPrefix("Environment=") {
-            let setting = line.dropFirst("Environment=".count)
-            guard let equals = setting.firstIndex(of: "=") else { continue }
-            environment[String(setting[..<equals])] = String(setting[setting.index(after: equals)...])
+        for line in unit.split(separator: "\n") {
+            let line = line.trimmingCharacters(in: .whitespaces)
+            guard line.hasPrefix("Environment=") else { continue }
+            // Assignments separated by spaces, each may be in double quotes, as systemd reads them.
+            var assignments: [String] = []
+            var current = ""
+            var quoted = false
+            for character in line.dropFirst("Environment=".count) {
+                if character == "\"" {
+                    quoted.toggle()
+                } else if character == " " && !quoted {
+                    if !current.isEmpty { assignments.append(current) }
+                    current = ""
+                } else {
+                    current.append(character)
+                }
+            }
+            if !current.isEmpty { assignments.append(current) }
+            for assignment in assignments {
+                guard let equals = assignment.firstIndex(of: "=") else { continue }
+                environment[String(assignment[..<equals])] = String(assignment[assignment.index(after: equals)...])
+            }
         }
         return environment
     }

@@ -58,7 +58,9 @@ struct Serve: AsyncParsableCommand {
             throw failure("\(server.file): <Docker>: \(error)")
         }
         // The engine on a Unix socket is the only server the agent reaches through libcurl.
-        if endpoint.tls == nil { Transport.startWithoutTLS() }
+        if endpoint.tls == nil, !Transport.startWithoutTLS() {
+            logger.notice("libcurl had started before the agent could start it without TLS: OpenSSL's certificate tables stay loaded")
+        }
         let docker = DockerClient(endpoint: endpoint, lanes: Transport.Lanes(requests: server.engineWorkers, streams: server.engineStreams))
         let remapsUsers = await engineRemapsUsers(docker, logger: logger)
         let template = try loadTemplate(server, engineRemapsUsers: remapsUsers)
