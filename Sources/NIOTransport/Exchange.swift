@@ -35,6 +35,8 @@ final class Exchange: Sendable {
         var readHeld = false
         var deadline: Scheduled<Void>?
         var endActions: [@Sendable (HTTPClientError?) -> Void] = []
+
+        var isOver: Bool { ended || failure != nil }
     }
 
     let request: HTTPRequest
@@ -58,14 +60,14 @@ final class Exchange: Sendable {
     func attach(_ channel: any Channel) {
         let closeNow = state.withLock { state in
             state.channel = channel
-            return state.failure != nil || state.ended
+            return state.isOver
         }
         if closeNow { channel.close(promise: nil) }
     }
 
     func deadline(_ scheduled: Scheduled<Void>) {
         let over = state.withLock { state in
-            guard !state.ended, state.failure == nil else { return true }
+            guard !state.isOver else { return true }
             state.deadline = scheduled
             return false
         }
@@ -75,7 +77,7 @@ final class Exchange: Sendable {
     /// Runs `action` once the exchange is over, with its failure if it failed.
     func onEnd(_ action: @escaping @Sendable (HTTPClientError?) -> Void) {
         let over = state.withLock { state -> (any Error)?? in
-            guard state.ended || state.failure != nil else {
+            guard state.isOver else {
                 state.endActions.append(action)
                 return nil
             }
@@ -174,14 +176,9 @@ final class Exchange: Sendable {
         waiter?.resume(returning: head)
     }
 
-    /// Whether the body goes to the sink: only a successful answer's does.
-    var sinks: Bool {
-        sink != nil && state.withLock { ($0.head?.status ?? 0) < 400 }
-    }
-
     func received(body: Data) {
         let waiter = state.withLock { state -> CheckedContinuation<Data?, any Error>? in
-            guard state.failure == nil, !state.ended else { return nil }
+            guard !state.isOver else { return nil }
             if let waiter = state.bodyWaiter {
                 state.bodyWaiter = nil
                 return waiter
@@ -219,7 +216,7 @@ final class Exchange: Sendable {
 
     private func finish(_ failure: (any Error)?) {
         let outcome = state.withLock { state -> (waiters: Waiters, channel: (any Channel)?, actions: [@Sendable (HTTPClientError?) -> Void], deadline: Scheduled<Void>?)? in
-            guard !state.ended, state.failure == nil else { return nil }
+            guard !state.isOver else { return nil }
             if let failure { state.failure = failure } else { state.ended = true }
             let waiters = Waiters(ready: state.readyWaiter, head: state.headWaiter, body: state.bodyWaiter)
             state.readyWaiter = nil
@@ -267,6 +264,9 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var handshakeTimer: Scheduled<Void>?
     private var handshakeDone = false
     private var headSeen = false
+    /// Where this answer's body goes, set with its head: only a successful answer's goes to the
+    /// exchange's sink; an error's is kept for its message.
+    private var sink: (@Sendable (UnsafeRawBufferPointer) throws -> Void)?
 
     init(_ exchange: Exchange, tls: Bool, serverName: String?, handshakeDeadline: NIODeadline, handshakeTimeout: Duration) {
         self.exchange = exchange
@@ -350,11 +350,12 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // An interim answer (100 Continue) is not the answer.
             guard head.status.code >= 200 else { return }
             headSeen = true
+            sink = head.status.code < 400 ? exchange.sink : nil
             exchange.received(head: HTTPWire.HTTPResponseHead(
                 version: "HTTP/\(head.version.major).\(head.version.minor)", status: Int(head.status.code), reason: head.status.reasonPhrase,
                 headers: head.headers.map { (name: $0.name, value: $0.value) }))
         case .body(let buffer):
-            if exchange.sinks, let sink = exchange.sink {
+            if let sink {
                 do {
                     try buffer.withUnsafeReadableBytes { try sink($0) }
                 } catch {

@@ -72,8 +72,8 @@ public final class NIOTransport: HTTPTransport {
     ) async throws -> HTTPResponse {
         let ownLoop: MultiThreadedEventLoopGroup?
         switch request.body {
-        case .none, .data: ownLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        case .file, .stream: ownLoop = nil
+        case .none, .data, .file: ownLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        case .stream: ownLoop = nil
         }
         do {
             let exchange = try await begin(request, sink: receive, on: ownLoop ?? MultiThreadedEventLoopGroup.singleton)
@@ -186,7 +186,7 @@ public final class NIOTransport: HTTPTransport {
         return .unreachable(endpoint: endpoint.description, reason: "\(error)")
     }
 
-    /// The head, then the body as the request says: whole, from a file, or as it is written. A
+    /// The head, then the body as the request says: whole, or as it is written. A
     /// part that cannot be written (a header NIO refuses, a connection gone) ends the exchange,
     /// which would otherwise wait for an answer to a request never sent.
     private func write(_ request: HTTPRequest, to channel: any Channel, exchange: Exchange) {
@@ -211,28 +211,10 @@ public final class NIOTransport: HTTPTransport {
             sendHead([(name: "Content-Type", value: contentType), (name: "Content-Length", value: "\(data.count)")])
             if !data.isEmpty { _ = send(.body(.byteBuffer(ByteBuffer(bytes: data)))) }
             _ = send(.end(nil))
-        case .file(let path, let contentType):
-            let file = open(path, O_RDONLY | O_CLOEXEC)
-            guard file >= 0 else {
-                exchange.fail(HTTPClientError.transport("cannot read \(path): \(String(cString: strerror(errno)))"))
-                return
-            }
-            sendHead([(name: "Content-Type", value: contentType), (name: "Transfer-Encoding", value: "chunked")])
-            Task {
-                defer { close(file) }
-                var buffer = [UInt8](repeating: 0, count: 64 << 10)
-                while true {
-                    let count = read(file, &buffer, buffer.count)
-                    if count < 0 && errno == EINTR { continue }
-                    guard count >= 0 else {
-                        exchange.fail(HTTPClientError.transport("cannot read \(path): \(String(cString: strerror(errno)))"))
-                        return
-                    }
-                    guard count > 0 else { break }
-                    do { try await send(.body(.byteBuffer(ByteBuffer(bytes: buffer[0..<count])))).get() } catch { return }
-                }
-                _ = send(.end(nil))
-            }
+        case .file(let path, _):
+            // `berth` streams what it sends (`UploadStream`); a body read from a file is the
+            // daemons' (image imports), which libcurl's transport sends.
+            exchange.fail(HTTPClientError.transport("\(request.method) \(request.path): this transport sends no file bodies (\(path))"))
         case .stream(let upload, let contentType):
             sendHead([(name: "Content-Type", value: contentType), (name: "Transfer-Encoding", value: "chunked")])
             Task {

@@ -1,7 +1,9 @@
+import HTTPWire
 import NIOCore
 import NIOPosix
 import NIOSSL
 import NIOTLS
+import SwiftASN1
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -15,14 +17,12 @@ public enum TLSProbe {
     public static func certificate(host: String, port: Int, timeout: Duration = .seconds(3)) async -> String? {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.certificateVerification = .none
-        guard let context = try? NIOSSLContext(configuration: configuration),
-              let address = try? SocketAddress(ipAddress: host, port: port) ?? SocketAddress.makeAddressResolvingHost(host, port: port)
-        else { return nil }
+        guard let context = try? NIOSSLContext(configuration: configuration) else { return nil }
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let found = loop.makePromise(of: String?.self)
         let deadline = loop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) { found.succeed(nil) }
-        let serverName = (try? SocketAddress(ipAddress: host, port: port)) == nil ? host : nil
-        let connected = ClientBootstrap(group: loop)
+        let serverName = HTTPEndpoint(.tcp(host: host, port: port)).serverName
+        let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(.nanoseconds(timeout.nanoseconds))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -30,7 +30,9 @@ public enum TLSProbe {
                     try channel.pipeline.syncOperations.addHandler(CertificateCatcher(found))
                 }
             }
-            .connect(to: address)
+        // A name is resolved by NIO, off the caller's thread.
+        let connected = (try? SocketAddress(ipAddress: host, port: port)).map { bootstrap.connect(to: $0) }
+            ?? bootstrap.connect(host: host, port: port)
         connected.whenFailure { _ in found.succeed(nil) }
         let pem = try? await found.futureResult.get()
         deadline.cancel()
@@ -51,7 +53,7 @@ private final class CertificateCatcher: ChannelInboundHandler, RemovableChannelH
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
             let handler = try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self)
-            found.succeed(handler?.peerCertificate.flatMap { try? $0.toDERBytes() }.map(Self.pem))
+            found.succeed(handler?.peerCertificate.flatMap { try? $0.toDERBytes() }.map { PEMDocument(type: "CERTIFICATE", derBytes: $0).pemString })
             context.close(promise: nil)
         }
         context.fireUserInboundEventTriggered(event)
@@ -67,16 +69,4 @@ private final class CertificateCatcher: ChannelInboundHandler, RemovableChannelH
         context.fireChannelInactive()
     }
 
-    private static func pem(_ der: [UInt8]) -> String {
-        let text = Data(der).base64EncodedString()
-        var lines = ["-----BEGIN CERTIFICATE-----"]
-        var start = text.startIndex
-        while start < text.endIndex {
-            let end = text.index(start, offsetBy: 64, limitedBy: text.endIndex) ?? text.endIndex
-            lines.append(String(text[start..<end]))
-            start = end
-        }
-        lines.append("-----END CERTIFICATE-----")
-        return lines.joined(separator: "\n") + "\n"
-    }
 }
