@@ -195,13 +195,14 @@ enum HomeFiles {
         let (parent, name) = try openParent(of: home, homeRoot: homeRoot)
         return try inHome(home) { () throws(SafeDirectory.Refusal) in
             let directory = try parent.child(name)
-            let file = try directory.child("logs").createFile(fileName, mode: 0o640)
+            // A file of the name is another save of the same second; a link there is refused.
+            let file = try createUnique(fileName, in: directory.child("logs"), unlessLink: true)
             if let owner { try file.give(to: owner) } else { try file.give(to: directory.owner()) }
             return file
         }
     }
 
-    /// `<fallback>/<user>/<fileName>` (or `<fileName>.N` when taken), all root's: the agent's own
+    /// `<fallback>/<user>/<fileName>` (numbered when taken), all root's: the agent's own
     /// directory, out of the user's reach.
     private static func createInFallback(_ fallback: String, user: String, fileName: String) throws -> OpenFile {
         do throws(SafeDirectory.Refusal) {
@@ -228,16 +229,24 @@ enum HomeFiles {
         }
     }
 
-    /// Saves made within the same second share a name; the later ones get a number.
-    private static func createUnique(_ name: String, in directory: SafeDirectory) throws(SafeDirectory.Refusal) -> OpenFile {
+    /// Saves made within the same second share a name; the later ones get a number before the
+    /// extension (`a.log`, `a-1.log`, `a-2.log`). With `unlessLink`, an entry that is a link ends
+    /// the search: it was planted, and the caller decides where the log goes instead.
+    private static func createUnique(_ name: String, in directory: SafeDirectory, unlessLink: Bool = false) throws(SafeDirectory.Refusal) -> OpenFile {
         var number = 0
         while true {
             do throws(SafeDirectory.Refusal) {
-                return try directory.createFile(number == 0 ? name : "\(name).\(number)", mode: 0o640)
-            } catch where error.code == EEXIST && number < 99 {
+                return try directory.createFile(numbered(name, number), mode: 0o640)
+            } catch where error.code == EEXIST && !(unlessLink && error.isLink) && number < 99 {
                 number += 1
             }
         }
+    }
+
+    static func numbered(_ name: String, _ number: Int) -> String {
+        guard number > 0 else { return name }
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return "\(name)-\(number)" }
+        return "\(name[..<dot])-\(number)\(name[dot...])"
     }
 
     /// One plain name, which cannot step into another directory.

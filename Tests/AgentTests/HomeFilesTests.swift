@@ -215,7 +215,18 @@ import Testing
         let box = try Sandbox()
         var paths: [String] = []
         for _ in 0..<3 { paths.append(try await box.save("unit.log", Pattern(total: 10, chunk: 10)).path) }
-        #expect(paths == ["unit.log", "unit.log.1", "unit.log.2"].map { box.fallback + "/alice/" + $0 })
+        #expect(paths == ["unit.log", "unit-1.log", "unit-2.log"].map { box.fallback + "/alice/" + $0 })
+    }
+
+    /// Two sessions ended within one second name their logs alike: both stay in the home.
+    @Test func savesWithTheSameNameInTheHomeAreNumbered() async throws {
+        let box = try Sandbox()
+        _ = try HomeFiles.prepare(home: box.home, homeRoot: box.homes, account: nil)
+        var saved: [SavedLog] = []
+        for _ in 0..<3 { saved.append(try await box.save("unit.log", Pattern(total: 10, chunk: 10))) }
+        #expect(saved.map(\.path) == ["unit.log", "unit-1.log", "unit-2.log"].map { box.home + "/logs/" + $0 })
+        #expect(saved.allSatisfy { $0.fallbackReason == nil })
+        #expect(HomeFiles.numbered("plain", 3) == "plain-3" && HomeFiles.numbered(".hidden", 1) == ".hidden-1")
     }
 
     @Test func theFallbackKeepsOnlyAUsersNewestLogs() async throws {
