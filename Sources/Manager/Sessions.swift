@@ -99,16 +99,29 @@ actor SessionStore {
     func endPending(session: String) { pending.remove(session) }
     func isPending(session: String) -> Bool { pending.contains(session) }
 
+    /// Writes every session to a new file (the owner's alone from its first byte), syncs it, and
+    /// renames it over the last: one sync, and a crash leaves the old list or the new one whole.
     private func persist() throws {
         let data = try BerthJSON.encoder.encode(all)
         let temporary = path + ".tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) else {
-            throw ManagerError("cannot write \(temporary)")
+        // Left by a write that was cut short: made anew, never opened through a link.
+        unlink(temporary)
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw ManagerError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
+        var written = 0
+        while written < data.count {
+            let count = data.withUnsafeBytes { write(descriptor, $0.baseAddress! + written, $0.count - written) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            written += count
         }
-        let fd = open(temporary, O_RDONLY)
-        if fd >= 0 { fsync(fd); close(fd) }
-        guard rename(temporary, path) == 0 else {
-            throw ManagerError("cannot replace \(path): \(String(cString: strerror(errno)))")
+        var failure: String?
+        if written < data.count || fsync(descriptor) != 0 { failure = "cannot write \(temporary): \(String(cString: strerror(errno)))" }
+        close(descriptor)
+        if failure == nil && rename(temporary, path) != 0 { failure = "cannot replace \(path): \(String(cString: strerror(errno)))" }
+        if let failure {
+            unlink(temporary)
+            throw ManagerError(failure)
         }
     }
 }
