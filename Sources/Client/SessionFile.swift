@@ -30,11 +30,14 @@ struct SessionFile: Codable {
         unitKeys?.first { $0.unit == unit }.map { ClientTLS(pinnedKey: $0.fingerprint.curlPin) }
     }
 
-    static var path: String {
-        let environment = ProcessInfo.processInfo.environment
+    static var path: String { path(in: ProcessInfo.processInfo.environment) }
+
+    /// `~` is `$HOME`, as the shell and the XDG base directories read it; the account's home
+    /// only when `HOME` is unset or not an absolute path.
+    static func path(in environment: [String: String]) -> String {
         if let path = environment["BERTH_SESSION"], !path.isEmpty { return path }
-        let base = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? (FileManager.default.homeDirectoryForCurrentUser.path + "/.config")
+        let home = environment["HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? FileManager.default.homeDirectoryForCurrentUser.path
+        let base = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (home + "/.config")
         return base + "/berth/session.json"
     }
 

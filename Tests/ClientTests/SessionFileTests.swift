@@ -29,6 +29,17 @@ import Testing
         #expect(try SessionFile.load(from: path).token == "token")
     }
 
+    /// Where the session lives: `$BERTH_SESSION`, then the XDG folder under `$HOME`, as the
+    /// shell reads `~`; the account's home only when `HOME` is unusable.
+    @Test func theSessionPathFollowsTheEnvironment() {
+        #expect(SessionFile.path(in: ["BERTH_SESSION": "/s.json", "HOME": "/h"]) == "/s.json")
+        #expect(SessionFile.path(in: ["XDG_CONFIG_HOME": "/x", "HOME": "/h"]) == "/x/berth/session.json")
+        #expect(SessionFile.path(in: ["HOME": "/h", "XDG_CONFIG_HOME": "", "BERTH_SESSION": ""]) == "/h/.config/berth/session.json")
+        let account = FileManager.default.homeDirectoryForCurrentUser.path + "/.config/berth/session.json"
+        #expect(SessionFile.path(in: [:]) == account)
+        #expect(SessionFile.path(in: ["HOME": "relative"]) == account)
+    }
+
     /// As ssh refuses a private key others can read: the user learns, and fixes it.
     @Test func aFileOthersCanReadIsRefused() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
