@@ -186,6 +186,27 @@ final class BenchCluster: @unchecked Sendable {
         }
     }
 
+    /// The unit starts of `user` so far, in order, as the agents log them (`unit ready …
+    /// create_ms=… ready_ms=… start_ms=…`), and the manager's `start_ms` of each login.
+    func unitStarts(of user: String) -> (units: [StartParts], logins: [Duration]) {
+        func field(_ name: String, _ line: Substring) -> Duration? {
+            guard let range = line.range(of: " \(name)=") else { return nil }
+            return Int(line[range.upperBound...].prefix { $0.isNumber }).map { .milliseconds($0) }
+        }
+        var units: [StartParts] = []
+        for host in agents.map(\.host) {
+            let log = (try? String(contentsOfFile: root + "/agent-\(host).log", encoding: .utf8)) ?? ""
+            for line in log.split(separator: "\n") where line.hasSuffix("unit ready") && line.contains(" user=\(user) ") {
+                if let create = field("create_ms", line), let start = field("start_ms", line), let ready = field("ready_ms", line) {
+                    units.append(StartParts(create: create, start: start, ready: ready))
+                }
+            }
+        }
+        let manager = (try? String(contentsOfFile: root + "/manager.log", encoding: .utf8)) ?? ""
+        let logins = manager.split(separator: "\n").filter { $0.hasSuffix("logged in") && $0.contains(" user=\(user) ") }.compactMap { field("start_ms", $0) }
+        return (units, logins)
+    }
+
     private func launch(_ path: String, _ arguments: [String], log: String) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
@@ -277,11 +298,19 @@ struct RawUnitStarter {
     /// On the engine's default bridge instead of the user's network: what isolation costs.
     var bare = false
 
+    /// One raw start: the container, its time to serving from the start of the batch, and the
+    /// engine's create, its start, and the wait until the unit answers, each on its own.
+    struct Started: Sendable {
+        let id: String
+        var elapsed: Duration = .zero
+        let parts: StartParts
+    }
+
     /// Starts every unit at once, or at most `perHost` at a time on each host; returns each
     /// one's container and time to serving.
-    func startAndWait(_ units: [BenchUnit], memoryBytes: Int64, perHost: Int? = nil) async throws -> [(id: String, elapsed: Duration)] {
+    func startAndWait(_ units: [BenchUnit], memoryBytes: Int64, perHost: Int? = nil) async throws -> [Started] {
         let slots = Dictionary(uniqueKeysWithValues: Set(units.map(\.unit.host)).map { ($0, DispatchSemaphore(value: perHost ?? units.count)) })
-        return try await withThrowingTaskGroup(of: (id: String, elapsed: Duration).self) { group in
+        return try await withThrowingTaskGroup(of: Started.self) { group in
             let begun = ContinuousClock.now
             for unit in units {
                 group.addTask {
@@ -289,18 +318,19 @@ struct RawUnitStarter {
                         let slot = slots[unit.unit.host]!
                         slot.wait()
                         defer { slot.signal() }
-                        let id = try startOne(unit, memoryBytes: memoryBytes)
-                        return (id, ContinuousClock.now - begun)
+                        var started = try startOne(unit, memoryBytes: memoryBytes)
+                        started.elapsed = ContinuousClock.now - begun
+                        return started
                     }
                 }
             }
-            var started: [(id: String, elapsed: Duration)] = []
+            var started: [Started] = []
             for try await one in group { started.append(one) }
             return started
         }
     }
 
-    private func startOne(_ unit: BenchUnit, memoryBytes: Int64) throws -> String {
+    private func startOne(_ unit: BenchUnit, memoryBytes: Int64) throws -> Started {
         let raw = try RawHTTP(socketPath: socketPath)
         let port = unit.unit.port
         let spec = "\(port)/tcp"
@@ -314,13 +344,17 @@ struct RawUnitStarter {
             image: image, cmd: ["/bin/berth-unit", "serve", "--port", String(port)],
             env: ["BERTH_UNIT_SECRET=floor"], user: "0:0", workingDir: "/app",
             labels: [BenchContainers.label: "floor"], exposedPorts: [spec: EmptyObject()], hostConfig: host)
+        let clock = ContinuousClock()
+        let creating = clock.now
         let created = try raw.request("POST", "/v\(version)/containers/create", body: try EngineJSON.encoder.encode(config))
         guard created.status == 201, let id = (try JSONSerialization.jsonObject(with: created.body) as? [String: Any])?["Id"] as? String else {
             throw BenchError("floor create: \(created.status) \(String(decoding: created.body, as: UTF8.self))")
         }
+        let starting = clock.now
         _ = try raw.request("POST", "/v\(version)/containers/\(id)/start")
+        let started = clock.now
         try waitHealthy(unit.unit)
-        return id
+        return Started(id: id, parts: StartParts(create: starting - creating, start: started - starting, ready: clock.now - started))
     }
 }
 
@@ -361,6 +395,14 @@ func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async 
         thread.stackSize = 1 << 20
         thread.start()
     }
+}
+
+/// Where one unit start's time went: the engine's create, its start, then the wait until the
+/// unit serves (the floor's health polls, or the agent's readiness probes).
+struct StartParts: Sendable {
+    let create: Duration
+    let start: Duration
+    let ready: Duration
 }
 
 /// Blocks until the unit answers its health request: the tightest readiness a raw client can have.

@@ -98,6 +98,7 @@ struct ClusterSections {
         let cli = which("docker").map { CLIUnitStarter(docker: $0, socketPath: socket, share: cluster.share) }
         var table = Table(columns: ["login of a user with N units on 2 agents", "median", "p90", "× floor"])
         var allChecks: [Duration] = []
+        var parts: Table?
         for (user, count) in [("bench1", 1), ("bench", 2), ("bench4", 4)] {
             let units = cluster.benchUnits(user)
             var floor: [Duration] = []
@@ -107,6 +108,7 @@ struct ClusterSections {
             var berthTLS: [Duration] = []
             var outside: [Duration] = []
             var outsideTLS: [Duration] = []
+            var floorParts: [StartParts] = []
             var tlsOrder: [(outside: Bool, measured: Bool)] = []
             // Which of the two ways logged in, in order: the manager logs a check for each.
             var berthOrder: [(outside: Bool, measured: Bool)] = []
@@ -137,7 +139,10 @@ struct ClusterSections {
                         let started = try await starter.startAndWait(units, memoryBytes: 128 << 20)
                         let time = clock.now - start
                         for one in started { try await client.removeContainer(one.id, force: true) }
-                        if round > 0 { floor.append(time) }
+                        if round > 0 {
+                            floor.append(time)
+                            floorParts += started.map(\.parts)
+                        }
                     case .bare:
                         let started = try await bareStarter.startAndWait(units, memoryBytes: 128 << 20)
                         let time = clock.now - start
@@ -176,6 +181,9 @@ struct ClusterSections {
             let checks = zip(berthOrder, logged).filter { $0.0.measured && !$0.0.outside }.map(\.1)
             let outsideChecks = zip(berthOrder, logged).filter { $0.0.measured && $0.0.outside }.map(\.1)
             allChecks += checks + outsideChecks
+            if count == 1 {
+                parts = try startParts(cluster.unitStarts(of: user), order: berthOrder, checks: logged, outside: outside, floor: floorParts)
+            }
             let floorStats = Stats(floor), berthStats = Stats(berth)
             let label = "\(count) unit\(count == 1 ? "" : "s")"
             table.row(["\(label): raw HTTP create + start + health, in parallel (floor)", floorStats.medianText, floorStats.p90Text, "1.00"])
@@ -221,6 +229,14 @@ struct ClusterSections {
                 table.row(["\(label): docker run -d per unit, one after another, then wait (the esProc design's raq_start.sh)", cliStats.medianText, cliStats.p90Text, pairedRatio(dockerRuns, over: floor)])
             }
         }
+        if let parts {
+            report.section(parts, note: """
+                The 1-unit logins above, part by part: the floor's own create, start and wait for the health answer, \
+                against what the agent logs of each start (`create_ms`, `start_ms`, `ready_ms`); the manager's part \
+                is its logged `start_ms` less the agent's three; the `berth` process's part is its time from outside \
+                less the manager's `check_ms` and `start_ms` of the same login. Medians of the measured rounds.
+                """)
+        }
         let checkStats = Stats(allChecks)
         table.row(["the manager's password check in these logins (Argon2id m=19 MiB, t=2, p=1)", checkStats.medianText, checkStats.p90Text, "—"])
         // The two kinds of <PwdHash> side by side, in this process: what moving to Argon2id cost.
@@ -250,6 +266,37 @@ struct ClusterSections {
             -p ip:port:port --network … …` per unit, one after another as the esProc design's raq_start.sh is run, then a \
             wait until every unit answers.
             """)
+    }
+
+    /// Where a 1-unit login's time goes next to the floor's, from the daemons' logs: `order` says
+    /// which logins were measured and which ran as a `berth` process, `checks` their password checks.
+    private func startParts(
+        _ logged: (units: [StartParts], logins: [Duration]), order: [(outside: Bool, measured: Bool)], checks: [Duration],
+        outside: [Duration], floor: [StartParts]
+    ) throws -> Table {
+        guard logged.units.count >= order.count, logged.logins.count >= order.count else {
+            throw BenchError("the daemons' logs have \(logged.units.count) unit starts and \(logged.logins.count) logins for \(order.count) logins")
+        }
+        let units = Array(logged.units.suffix(order.count)), logins = Array(logged.logins.suffix(order.count))
+        let measured = order.indices.filter { order[$0].measured }
+        let berth = measured.map { units[$0] }
+        let manager = measured.map { logins[$0] - units[$0].create - units[$0].start - units[$0].ready }
+        let outsideLogins = measured.filter { order[$0].outside }
+        let process = zip(outside, outsideLogins).map { time, index in time - checks[index] - logins[index] }
+        func median(_ values: [Duration]) -> String { values.isEmpty ? "—" : Stats(values).medianText }
+        func difference(_ berth: [Duration], _ floor: [Duration]) -> String {
+            guard !berth.isEmpty, !floor.isEmpty else { return "—" }
+            let ms = Double((Stats(berth).median - Stats(floor).median).nanoseconds) / 1e6
+            return String(format: "%+.1f ms", ms)
+        }
+        var table = Table(columns: ["a 1-unit login, part by part", "floor", "Berth", "Berth − floor"])
+        table.row(["the engine's create", median(floor.map(\.create)), median(berth.map(\.create)), difference(berth.map(\.create), floor.map(\.create))])
+        table.row(["the engine's start", median(floor.map(\.start)), median(berth.map(\.start)), difference(berth.map(\.start), floor.map(\.start))])
+        table.row(["until the unit serves (the floor's health polls every 5 ms; the agent's probes)", median(floor.map(\.ready)), median(berth.map(\.ready)),
+                   difference(berth.map(\.ready), floor.map(\.ready))])
+        table.row(["the manager and the agent around the engine (request, checks, session, answer)", "—", median(manager), "+" + median(manager)])
+        table.row(["the `berth` process beyond the manager's work (start, connection, session file, exit)", "—", median(process), "+" + median(process)])
+        return table
     }
 
     /// Runs `berth login` for `user` as a user would, the password on stdin; returns the token
