@@ -1,5 +1,5 @@
-#if canImport(Glibc)
-import Glibc
+#if canImport(CMalloc)
+import CMalloc
 #endif
 
 /// glibc's allocator settings, applied once at start: the daemons', and `berth`'s for the chunks
@@ -19,14 +19,9 @@ public enum MallocTuning {
     public static let daemonThreshold = 2 * 1024 * 1024
 
     public static func apply(mmapThreshold: Int = clientThreshold) {
-        #if canImport(Glibc)
-        // Glibc's module map leaves out <malloc.h>, so mallopt is looked up; the two parameters
-        // are its M_ARENA_MAX (-8) and M_MMAP_THRESHOLD (-3).
-        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
-        guard let symbol = dlsym(nil, "mallopt") else { return }
-        let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
-        _ = mallopt(-8, 2)
-        _ = mallopt(-3, Int32(mmapThreshold))
+        #if canImport(CMalloc)
+        _ = berth_mallopt(M_ARENA_MAX, 2)
+        _ = berth_mallopt(M_MMAP_THRESHOLD, Int32(mmapThreshold))
         #endif
     }
 
@@ -35,14 +30,11 @@ public enum MallocTuning {
     /// resident, spread between pieces still in use. One pass over two arenas takes well under a
     /// millisecond.
     public static func trimPeriodically(every interval: Duration = .seconds(10)) {
-        #if canImport(Glibc)
-        typealias MallocTrim = @convention(c) (Int) -> Int32
-        guard let symbol = dlsym(nil, "malloc_trim") else { return }
-        let trim = unsafeBitCast(symbol, to: MallocTrim.self)
+        #if canImport(CMalloc)
         Task.detached(priority: .background) {
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
-                _ = trim(0)
+                _ = berth_malloc_trim(0)
             }
         }
         #endif
