@@ -211,7 +211,7 @@ enum HomeFiles {
             let base = try SafeDirectory.trusted(fallback)
             let directory = try base.childMadeIfMissing(user, mode: 0o700)
             let file = try createUnique(fileName, in: directory)
-            prune(directory, keeping: fallbackLogsKept)
+            prune(directory, keeping: fallbackLogsKept, sparing: file.path.split(separator: "/").last.map(String.init) ?? fileName)
             return file
         } catch {
             throw AgentError("log fallback: \(error); give the agent a writable fallback directory")
@@ -222,9 +222,12 @@ enum HomeFiles {
     /// are kept, so the agent's disk holds at most this many capped logs per user.
     static let fallbackLogsKept = 8
 
-    private static func prune(_ directory: SafeDirectory, keeping kept: Int) {
+    /// Keeps the newest `kept` files, `newest` (the log just made, which may share its time with
+    /// older ones, or reuse a name freed by an earlier prune) always among them.
+    private static func prune(_ directory: SafeDirectory, keeping kept: Int, sparing newest: String) {
         guard let entries = try? directory.entries(), entries.count > kept else { return }
-        for old in entries.sorted(by: { ($0.modified, $0.name) > ($1.modified, $1.name) }).dropFirst(kept) {
+        let others = entries.filter { $0.name != newest }
+        for old in others.sorted(by: { ($0.modified, $0.name) > ($1.modified, $1.name) }).dropFirst(kept - 1) {
             directory.remove(old.name)
         }
     }
@@ -350,8 +353,8 @@ final class SafeDirectory: Sendable {
     /// More entries than a listing holds: root lists users' folders, which may hold millions.
     static let maxEntries = 100_000
 
-    /// The names in this directory with their last modification, links not followed; refused
-    /// (`E2BIG`) past `maxEntries`.
+    /// The names in this directory with their last modification (nanoseconds since 1970), links
+    /// not followed; refused (`E2BIG`) past `maxEntries`.
     func entries() throws(Refusal) -> [(name: String, modified: Int)] {
         let copy = dup(fd)
         guard copy >= 0, let stream = fdopendir(copy) else {
@@ -365,7 +368,7 @@ final class SafeDirectory: Sendable {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             guard name != ".", name != "..", let info = try? status(of: name) else { continue }
             guard found.count < Self.maxEntries else { throw Refusal(path: path, code: E2BIG) }
-            found.append((name, Int(info.st_mtim.tv_sec)))
+            found.append((name, Int(info.st_mtim.tv_sec) * 1_000_000_000 + Int(info.st_mtim.tv_nsec)))
         }
         return found
     }

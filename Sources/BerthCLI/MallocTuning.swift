@@ -1,4 +1,4 @@
-#if canImport(CMalloc)
+#if canImport(Glibc)
 import CMalloc
 #endif
 
@@ -18,10 +18,15 @@ public enum MallocTuning {
     public static let clientThreshold = 2 * 1024 * 1024
     public static let daemonThreshold = 2 * 1024 * 1024
 
-    public static func apply(mmapThreshold: Int = clientThreshold) {
-        #if canImport(CMalloc)
-        _ = berth_mallopt(M_ARENA_MAX, 2)
-        _ = berth_mallopt(M_MMAP_THRESHOLD, Int32(mmapThreshold))
+    /// Whether glibc took both settings.
+    @discardableResult
+    public static func apply(mmapThreshold: Int = clientThreshold) -> Bool {
+        #if canImport(Glibc)
+        let arenas = berth_mallopt(M_ARENA_MAX, 2)
+        let threshold = berth_mallopt(M_MMAP_THRESHOLD, Int32(mmapThreshold))
+        return arenas == 1 && threshold == 1
+        #else
+        return false
         #endif
     }
 
@@ -30,7 +35,7 @@ public enum MallocTuning {
     /// resident, spread between pieces still in use. One pass over two arenas takes well under a
     /// millisecond.
     public static func trimPeriodically(every interval: Duration = .seconds(10)) {
-        #if canImport(CMalloc)
+        #if canImport(Glibc)
         Task.detached(priority: .background) {
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)

@@ -33,12 +33,13 @@ struct SessionFile: Codable {
     static var path: String { path(in: ProcessInfo.processInfo.environment) }
 
     /// `~` is `$HOME`, as the shell and the XDG base directories read it; the account's home
-    /// only when `HOME` is unset or not an absolute path.
+    /// only when `HOME` is unset or not an absolute path. A relative `XDG_CONFIG_HOME` is
+    /// ignored, as the XDG base directories say.
     static func path(in environment: [String: String]) -> String {
         if let path = environment["BERTH_SESSION"], !path.isEmpty { return path }
-        let home = environment["HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? FileManager.default.homeDirectoryForCurrentUser.path
-        let base = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (home + "/.config")
-        return base + "/berth/session.json"
+        let absolute = { (name: String) in environment[name].flatMap { $0.hasPrefix("/") ? $0 : nil } }
+        let home = absolute("HOME") ?? FileManager.default.homeDirectoryForCurrentUser.path
+        return (absolute("XDG_CONFIG_HOME") ?? (home + "/.config")) + "/berth/session.json"
     }
 
     /// The saved session, or an error that says to log in. Like ssh with a private key, a file

@@ -41,6 +41,7 @@ struct Session: Codable, Sendable {
 /// The sessions, durable in `<state-dir>/sessions.json` (written atomically on every change), so
 /// a restarted manager keeps every login.
 actor SessionStore {
+    private let directory: String
     private let path: String
     private var sessions: [String: Session] = [:]
     /// Users whose login or logout is under way: one at a time per user.
@@ -50,6 +51,7 @@ actor SessionStore {
 
     init(stateDirectory: String) throws {
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        directory = stateDirectory
         path = stateDirectory + "/sessions.json"
         if let data = FileManager.default.contents(atPath: path) {
             do {
@@ -76,14 +78,20 @@ actor SessionStore {
         return session
     }
 
+    /// Changes the sessions in memory only once the change is on disk: what a restarted manager
+    /// would find and what answers now stay the same.
     func save(_ session: Session) throws {
-        sessions[session.user] = session
-        try persist()
+        var changed = sessions
+        changed[session.user] = session
+        try persist(changed)
+        sessions = changed
     }
 
     func remove(user: String) throws {
-        sessions[user] = nil
-        try persist()
+        var changed = sessions
+        changed[user] = nil
+        try persist(changed)
+        sessions = changed
     }
 
     /// Claims the user for a login or logout; false if one is already running.
@@ -99,29 +107,43 @@ actor SessionStore {
     func endPending(session: String) { pending.remove(session) }
     func isPending(session: String) -> Bool { pending.contains(session) }
 
-    /// Writes every session to a new file (the owner's alone from its first byte), syncs it, and
-    /// renames it over the last: one sync, and a crash leaves the old list or the new one whole.
-    private func persist() throws {
-        let data = try BerthJSON.encoder.encode(all)
+    /// Writes every session to a new file (the owner's alone from its first byte), syncs it,
+    /// renames it over the last and syncs the folder: a crash leaves the old list or the new one
+    /// whole, and a logout, once answered, is not undone by a power cut.
+    private func persist(_ sessions: [String: Session]) throws {
+        let data = try BerthJSON.encoder.encode(sessions.values.sorted { $0.user < $1.user })
         let temporary = path + ".tmp"
         // Left by a write that was cut short: made anew, never opened through a link.
         unlink(temporary)
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw ManagerError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
         var written = 0
+        var writeError: Int32 = 0
         while written < data.count {
             let count = data.withUnsafeBytes { write(descriptor, $0.baseAddress! + written, $0.count - written) }
             if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { break }
+            guard count > 0 else {
+                writeError = count < 0 ? errno : ENOSPC
+                break
+            }
             written += count
         }
         var failure: String?
-        if written < data.count || fsync(descriptor) != 0 { failure = "cannot write \(temporary): \(String(cString: strerror(errno)))" }
+        if written < data.count {
+            failure = "cannot write \(temporary): \(String(cString: strerror(writeError)))"
+        } else if fsync(descriptor) != 0 {
+            failure = "cannot write \(temporary): \(String(cString: strerror(errno)))"
+        }
         close(descriptor)
         if failure == nil && rename(temporary, path) != 0 { failure = "cannot replace \(path): \(String(cString: strerror(errno)))" }
         if let failure {
             unlink(temporary)
             throw ManagerError(failure)
+        }
+        let folder = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if folder >= 0 {
+            fsync(folder)
+            close(folder)
         }
     }
 }

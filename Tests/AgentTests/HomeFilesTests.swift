@@ -229,11 +229,30 @@ import Testing
         #expect(HomeFiles.numbered("plain", 3) == "plain-3" && HomeFiles.numbered(".hidden", 1) == ".hidden-1")
     }
 
+    /// Saves within one second share their time and reuse numbers pruning freed: the log just
+    /// saved is never the one pruned.
     @Test func theFallbackKeepsOnlyAUsersNewestLogs() async throws {
         let box = try Sandbox()
-        for _ in 0..<(HomeFiles.fallbackLogsKept + 4) { _ = try await box.save("unit.log", Pattern(total: 10, chunk: 10)) }
+        for _ in 0..<(HomeFiles.fallbackLogsKept + 4) {
+            let saved = try await box.save("unit.log", Pattern(total: 10, chunk: 10))
+            #expect(try box.contents(saved.path) == Pattern(total: 10, chunk: 10).bytes(0..<10), "\(saved.path) was pruned")
+        }
         let kept = try FileManager.default.contentsOfDirectory(atPath: box.fallback + "/alice")
         #expect(kept.count == HomeFiles.fallbackLogsKept)
+    }
+
+    /// A link planted at the next free number is not written through either.
+    @Test func aLinkAmongTheNumberedNamesSendsTheLogToTheFallback() async throws {
+        let box = try Sandbox()
+        _ = try HomeFiles.prepare(home: box.home, homeRoot: box.homes, account: nil)
+        try Data("earlier".utf8).write(to: URL(fileURLWithPath: box.home + "/logs/unit.log"))
+        try box.link(box.home + "/logs/unit-1.log", to: box.victim + "/planted.log")
+        let before = box.snapshot(excludingHome: true)
+        let saved = try await box.save("unit.log", Pattern(total: 100, chunk: 10))
+        #expect(saved.fallbackReason?.contains("\(box.home)/logs/unit-1.log is a symbolic link") == true)
+        try box.expectInFallback(saved)
+        #expect(box.snapshot(excludingHome: true) == before)
+        #expect(try box.contents(box.home + "/logs/unit.log") == Data("earlier".utf8))
     }
 
     /// A root unit's log (where the host allows root units) is the home owner's to read.

@@ -35,6 +35,7 @@ import Testing
         #expect(SessionFile.path(in: ["BERTH_SESSION": "/s.json", "HOME": "/h"]) == "/s.json")
         #expect(SessionFile.path(in: ["XDG_CONFIG_HOME": "/x", "HOME": "/h"]) == "/x/berth/session.json")
         #expect(SessionFile.path(in: ["HOME": "/h", "XDG_CONFIG_HOME": "", "BERTH_SESSION": ""]) == "/h/.config/berth/session.json")
+        #expect(SessionFile.path(in: ["HOME": "/h", "XDG_CONFIG_HOME": "x"]) == "/h/.config/berth/session.json")
         let account = FileManager.default.homeDirectoryForCurrentUser.path + "/.config/berth/session.json"
         #expect(SessionFile.path(in: [:]) == account)
         #expect(SessionFile.path(in: ["HOME": "relative"]) == account)

@@ -30,6 +30,23 @@ struct SessionStoreTests {
         }
     }
 
+    /// A change that cannot be written changes nothing: what answers now is what a restarted
+    /// manager would find.
+    @Test func aChangeThatCannotBeWrittenChangesNothing() async throws {
+        try await Self.withStateDirectory { state in
+            let store = try SessionStore(stateDirectory: state)
+            try await store.save(Self.session("alice"))
+            // A folder where the new list is written first: it can be neither removed nor replaced.
+            try FileManager.default.createDirectory(atPath: state + "/sessions.json.tmp/x", withIntermediateDirectories: true)
+            await #expect(throws: ManagerError.self) { try await store.save(Self.session("bob")) }
+            await #expect(throws: ManagerError.self) { try await store.remove(user: "alice") }
+            #expect(await store.all.map(\.user) == ["alice"])
+            try FileManager.default.removeItem(atPath: state + "/sessions.json.tmp")
+            let again = try SessionStore(stateDirectory: state)
+            #expect(await again.all.map(\.user) == ["alice"])
+        }
+    }
+
     /// An admin's state folder may be readable by others (0755): the file is the manager's alone.
     @Test func theFileIsReadableByItsOwnerAloneInAnOpenFolder() async throws {
         try await Self.withStateDirectory { state in
