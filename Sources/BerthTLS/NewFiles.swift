@@ -71,11 +71,17 @@ public enum PEMFile {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw TLSFileError("cannot read \(path): \(String(cString: strerror(errno)))") }
         defer { close(descriptor) }
-        // Never more than the limit is read, whatever the file's size.
-        var bytes = [UInt8](repeating: 0, count: maximumSize + 1)
+        // Never more than the limit is read, whatever the file's size. The buffer starts at the
+        // size the file says it has and grows only if it grows: a CA file is read at every TLS
+        // login, and reading through a slice of a 1 MB array copied the whole array per read.
+        var info = stat()
+        let said = fstat(descriptor, &info) == 0 ? Int(info.st_size) : 0
+        let limit = maximumSize + 1
+        var bytes = [UInt8](repeating: 0, count: min(max(said + 1, 4096), limit))
         var count = 0
-        while count < bytes.count {
-            let result = bytes[count...].withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+        while count < limit {
+            if count == bytes.count { bytes += repeatElement(0, count: min(bytes.count, limit - bytes.count)) }
+            let result = bytes.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress! + count, $0.count - count) }
             if result < 0 && errno == EINTR { continue }
             guard result >= 0 else { throw TLSFileError("cannot read \(path): \(String(cString: strerror(errno)))") }
             if result == 0 { break }
