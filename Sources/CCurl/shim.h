@@ -88,7 +88,18 @@ static inline int berth_start_openssl_without_tls(void) {
     typedef int (*init_crypto)(uint64_t options, const void *settings);
     init_crypto init = (init_crypto)dlsym(RTLD_DEFAULT, "OPENSSL_init_crypto");
     if (!init) return 0;
-    return init(0x01 | 0x10 | 0x20 | 0x80, NULL);
+    return init(0x01 | 0x10 | 0x20 | 0x80 | 0x00080000, NULL);
+}
+
+/* Starts OpenSSL, before libcurl would, without the clean-up it otherwise registers with atexit
+   (OPENSSL_INIT_NO_ATEXIT): a daemon that exits while a libcurl worker thread is still ending
+   would have that clean-up free what the thread's own end frees too ("double free or corruption"
+   in libcrypto at exit). The system takes the memory back anyway. 1 when done. */
+static inline int berth_start_openssl_without_exit_cleanup(void) {
+    typedef int (*init_crypto)(uint64_t options, const void *settings);
+    init_crypto init = (init_crypto)dlsym(RTLD_DEFAULT, "OPENSSL_init_crypto");
+    if (!init) return 0;
+    return init(0x00080000, NULL);
 }
 
 #endif

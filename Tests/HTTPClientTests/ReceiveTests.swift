@@ -93,7 +93,23 @@ import Testing
     @Test func tooLateOnceStarted() async {
         await #expect(processExitsWith: .success) {
             _ = Transport(endpoint: HTTPEndpoint(.unix(path: "/nonexistent")))
-            exit(Transport.startWithoutTLS() ? 1 : 0)
+            exit(Transport.startWithoutTLS() || Transport.startWithoutExitCleanup() ? 1 : 0)
+        }
+    }
+
+    /// A daemon's OpenSSL, started without its clean-up at exit, still does TLS: an endpoint
+    /// is tried (and found closed), not refused, and the process exits cleanly with workers
+    /// that have just ended.
+    @Test func withoutExitCleanupTLSStillWorks() async {
+        await #expect(processExitsWith: .success) {
+            guard Transport.startWithoutExitCleanup() else { exit(2) }
+            let tls = Transport(endpoint: HTTPEndpoint(.tcp(host: "127.0.0.1", port: 9), tls: ClientTLS(pinnedKey: "sha256//AAAA")))
+            do {
+                _ = try await tls.send(HTTPRequest(method: "GET", path: "/", timeout: .seconds(2)))
+                exit(3)
+            } catch {
+                exit("\(error)".contains("without TLS") ? 4 : 0)
+            }
         }
     }
 }

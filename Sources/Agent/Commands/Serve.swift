@@ -61,6 +61,8 @@ struct Serve: AsyncParsableCommand {
         if endpoint.tls == nil, !Transport.startWithoutTLS() {
             logger.notice("libcurl had started before the agent could start it without TLS: OpenSSL's certificate tables stay loaded")
         }
+        // Either way OpenSSL runs no clean-up at exit, which could race a worker thread ending.
+        if endpoint.tls != nil { Transport.startWithoutExitCleanup() }
         let docker = DockerClient(endpoint: endpoint, lanes: Transport.Lanes(requests: server.engineWorkers, streams: server.engineStreams))
         let remapsUsers = await engineRemapsUsers(docker, logger: logger)
         let template = try loadTemplate(server, engineRemapsUsers: remapsUsers)

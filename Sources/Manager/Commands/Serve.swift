@@ -4,6 +4,7 @@ import BerthConfig
 import BerthAPI
 import BerthCore
 import BerthServer
+import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -49,6 +50,8 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         MallocTuning.apply(mmapThreshold: MallocTuning.daemonThreshold)
         MallocTuning.trimPeriodically()
+        // Before any transport: an exit must not race a libcurl worker thread that is ending.
+        Transport.startWithoutExitCleanup()
         let (server, loaded) = try loadConfigs(server: config, users: users)
         guard let userList = loaded else { throw ExitCode.failure }
         // The entry host's file is the one whose checks cover <Manager> (TLS, a manager's certificate).
