@@ -278,9 +278,26 @@ final class ClusterFixture: @unchecked Sendable {
     /// Stops every daemon and removes whatever containers and networks this cluster's users still
     /// have. Synchronous (curl over the socket) because it runs from a test suite's `deinit`, where
     /// waiting for a task could starve Swift's cooperative threads.
+    /// Stops the daemons and removes what the cluster made. A daemon that crashes, or does not
+    /// exit within 15 s of SIGTERM (one stuck in its crash handler), fails the test that owns
+    /// the cluster, and the cluster's folder, with the daemons' logs, is kept.
     func shutdown() {
         for process in processes where process.isRunning { process.terminate() }
-        for process in processes { process.waitUntilExit() }
+        let deadline = Date().addingTimeInterval(15)
+        var keep = false
+        for process in processes {
+            let name = process.arguments?.first(where: { $0.hasSuffix(".xml") }).map { "the daemon of \($0)" } ?? "a daemon"
+            while process.isRunning && Date() < deadline { usleep(20_000) }
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+                Issue.record("\(name) did not exit within 15 s of SIGTERM; logs kept in \(root)")
+                keep = true
+            } else if process.terminationReason == .uncaughtSignal, [SIGABRT, SIGSEGV, SIGBUS, SIGILL, SIGFPE].contains(process.terminationStatus) {
+                Issue.record("\(name) crashed (signal \(process.terminationStatus)); logs kept in \(root)")
+                keep = true
+            }
+        }
         for host in Self.hosts {
             let agent = "\(host):\(communicationPort)"
             for id in DockerTestSupport.containerIDsSync(label: "\(UnitLabel.host)=\(agent)") {
@@ -290,7 +307,7 @@ final class ClusterFixture: @unchecked Sendable {
                 DockerTestSupport.curlSync(["-X", "DELETE", "http://docker/networks/berth-\(user)-\(host)-\(communicationPort)"])
             }
         }
-        try? FileManager.default.removeItem(atPath: root)
+        if !keep { try? FileManager.default.removeItem(atPath: root) }
     }
 
     /// Runs `berth` with this cluster's session file for `user`.
