@@ -79,13 +79,19 @@ import Testing
             defer { server.stop() }
             let plain = try await Transport(endpoint: HTTPEndpoint(.unix(path: server.path))).send(HTTPRequest(method: "GET", path: "/"))
             guard plain.status == 200 else { exit(3) }
-            let tls = Transport(endpoint: HTTPEndpoint(.tcp(host: "127.0.0.1", port: 9), tls: ClientTLS(pinnedKey: "sha256//AAAA")))
-            do {
-                _ = try await tls.send(HTTPRequest(method: "GET", path: "/", timeout: .seconds(2)))
-                exit(4)
-            } catch {
-                exit("\(error)".contains("a process that started libcurl without TLS") ? 0 : 5)
-            }
+            guard let refusal = await Self.tlsFailure() else { exit(4) }
+            exit(refusal.contains("a process that started libcurl without TLS") ? 0 : 5)
+        }
+    }
+
+    /// Why a TLS request to a closed port failed; nil if it did not.
+    static func tlsFailure() async -> String? {
+        let tls = Transport(endpoint: HTTPEndpoint(.tcp(host: "127.0.0.1", port: 9), tls: ClientTLS(pinnedKey: "sha256//AAAA")))
+        do {
+            _ = try await tls.send(HTTPRequest(method: "GET", path: "/", timeout: .seconds(2)))
+            return nil
+        } catch {
+            return "\(error)"
         }
     }
 
@@ -103,13 +109,8 @@ import Testing
     @Test func withoutExitCleanupTLSStillWorks() async {
         await #expect(processExitsWith: .success) {
             guard Transport.startWithoutExitCleanup() else { exit(2) }
-            let tls = Transport(endpoint: HTTPEndpoint(.tcp(host: "127.0.0.1", port: 9), tls: ClientTLS(pinnedKey: "sha256//AAAA")))
-            do {
-                _ = try await tls.send(HTTPRequest(method: "GET", path: "/", timeout: .seconds(2)))
-                exit(3)
-            } catch {
-                exit("\(error)".contains("without TLS") ? 4 : 0)
-            }
+            guard let failure = await Self.tlsFailure() else { exit(3) }
+            exit(failure.contains("without TLS") ? 4 : 0)
         }
     }
 }
