@@ -211,7 +211,7 @@ enum HomeFiles {
             let base = try SafeDirectory.trusted(fallback)
             let directory = try base.childMadeIfMissing(user, mode: 0o700)
             let file = try createUnique(fileName, in: directory)
-            prune(directory, keeping: fallbackLogsKept, sparing: file.path.split(separator: "/").last.map(String.init) ?? fileName)
+            prune(directory, keeping: fallbackLogsKept, sparing: file)
             return file
         } catch {
             throw AgentError("log fallback: \(error); give the agent a writable fallback directory")
@@ -224,9 +224,9 @@ enum HomeFiles {
 
     /// Keeps the newest `kept` files, `newest` (the log just made, which may share its time with
     /// older ones, or reuse a name freed by an earlier prune) always among them.
-    private static func prune(_ directory: SafeDirectory, keeping kept: Int, sparing newest: String) {
+    private static func prune(_ directory: SafeDirectory, keeping kept: Int, sparing newest: OpenFile) {
         guard let entries = try? directory.entries(), entries.count > kept else { return }
-        let others = entries.filter { $0.name != newest }
+        let others = entries.filter { directory.childPath($0.name) != newest.path }
         for old in others.sorted(by: { ($0.modified, $0.name) > ($1.modified, $1.name) }).dropFirst(kept - 1) {
             directory.remove(old.name)
         }

@@ -27,19 +27,24 @@ public enum NewFiles {
 
     /// Writes `text` to a new file of `mode`.
     public static func write(_ text: String, to path: String, mode: mode_t) throws(TLSFileError) {
+        try write(Array(text.utf8), to: path, mode: mode)
+    }
+
+    /// Writes `bytes` to a new file of `mode`, synced to the disk first with `sync`.
+    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t, sync: Bool = false) throws(TLSFileError) {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         guard descriptor >= 0 else { throw TLSFileError("cannot create \(path): \(String(cString: strerror(errno)))") }
         defer { close(descriptor) }
         // The umask may have taken bits away; never added any.
         _ = fchmod(descriptor, mode)
-        let bytes = Array(text.utf8)
         var written = 0
         while written < bytes.count {
-            let result = bytes[written...].withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+            let result = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + written, $0.count - written) }
             if result < 0 && errno == EINTR { continue }
-            guard result > 0 else { throw TLSFileError("cannot write \(path): \(String(cString: strerror(errno)))") }
+            guard result > 0 else { throw TLSFileError("cannot write \(path): \(result == 0 ? "the disk took nothing more" : String(cString: strerror(errno)))") }
             written += result
         }
+        if sync && fsync(descriptor) != 0 { throw TLSFileError("cannot write \(path): \(String(cString: strerror(errno)))") }
     }
 
     /// Makes `directory` and the folders on its way (mode 0700) where they do not exist. The

@@ -79,27 +79,22 @@ static inline int berth_multi_reading_socket(CURLM *multi) {
     return FD_ISSET(highest, &readable) && !FD_ISSET(highest, &writable) ? highest : -1;
 }
 
-/* Starts OpenSSL, before libcurl would, without its tables of ciphers and digests, its
-   configuration file and its error strings, which only libcurl's certificate checks need. Looked
-   up in the libcrypto libcurl already loaded, so building needs no OpenSSL headers; the options
-   are OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, _NO_ADD_ALL_CIPHERS, _NO_ADD_ALL_DIGESTS and
-   _NO_LOAD_CONFIG, the same in OpenSSL 1.1 and 3. 1 when done. */
-static inline int berth_start_openssl_without_tls(void) {
+/* Starts OpenSSL, before libcurl would, with `options` (OPENSSL_init_crypto's). Looked up in the
+   libcrypto libcurl already loaded, so building needs no OpenSSL headers. 1 when done. */
+static inline int berth_start_openssl(uint64_t options) {
     typedef int (*init_crypto)(uint64_t options, const void *settings);
     init_crypto init = (init_crypto)dlsym(RTLD_DEFAULT, "OPENSSL_init_crypto");
     if (!init) return 0;
-    return init(0x01 | 0x10 | 0x20 | 0x80 | 0x00080000, NULL);
+    return init(options, NULL);
 }
 
-/* Starts OpenSSL, before libcurl would, without the clean-up it otherwise registers with atexit
-   (OPENSSL_INIT_NO_ATEXIT): a daemon that exits while a libcurl worker thread is still ending
-   would have that clean-up free what the thread's own end frees too ("double free or corruption"
-   in libcrypto at exit). The system takes the memory back anyway. 1 when done. */
-static inline int berth_start_openssl_without_exit_cleanup(void) {
-    typedef int (*init_crypto)(uint64_t options, const void *settings);
-    init_crypto init = (init_crypto)dlsym(RTLD_DEFAULT, "OPENSSL_init_crypto");
-    if (!init) return 0;
-    return init(0x00080000, NULL);
-}
+/* Without the clean-up OpenSSL otherwise registers with atexit (OPENSSL_INIT_NO_ATEXIT): a daemon
+   exiting while a libcurl worker thread is still ending would have it free what the thread's own
+   end frees too ("double free or corruption" in libcrypto at exit). */
+#define BERTH_OPENSSL_NO_EXIT_CLEANUP 0x00080000ULL
+/* Without the tables of ciphers and digests, the configuration file and the error strings, which
+   only libcurl's certificate checks need (OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, _NO_ADD_ALL_CIPHERS,
+   _NO_ADD_ALL_DIGESTS, _NO_LOAD_CONFIG; the same in OpenSSL 1.1 and 3). */
+#define BERTH_OPENSSL_WITHOUT_TLS 0xB1ULL /* 0x01 | 0x10 | 0x20 | 0x80 */
 
 #endif

@@ -250,26 +250,26 @@ enum CurlStart {
 }
 
 extension Transport {
-    /// For a process that makes no TLS connection through libcurl (an agent whose engine is a
-    /// Unix socket): starts OpenSSL, before libcurl would, without the tables, configuration
-    /// and error strings only certificate checks need, which libcurl's start otherwise reads
-    /// into every such process (1.1 MB of an idle agent's 26 MB). Call it before the first
-    /// transport is made; false when it comes too late. TLS endpoints are refused afterwards.
     /// For a daemon: starts OpenSSL without the clean-up it would run at exit, which could race
     /// a libcurl worker thread still ending and crash the exit. Call it before the first transport
     /// is made (`startWithoutTLS` does the same); false when it comes too late.
     @discardableResult
     public static func startWithoutExitCleanup() -> Bool {
         CurlStart.state.withLock { state in
-            guard !state.started else { return false }
-            return berth_start_openssl_without_exit_cleanup() == 1
+            !state.started && berth_start_openssl(BERTH_OPENSSL_NO_EXIT_CLEANUP) == 1
         }
     }
 
+    /// For a process that makes no TLS connection through libcurl (an agent whose engine is a
+    /// Unix socket): starts OpenSSL, before libcurl would, without the tables, configuration
+    /// and error strings only certificate checks need, which libcurl's start otherwise reads
+    /// into every such process (1.1 MB of an idle agent's 26 MB), and without the clean-up at
+    /// exit. Call it before the first transport is made; false when it comes too late. TLS
+    /// endpoints are refused afterwards.
     @discardableResult
     public static func startWithoutTLS() -> Bool {
         CurlStart.state.withLock { state in
-            guard !state.started, berth_start_openssl_without_tls() == 1 else { return false }
+            guard !state.started, berth_start_openssl(BERTH_OPENSSL_WITHOUT_TLS | BERTH_OPENSSL_NO_EXIT_CLEANUP) == 1 else { return false }
             state.withoutTLS = true
             return true
         }

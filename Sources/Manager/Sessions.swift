@@ -1,5 +1,6 @@
 import BerthAPI
 import BerthCore
+import BerthTLS
 import Crypto
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -115,30 +116,16 @@ actor SessionStore {
         let temporary = path + ".tmp"
         // Left by a write that was cut short: made anew, never opened through a link.
         unlink(temporary)
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw ManagerError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
-        var written = 0
-        var writeError: Int32 = 0
-        while written < data.count {
-            let count = data.withUnsafeBytes { write(descriptor, $0.baseAddress! + written, $0.count - written) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else {
-                writeError = count < 0 ? errno : ENOSPC
-                break
-            }
-            written += count
-        }
-        var failure: String?
-        if written < data.count {
-            failure = "cannot write \(temporary): \(String(cString: strerror(writeError)))"
-        } else if fsync(descriptor) != 0 {
-            failure = "cannot write \(temporary): \(String(cString: strerror(errno)))"
-        }
-        close(descriptor)
-        if failure == nil && rename(temporary, path) != 0 { failure = "cannot replace \(path): \(String(cString: strerror(errno)))" }
-        if let failure {
+        do {
+            try NewFiles.write(Array(data), to: temporary, mode: 0o600, sync: true)
+        } catch {
             unlink(temporary)
-            throw ManagerError(failure)
+            throw ManagerError("\(error)")
+        }
+        guard rename(temporary, path) == 0 else {
+            let cause = String(cString: strerror(errno))
+            unlink(temporary)
+            throw ManagerError("cannot replace \(path): \(cause)")
         }
         let folder = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if folder >= 0 {

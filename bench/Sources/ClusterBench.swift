@@ -179,32 +179,30 @@ final class BenchCluster: @unchecked Sendable {
     /// The password checks of `user`'s logins so far, in order, as the manager logs them
     /// (`logged in … check_ms=…`).
     func passwordChecks(of user: String) -> [Duration] {
-        let log = (try? String(contentsOfFile: root + "/manager.log", encoding: .utf8)) ?? ""
-        return log.split(separator: "\n").compactMap { line in
-            guard line.hasSuffix("logged in"), line.contains(" user=\(user) "), let range = line.range(of: "check_ms=") else { return nil }
-            return Int(line[range.upperBound...].prefix { $0.isNumber }).map { .milliseconds($0) }
-        }
+        loggedLines("manager", ending: "logged in", user: user).compactMap { Self.milliseconds("check_ms", in: $0) }
+    }
+
+    /// The lines of `log` (manager, agent-HOST) that end with `message` and name `user`.
+    private func loggedLines(_ log: String, ending message: String, user: String) -> [Substring] {
+        let text = (try? String(contentsOfFile: root + "/\(log).log", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").filter { $0.hasSuffix(message) && $0.contains(" user=\(user) ") }
+    }
+
+    /// A log line's `name=N` field, in milliseconds.
+    private static func milliseconds(_ name: String, in line: Substring) -> Duration? {
+        guard let range = line.range(of: " \(name)=") else { return nil }
+        return Int(line[range.upperBound...].prefix { $0.isNumber }).map { .milliseconds($0) }
     }
 
     /// The unit starts of `user` so far, in order, as the agents log them (`unit ready …
     /// create_ms=… ready_ms=… start_ms=…`), and the manager's `start_ms` of each login.
     func unitStarts(of user: String) -> (units: [StartParts], logins: [Duration]) {
-        func field(_ name: String, _ line: Substring) -> Duration? {
-            guard let range = line.range(of: " \(name)=") else { return nil }
-            return Int(line[range.upperBound...].prefix { $0.isNumber }).map { .milliseconds($0) }
+        let units = agents.flatMap { loggedLines("agent-\($0.host)", ending: "unit ready", user: user) }.compactMap { line -> StartParts? in
+            guard let create = Self.milliseconds("create_ms", in: line), let start = Self.milliseconds("start_ms", in: line),
+                  let ready = Self.milliseconds("ready_ms", in: line) else { return nil }
+            return StartParts(create: create, start: start, ready: ready)
         }
-        var units: [StartParts] = []
-        for host in agents.map(\.host) {
-            let log = (try? String(contentsOfFile: root + "/agent-\(host).log", encoding: .utf8)) ?? ""
-            for line in log.split(separator: "\n") where line.hasSuffix("unit ready") && line.contains(" user=\(user) ") {
-                if let create = field("create_ms", line), let start = field("start_ms", line), let ready = field("ready_ms", line) {
-                    units.append(StartParts(create: create, start: start, ready: ready))
-                }
-            }
-        }
-        let manager = (try? String(contentsOfFile: root + "/manager.log", encoding: .utf8)) ?? ""
-        let logins = manager.split(separator: "\n").filter { $0.hasSuffix("logged in") && $0.contains(" user=\(user) ") }.compactMap { field("start_ms", $0) }
-        return (units, logins)
+        return (units, loggedLines("manager", ending: "logged in", user: user).compactMap { Self.milliseconds("start_ms", in: $0) })
     }
 
     private func launch(_ path: String, _ arguments: [String], log: String) throws {
