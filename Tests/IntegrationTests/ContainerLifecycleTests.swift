@@ -133,10 +133,14 @@ struct ContainerLifecycleTests {
             #expect(full.memoryStats.limit == 64 << 20)
             #expect((full.memoryStats.used ?? 0) > 0)
             // A full sample compares itself with the engine's previous one.
-            #expect((full.cpuStats.percent(since: full.precpuStats) ?? 0) > 10, "\(full)")
+            #expect((full.cpuStats.percent(since: full.precpuStats) ?? 0) > 1, "\(full)")
+            // A second apart, so a suite loading both cores leaves the loop a measurable share
+            // (6.6 % was seen over the few milliseconds between back-to-back samples); an idle
+            // container shows 0.
+            try await Task.sleep(for: .seconds(1))
             let quick = try await client.stats(id)
             #expect(quick.precpuStats.systemUsage == nil)
-            #expect((quick.cpuStats.percent(since: full.cpuStats) ?? 0) > 10)
+            #expect((quick.cpuStats.percent(since: full.cpuStats) ?? 0) > 1)
         }
     }
 
