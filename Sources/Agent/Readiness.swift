@@ -98,8 +98,9 @@ struct Readiness {
         case .unreachable: return .insideUnreachable
         case .serving: break
         }
-        // The program listens; the proxy in front of it now forwards at once, so a connection
-        // that stays open for a millisecond is the unit answering on its ip:port.
-        return PortProbe.probe(host: unit.host, port: unit.port, settle: 1) == .serving ? .serving : .notYet
+        // The program listens, so the proxy in front of it forwards at once: the published
+        // ip:port accepting (not refusing, not already closed) is the unit answering there.
+        // Waiting a millisecond more to see the connection held cost every login that much.
+        return PortProbe.probe(host: unit.host, port: unit.port, settle: 0) == .serving ? .serving : .notYet
     }
 }
