@@ -101,8 +101,8 @@ final class UnitService: Sendable {
         // Where a start's time goes: the engine's create and start, then the unit's own program.
         logger.info("unit ready", metadata: [
             "unit": "\(unit)", "user": "\(request.user)", "container": "\(id.prefix(12))",
-            "create_ms": "\((starting - creating).milliseconds)", "start_ms": "\((started - starting).milliseconds)",
-            "ready_ms": "\((ready - started).milliseconds)",
+            "create_ms": "\((starting - creating).tenthsOfMilliseconds)", "start_ms": "\((started - starting).tenthsOfMilliseconds)",
+            "ready_ms": "\((ready - started).tenthsOfMilliseconds)",
         ])
         return UnitStatus(unit: unit, user: request.user, session: request.session, state: .running, container: id, fingerprint: fingerprint)
     }

@@ -47,4 +47,12 @@ extension Duration {
         let (seconds, attoseconds) = components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
+
+    /// Milliseconds to the nearest tenth (`7.3`), as the daemons log a login's parts: whole
+    /// milliseconds, rounded down, would make each part look up to a millisecond shorter.
+    public var tenthsOfMilliseconds: String {
+        let (seconds, attoseconds) = components
+        let tenths = seconds * 10_000 + (attoseconds + 50_000_000_000_000) / 100_000_000_000_000
+        return "\(tenths / 10).\(tenths % 10)"
+    }
 }

@@ -148,7 +148,7 @@ final class Coordinator: Sendable {
         // split those further).
         logger.info("logged in", metadata: [
             "user": "\(user.name)", "from": "\(address)", "units": "\(user.units.count)",
-            "check_ms": "\(checked.milliseconds)", "start_ms": "\(started.milliseconds)",
+            "check_ms": "\(checked.tenthsOfMilliseconds)", "start_ms": "\(started.tenthsOfMilliseconds)",
         ])
         await audit.record("login.ok", user: user.name, from: address, detail: user.units.map(\.description).joined(separator: ","))
         ManagerMetrics.shared.login(.ok)
