@@ -84,9 +84,12 @@ public struct ServiceClient: Sendable {
     }
 
     /// The status and body a plain `GET path` gets, whatever the status: asked before anything
-    /// secret goes over plain HTTP, to see who answers.
+    /// secret goes over plain HTTP, to see who answers. The connection stays open for the next
+    /// request, so what follows goes to the server that gave this answer, with no new connection.
     public func plainAnswer(to path: String, timeout: Duration = .seconds(3)) async throws -> (status: Int, body: Data) {
-        let response = try await send(HTTPRequest(method: "GET", path: path, timeout: timeout))
+        var request = HTTPRequest(method: "GET", path: path, timeout: timeout)
+        request.keepsConnection = true
+        let response = try await send(request)
         return (response.head.status, response.body)
     }
 

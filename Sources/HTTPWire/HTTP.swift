@@ -23,6 +23,10 @@ public struct HTTPRequest: Sendable {
     public var body: Body
     /// Overall limit for the transfer; `nil` for streams that last as long as the caller reads.
     public var timeout: Duration?
+    /// Keep the connection open after the answer, for the transport's next request to go on
+    /// (where the transport makes a connection per request): the check that a server is the
+    /// one meant, then the request that trusts it, on one connection.
+    public var keepsConnection = false
 
     public init(
         method: String, path: String, query: [(name: String, value: String)] = [],
@@ -34,6 +38,14 @@ public struct HTTPRequest: Sendable {
         self.headers = headers
         self.body = body
         self.timeout = timeout
+    }
+
+    /// Whether the request can be sent again as it is: its body is not written as it goes.
+    public var isReplayable: Bool {
+        switch body {
+        case .none, .data, .file: true
+        case .stream: false
+        }
     }
 
     /// The path with its percent-encoded query string.

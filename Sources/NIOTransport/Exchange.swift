@@ -35,6 +35,8 @@ final class Exchange: Sendable {
         var readHeld = false
         var deadline: Scheduled<Void>?
         var endActions: [@Sendable (HTTPClientError?) -> Void] = []
+        /// The server's answer lets the connection carry another request.
+        var keepAlive = false
 
         var isOver: Bool { ended || failure != nil }
     }
@@ -44,16 +46,26 @@ final class Exchange: Sendable {
     let window: Int
     /// Where the body goes as it arrives, instead of `chunks` (`NIOTransport.receive`).
     let sink: (@Sendable (UnsafeRawBufferPointer) throws -> Void)?
+    /// Takes the connection when the request keeps it and the answer ends well on a connection
+    /// the server keeps open; it is closed otherwise.
+    private let keep: (@Sendable (any Channel) -> Void)?
     private let state = Mutex(State())
 
-    init(request: HTTPRequest, endpoint: HTTPEndpoint, window: Int, sink: (@Sendable (UnsafeRawBufferPointer) throws -> Void)?) {
+    init(
+        request: HTTPRequest, endpoint: HTTPEndpoint, window: Int, sink: (@Sendable (UnsafeRawBufferPointer) throws -> Void)?,
+        keep: (@Sendable (any Channel) -> Void)? = nil
+    ) {
         self.request = request
         self.endpoint = endpoint
         self.window = window
         self.sink = sink
+        self.keep = keep
     }
 
     var failure: (any Error)? { state.withLock { $0.failure } }
+
+    /// Whether the answer's head has arrived.
+    var answered: Bool { state.withLock { $0.head != nil } }
 
     // MARK: - The reading task
 
@@ -167,9 +179,10 @@ final class Exchange: Sendable {
         waiter?.resume()
     }
 
-    func received(head: HTTPWire.HTTPResponseHead) {
+    func received(head: HTTPWire.HTTPResponseHead, keepAlive: Bool) {
         let waiter = state.withLock { state in
             state.head = head
+            state.keepAlive = keepAlive
             defer { state.headWaiter = nil }
             return state.headWaiter
         }
@@ -215,7 +228,7 @@ final class Exchange: Sendable {
     }
 
     private func finish(_ failure: (any Error)?) {
-        let outcome = state.withLock { state -> (waiters: Waiters, channel: (any Channel)?, actions: [@Sendable (HTTPClientError?) -> Void], deadline: Scheduled<Void>?)? in
+        let outcome = state.withLock { state -> (waiters: Waiters, channel: (any Channel)?, actions: [@Sendable (HTTPClientError?) -> Void], deadline: Scheduled<Void>?, kept: Bool)? in
             guard !state.isOver else { return nil }
             if let failure { state.failure = failure } else { state.ended = true }
             let waiters = Waiters(ready: state.readyWaiter, head: state.headWaiter, body: state.bodyWaiter)
@@ -223,10 +236,13 @@ final class Exchange: Sendable {
             state.headWaiter = nil
             state.bodyWaiter = nil
             defer { state.endActions = []; state.deadline = nil }
-            return (waiters, state.channel, state.endActions, state.deadline)
+            let kept = failure == nil && state.keepAlive && state.head != nil && keep != nil
+            return (waiters, state.channel, state.endActions, state.deadline, kept)
         }
         guard let outcome else { return }
         outcome.deadline?.cancel()
+        // Handed over before the reader hears of the end, so its next request finds it.
+        if outcome.kept, let channel = outcome.channel { keep?(channel) }
         if let failure {
             outcome.waiters.ready?.resume(throwing: failure)
             outcome.waiters.head?.resume(throwing: failure)
@@ -236,8 +252,8 @@ final class Exchange: Sendable {
             outcome.waiters.head?.resume(throwing: HTTPClientError.unreachable(endpoint: endpoint.description, reason: "the connection closed without an answer"))
             outcome.waiters.body?.resume(returning: nil)
         }
-        // One request per connection: it closes with the answer's end.
-        outcome.channel?.close(promise: nil)
+        // One request per connection unless it was kept: it closes with the answer's end.
+        if !outcome.kept { outcome.channel?.close(promise: nil) }
         for action in outcome.actions { action(failure.map(Self.named)) }
     }
 
@@ -255,7 +271,8 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
 
-    private let exchange: Exchange
+    /// The exchange the connection carries now; another once a kept connection is reused.
+    private var exchange: Exchange
     private let tls: Bool
     /// A host name the certificate must name among its DNS names; nil for an address.
     private let serverName: String?
@@ -274,6 +291,15 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.serverName = serverName
         self.handshakeDeadline = handshakeDeadline
         self.handshakeTimeout = handshakeTimeout
+    }
+
+    /// The kept connection carries `next` from now on; its TLS was checked for the one before.
+    func carry(_ next: Exchange, context: ChannelHandlerContext) {
+        exchange = next
+        headSeen = false
+        sink = nil
+        // A read the last exchange held back would otherwise never be asked for.
+        context.read()
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -353,7 +379,7 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
             sink = head.status.code < 400 ? exchange.sink : nil
             exchange.received(head: HTTPWire.HTTPResponseHead(
                 version: "HTTP/\(head.version.major).\(head.version.minor)", status: Int(head.status.code), reason: head.status.reasonPhrase,
-                headers: head.headers.map { (name: $0.name, value: $0.value) }))
+                headers: head.headers.map { (name: $0.name, value: $0.value) }), keepAlive: head.isKeepAlive)
         case .body(let buffer):
             if let sink {
                 do {

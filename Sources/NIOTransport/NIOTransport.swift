@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,16 +13,18 @@ import FoundationEssentials
 import Foundation
 #endif
 
-/// HTTP/1.1 on SwiftNIO, for `berth`: one connection per request (a command makes a few), TLS
-/// through NIOSSL, streams with a window, cancellation that closes the connection. A command
-/// linking it starts without libcurl, whose thirty libraries the dynamic loader took longer to
-/// bind than the rest of a login's client work.
+/// HTTP/1.1 on SwiftNIO, for `berth`: one connection per request (a command makes a few) unless
+/// a request keeps its connection for the next, TLS through NIOSSL, streams with a window,
+/// cancellation that closes the connection. A command linking it starts without libcurl, whose
+/// thirty libraries the dynamic loader took longer to bind than the rest of a login's client work.
 public final class NIOTransport: HTTPTransport {
     public let endpoint: HTTPEndpoint
     public let connectTimeout: Duration
     public let streamWindow: Int
     /// Made once: a context holds the parsed CAs.
     private let tls: Result<NIOSSLContext, HTTPClientError>?
+    /// The connection a request kept (`HTTPRequest.keepsConnection`), for the next request.
+    private let kept = Mutex<(any Channel)?>(nil)
 
     public static func make(endpoint: HTTPEndpoint, connectTimeout: Duration, streamWindow: Int) -> NIOTransport {
         NIOTransport(endpoint: endpoint, connectTimeout: connectTimeout, streamWindow: streamWindow)
@@ -34,13 +37,16 @@ public final class NIOTransport: HTTPTransport {
         tls = endpoint.tls.map { Self.context(for: $0, endpoint: endpoint) }
     }
 
+    deinit {
+        kept.withLock { $0 }?.close(promise: nil)
+    }
+
     /// The most of an answer `send` holds: Berth's answers are small JSON, and a server that
     /// sends more (anyone can listen at an address given by mistake) does not fill the memory.
     public static let largestAnswer = 16 << 20
 
     public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
-        let exchange = try await begin(request, sink: nil)
-        let head = try await exchange.head()
+        let (exchange, head) = try await answer(to: request)
         var body = Data()
         while let chunk = try await exchange.next() {
             body.append(chunk)
@@ -53,8 +59,7 @@ public final class NIOTransport: HTTPTransport {
     }
 
     public func stream(_ request: HTTPRequest, streamErrorResponses: Bool) async throws -> HTTPStreamingResponse {
-        let exchange = try await begin(request, sink: nil)
-        let head = try await exchange.head()
+        let (exchange, head) = try await answer(to: request)
         if head.status >= 400 && !streamErrorResponses {
             let body = try await Self.message(of: exchange)
             throw HTTPClientError.status(HTTPResponse(head: head, body: body), method: request.method, path: request.path)
@@ -101,27 +106,97 @@ public final class NIOTransport: HTTPTransport {
         return body
     }
 
+    /// The exchange of `request` once its answer's head is in: on the kept connection if there is
+    /// one and the request can be sent again, else on a new one. A kept connection that the
+    /// server closed before answering (its idle timeout, a restart) gives way to a new one.
+    private func answer(to request: HTTPRequest) async throws -> (Exchange, HTTPWire.HTTPResponseHead) {
+        if let channel = kept.withLock({ kept -> (any Channel)? in
+            let taken = kept
+            kept = nil
+            return taken
+        }) {
+            if request.isReplayable && channel.isActive {
+                let exchange = makeExchange(request, sink: nil)
+                do {
+                    try await carry(exchange, on: channel)
+                    return (exchange, try await exchange.head())
+                } catch let error as HTTPClientError where !exchange.answered && error.isConnectionLost {
+                    // Nothing of an answer came: the request goes again, on a connection of its own.
+                }
+            } else {
+                channel.close(promise: nil)
+            }
+        }
+        let exchange = try await begin(request, sink: nil)
+        return (exchange, try await exchange.head())
+    }
+
+    private func makeExchange(_ request: HTTPRequest, sink: (@Sendable (UnsafeRawBufferPointer) throws -> Void)?) -> Exchange {
+        var keep: (@Sendable (any Channel) -> Void)?
+        if request.keepsConnection {
+            keep = { [weak self] channel in
+                guard let self else { return channel.close(promise: nil) }
+                self.keepForNext(channel)
+            }
+        }
+        let exchange = Exchange(request: request, endpoint: endpoint, window: streamWindow, sink: sink, keep: keep)
+        if case .stream(let upload, _) = request.body {
+            // However the exchange ends, before its request is written or after, the body's
+            // writer hears of it rather than waiting for a reader that never comes.
+            exchange.onEnd { upload.fail($0 ?? .cancelled) }
+        }
+        return exchange
+    }
+
+    private func keepForNext(_ channel: any Channel) {
+        let replaced = kept.withLock { kept -> (any Channel)? in
+            let old = kept
+            kept = channel
+            return old
+        }
+        replaced?.close(promise: nil)
+    }
+
+    /// Ends the exchange at the request's time limit, if it has one.
+    private func arm(_ exchange: Exchange, on loop: any EventLoop) {
+        let request = exchange.request
+        guard let timeout = request.timeout else { return }
+        exchange.deadline(loop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
+            exchange.fail(HTTPClientError.timeout(method: request.method, path: request.path, after: timeout))
+        })
+    }
+
+    /// Sends the exchange's request on a kept connection, whose server was checked (TLS, a
+    /// pinned key, a name) when it was made.
+    private func carry(_ exchange: Exchange, on channel: any Channel) async throws {
+        arm(exchange, on: channel.eventLoop)
+        do {
+            try await channel.eventLoop.submit {
+                let context = try channel.pipeline.syncOperations.context(handlerType: ExchangeHandler.self)
+                (context.handler as? ExchangeHandler)?.carry(exchange, context: context)
+            }.get()
+        } catch {
+            let failure = HTTPClientError.unreachable(endpoint: endpoint.description, reason: "the connection closed without an answer")
+            exchange.fail(failure)
+            throw failure
+        }
+        exchange.attach(channel)
+        exchange.becameReady()
+        write(exchange.request, to: channel, exchange: exchange)
+    }
+
     /// Connects, writes the request once the connection is ready (its TLS checked), and returns
     /// the exchange the answer arrives on.
     private func begin(
         _ request: HTTPRequest, sink: (@Sendable (UnsafeRawBufferPointer) throws -> Void)?,
         on group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> Exchange {
-        let exchange = Exchange(request: request, endpoint: endpoint, window: streamWindow, sink: sink)
-        if case .stream(let upload, _) = request.body {
-            // However the exchange ends, before its request is written or after, the body's
-            // writer hears of it rather than waiting for a reader that never comes.
-            exchange.onEnd { upload.fail($0 ?? .cancelled) }
-        }
+        let exchange = makeExchange(request, sink: sink)
         return try await withTaskCancellationHandler {
             do {
                 let context = try tls?.get()
                 let loop = group.next()
-                if let timeout = request.timeout {
-                    exchange.deadline(loop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
-                        exchange.fail(HTTPClientError.timeout(method: request.method, path: request.path, after: timeout))
-                    })
-                }
+                arm(exchange, on: loop)
                 let channel = try await connect(on: loop, exchange: exchange, tls: context)
                 exchange.attach(channel)
                 try await exchange.ready()
@@ -290,5 +365,15 @@ private final class BodyReader: Sendable {
 
     deinit {
         exchange.close()
+    }
+}
+
+extension HTTPClientError {
+    /// The connection failed or went away, as a kept one the server has closed does.
+    var isConnectionLost: Bool {
+        switch self {
+        case .unreachable, .transport: true
+        default: false
+        }
     }
 }

@@ -371,6 +371,57 @@ import X509
         #expect(await TLSProbe.certificate(host: "127.0.0.1", port: try freePort()) == nil)
     }
 
+    /// A request that keeps its connection hands it to the next request, which goes on it: the
+    /// server that answered the first is the one that gets the second (`berth login` checks
+    /// who answers before it sends a password). Without it, each request has a connection.
+    @Test func aKeptConnectionCarriesTheNextRequestAndOnlyThat() async throws {
+        let server = try await RecordingServer(tls: nil, answering: .keepingAlive)
+        defer { server.stop() }
+        let transport = NIOTransport(endpoint: HTTPEndpoint(.tcp(host: "127.0.0.1", port: server.port)))
+        var check = HTTPRequest(method: "GET", path: "/check", timeout: .seconds(30))
+        check.keepsConnection = true
+        #expect(try await transport.send(check).body == Data("ok".utf8))
+        let secret = HTTPRequest(method: "POST", path: "/secret", body: .data(Data("pw".utf8), contentType: "text/plain"), timeout: .seconds(30))
+        #expect(try await transport.send(secret).body == Data("ok".utf8))
+        #expect(server.connections == 1)
+        #expect(try await transport.send(HTTPRequest(method: "GET", path: "/third", timeout: .seconds(30))).body == Data("ok".utf8))
+        #expect(server.connections == 2, "only the request that kept the connection passes it on")
+        #expect(server.requests == 3)
+    }
+
+    /// A kept connection the server closes as the next request comes (its idle timeout) gives
+    /// way to a new one, and the request is answered there; so does one it said it would close.
+    @Test func aKeptConnectionTheServerDropsGivesWayToANewOne() async throws {
+        for answering in [RecordingServer.Answering.droppingSecond, .closing] {
+            let server = try await RecordingServer(tls: nil, answering: answering)
+            defer { server.stop() }
+            let transport = NIOTransport(endpoint: HTTPEndpoint(.tcp(host: "127.0.0.1", port: server.port)))
+            var check = HTTPRequest(method: "GET", path: "/check", timeout: .seconds(30))
+            check.keepsConnection = true
+            _ = try await transport.send(check)
+            let next = HTTPRequest(method: "POST", path: "/next", body: .data(Data("x".utf8), contentType: "text/plain"), timeout: .seconds(30))
+            #expect(try await transport.stream(next, streamErrorResponses: false).head.status == 200, "\(answering)")
+            #expect(server.connections == 2, "\(answering)")
+            // The dropped request reached the server on the kept connection before going again.
+            #expect(server.requests == (answering == .droppingSecond ? 3 : 2), "\(answering)")
+        }
+    }
+
+    /// A kept TLS connection carries the next request without a second handshake, its server
+    /// checked once.
+    @Test func aKeptTLSConnectionCarriesTheNextRequest() async throws {
+        let authority = try ClusterCertificates.makeAuthority()
+        let host = try ClusterCertificates.makeHost(addresses: ["127.0.0.1"], manager: false, authority: authority)
+        let server = try await RecordingServer(tls: host, answering: .keepingAlive)
+        defer { server.stop() }
+        let transport = NIOTransport(endpoint: HTTPEndpoint(.tcp(host: "127.0.0.1", port: server.port), tls: ClientTLS(trustedCAs: authority.certificate)))
+        var check = HTTPRequest(method: "GET", path: "/check", timeout: .seconds(30))
+        check.keepsConnection = true
+        _ = try await transport.send(check)
+        #expect(try await transport.send(HTTPRequest(method: "GET", path: "/next", timeout: .seconds(30))).body == Data("ok".utf8))
+        #expect(server.connections == 1)
+    }
+
     /// A reader that stops reading holds the connection back once a window is unread, and lets
     /// it go on once it has caught up.
     @Test func aSlowReaderHoldsReadingBack() async throws {
@@ -395,14 +446,26 @@ final class RecordingServer: Sendable {
     let channel: any Channel
     let port: Int
     private final class Log: Sendable {
-        let state = Mutex<(bytes: [UInt8], requests: Int)>(([], 0))
+        let state = Mutex<(bytes: [UInt8], requests: Int, connections: Int)>(([], 0, 0))
     }
     private let log = Log()
 
+    /// What becomes of a connection once its request is answered.
+    enum Answering: Sendable {
+        /// `Connection: close`, and closed.
+        case closing
+        /// Kept open for the next request, as HTTP/1.1 does unless told otherwise.
+        case keepingAlive
+        /// Kept open, but closed unanswered at its second request, as a server whose idle
+        /// timeout struck just as that request came.
+        case droppingSecond
+    }
+
     var received: [UInt8] { log.state.withLock { $0.bytes } }
     var requests: Int { log.state.withLock { $0.requests } }
+    var connections: Int { log.state.withLock { $0.connections } }
 
-    init(tls: (certificate: String, key: String)?) async throws {
+    init(tls: (certificate: String, key: String)?, answering: Answering = .closing) async throws {
         let context = try tls.map { tls in
             try NIOSSLContext(configuration: .makeServerConfiguration(
                 certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(tls.certificate.utf8)).map { .certificate($0) },
@@ -425,10 +488,11 @@ final class RecordingServer: Sendable {
         }
         channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { child in
-                child.eventLoop.makeCompletedFuture {
+            .childChannelInitializer { [log] child in
+                log.state.withLock { $0.connections += 1 }
+                return child.eventLoop.makeCompletedFuture {
                     if let context { try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
-                    try child.pipeline.syncOperations.addHandler(Recorder(recorder))
+                    try child.pipeline.syncOperations.addHandler(Recorder(recorder, answering: answering))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
@@ -443,9 +507,12 @@ final class RecordingServer: Sendable {
         typealias InboundIn = ByteBuffer
         typealias OutboundOut = ByteBuffer
         let record: @Sendable ([UInt8]) -> Bool
+        let answering: Answering
+        private var answered = 0
 
-        init(_ record: @escaping @Sendable ([UInt8]) -> Bool) {
+        init(_ record: @escaping @Sendable ([UInt8]) -> Bool, answering: Answering) {
             self.record = record
+            self.answering = answering
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -456,8 +523,16 @@ final class RecordingServer: Sendable {
                 return
             }
             guard record(bytes) else { return }
-            let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).whenComplete { _ in context.close(promise: nil) }
+            answered += 1
+            switch answering {
+            case .closing:
+                let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).whenComplete { _ in context.close(promise: nil) }
+            case .droppingSecond where answered > 1:
+                context.close(promise: nil)
+            case .keepingAlive, .droppingSecond:
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")), promise: nil)
+            }
         }
     }
 }
