@@ -188,10 +188,10 @@ final class BenchCluster: @unchecked Sendable {
         return text.split(separator: "\n").filter { $0.hasSuffix(message) && $0.contains(" user=\(user) ") }
     }
 
-    /// A log line's `name=N` field, in milliseconds.
+    /// A log line's `name=N` field, in milliseconds (`7` or `7.3`).
     private static func milliseconds(_ name: String, in line: Substring) -> Duration? {
         guard let range = line.range(of: " \(name)=") else { return nil }
-        return Int(line[range.upperBound...].prefix { $0.isNumber }).map { .milliseconds($0) }
+        return Double(line[range.upperBound...].prefix { $0.isNumber || $0 == "." }).map { .nanoseconds(Int64(($0 * 1e6).rounded())) }
     }
 
     /// The unit starts of `user` so far, in order, as the agents log them (`unit ready …
@@ -203,6 +203,25 @@ final class BenchCluster: @unchecked Sendable {
             return StartParts(create: create, start: start, ready: ready)
         }
         return (units, loggedLines("manager", ending: "logged in", user: user).compactMap { Self.milliseconds("start_ms", in: $0) })
+    }
+
+    /// The engine's part of each of the last `logins` logins of `user`: the longest create +
+    /// start among its units, as the agents log them. Each agent logs a login's units one after
+    /// another, so its lines come in groups of the user's units on its host. Nil when a login
+    /// is missing from a log.
+    func engineTimes(of user: String, logins: Int) -> [Duration]? {
+        var engine = [Duration](repeating: .zero, count: logins)
+        for agent in agents {
+            let here = units[user]!.filter { $0.host == agent.host }.count
+            guard here > 0 else { continue }
+            let lines = loggedLines("agent-\(agent.host)", ending: "unit ready", user: user)
+            guard lines.count >= logins * here else { return nil }
+            for (index, line) in lines.suffix(logins * here).enumerated() {
+                guard let create = Self.milliseconds("create_ms", in: line), let start = Self.milliseconds("start_ms", in: line) else { return nil }
+                engine[index / here] = max(engine[index / here], create + start)
+            }
+        }
+        return engine
     }
 
     private func launch(_ path: String, _ arguments: [String], log: String) throws {

@@ -109,6 +109,8 @@ struct ClusterSections {
             var outside: [Duration] = []
             var outsideTLS: [Duration] = []
             var floorParts: [StartParts] = []
+            // Each measured floor round's engine part: its longest create + start.
+            var floorEngine: [Duration] = []
             var tlsOrder: [(outside: Bool, measured: Bool)] = []
             // Which of the two ways logged in, in order: the manager logs a check for each.
             var berthOrder: [(outside: Bool, measured: Bool)] = []
@@ -142,6 +144,7 @@ struct ClusterSections {
                         if round > 0 {
                             floor.append(time)
                             floorParts += started.map(\.parts)
+                            floorEngine.append(started.map { $0.parts.create + $0.parts.start }.max() ?? .zero)
                         }
                     case .bare:
                         let started = try await bareStarter.startAndWait(units, memoryBytes: 128 << 20)
@@ -198,10 +201,23 @@ struct ClusterSections {
                 }.sorted()
                 return shares.isEmpty ? "—" : String(format: "%+.1f %%", 100 * shares[shares.count / 2])
             }
+            /// The same share with each side's engine part (its longest create + start, as the
+            /// agents log it or the floor times it) taken off first: one start differs from the
+            /// next by tens of milliseconds, which the share above carries round by round and
+            /// this does not. `engine` holds every login of the way, in order.
+            func netOverhead(_ times: [Duration], _ checks: [Duration], _ order: [(outside: Bool, measured: Bool)], _ engine: [Duration]?) -> String {
+                guard let engine, engine.count == order.count, !times.isEmpty, floor.count == floorEngine.count else { return "—" }
+                let own = zip(order, engine).filter { $0.0.measured && $0.0.outside }.map(\.1)
+                guard own.count == times.count else { return "—" }
+                let berthOwn = Stats(zip(zip(times, checks), own).map { $0.0 - $0.1 - $1 }).median
+                let floorOwn = Stats(zip(floor, floorEngine).map { $0 - $1 }).median
+                return String(format: "%+.1f %%", 100 * Double((berthOwn - floorOwn).nanoseconds) / Double(max(1, Stats(floor).median.nanoseconds)))
+            }
             if !outside.isEmpty {
                 let outsideStats = Stats(outside)
                 table.row(["\(label): berth login, the process from start to exit, timed from outside", outsideStats.medianText, outsideStats.p90Text,
-                           "\(pairedRatio(outside, over: floor)); Berth's overhead \(overhead(outside, outsideChecks)) of the floor"])
+                           "\(pairedRatio(outside, over: floor)); Berth's overhead \(overhead(outside, outsideChecks)) of the floor, "
+                           + "\(netOverhead(outside, outsideChecks, berthOrder, cluster.engineTimes(of: user, logins: berthOrder.count))) net of the engine"])
             }
             if !berthTLS.isEmpty {
                 let logged = Array(tlsCluster.passwordChecks(of: "benchtls").suffix(tlsOrder.count))
@@ -214,7 +230,8 @@ struct ClusterSections {
                            "\(pairedRatio(berthTLS, over: floor))\(lessCheck)"])
                 if !outsideTLS.isEmpty {
                     let stats = Stats(outsideTLS)
-                    let share = complete ? "; Berth's overhead \(overhead(outsideTLS, outsideTLSChecks)) of the floor" : ""
+                    let net = netOverhead(outsideTLS, outsideTLSChecks, tlsOrder, tlsCluster.engineTimes(of: "benchtls", logins: tlsOrder.count))
+                    let share = complete ? "; Berth's overhead \(overhead(outsideTLS, outsideTLSChecks)) of the floor, \(net) net of the engine" : ""
                     table.row(["\(label): berth login --ca with TLS, the process from start to exit, timed from outside", stats.medianText, stats.p90Text,
                                "\(pairedRatio(outsideTLS, over: floor))\(share)"])
                 }
@@ -257,7 +274,10 @@ struct ClusterSections {
             4 units two per agent. "Less the password check" takes each login's own check, as the manager logs it \
             (`check_ms`), off that login's time. "Timed from outside" runs `berth login --password-stdin` as a user \
             would and waits for it to exit (process start, TLS or not, the session file written); Berth's overhead is \
-            (that time − the floor − the login's own password check) / the floor, the median over the rounds. Berth's time runs from the login request to the manager's `done`: password check, \
+            (that time − the floor − the login's own password check) / the floor, the median over the rounds. Net of the \
+            engine, each login's engine part (its longest create + start, as the agents log them) and each floor's (as \
+            it times them) comes off first, since one start differs from the next by tens of milliseconds: (the median \
+            of Berth's rest − the median of the floor's rest) / the median floor. Berth's time runs from the login request to the manager's `done`: password check, \
             home folders, port checks, create, start, and the agents' readiness probes, for all units in parallel. \
             The floor and the docker CLI create the same containers as Berth (image, command, limits, mounts, port \
             binding, the user's network, PIDs limit, no-new-privileges); the floor waits for each unit's health \
