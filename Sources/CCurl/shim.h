@@ -3,7 +3,9 @@
 
 #include <curl/curl.h>
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* curl_easy_setopt and curl_easy_getinfo are variadic, which Swift cannot call.
@@ -96,5 +98,52 @@ static inline int berth_start_openssl(uint64_t options) {
    only libcurl's certificate checks need (OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, _NO_ADD_ALL_CIPHERS,
    _NO_ADD_ALL_DIGESTS, _NO_LOAD_CONFIG; the same in OpenSSL 1.1 and 3). */
 #define BERTH_OPENSSL_WITHOUT_TLS 0xB1ULL /* 0x01 | 0x10 | 0x20 | 0x80 */
+
+/* One TLS session cache for every handle of a transport (CURL_LOCK_DATA_SSL_SESSION): a handle
+   that connects, again or for the first time, resumes a session any of them made. */
+typedef struct berth_tls_sessions {
+    CURLSH *share;
+    pthread_mutex_t mutex;
+} berth_tls_sessions;
+
+static inline void berth_tls_sessions_lock(CURL *handle, curl_lock_data data, curl_lock_access access, void *sessions) {
+    (void)handle; (void)data; (void)access;
+    pthread_mutex_lock(&((berth_tls_sessions *)sessions)->mutex);
+}
+
+static inline void berth_tls_sessions_unlock(CURL *handle, curl_lock_data data, void *sessions) {
+    (void)handle; (void)data;
+    pthread_mutex_unlock(&((berth_tls_sessions *)sessions)->mutex);
+}
+
+/* NULL when libcurl cannot share sessions; each handle then keeps its own. */
+static inline berth_tls_sessions *berth_tls_sessions_new(void) {
+    berth_tls_sessions *sessions = calloc(1, sizeof *sessions);
+    if (!sessions) return NULL;
+    pthread_mutex_init(&sessions->mutex, NULL);
+    sessions->share = curl_share_init();
+    if (!sessions->share
+        || curl_share_setopt(sessions->share, CURLSHOPT_LOCKFUNC, berth_tls_sessions_lock) != CURLSHE_OK
+        || curl_share_setopt(sessions->share, CURLSHOPT_UNLOCKFUNC, berth_tls_sessions_unlock) != CURLSHE_OK
+        || curl_share_setopt(sessions->share, CURLSHOPT_USERDATA, sessions) != CURLSHE_OK
+        || curl_share_setopt(sessions->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
+        if (sessions->share) curl_share_cleanup(sessions->share);
+        pthread_mutex_destroy(&sessions->mutex);
+        free(sessions);
+        return NULL;
+    }
+    return sessions;
+}
+
+/* Only once every handle that used it has been cleaned up. */
+static inline void berth_tls_sessions_free(berth_tls_sessions *sessions) {
+    curl_share_cleanup(sessions->share);
+    pthread_mutex_destroy(&sessions->mutex);
+    free(sessions);
+}
+
+static inline CURLcode berth_use_tls_sessions(CURL *handle, berth_tls_sessions *sessions) {
+    return curl_easy_setopt(handle, CURLOPT_SHARE, sessions->share);
+}
 
 #endif

@@ -31,7 +31,10 @@ final class CurlHandles: @unchecked Sendable {
     /// transfer. A worker almost always serves one endpoint, so they are set once, not per request.
     var appliedTLS: ClientTLS??
 
-    init?() {
+    /// Kept until the handles are gone: libcurl frees a shared cache only once no handle uses it.
+    private let sessions: TLSSessions?
+
+    init?(sessions: TLSSessions? = nil) {
         guard let easy = curl_easy_init() else { return nil }
         guard let multi = curl_multi_init() else {
             curl_easy_cleanup(easy)
@@ -39,6 +42,8 @@ final class CurlHandles: @unchecked Sendable {
         }
         self.easy = easy
         self.multi = multi
+        self.sessions = sessions
+        if let sessions { _ = berth_use_tls_sessions(easy, sessions.cache) }
     }
 
     /// Closes the connection and frees both handles.
@@ -103,5 +108,23 @@ final class CurlHandles: @unchecked Sendable {
             if poll(&entry, 1, 0) != 0 { return true }
         } while clock.now < deadline
         return false
+    }
+}
+
+/// The TLS sessions of one transport's connections, shared by all its workers: a worker that
+/// connects to the server, for the first time or after the server closed its idle connection,
+/// resumes a session another made instead of a full handshake (certificates sent and checked
+/// both ways).
+final class TLSSessions: @unchecked Sendable {
+    let cache: UnsafeMutablePointer<berth_tls_sessions>
+
+    init?() {
+        _ = CurlWorkerPool.globalInit
+        guard let cache = berth_tls_sessions_new() else { return nil }
+        self.cache = cache
+    }
+
+    deinit {
+        berth_tls_sessions_free(cache)
     }
 }

@@ -20,7 +20,7 @@ import Darwin
 /// as it lasts) and shrinks back after workers sit idle. Once its owner lets go (`shutDown`), every
 /// worker leaves as soon as nothing is queued, and the threads and connections go with them.
 final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
-    private static let globalInit: Void = {
+    static let globalInit: Void = {
         CurlStart.state.withLock { $0.started = true }
         curl_global_init(Int(CURL_GLOBAL_ALL))
     }()
@@ -43,7 +43,11 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
     private let minimumWorkers: Int
     private let idleTimeout: Duration
 
-    init(maximumWorkers: Int = 256, minimumWorkers: Int = 2, idleTimeout: Duration = .seconds(30)) {
+    /// What every worker's handles share: the TLS sessions of the transport's server.
+    private let sessions: TLSSessions?
+
+    init(maximumWorkers: Int = 256, minimumWorkers: Int = 2, idleTimeout: Duration = .seconds(30), sessions: TLSSessions? = nil) {
+        self.sessions = sessions
         _ = Self.globalInit
         self.maximumWorkers = maximumWorkers
         self.minimumWorkers = minimumWorkers
@@ -128,7 +132,7 @@ final class CurlWorkerPool: TaskExecutor, @unchecked Sendable {
     }
 
     private func runWorker() {
-        guard let handles = CurlHandles() else {
+        guard let handles = CurlHandles(sessions: sessions) else {
             condition.lock()
             workers -= 1
             condition.unlock()

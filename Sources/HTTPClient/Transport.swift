@@ -49,8 +49,9 @@ public final class Transport: Sendable {
         self.connectTimeout = connectTimeout
         self.streamWindow = streamWindow
         self.busyPoll = busyPoll
-        self.pool = CurlWorkerPool(maximumWorkers: lanes.requests)
-        self.streamPool = CurlWorkerPool(maximumWorkers: lanes.streams, minimumWorkers: 0)
+        let sessions = endpoint.tls == nil ? nil : TLSSessions()
+        self.pool = CurlWorkerPool(maximumWorkers: lanes.requests, sessions: sessions)
+        self.streamPool = CurlWorkerPool(maximumWorkers: lanes.streams, minimumWorkers: 0, sessions: sessions)
     }
 
     deinit {

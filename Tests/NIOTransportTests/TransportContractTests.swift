@@ -486,17 +486,11 @@ final class RecordingServer: Sendable {
                 return true
             }
         }
-        channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { [log] child in
-                log.state.withLock { $0.connections += 1 }
-                return child.eventLoop.makeCompletedFuture {
-                    if let context { try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
-                    try child.pipeline.syncOperations.addHandler(Recorder(recorder, answering: answering))
-                }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
-        port = channel.localAddress?.port ?? 0
+        (channel, port) = try await loopbackServer { [log] child in
+            log.state.withLock { $0.connections += 1 }
+            if let context { try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
+            try child.pipeline.syncOperations.addHandler(Recorder(recorder, answering: answering))
+        }
     }
 
     func stop() {
@@ -535,4 +529,88 @@ final class RecordingServer: Sendable {
             }
         }
     }
+}
+
+/// The daemons' transport to an agent over TLS: a connection it makes on a worker that never
+/// connected before resumes the session another worker's connection made. TLS 1.3 tickets are
+/// used once: each connection brings the next with its answer.
+@Suite struct TLSResumptionTests {
+    @Test func aNewWorkerResumesTheSessionAnotherMade() async throws {
+        let authority = try ClusterCertificates.makeAuthority()
+        let agent = try ClusterCertificates.makeHost(addresses: ["127.0.0.1"], manager: false, authority: authority)
+        let manager = try ClusterCertificates.makeHost(addresses: ["127.0.0.9"], manager: true, authority: authority)
+        let server = try await HandshakeCountingServer(certificate: agent, clientCA: authority.certificate)
+        defer { server.stop() }
+        let transport = Transport(endpoint: HTTPEndpoint(.tcp(host: "127.0.0.1", port: server.port), tls: ClientTLS(
+            trustedCAs: authority.certificate, clientCertificate: manager.certificate, clientKey: manager.key)), connectTimeout: .seconds(30))
+        let request = HTTPRequest(method: "GET", path: "/", timeout: .seconds(30))
+        #expect(try await transport.send(request).status == 200)
+        #expect(server.fullHandshakes == 1)
+        // A stream runs on a worker of the streams' own pool, which has not connected yet; the
+        // server closed the first connection after its answer.
+        let stream = try await transport.stream(request, streamErrorResponses: false)
+        for try await _ in stream.body {}
+        #expect(try await transport.send(request).status == 200)
+        #expect(server.connections == 3)
+        #expect(server.fullHandshakes == 1, "a connection of a worker without a session of its own made a full handshake")
+    }
+}
+
+/// A TLS server on 127.0.0.1 that wants a client certificate of `clientCA`, counts the handshakes
+/// that checked one (a resumed session checks none), answers each request and closes the
+/// connection.
+final class HandshakeCountingServer: Sendable {
+    let channel: any Channel
+    let port: Int
+    private final class Counts: Sendable {
+        let state = Mutex<(connections: Int, fullHandshakes: Int)>((0, 0))
+    }
+    private let counts = Counts()
+    var connections: Int { counts.state.withLock { $0.connections } }
+    var fullHandshakes: Int { counts.state.withLock { $0.fullHandshakes } }
+
+    init(certificate: (certificate: String, key: String), clientCA: String) async throws {
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(certificate.certificate.utf8)).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(certificate.key.utf8), format: .pem)))
+        configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(clientCA.utf8)))
+        configuration.certificateVerification = .noHostnameVerification
+        let context = try NIOSSLContext(configuration: configuration)
+        let counts = counts
+        (channel, port) = try await loopbackServer { child in
+            counts.state.withLock { $0.connections += 1 }
+            try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context) { certificates, promise in
+                counts.state.withLock { $0.fullHandshakes += 1 }
+                promise.succeed(certificates.isEmpty ? .failed : .certificateVerified)
+            })
+            try child.pipeline.syncOperations.addHandler(Answerer())
+        }
+    }
+
+    func stop() {
+        channel.close(promise: nil)
+    }
+
+    private final class Answerer: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        private var received = ""
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            received += String(buffer: unwrapInboundIn(data))
+            guard received.contains("\r\n\r\n") else { return }
+            received = ""
+            let answer = ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            context.writeAndFlush(wrapOutboundOut(answer)).whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+}
+
+/// A server on 127.0.0.1, on a port of the system's choosing; `prepare` sets up each connection.
+func loopbackServer(_ prepare: @escaping @Sendable (any Channel) throws -> Void) async throws -> (channel: any Channel, port: Int) {
+    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        .childChannelInitializer { child in child.eventLoop.makeCompletedFuture { try prepare(child) } }
+        .bind(host: "127.0.0.1", port: 0).get()
+    return (channel, channel.localAddress?.port ?? 0)
 }
