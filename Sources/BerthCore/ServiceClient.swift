@@ -84,11 +84,11 @@ public struct ServiceClient: Sendable {
     }
 
     /// The status and body a plain `GET path` gets, whatever the status: asked before anything
-    /// secret goes over plain HTTP, to see who answers. The connection stays open for the next
-    /// request, so what follows goes to the server that gave this answer, with no new connection.
-    public func plainAnswer(to path: String, timeout: Duration = .seconds(3)) async throws -> (status: Int, body: Data) {
+    /// secret goes over plain HTTP, to see who answers. `keepingConnection`: the connection stays
+    /// open for the next request, so what follows goes to the server that gave this answer.
+    public func plainAnswer(to path: String, keepingConnection: Bool = false, timeout: Duration = .seconds(3)) async throws -> (status: Int, body: Data) {
         var request = HTTPRequest(method: "GET", path: path, timeout: timeout)
-        request.keepsConnection = true
+        request.keepsConnection = keepingConnection
         let response = try await send(request)
         return (response.head.status, response.body)
     }

@@ -131,7 +131,10 @@ struct Login: AsyncParsableCommand {
     private func checkPlainHTTP(_ manager: ServiceClient) async throws {
         let answer: (status: Int, body: Data)
         do {
-            answer = try await manager.plainAnswer(to: ManagerRoutes.status.path)
+            // The password follows at once from stdin, on this connection; a person at the prompt
+            // may take a while, and a connection held meanwhile would count against the manager's
+            // limit of connections per address that have not logged in (a class behind one NAT).
+            answer = try await manager.plainAnswer(to: ManagerRoutes.status.path, keepingConnection: passwordStdin)
         } catch let error as ServiceError {
             try await refuseIfTLS(manager.address)
             if case .invalidAnswer(let what, let detail) = error {

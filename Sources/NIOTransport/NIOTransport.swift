@@ -110,11 +110,7 @@ public final class NIOTransport: HTTPTransport {
     /// one and the request can be sent again, else on a new one. A kept connection that the
     /// server closed before answering (its idle timeout, a restart) gives way to a new one.
     private func answer(to request: HTTPRequest) async throws -> (Exchange, HTTPWire.HTTPResponseHead) {
-        if let channel = kept.withLock({ kept -> (any Channel)? in
-            let taken = kept
-            kept = nil
-            return taken
-        }) {
+        if let channel = swapKept(for: nil) {
             if request.isReplayable && channel.isActive {
                 let exchange = makeExchange(request, sink: nil)
                 do {
@@ -136,7 +132,7 @@ public final class NIOTransport: HTTPTransport {
         if request.keepsConnection {
             keep = { [weak self] channel in
                 guard let self else { return channel.close(promise: nil) }
-                self.keepForNext(channel)
+                self.swapKept(for: channel)?.close(promise: nil)
             }
         }
         let exchange = Exchange(request: request, endpoint: endpoint, window: streamWindow, sink: sink, keep: keep)
@@ -148,13 +144,13 @@ public final class NIOTransport: HTTPTransport {
         return exchange
     }
 
-    private func keepForNext(_ channel: any Channel) {
-        let replaced = kept.withLock { kept -> (any Channel)? in
-            let old = kept
-            kept = channel
-            return old
+    /// Puts `channel` (or none) in the kept connection's place; returns the one that was there.
+    @discardableResult
+    private func swapKept(for channel: (any Channel)?) -> (any Channel)? {
+        kept.withLock { kept in
+            defer { kept = channel }
+            return kept
         }
-        replaced?.close(promise: nil)
     }
 
     /// Ends the exchange at the request's time limit, if it has one.
@@ -181,7 +177,6 @@ public final class NIOTransport: HTTPTransport {
             throw failure
         }
         exchange.attach(channel)
-        exchange.becameReady()
         write(exchange.request, to: channel, exchange: exchange)
     }
 

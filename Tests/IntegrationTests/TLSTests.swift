@@ -4,6 +4,7 @@ import BerthTLS
 import Foundation
 import HTTPClient
 import NIOTransport
+import TestSupport
 import Testing
 
 /// Manager, agents and units speaking TLS with a CA made by `berth-manager tls`, attacked from
@@ -237,6 +238,45 @@ struct TLSTests {
         #expect(!seen.isEmpty, "the login never reached the server")
         #expect(seen.range(of: Data(password.utf8)) == nil, "the password was sent")
         #expect(!FileManager.default.fileExists(atPath: session))
+    }
+
+    /// A login waiting for its password to be typed holds no connection to the manager: each one
+    /// held would count against the manager's limit of connections per address that have not
+    /// logged in, and a class behind one NAT, all at the prompt at once, would reach it.
+    @Test func aLoginAtItsPasswordPromptHoldsNoConnection() async throws {
+        let listener = try #require(TestSocket.open(host: "127.0.0.1", port: 0, connect: false))
+        defer { close(listener) }
+        #expect(listen(listener, 16) == 0)
+        var bound = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        let port = Int(UInt16(bigEndian: bound.sin_port))
+        // Answers the check as a manager does, keeping the connection open, then waits for the
+        // client to close it (true) or for 20 s (false).
+        let closedByClient = Task {
+            try await Background.run { () -> Bool in
+                var poller = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+                guard poll(&poller, 1, 20_000) > 0 else { return false }
+                let fd = accept(listener, nil, nil)
+                guard fd >= 0 else { return false }
+                defer { close(fd) }
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                guard recv(fd, &buffer, buffer.count, 0) > 0 else { return false }
+                let body = #"{"error":"not logged in"}"#
+                let answer = Array("HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+                _ = send(fd, answer, answer.count, Int32(MSG_NOSIGNAL))
+                var timeout = timeval(tv_sec: 20, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                return recv(fd, &buffer, buffer.count, 0) == 0
+            }
+        }
+        let terminal = try PseudoTerminal(rows: 24, columns: 80)
+        let session = NSTemporaryDirectory() + "berth-session-\(UUID().uuidString).json"
+        let process = try terminal.run(ClusterFixture.binaries + "/berth", ["login", "--server", "127.0.0.1:\(port)", "--user", "aaa"],
+            environment: ["BERTH_SESSION": session])
+        defer { process.terminate() }
+        #expect(try await terminal.read(until: "Password for aaa"), "\(terminal.transcript)")
+        #expect(try await closedByClient.value, "the connection stayed open while the password was asked for")
     }
 
     /// Only the manager's certificate commands an agent: another agent's, or none, gets nothing,

@@ -387,6 +387,13 @@ struct ClusterSections {
         // round's ratio is taken, as for logins: seven runs in a fixed order gave 0.77 to 0.92×
         // over TLS within minutes.
         let callRuns = 21
+        func berthCall(_ session: String, _ what: String) throws -> Duration {
+            let run = try spawnMeasured(binaries + "/berth", ["call", "big.sh", "--split"], environment: ["BERTH_SESSION=\(session)"])
+            guard run.status == 0 else { throw BenchError("\(what) failed with status \(run.status)") }
+            peakKB = max(peakKB, run.maxRSSKB)
+            peakAnonKB = max(peakAnonKB, run.maxAnonKB)
+            return run.elapsed
+        }
         for round in 0...callRuns {
             var floorTime = Duration.zero, berthTime = Duration.zero, tlsTime = Duration.zero
             for way in turnedOrder(3, round: round) {
@@ -406,17 +413,9 @@ struct ClusterSections {
                     floorTime = clock.now - start
                     guard bytes >= 2 * perUnit else { throw BenchError("floor read \(bytes) bytes, expected \(2 * perUnit)") }
                 case 1:
-                    let run = try spawnMeasured(binaries + "/berth", ["call", "big.sh", "--split"], environment: ["BERTH_SESSION=\(sessionFile)"])
-                    guard run.status == 0 else { throw BenchError("berth call failed with status \(run.status)") }
-                    berthTime = run.elapsed
-                    peakKB = max(peakKB, run.maxRSSKB)
-                    peakAnonKB = max(peakAnonKB, run.maxAnonKB)
+                    berthTime = try berthCall(sessionFile, "berth call")
                 default:
-                    let run = try spawnMeasured(binaries + "/berth", ["call", "big.sh", "--split"], environment: ["BERTH_SESSION=\(tlsSessionFile)"])
-                    guard run.status == 0 else { throw BenchError("berth call over TLS failed with status \(run.status)") }
-                    tlsTime = run.elapsed
-                    peakKB = max(peakKB, run.maxRSSKB)
-                    peakAnonKB = max(peakAnonKB, run.maxAnonKB)
+                    tlsTime = try berthCall(tlsSessionFile, "berth call over TLS")
                 }
             }
             if round > 0 {
