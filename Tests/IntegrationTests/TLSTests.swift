@@ -198,13 +198,8 @@ struct TLSTests {
         Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".utf8),
     ])
     func aServerNotAnsweringAsAManagerNeverSeesThePassword(answer: [UInt8]) async throws {
-        let listener = try #require(TestSocket.open(host: "127.0.0.1", port: 0, connect: false))
+        let (listener, port) = try Self.listenerOnLoopback()
         defer { close(listener) }
-        #expect(listen(listener, 16) == 0)
-        var bound = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
-        let port = Int(UInt16(bigEndian: bound.sin_port))
         // Every connection is read for a moment, then given `answer` and closed.
         let received = Task {
             try await Background.run { () -> Data in
@@ -240,17 +235,22 @@ struct TLSTests {
         #expect(!FileManager.default.fileExists(atPath: session))
     }
 
-    /// A login waiting for its password to be typed holds no connection to the manager: each one
-    /// held would count against the manager's limit of connections per address that have not
-    /// logged in, and a class behind one NAT, all at the prompt at once, would reach it.
-    @Test func aLoginAtItsPasswordPromptHoldsNoConnection() async throws {
+    /// A listening socket on 127.0.0.1 at a port of the system's choosing, standing in for a manager.
+    static func listenerOnLoopback() throws -> (fd: Int32, port: Int) {
         let listener = try #require(TestSocket.open(host: "127.0.0.1", port: 0, connect: false))
-        defer { close(listener) }
         #expect(listen(listener, 16) == 0)
         var bound = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
-        let port = Int(UInt16(bigEndian: bound.sin_port))
+        return (listener, Int(UInt16(bigEndian: bound.sin_port)))
+    }
+
+    /// A login waiting for its password to be typed holds no connection to the manager: each one
+    /// held would count against the manager's limit of connections per address that have not
+    /// logged in, and a class behind one NAT, all at the prompt at once, would reach it.
+    @Test func aLoginAtItsPasswordPromptHoldsNoConnection() async throws {
+        let (listener, port) = try Self.listenerOnLoopback()
+        defer { close(listener) }
         // Answers the check as a manager does, keeping the connection open, then waits for the
         // client to close it (true) or for 20 s (false).
         let closedByClient = Task {
