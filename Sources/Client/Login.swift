@@ -110,10 +110,10 @@ struct Login: AsyncParsableCommand {
             let pem: String
             do {
                 pem = try PEMFile.read(path)
-                _ = try KeyFingerprint(certificatePEM: pem)
             } catch {
-                throw failure("\(source) \(path): \(error is TLSFileError ? "\(error)" : "holds no PEM certificate")")
+                throw failure("\(source) \(path): \(error)")
             }
+            guard NIOTransport.holdsCertificate(pem: pem) else { throw failure("\(source) \(path): holds no PEM certificate") }
             return ManagerTrust(caPEM: pem)
         }
         guard address.isLoopback || insecure else {

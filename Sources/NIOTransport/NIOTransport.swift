@@ -300,6 +300,12 @@ public final class NIOTransport: HTTPTransport {
         }
     }
 
+    /// Whether `pem` holds at least one certificate TLS can trust, read by the same parser the
+    /// handshake will use (a login checks its `--ca` before asking for the password).
+    public static func holdsCertificate(pem: String) -> Bool {
+        (try? NIOSSLCertificate.fromPEMBytes(Array(pem.utf8)))?.isEmpty == false
+    }
+
     /// A context that checks the server as `tls` says: against its CAs only (never the
     /// system's), the certificate naming the address connected to. A host name is checked
     /// against the certificate's DNS names by `ExchangeHandler` instead, as is a pinned key, once

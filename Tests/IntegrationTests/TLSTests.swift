@@ -183,6 +183,12 @@ struct TLSTests {
         #expect(otherCA.status != 0, "a foreign CA was accepted")
         #expect(otherCA.stderr.contains("is not trusted") && otherCA.stderr.contains(expected.description), "\(otherCA.stderr)")
 
+        // A CA file with no certificate in it: refused up front, in one line naming the file.
+        let notCA = cluster.root + "/not-a-ca.crt"
+        try Data("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n".utf8).write(to: URL(fileURLWithPath: notCA))
+        let garbage = try await login(["--ca", notCA], [:])
+        #expect(garbage.status != 0 && garbage.stderr == "error: --ca \(notCA): holds no PEM certificate\n", "\(garbage.stderr)")
+
         let byEnvironment = try await login([], ["BERTH_CA": cluster.caFile])
         #expect(byEnvironment.status == 0, "\(byEnvironment.stderr)")
         #expect(try await cluster.berth(["logout"], user: "aaa").status == 0)
