@@ -99,6 +99,7 @@ struct ClusterSections {
         var table = Table(columns: ["login of a user with N units on 2 agents", "median", "p90", "× floor"])
         var allChecks: [Duration] = []
         var parts: Table?
+        var own = Table(columns: ["each login timed from outside", "the manager and agents beyond the engine's create and start", "the `berth` process beyond the manager's work"])
         for (user, count) in [("bench1", 1), ("bench", 2), ("bench4", 4)] {
             let units = cluster.benchUnits(user)
             var floor: [Duration] = []
@@ -184,6 +185,9 @@ struct ClusterSections {
             let checks = zip(berthOrder, logged).filter { $0.0.measured && !$0.0.outside }.map(\.1)
             let outsideChecks = zip(berthOrder, logged).filter { $0.0.measured && $0.0.outside }.map(\.1)
             allChecks += checks + outsideChecks
+            own.row(["\(count) unit\(count == 1 ? "" : "s")"] + ownParts(
+                outside, order: berthOrder, checks: logged, managerStarts: cluster.unitStarts(of: user).logins,
+                engine: cluster.engineTimes(of: user, logins: berthOrder.count)))
             if count == 1 {
                 parts = try startParts(cluster.unitStarts(of: user), order: berthOrder, checks: logged, outside: outside, floor: floorParts)
             }
@@ -229,6 +233,9 @@ struct ClusterSections {
                 table.row(["\(label): berth login with TLS (manager, agents, units) → every unit ready", tlsStats.medianText, tlsStats.p90Text,
                            "\(pairedRatio(berthTLS, over: floor))\(lessCheck)"])
                 if !outsideTLS.isEmpty {
+                    own.row(["\(label) with TLS (`--ca`)"] + ownParts(
+                        outsideTLS, order: tlsOrder, checks: logged, managerStarts: tlsCluster.unitStarts(of: "benchtls").logins,
+                        engine: tlsCluster.engineTimes(of: "benchtls", logins: tlsOrder.count)))
                     let stats = Stats(outsideTLS)
                     let net = netOverhead(outsideTLS, outsideTLSChecks, tlsOrder, tlsCluster.engineTimes(of: "benchtls", logins: tlsOrder.count))
                     let share = complete ? "; Berth's overhead \(overhead(outsideTLS, outsideTLSChecks)) of the floor, \(net) net of the engine" : ""
@@ -254,6 +261,12 @@ struct ClusterSections {
                 less the manager's `check_ms` and `start_ms` of the same login. Medians of the measured rounds.
                 """)
         }
+        report.section(own, note: """
+            Where Berth's own time goes in each login timed from outside, medians of the measured rounds: the \
+            manager's logged `start_ms` less the engine's part (the longest create + start among the login's units, \
+            as the agents log them; readiness probes, requests and answers stay in), and the process's time less the \
+            manager's `check_ms` and `start_ms` of the same login (start, connection, TLS, session file, exit).
+            """)
         let checkStats = Stats(allChecks)
         table.row(["the manager's password check in these logins (Argon2id m=19 MiB, t=2, p=1)", checkStats.medianText, checkStats.p90Text, "—"])
         // The two kinds of <PwdHash> side by side, in this process: what moving to Argon2id cost.
@@ -317,6 +330,19 @@ struct ClusterSections {
         table.row(["the manager and the agent around the engine (request, checks, session, answer)", "—", median(manager), "+" + median(manager)])
         table.row(["the `berth` process beyond the manager's work (start, connection, session file, exit)", "—", median(process), "+" + median(process)])
         return table
+    }
+
+    /// The medians of the manager's part beyond the engine and of the `berth` process's part
+    /// beyond the manager, over the measured outside logins of a way; `order` says which of
+    /// `checks`, `managerStarts` and `engine` (every login of the user, in order) those were.
+    private func ownParts(_ outside: [Duration], order: [(outside: Bool, measured: Bool)], checks: [Duration], managerStarts: [Duration], engine: [Duration]?) -> [String] {
+        guard !outside.isEmpty, checks.count == order.count, managerStarts.count >= order.count, let engine, engine.count == order.count else { return ["—", "—"] }
+        let starts = Array(managerStarts.suffix(order.count))
+        let picked = order.indices.filter { order[$0].measured && order[$0].outside }
+        guard picked.count == outside.count else { return ["—", "—"] }
+        let manager = picked.map { starts[$0] - engine[$0] }
+        let process = zip(outside, picked).map { time, index in time - checks[index] - starts[index] }
+        return [Stats(manager).medianText, Stats(process).medianText]
     }
 
     /// Runs `berth login` for `user` as a user would, the password on stdin; returns the token
