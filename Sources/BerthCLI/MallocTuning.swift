@@ -18,13 +18,21 @@ public enum MallocTuning {
     public static let clientThreshold = 2 * 1024 * 1024
     public static let daemonThreshold = 2 * 1024 * 1024
 
-    /// Whether glibc took both settings.
+    /// Whether glibc took every setting.
+    ///
+    /// A fixed mmap threshold also fixes glibc's trim threshold at its default, 128 KB: a stream
+    /// whose pieces came and went then shrank an arena and grew it again around nearly every
+    /// piece (`berth call` of 50 MB: 811 `brk` and 378 `madvise` calls, and 1,300 to 1,600 page
+    /// faults). Twice the mmap threshold, as glibc's own moving threshold would set it, leaves
+    /// those pages in place: 30 % less CPU for that call. The daemons still give free pages back
+    /// every few seconds (`trimPeriodically`).
     @discardableResult
     public static func apply(mmapThreshold: Int = clientThreshold) -> Bool {
         #if canImport(Glibc)
         let arenas = berth_mallopt(M_ARENA_MAX, 2)
         let threshold = berth_mallopt(M_MMAP_THRESHOLD, Int32(mmapThreshold))
-        return arenas == 1 && threshold == 1
+        let trim = berth_mallopt(M_TRIM_THRESHOLD, Int32(2 * mmapThreshold))
+        return arenas == 1 && threshold == 1 && trim == 1
         #else
         return false
         #endif
