@@ -304,10 +304,17 @@ func ratio(_ value: Stats, _ floor: Stats) -> String {
     String(format: "%.2f", Double(value.median.nanoseconds) / Double(max(1, floor.median.nanoseconds)))
 }
 
-/// The indices 0..<count starting at `round` and wrapping around: run in this order, no way
-/// always follows the same one.
+/// The indices 0..<count in the order of one round: it starts at `round` (mod count) and steps
+/// through the ways by a stride that changes every `count` rounds, so each way opens as many
+/// rounds as the others and comes after different ways from block to block. With a fixed stride
+/// of 1 every way came after the same one in nearly every round: whatever that one left the
+/// engine doing weighed on it alone.
 func turnedOrder(_ count: Int, round: Int) -> [Int] {
-    (0..<count).map { ($0 + round) % count }
+    guard count > 1 else { return Array(0..<count) }
+    func coprime(_ a: Int, _ b: Int) -> Bool { b == 0 ? a == 1 : coprime(b, a % b) }
+    let strides = (1..<count).filter { coprime($0, count) }
+    let stride = strides[(round / count) % strides.count]
+    return (0..<count).map { (round + $0 * stride) % count }
 }
 
 /// The median over paired samples (the same round of a run) of `values[i] / floors[i]`.
