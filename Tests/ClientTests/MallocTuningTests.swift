@@ -6,6 +6,6 @@ import Testing
 struct MallocTuningTests {
     @Test func glibcTakesEverySetting() {
         #expect(MallocTuning.apply())
-        #expect(MallocTuning.apply(mmapThreshold: MallocTuning.daemonThreshold))
+        #expect(MallocTuning.apply(mmapThreshold: MallocTuning.daemonThreshold, trimThreshold: nil))
     }
 }

@@ -118,7 +118,7 @@ struct ClusterSections {
             enum Way: CaseIterable { case berth, floor, cli, berthTLS, outside, outsideTLS, bare }
             for round in 0...logins {
                 // Each way once per round, each on a quiet engine; the order turns from round to
-                // round, so no way always follows the same one. Berth comes first in the warm-up
+                // round, and no way always follows the same one. Berth comes first in the warm-up
                 // round: its first login creates the user's networks, which the other two use.
                 let ways = Way.allCases
                 for way in turnedOrder(ways.count, round: round).map({ ways[$0] }) {

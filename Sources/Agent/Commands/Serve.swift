@@ -34,7 +34,7 @@ struct Serve: AsyncParsableCommand {
     var config: String
 
     func run() async throws {
-        MallocTuning.apply(mmapThreshold: MallocTuning.daemonThreshold)
+        MallocTuning.apply(mmapThreshold: MallocTuning.daemonThreshold, trimThreshold: nil)
         MallocTuning.trimPeriodically()
         let (server, _) = try loadConfigs(server: config)
         let secret: [UInt8]

@@ -48,7 +48,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        MallocTuning.apply(mmapThreshold: MallocTuning.daemonThreshold)
+        MallocTuning.apply(mmapThreshold: MallocTuning.daemonThreshold, trimThreshold: nil)
         MallocTuning.trimPeriodically()
         // Before any transport: an exit must not race a libcurl worker thread that is ending.
         Transport.startWithoutExitCleanup()
