@@ -317,6 +317,41 @@ func turnedOrder(_ count: Int, round: Int) -> [Int] {
     return (0..<count).map { (round + $0 * stride) % count }
 }
 
+/// A 90 % interval of `statistic` over `count` rounds by the bootstrap: the rounds drawn again
+/// with replacement 2,000 times (a fixed seed, so a run's figures can be reproduced from its
+/// samples), the 5th and 95th percentiles of what `statistic` makes of each draw. Nil for fewer
+/// than 5 rounds.
+func bootstrapInterval(rounds count: Int, _ statistic: ([Int]) -> Double) -> (low: Double, high: Double)? {
+    guard count >= 5 else { return nil }
+    var generator = SplitMix64(state: 0x5EED_BE27)
+    var values: [Double] = []
+    values.reserveCapacity(2000)
+    for _ in 0..<2000 {
+        values.append(statistic((0..<count).map { _ in Int.random(in: 0..<count, using: &generator) }))
+    }
+    values.sort()
+    return (values[100], values[1899])
+}
+
+/// The median as `Stats` takes it (the upper middle), of plain numbers.
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+}
+
+/// A small seeded generator for the bootstrap (SplitMix64).
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
 /// The median over paired samples (the same round of a run) of `values[i] / floors[i]`.
 func pairedRatio(_ values: [Duration], over floors: [Duration]) -> String {
     let ratios = zip(values, floors).map { Double($0.nanoseconds) / Double(max(1, $1.nanoseconds)) }.sorted()

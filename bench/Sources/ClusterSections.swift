@@ -202,8 +202,9 @@ struct ClusterSections {
             func overhead(_ times: [Duration], _ checks: [Duration]) -> String {
                 let shares = zip(zip(times, checks), floor).map { pair, floor in
                     Double((pair.0 - pair.1 - floor).nanoseconds) / Double(max(1, floor.nanoseconds))
-                }.sorted()
-                return shares.isEmpty ? "—" : String(format: "%+.1f %%", 100 * shares[shares.count / 2])
+                }
+                guard !shares.isEmpty else { return "—" }
+                return shareText(median(shares), bootstrapInterval(rounds: shares.count) { picks in median(picks.map { shares[$0] }) })
             }
             /// The same share with each side's engine part (its longest create + start, as the
             /// agents log it or the floor times it) taken off first: one start differs from the
@@ -213,9 +214,21 @@ struct ClusterSections {
                 guard let engine, engine.count == order.count, !times.isEmpty, floor.count == floorEngine.count else { return "—" }
                 let own = zip(order, engine).filter { $0.0.measured && $0.0.outside }.map(\.1)
                 guard own.count == times.count else { return "—" }
-                let berthOwn = Stats(zip(zip(times, checks), own).map { $0.0 - $0.1 - $1 }).median
-                let floorOwn = Stats(zip(floor, floorEngine).map { $0 - $1 }).median
-                return String(format: "%+.1f %%", 100 * Double((berthOwn - floorOwn).nanoseconds) / Double(max(1, Stats(floor).median.nanoseconds)))
+                // Round by round: the logins and the floors of the measured rounds line up.
+                let berthRest = zip(zip(times, checks), own).map { Double(($0.0 - $0.1 - $1).nanoseconds) }
+                let floorRest = zip(floor, floorEngine).map { Double(($0 - $1).nanoseconds) }
+                let floors = floor.map { Double($0.nanoseconds) }
+                let rounds = min(berthRest.count, floorRest.count)
+                func share(_ picks: [Int]) -> Double {
+                    (median(picks.map { berthRest[$0] }) - median(picks.map { floorRest[$0] })) / max(1, median(picks.map { floors[$0] }))
+                }
+                return shareText(share(Array(0..<rounds)), bootstrapInterval(rounds: rounds, share))
+            }
+            /// A share with its 90 % interval: `+3.2 % (+1.0 to +5.1 %)`.
+            func shareText(_ share: Double, _ interval: (low: Double, high: Double)?) -> String {
+                let text = String(format: "%+.1f %%", 100 * share)
+                guard let interval else { return text }
+                return text + String(format: " (%+.1f to %+.1f %%)", 100 * interval.low, 100 * interval.high)
             }
             if !outside.isEmpty {
                 let outsideStats = Stats(outside)
@@ -290,7 +303,8 @@ struct ClusterSections {
             (that time − the floor − the login's own password check) / the floor, the median over the rounds. Net of the \
             engine, each login's engine part (its longest create + start, as the agents log them) and each floor's (as \
             it times them) comes off first, since one start differs from the next by tens of milliseconds: (the median \
-            of Berth's rest − the median of the floor's rest) / the median floor. Berth's time runs from the login request to the manager's `done`: password check, \
+            of Berth's rest − the median of the floor's rest) / the median floor. In brackets, each share's 90 % interval: \
+            the rounds drawn again with replacement 2,000 times, the 5th and 95th percentiles of the share so made. Berth's time runs from the login request to the manager's `done`: password check, \
             home folders, port checks, create, start, and the agents' readiness probes, for all units in parallel. \
             The floor and the docker CLI create the same containers as Berth (image, command, limits, mounts, port \
             binding, the user's network, PIDs limit, no-new-privileges); the floor waits for each unit's health \
