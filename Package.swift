@@ -172,7 +172,7 @@ let package = Package(
         .testTarget(name: "BerthTarTests", dependencies: ["BerthTar"]),
         .testTarget(name: "BerthCoreTests", dependencies: ["BerthAPI", "BerthCore", "BerthPasswords"]),
         .testTarget(name: "BerthTLSTests", dependencies: ["BerthTLS", "BerthAPI"]),
-        .testTarget(name: "BerthConfigTests", dependencies: ["BerthAPI", "BerthCore", "BerthConfig", "BerthTLS"]),
+        .testTarget(name: "BerthConfigTests", dependencies: ["BerthAPI", "BerthCore", "BerthConfig", "BerthTLS", "TestSupport"]),
         .testTarget(name: "BerthServerTests", dependencies: [
             "BerthServer", "BerthAPI", "BerthCore", "HTTPClient", hummingbird, .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),

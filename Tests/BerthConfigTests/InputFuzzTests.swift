@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import BerthConfig
 import BerthAPI
 @testable import BerthCore
@@ -198,24 +199,6 @@ import BerthAPI
             done += 1
         }
         #expect(done >= min(Self.cases, 100), "\(name): only \(done) cases within \(Self.budget)")
-    }
-}
-
-/// SplitMix64: tiny, fast and the same on every platform, so a seed replays a run exactly.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64, case number: Int) {
-        state = seed &+ UInt64(number) &* 0x9E37_79B9_7F4A_7C15
-        _ = next()
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

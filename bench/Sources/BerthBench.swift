@@ -5,6 +5,7 @@ import BerthCore
 import EngineAPI
 import HTTPClient
 import Foundation
+import TestSupport
 
 /// `berth-bench`: Berth against the floor and the alternatives, measured in one run.
 @main
@@ -323,7 +324,7 @@ func turnedOrder(_ count: Int, round: Int) -> [Int] {
 /// than 5 rounds.
 func bootstrapInterval(rounds count: Int, _ statistic: ([Int]) -> Double) -> (low: Double, high: Double)? {
     guard count >= 5 else { return nil }
-    var generator = SplitMix64(state: 0x5EED_BE27)
+    var generator = SeededGenerator(seed: 0x5EED_BE27)
     var values: [Double] = []
     values.reserveCapacity(2000)
     for _ in 0..<2000 {
@@ -337,19 +338,6 @@ func bootstrapInterval(rounds count: Int, _ statistic: ([Int]) -> Double) -> (lo
 func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
     return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
-}
-
-/// A small seeded generator for the bootstrap (SplitMix64).
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// The median over paired samples (the same round of a run) of `values[i] / floors[i]`.
