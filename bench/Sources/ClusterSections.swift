@@ -185,11 +185,12 @@ struct ClusterSections {
             let checks = zip(berthOrder, logged).filter { $0.0.measured && !$0.0.outside }.map(\.1)
             let outsideChecks = zip(berthOrder, logged).filter { $0.0.measured && $0.0.outside }.map(\.1)
             allChecks += checks + outsideChecks
-            own.row(["\(count) unit\(count == 1 ? "" : "s")"] + ownParts(
-                outside, order: berthOrder, checks: logged, managerStarts: cluster.unitStarts(of: user).logins,
-                engine: cluster.engineTimes(of: user, logins: berthOrder.count)))
+            // What the daemons logged of these logins, read once for every table that uses it.
+            let starts = cluster.unitStarts(of: user)
+            let engine = cluster.engineTimes(of: user, logins: berthOrder.count)
+            own.row(["\(count) unit\(count == 1 ? "" : "s")"] + ownParts(outside, order: berthOrder, checks: logged, managerStarts: starts.logins, engine: engine))
             if count == 1 {
-                parts = try startParts(cluster.unitStarts(of: user), order: berthOrder, checks: logged, outside: outside, floor: floorParts)
+                parts = try startParts(starts, order: berthOrder, checks: logged, outside: outside, floor: floorParts)
             }
             let floorStats = Stats(floor), berthStats = Stats(berth)
             let label = "\(count) unit\(count == 1 ? "" : "s")"
@@ -234,7 +235,7 @@ struct ClusterSections {
                 let outsideStats = Stats(outside)
                 table.row(["\(label): berth login, the process from start to exit, timed from outside", outsideStats.medianText, outsideStats.p90Text,
                            "\(pairedRatio(outside, over: floor)); Berth's overhead \(overhead(outside, outsideChecks)) of the floor, "
-                           + "\(netOverhead(outside, outsideChecks, berthOrder, cluster.engineTimes(of: user, logins: berthOrder.count))) net of the engine"])
+                           + "\(netOverhead(outside, outsideChecks, berthOrder, engine)) net of the engine"])
             }
             if !berthTLS.isEmpty {
                 let logged = Array(tlsCluster.passwordChecks(of: "benchtls").suffix(tlsOrder.count))
@@ -246,11 +247,11 @@ struct ClusterSections {
                 table.row(["\(label): berth login with TLS (manager, agents, units) → every unit ready", tlsStats.medianText, tlsStats.p90Text,
                            "\(pairedRatio(berthTLS, over: floor))\(lessCheck)"])
                 if !outsideTLS.isEmpty {
+                    let tlsEngine = tlsCluster.engineTimes(of: "benchtls", logins: tlsOrder.count)
                     own.row(["\(label) with TLS (`--ca`)"] + ownParts(
-                        outsideTLS, order: tlsOrder, checks: logged, managerStarts: tlsCluster.unitStarts(of: "benchtls").logins,
-                        engine: tlsCluster.engineTimes(of: "benchtls", logins: tlsOrder.count)))
+                        outsideTLS, order: tlsOrder, checks: logged, managerStarts: tlsCluster.unitStarts(of: "benchtls").logins, engine: tlsEngine))
                     let stats = Stats(outsideTLS)
-                    let net = netOverhead(outsideTLS, outsideTLSChecks, tlsOrder, tlsCluster.engineTimes(of: "benchtls", logins: tlsOrder.count))
+                    let net = netOverhead(outsideTLS, outsideTLSChecks, tlsOrder, tlsEngine)
                     let share = complete ? "; Berth's overhead \(overhead(outsideTLS, outsideTLSChecks)) of the floor, \(net) net of the engine" : ""
                     table.row(["\(label): berth login --ca with TLS, the process from start to exit, timed from outside", stats.medianText, stats.p90Text,
                                "\(pairedRatio(outsideTLS, over: floor))\(share)"])
@@ -328,8 +329,7 @@ struct ClusterSections {
         let measured = order.indices.filter { order[$0].measured }
         let berth = measured.map { units[$0] }
         let manager = measured.map { logins[$0] - units[$0].create - units[$0].start - units[$0].ready }
-        let outsideLogins = measured.filter { order[$0].outside }
-        let process = zip(outside, outsideLogins).map { time, index in time - checks[index] - logins[index] }
+        let process = processParts(outside, at: measured.filter { order[$0].outside }, checks: checks, starts: logins)
         func median(_ values: [Duration]) -> String { values.isEmpty ? "—" : Stats(values).medianText }
         func difference(_ berth: [Duration], _ floor: [Duration]) -> String {
             guard !berth.isEmpty, !floor.isEmpty else { return "—" }
@@ -355,8 +355,14 @@ struct ClusterSections {
         let picked = order.indices.filter { order[$0].measured && order[$0].outside }
         guard picked.count == outside.count else { return ["—", "—"] }
         let manager = picked.map { starts[$0] - engine[$0] }
-        let process = zip(outside, picked).map { time, index in time - checks[index] - starts[index] }
-        return [Stats(manager).medianText, Stats(process).medianText]
+        return [Stats(manager).medianText, Stats(processParts(outside, at: picked, checks: checks, starts: starts)).medianText]
+    }
+
+    /// The `berth` process's part of each login timed from outside: its time less what the
+    /// manager logged of the same login, the check and the start. `logins` are the outside
+    /// logins' places in `checks` and `starts`, in the order of `outside`.
+    private func processParts(_ outside: [Duration], at logins: [Int], checks: [Duration], starts: [Duration]) -> [Duration] {
+        zip(outside, logins).map { time, index in time - checks[index] - starts[index] }
     }
 
     /// Runs `berth login` for `user` as a user would, the password on stdin; returns the token
