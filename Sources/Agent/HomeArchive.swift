@@ -43,7 +43,7 @@ enum HomeArchive {
     /// replacing a file of that name, as `docker cp` does. A link there is refused, not replaced.
     /// Returns the members written.
     static func unpack<Chunks: AsyncSequence>(
-        _ chunks: Chunks, to destination: String, home: SafeDirectory, account: UnixAccount
+        _ chunks: Chunks, to destination: String, home: SafeDirectory, account: UnixAccount, memory: CopyMemory = .shared
     ) async throws -> Int where Chunks.Element == Data {
         let target = try names(ofUnitPath: destination)
         var into = home
@@ -58,7 +58,7 @@ enum HomeArchive {
                 throw AgentError("/app/\(target[...index].joined(separator: "/")): \(Self.reason(error))")
             }
         }
-        var writer = Unpacker(base: into, rename: rename, account: account, shown: destination)
+        var writer = Unpacker(base: into, rename: rename, account: account, shown: destination, memory: memory, home: home.path)
         var reader = TarReader()
         do {
             for try await chunk in chunks {
@@ -99,9 +99,11 @@ enum HomeArchive {
     /// file, or a folder with all it holds. Links are packed as links, never followed; devices,
     /// FIFOs and sockets are left out, and what `account` may not read is refused. `send` gets the
     /// stream a piece at a time.
-    static func pack(_ source: String, home: SafeDirectory, account: UnixAccount, send: @escaping (Data) async throws -> Void) async throws {
+    static func pack(
+        _ source: String, home: SafeDirectory, account: UnixAccount, memory: CopyMemory = .shared, send: @escaping (Data) async throws -> Void
+    ) async throws {
         let (directory, name) = try locate(source, home: home)
-        var packer = Packer(account: account, device: try home.status().st_dev, send: send)
+        var packer = Packer(account: account, device: try home.status().st_dev, memory: memory, home: home.path, send: send)
         if let name {
             try await packer.add(name, in: directory, as: name, shown: source)
         } else {
@@ -119,15 +121,21 @@ enum HomeArchive {
         let send: (Data) async throws -> Void
         let account: UnixAccount
         let device: dev_t
+        /// Each level of the walk holds its folder's names until its end: all levels of all the
+        /// home's copies together hold at most the home's share.
+        let memory: CopyMemory
+        let home: String
         private var pending: [UInt8] = []
         private var depth = 0
 
         /// Deeper folders are refused: each level holds a descriptor until its end.
         static let maxDepth = 256
 
-        init(account: UnixAccount, device: dev_t, send: @escaping (Data) async throws -> Void) {
+        init(account: UnixAccount, device: dev_t, memory: CopyMemory, home: String, send: @escaping (Data) async throws -> Void) {
             self.account = account
             self.device = device
+            self.memory = memory
+            self.home = home
             self.send = send
         }
 
@@ -207,7 +215,16 @@ enum HomeArchive {
         mutating func addDirectory(_ directory: SafeDirectory, as member: String, modified: Int64, mode: mode_t) async throws {
             pending += TarWriter.header(for: TarEntry(path: member, kind: .directory, mode: UInt32(mode & 0o7777), modified: modified))
             let entries: [(name: String, modified: Int)]
-            do { entries = try directory.entries() } catch { throw AgentError("\(HomeArchive.shown(member)): \(HomeArchive.reason(error))") }
+            do throws(SafeDirectory.Refusal) {
+                entries = try directory.entries(budget: memory.room(for: home))
+            } catch where error.code == ENOBUFS {
+                throw AgentError("\(HomeArchive.shown(member)): \(memory.refusal)")
+            } catch {
+                throw AgentError("\(HomeArchive.shown(member)): \(HomeArchive.reason(error))")
+            }
+            let held = entries.reduce(0) { $0 + CopyMemory.cost(ofName: $1.name) }
+            guard memory.take(held, for: home) else { throw AgentError("\(HomeArchive.shown(member)): \(memory.refusal)") }
+            defer { memory.give(held, for: home) }
             depth += 1
             defer { depth -= 1 }
             for entry in entries.sorted(by: { $0.name < $1.name }) {
@@ -259,13 +276,21 @@ enum HomeArchive {
         /// Folders made once the budget was spent, counted as written all the same.
         private var foldersPastBudget = 0
         let timesBudget: Int
+        /// The times are held in the home's share of the agent's memory too (`CopyMemory`).
+        let memory: CopyMemory
+        let home: String
 
-        init(base: SafeDirectory, rename: String?, account: UnixAccount, shown: String, timesBudget: Int = 16 << 20) {
+        init(
+            base: SafeDirectory, rename: String?, account: UnixAccount, shown: String, timesBudget: Int = 16 << 20,
+            memory: CopyMemory = .shared, home: String
+        ) {
             self.base = base
             self.rename = rename
             self.account = account
             self.shown = shown
             self.timesBudget = timesBudget
+            self.memory = memory
+            self.home = home
         }
 
         mutating func take(_ event: TarEvent) throws {
@@ -273,13 +298,17 @@ enum HomeArchive {
             case .begin(let entry): try begin(entry)
             case .data(let bytes):
                 guard let file else { return }
-                var done = 0
-                while done < bytes.count {
-                    let count = write(file.fd, bytes.baseAddress! + done, bytes.count - done)
-                    if count < 0 && errno == EINTR { continue }
-                    guard count > 0 else { throw AgentError("\(shown): cannot write \(HomeArchive.shown(file.entry.path)): \(String(cString: strerror(errno)))") }
-                    done += count
+                let shown = shown
+                let fitted = try HomeRoom.ifRoom(for: UInt64(bytes.count), on: file.fd) {
+                    var done = 0
+                    while done < bytes.count {
+                        let count = write(file.fd, bytes.baseAddress! + done, bytes.count - done)
+                        if count < 0 && errno == EINTR { continue }
+                        guard count > 0 else { throw AgentError("\(shown): cannot write \(HomeArchive.shown(file.entry.path)): \(String(cString: strerror(errno)))") }
+                        done += count
+                    }
                 }
+                guard fitted != nil else { throw noRoom(for: file.entry.path) }
             case .end: try endFile()
             }
         }
@@ -309,19 +338,14 @@ enum HomeArchive {
             let mode = mode_t(entry.mode & 0o777)
             switch entry.kind {
             case .directory:
-                let made: SafeDirectory
-                let isNew: Bool
-                do {
-                    let new = try directory.makeChild(name, mode: 0o700, owner: account)
-                    isNew = new != nil
-                    made = try new ?? directory.child(name)
-                } catch {
-                    throw AgentError("\(shown): \(HomeArchive.shown(entry.path)) \(HomeArchive.reason(error))")
-                }
+                let (made, isNew) = try ensureFolder(name, in: directory, mode: 0o700, entry: entry, onTheWay: false)
                 if try made.owner() == account { fchmod(made.fd, mode) }
                 let cost = names.reduce(64) { $0 + $1.utf8.count + 16 }
-                if directoryTimes[names] != nil || timesBytes + cost <= timesBudget {
-                    if directoryTimes.updateValue(entry.modified, forKey: names) == nil { timesBytes += cost }
+                if directoryTimes[names] != nil {
+                    directoryTimes[names] = entry.modified
+                } else if timesBytes + cost <= timesBudget, memory.take(cost, for: home) {
+                    directoryTimes[names] = entry.modified
+                    timesBytes += cost
                 } else if isNew {
                     foldersPastBudget += 1
                 }
@@ -339,8 +363,12 @@ enum HomeArchive {
                 fchown(fd, account.uid, account.gid)
                 file = (directory, temporary, name, fd, entry)
             case .symlink(let target):
-                unlinkat(directory.fd, name, 0)
-                guard symlinkat(target, directory.fd, name) == 0 else {
+                let made = try HomeRoom.ifRoom(for: HomeRoom.block(on: directory.fd), on: directory.fd) { () -> Int32 in
+                    unlinkat(directory.fd, name, 0)
+                    return symlinkat(target, directory.fd, name)
+                }
+                guard let made else { throw noRoom(for: entry.path) }
+                guard made == 0 else {
                     throw AgentError("\(shown): cannot make the link \(HomeArchive.shown(entry.path)): \(String(cString: strerror(errno)))")
                 }
                 // Given to the account by descriptor, once it is sure to be the link just made:
@@ -376,6 +404,10 @@ enum HomeArchive {
 
         /// Ends the copy: directories get their times; a file cut off midway is removed.
         mutating func finish() throws {
+            defer {
+                memory.give(timesBytes, for: home)
+                timesBytes = 0
+            }
             if let current = file {
                 close(current.fd)
                 unlinkat(current.directory.fd, current.temporary, 0)
@@ -393,11 +425,45 @@ enum HomeArchive {
         }
 
         private func open(_ name: String, in directory: SafeDirectory, entry: TarEntry) throws -> SafeDirectory {
+            try ensureFolder(name, in: directory, mode: 0o755, entry: entry, onTheWay: true).directory
+        }
+
+        /// The folder `name` in `directory`, made (the account's) when missing, if the disk has a
+        /// block left for users; whether it was made now.
+        private func ensureFolder(
+            _ name: String, in directory: SafeDirectory, mode: mode_t, entry: TarEntry, onTheWay: Bool
+        ) throws -> (directory: SafeDirectory, isNew: Bool) {
+            let place = onTheWay ? "a folder on the way to \(HomeArchive.shown(entry.path))" : HomeArchive.shown(entry.path)
+            let failed = { (error: SafeDirectory.Refusal) in AgentError("\(shown): \(place) \(HomeArchive.reason(error))") }
+            if let existing = try existingFolder(name, in: directory, failed) { return (existing, false) }
+            let account = account
+            let made: SafeDirectory??
             do {
-                return try directory.makeChild(name, mode: 0o755, owner: account) ?? directory.child(name)
-            } catch {
-                throw AgentError("\(shown): a folder on the way to \(HomeArchive.shown(entry.path)) \(HomeArchive.reason(error))")
+                made = try HomeRoom.ifRoom(for: HomeRoom.block(on: directory.fd), on: directory.fd) { () throws(SafeDirectory.Refusal) in
+                    try directory.makeChild(name, mode: mode, owner: account)
+                }
+            } catch let error as SafeDirectory.Refusal {
+                throw failed(error)
             }
+            guard let made else { throw noRoom(for: entry.path) }
+            if let made { return (made, true) }
+            // Made by the user in between.
+            guard let existing = try existingFolder(name, in: directory, failed) else { throw failed(SafeDirectory.Refusal(path: name, code: ENOENT)) }
+            return (existing, false)
+        }
+
+        /// The folder `name` in `directory` if there is one; a link or anything else is refused.
+        private func existingFolder(_ name: String, in directory: SafeDirectory, _ failed: (SafeDirectory.Refusal) -> AgentError) throws -> SafeDirectory? {
+            do {
+                return try directory.child(name)
+            } catch {
+                if error.isMissing { return nil }
+                throw failed(error)
+            }
+        }
+
+        private func noRoom(for path: String) -> AgentError {
+            AgentError("\(shown): no room left for \(HomeArchive.shown(path)) on the disk of the home: the rest of it is kept for root")
         }
 
         /// Linux's O_PATH and AT_EMPTY_PATH, which Glibc's module leaves out (they need

@@ -56,7 +56,7 @@ enum HomeFiles {
             home: home, homeRoot: homeRoot, user: user, fileName: fileName, owner: owner, fallbackDirectory: fallbackDirectory)
         var log = CappedLog(file: file, cap: cap)
         try await log.write(chunks)
-        return SavedLog(path: file.path, bytes: log.length, droppedBytes: log.dropped, fallbackReason: reason)
+        return SavedLog(path: file.path, bytes: log.length, droppedBytes: log.dropped, fallbackReason: reason, unsavedBytes: log.unsaved)
     }
 
     /// The home, opened walking as `prepare` does, for `berth cp`; with the account its files
@@ -269,6 +269,8 @@ struct SavedLog: Sendable {
     var droppedBytes: Int
     /// Why the log is in the agent's fallback directory rather than the home; nil when in the home.
     var fallbackReason: String?
+    /// The newest bytes left out because the disk had no room left for users.
+    var unsavedBytes = 0
 }
 
 /// A directory opened without following symlinks anywhere on its path, for root's work in users' homes.
@@ -354,8 +356,9 @@ final class SafeDirectory: Sendable {
     static let maxEntries = 100_000
 
     /// The names in this directory with their last modification (nanoseconds since 1970), links
-    /// not followed; refused (`E2BIG`) past `maxEntries`.
-    func entries() throws(Refusal) -> [(name: String, modified: Int)] {
+    /// not followed; refused (`E2BIG`) past `maxEntries`, and (`ENOBUFS`) once their names cost
+    /// more than `budget` (`CopyMemory.cost(ofName:)`).
+    func entries(budget: Int = .max) throws(Refusal) -> [(name: String, modified: Int)] {
         let copy = dup(fd)
         guard copy >= 0, let stream = fdopendir(copy) else {
             let code = errno
@@ -364,10 +367,13 @@ final class SafeDirectory: Sendable {
         }
         defer { closedir(stream) }
         var found: [(name: String, modified: Int)] = []
+        var cost = 0
         while let entry = readdir(stream) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             guard name != ".", name != "..", let info = try? status(of: name) else { continue }
             guard found.count < Self.maxEntries else { throw Refusal(path: path, code: E2BIG) }
+            cost += CopyMemory.cost(ofName: name)
+            guard cost <= budget else { throw Refusal(path: path, code: ENOBUFS) }
             found.append((name, Int(info.st_mtim.tv_sec) * 1_000_000_000 + Int(info.st_mtim.tv_nsec)))
         }
         return found
@@ -489,6 +495,8 @@ struct CappedLog {
     /// The log's bytes in the file now.
     private(set) var length = 0
     private(set) var dropped = 0
+    /// Bytes not written because the disk had no room left for users: the log stops there.
+    private(set) var unsaved = 0
 
     init(file: OpenFile, cap: Int) {
         self.file = file
@@ -506,19 +514,47 @@ struct CappedLog {
         try finish()
     }
 
+    /// Root writes the log, into a home whose disk the user may have filled: once the disk has
+    /// no room left for users, the rest is counted, not written (`HomeRoom`). The engine sends a
+    /// log a line at a time: lines are written, and the room checked, 64 KB at a time.
     mutating func append(_ chunk: Data) throws {
-        try file.write(chunk, at: length)
-        length += chunk.count
-        if length > 2 * cap { try keepTail(cap, at: 0) }
+        guard unsaved == 0 else { unsaved += chunk.count; return }
+        pending.append(chunk)
+        if pending.count >= Self.piece { try writePending() }
     }
 
-    /// Cuts to the last `cap` bytes behind a line saying how many were dropped, if any were.
+    static let piece = 64 * 1024
+    private var pending = Data()
+
+    private mutating func writePending() throws {
+        guard !pending.isEmpty else { return }
+        let (file, length, bytes) = (self.file, self.length, pending)
+        pending = Data()
+        guard try HomeRoom.ifRoom(for: UInt64(bytes.count), on: file.fd, { try file.write(bytes, at: length) }) != nil else {
+            unsaved = bytes.count
+            return
+        }
+        self.length += bytes.count
+        if self.length > 2 * cap { try keepTail(cap, at: 0) }
+    }
+
+    /// Cuts to the last `cap` bytes behind a line saying how many were dropped, if any were, and
+    /// ends with a line saying how many were not saved, if the disk filled (and the line fits).
     mutating func finish() throws {
+        try writePending()
         let total = dropped + max(0, length - cap)
-        guard total > 0 else { return }
-        let marker = Data("[berth: \(total) earlier bytes dropped]\n".utf8)
-        try keepTail(min(length, cap), at: marker.count)
-        try file.write(marker, at: 0)
+        if total > 0 {
+            let marker = Data("[berth: \(total) earlier bytes dropped]\n".utf8)
+            try keepTail(min(length, cap), at: marker.count)
+            try file.write(marker, at: 0)
+        }
+        if unsaved > 0 {
+            let note = Data("\n[berth: the last \(unsaved) bytes were not saved: the disk has no room left for users]\n".utf8)
+            let (file, length) = (self.file, self.length)
+            if try HomeRoom.ifRoom(for: UInt64(note.count), on: file.fd, { try file.write(note, at: length) }) != nil {
+                self.length += note.count
+            }
+        }
     }
 
     /// Moves the last `count` bytes to `offset` and ends the file after them.

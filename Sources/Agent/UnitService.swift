@@ -243,9 +243,16 @@ final class UnitService: Sendable {
             let saved = try await HomeFiles.saveLog(
                 home: home, homeRoot: config.homeRoot, user: user, fileName: "\(unit.host)-\(unit.port)-\(stamp).log", owner: owner,
                 fallbackDirectory: config.logDirectory + "/units", cap: Self.savedLogCap, chunks: frames.map(\.data))
-            guard let reason = saved.fallbackReason else { return nil }
-            logger.notice("unit log saved outside the home", metadata: ["unit": "\(unit)", "user": "\(user)", "path": "\(saved.path)", "reason": "\(reason)"])
-            return "unit \(unit): log saved to \(saved.path), not the home: \(reason)"
+            var notes: [String] = []
+            if let reason = saved.fallbackReason {
+                logger.notice("unit log saved outside the home", metadata: ["unit": "\(unit)", "user": "\(user)", "path": "\(saved.path)", "reason": "\(reason)"])
+                notes.append("log saved to \(saved.path), not the home: \(reason)")
+            }
+            if saved.unsavedBytes > 0 {
+                logger.notice("unit log cut: its disk has no room left for users", metadata: ["unit": "\(unit)", "user": "\(user)", "path": "\(saved.path)", "unsaved": "\(saved.unsavedBytes)"])
+                notes.append("log saved to \(saved.path) without its last \(saved.unsavedBytes) bytes: the disk has no room left for users")
+            }
+            return notes.isEmpty ? nil : "unit \(unit): " + notes.joined(separator: "; ")
         } catch {
             logger.warning("could not save a unit's log", metadata: ["unit": "\(unit)", "error": "\(error)"])
             return "unit \(unit): log not saved: \(error)"

@@ -382,8 +382,9 @@ final class Sandbox {
     var secret: String { victim + "/secret" }
     var fallback: String { root + "/fallback" }
 
-    init() throws {
-        var template = Array("/tmp/berth-homefiles-XXXXXX".utf8CString)
+    /// In a new folder of `base` (/tmp by default: a small disk of a test's own, say).
+    init(under base: String = "/tmp") throws {
+        var template = Array("\(base)/berth-homefiles-XXXXXX".utf8CString)
         guard mkdtemp(&template) != nil else { throw AgentError("mkdtemp: \(errno)") }
         root = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         chmod(root, 0o755)
