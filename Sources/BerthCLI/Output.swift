@@ -17,13 +17,30 @@ import Darwin
 
 /// Prints a one-line `error: …` to stderr and returns the exit status to throw.
 public func failure(_ message: String) -> ExitCode {
-    writeToStandardError("error: \(message)\n")
+    writeToStandardError("error: \(terminalSafe(message))\n")
     return ExitCode.failure
 }
 
 /// Writes a line to stderr (progress, warnings), leaving stdout to results.
 public func note(_ line: String) {
-    writeToStandardError(line + "\n")
+    writeToStandardError(terminalSafe(line) + "\n")
+}
+
+/// `text` with every control character but newline and tab shown escaped (`\u{1B}`): messages
+/// quote what servers sent, and a server must not be able to drive the user's terminal (retitle
+/// it, clear it, paint a fake prompt). A unit's own output, which `exec`, `logs` and `call`
+/// pass through as bytes, is not text of this kind.
+public func terminalSafe(_ text: String) -> String {
+    guard text.unicodeScalars.contains(where: isEscaped) else { return text }
+    var safe = ""
+    for scalar in text.unicodeScalars {
+        if isEscaped(scalar) { safe += scalar.escaped(asASCII: true) } else { safe.unicodeScalars.append(scalar) }
+    }
+    return safe
+}
+
+private func isEscaped(_ scalar: Unicode.Scalar) -> Bool {
+    scalar != "\n" && scalar != "\t" && scalar.properties.generalCategory == .control
 }
 
 /// All of `text` to stderr, unbuffered.

@@ -166,6 +166,8 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
     func authenticated() {
         guard isTrusted.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
         counter.trust(address)
+        // A user's answer may stream for as long as it lasts (logs, exec).
+        if phase == .processing { timer?.cancel() }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -204,8 +206,13 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if phase == .idle { requestStarted() }
+        if phase == .processing { readWhileProcessing = true }
         context.fireChannelRead(data)
     }
+
+    /// Bytes of a next request came while this one was answered: its deadline runs from the
+    /// answer's end, not the idle timeout.
+    private var readWhileProcessing = false
 
     func requestStarted() {
         guard phase == .idle else { return }
@@ -213,9 +220,12 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
         arm(limits.requestDeadline)
     }
 
+    /// A stranger's answer must be out within the request deadline too: one that is never read
+    /// (a client that sends and stops reading) would otherwise hold its connection for good.
     func requestReceived() {
         phase = .processing
         timer?.cancel()
+        if !trusted { arm(limits.requestDeadline) }
     }
 
     func requestMayLast() {
@@ -233,7 +243,8 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
             return
         }
         phase = .idle
-        arm(limits.idleTimeout)
+        arm(readWhileProcessing ? limits.requestDeadline : limits.idleTimeout)
+        readWhileProcessing = false
     }
 
     private func arm(_ delay: TimeAmount) {

@@ -99,7 +99,7 @@ struct Copy: AsyncParsableCommand {
                     progress.add(chunk.count)
                 }
             } else {
-                var unpacker = try LocalArchive.Unpacker(into: destination)
+                var unpacker = try LocalArchive.Unpacker(into: destination, expecting: lastPathComponent(origin.path))
                 var reader = TarReader()
                 for try await chunk in response.body {
                     try chunk.withUnsafeBytes { bytes in try reader.feed(bytes) { try unpacker.take($0) } }
@@ -199,7 +199,12 @@ enum LocalArchive {
         private var file: (fd: Int32, path: String, entry: TarEntry)?
         private var directoryTimes: [(String, Int64)] = []
 
-        init(into destination: String) throws {
+        /// What the copy holds is the one thing asked for: every member is `expected` or in it.
+        /// The stream comes from the manager, which must not name where files land here.
+        let expected: String?
+
+        init(into destination: String, expecting expected: String? = nil) throws {
+            self.expected = expected
             var isDirectory = false
             if FileManager.default.fileExists(atPath: destination, isDirectory: &isDirectory), isDirectory {
                 (base, rename) = (destination, nil)
@@ -229,6 +234,9 @@ enum LocalArchive {
             guard !entry.path.hasPrefix("/"), !names.isEmpty, !names.contains(where: { $0 == "." || $0 == ".." || $0.contains("\0") }) else {
                 throw failure("the copy holds \"\(entry.path.prefix(200))\", which would land outside \(base); nothing past it was written")
             }
+            if let expected, names[0] != expected {
+                throw failure("the copy holds \"\(entry.path.prefix(200))\", which is not \(expected), the thing asked for; nothing past it was written")
+            }
             if let rename {
                 if topLevel == nil { topLevel = names[0] }
                 guard names[0] == topLevel else { throw failure("the copy holds more than one thing; copy into a folder that exists") }
@@ -246,13 +254,17 @@ enum LocalArchive {
             path += "/" + names[names.count - 1]
             switch entry.kind {
             case .directory:
-                if mkdir(path, mode_t(entry.mode & 0o777) | 0o700) != 0 && errno != EEXIST {
+                let made = mkdir(path, mode_t(entry.mode & 0o777) | 0o700) == 0
+                if !made && errno != EEXIST {
                     throw failure("cannot make \(path): \(String(cString: strerror(errno)))")
                 }
                 var info = stat()
                 guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { throw failure("\(path) is not a folder here") }
-                chmod(path, mode_t(entry.mode & 0o777))
-                directoryTimes.append((path, entry.modified))
+                // A folder that was here keeps its mode and times: the copy fills it, nothing more.
+                if made {
+                    chmod(path, mode_t(entry.mode & 0o777))
+                    directoryTimes.append((path, entry.modified))
+                }
             case .file:
                 unlink(path)
                 let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(entry.mode & 0o777))

@@ -94,7 +94,7 @@ struct Login: AsyncParsableCommand {
         let units = outcome.units ?? []
         try SessionFile(server: address, user: user, token: token, units: units, unitSecret: unitSecret, since: Date(), trust: trust,
             unitKeys: outcome.unitKeys).save()
-        print("logged in as \(user): \(outcome.message ?? "\(units.count) units ready")")
+        print(terminalSafe("logged in as \(user): \(outcome.message ?? "\(units.count) units ready")"))
     }
 
     /// What the manager is trusted by, before any password is sent; nil for plain HTTP, which
@@ -239,8 +239,8 @@ struct Status: AsyncParsableCommand {
             [unit.unit.description, unit.state.rawValue, unit.cpuPercent.map { oneDecimal($0) + "%" } ?? "",
              memory(unit), unit.detail ?? ""]
         }
-        return "\(status.user), logged in since \(status.since.iso8601) from \(status.from)\n"
-            + formatTable(["UNIT", "STATE", "CPU", "MEMORY", "DETAIL"], rows)
+        return terminalSafe("\(status.user), logged in since \(status.since.iso8601) from \(status.from)\n"
+            + formatTable(["UNIT", "STATE", "CPU", "MEMORY", "DETAIL"], rows))
     }
 
     /// `12.3MiB / 64MiB (19%)`, as `docker stats` shows it.

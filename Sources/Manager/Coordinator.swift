@@ -42,7 +42,8 @@ final class Coordinator: Sendable {
 
     typealias Emit = @Sendable (LoginEvent) async throws -> Void
 
-    func login(_ request: LoginRequest, from address: String, emit: @escaping Emit) async throws {
+    /// `checked` runs once the password is right, before any unit starts.
+    func login(_ request: LoginRequest, from address: String, checked passed: @Sendable () -> Void = {}, emit: @escaping Emit) async throws {
         let user: UserConfig
         let clock = ContinuousClock()
         let received = clock.now
@@ -56,6 +57,7 @@ final class Coordinator: Sendable {
             try await emit(LoginEvent(kind: .failed, message: "\(error)"))
             return
         }
+        passed()
         // The outcome goes out once the claim is released: a client that logs out as soon as it
         // reads `done` must find the user free.
         let checked = clock.now - received

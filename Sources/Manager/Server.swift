@@ -49,7 +49,9 @@ struct ManagerController: Sendable {
     @Sendable func login(
         _ login: LoginRequest, _ request: Request, _ context: BerthRequestContext, emit: @escaping @Sendable (LoginEvent) async throws -> Void
     ) async throws {
-        try await coordinator.login(login, from: context.clientAddress, emit: emit)
+        // From here the connection is the user's: its units may take a while to start.
+        let channel = context.channel
+        try await coordinator.login(login, from: context.clientAddress, checked: { channel.markAuthenticated() }, emit: emit)
     }
 
     /// No user name is longer: refused before any work, which reveals nothing a name's rules do not.
