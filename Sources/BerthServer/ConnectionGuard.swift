@@ -224,9 +224,14 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
     /// (a client that sends and stops reading) would otherwise hold its connection for good.
     func requestReceived() {
         phase = .processing
+        answersOwed += 1
         timer?.cancel()
         if !trusted { arm(limits.requestDeadline) }
     }
+
+    /// Requests read whole and not yet answered: a client may send the next before the answer
+    /// to the one before has gone out.
+    private var answersOwed = 0
 
     func requestMayLast() {
         guard phase == .receiving else { return }
@@ -242,8 +247,17 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
             context?.close(promise: nil)
             return
         }
+        answersOwed = max(0, answersOwed - 1)
+        if answersOwed > 0 {
+            // The next answer is owed now, on the same terms.
+            if !trusted { arm(limits.requestDeadline) }
+            return
+        }
         phase = .idle
-        arm(readWhileProcessing ? limits.requestDeadline : limits.idleTimeout)
+        // A stranger keeps no connection idle longer than a request may take: nothing Berth's
+        // clients do needs it, and the start of a next request sent behind the last one, held
+        // by the decoder unseen here, is cut at that deadline too.
+        arm(readWhileProcessing || !trusted ? limits.requestDeadline : limits.idleTimeout)
         readWhileProcessing = false
     }
 

@@ -22,6 +22,8 @@ import Testing
         let router = Router(context: BerthRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.on(Route<NoBody, UnitList>(.get, "/v1/open/plain")) { _, _ in UnitList(units: []) }
+        // An answer larger than any socket's buffers.
+        router.get("/v1/open/large") { _, _ in String(repeating: "x", count: 1 << 20) }
         router.on(Route<EndSessionRequest, EndSessionRequest>(.post, "/v1/open/echo")) { end, _, _ in end }
         router.on(Route<EndSessionRequest, JSONLines<ErrorBody>>(.post, "/v1/open/lines")) { end, _, _, emit in
             for index in 1...3 { try await emit(ErrorBody(error: "\(end.user) \(index)")) }
@@ -102,6 +104,8 @@ import Testing
         let router = Router(context: BerthRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.on(Route<NoBody, UnitList>(.get, "/v1/open/plain")) { _, _ in UnitList(units: []) }
+        // An answer larger than any socket's buffers.
+        router.get("/v1/open/large") { _, _ in String(repeating: "x", count: 1 << 20) }
         // Each piece of the body back as it comes: the answer runs beside the request.
         router.post("/v1/open/duplex") { request, context -> Response in
             context.channel.requestMayLast()
@@ -171,6 +175,36 @@ import Testing
         }
     }
 
+    /// A stranger who sends requests and never reads the answers is closed at the request
+    /// deadline: the answer it does not read would otherwise hold the connection for good.
+    @Test func aStrangerWhoStopsReadingIsClosedAtTheDeadline() async throws {
+        var limits = ConnectionLimits()
+        limits.requestDeadline = .milliseconds(1500)
+        try await withLiveServer(limits) { port in
+            let socket = try RawSocket(port: port, receiveBuffer: 1024)
+            var sent = 0
+            while sent < 20, socket.sendWithoutWaiting("GET /v1/open/large HTTP/1.1\r\nHost: x\r\n\r\n") { sent += 1 }
+            try await Task.sleep(for: .seconds(5))
+            // Read only now: what the server wrote before it closed, then the end.
+            let read = await socket.readAll(timeout: 5)
+            #expect(socket.closedByPeer, "a stranger not reading kept its connection (\(sent) requests sent, \(read.utf8.count) bytes read: \(read.prefix(300)))")
+        }
+    }
+
+    /// A stranger's connection idles no longer than a request may take, even with the start of
+    /// a next request sent in the same packet as the one answered.
+    @Test func aStrangersHalfSentNextRequestIsClosedAtTheDeadline() async throws {
+        var limits = ConnectionLimits()
+        limits.requestDeadline = .milliseconds(1500)
+        try await withLiveServer(limits) { port in
+            let socket = try RawSocket(port: port)
+            try socket.send("GET /v1/open/plain HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/op")
+            let answer = await socket.readAll(timeout: 10)
+            #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
+            #expect(socket.closedByPeer, "kept past the request deadline, toward the idle timeout (60 s)")
+        }
+    }
+
     /// A body written while its answer comes back: each line is echoed before the next is
     /// written, which only a request and answer running side by side allow; and the request
     /// may outlast the request deadline once its route has taken it.
@@ -231,8 +265,10 @@ final class RawSocket: @unchecked Sendable {
     private var descriptor: Int32
     private(set) var closedByPeer = false
 
-    init(port: Int) throws {
+    /// `receiveBuffer`: a small one makes a client that stops reading felt at once.
+    init(port: Int, receiveBuffer: Int32? = nil) throws {
         descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer { setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -248,6 +284,11 @@ final class RawSocket: @unchecked Sendable {
     func close() {
         if descriptor >= 0 { Glibc.close(descriptor) }
         descriptor = -1
+    }
+
+    /// Sends all of `text` if the socket takes it now; false when it would wait.
+    func sendWithoutWaiting(_ text: String) -> Bool {
+        Array(text.utf8).withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) } == text.utf8.count
     }
 
     func send(_ text: String) throws {
