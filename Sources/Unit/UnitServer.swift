@@ -86,22 +86,58 @@ final class UnitState: Sendable {
     func cancelAll() { active.withLock { for run in $0.values { run.cancel() } } }
 }
 
-/// Counts open connections; one past the limit is closed unanswered.
+/// Counts open connections. When all are taken, a new one takes the place of the oldest that has
+/// not shown the session's key (`owned`): anyone who reaches the unit's port can open connections,
+/// and through Docker's port proxy every client shares one address, so none can be told apart
+/// but by that key, and a stranger holding every place must not keep the owner's calls out.
+/// Only when every place is the owner's is a new connection closed unanswered.
 final class ConnectionCap: Sendable {
     let limit: Int
-    private let open = Atomic<Int>(0)
+    private struct State {
+        var open = 0
+        /// Connections that have not shown the key yet, oldest first.
+        var strangers: [ObjectIdentifier: (order: Int, channel: any Channel)] = [:]
+        var owned: Set<ObjectIdentifier> = []
+        var next = 0
+    }
+    private let state = Mutex(State())
 
     init(limit: Int) {
         self.limit = limit
     }
 
     func admit(_ channel: any Channel) -> Bool {
-        guard open.add(1, ordering: .relaxed).newValue <= limit else {
-            open.subtract(1, ordering: .relaxed)
-            return false
+        let id = ObjectIdentifier(channel)
+        let (admitted, evicted) = state.withLock { state -> (Bool, (any Channel)?) in
+            var evicted: (any Channel)?
+            if state.open >= limit {
+                guard let oldest = state.strangers.min(by: { $0.value.order < $1.value.order }) else { return (false, nil) }
+                state.strangers[oldest.key] = nil
+                evicted = oldest.value.channel
+            } else {
+                state.open += 1
+            }
+            state.strangers[id] = (state.next, channel)
+            state.next += 1
+            return (true, evicted)
         }
-        channel.closeFuture.whenComplete { [self] _ in open.subtract(1, ordering: .relaxed) }
+        // The evicted connection's place passed to this one: its closing gives none back.
+        evicted?.close(promise: nil)
+        guard admitted else { return false }
+        channel.closeFuture.whenComplete { [self] _ in
+            state.withLock { state in
+                if state.strangers.removeValue(forKey: id) != nil || state.owned.remove(id) != nil { state.open -= 1 }
+            }
+        }
         return true
+    }
+
+    /// The connection showed the session's key: it keeps its place.
+    func owned(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        state.withLock { state in
+            if state.strangers.removeValue(forKey: id) != nil { state.owned.insert(id) }
+        }
     }
 }
 
@@ -128,8 +164,11 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
     static let maxBody = 1 << 20
     static let deadline = TimeAmount.seconds(10)
 
-    init(state: UnitState) {
+    private let connections: ConnectionCap?
+
+    init(state: UnitState, connections: ConnectionCap? = nil) {
         self.state = state
+        self.connections = connections
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -154,6 +193,8 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
                 respond(context, problem.status, problem.message)
                 return
             }
+            // Only a call passes with the session's key: the connection keeps its place.
+            if requestHead.method == .POST { connections?.owned(context.channel) }
             head = requestHead
             body.clear()
             armDeadline(context)

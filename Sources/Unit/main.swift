@@ -47,7 +47,8 @@ do {
 let state = UnitState(settings: settings)
 let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 // Connections held open at once, all senders together: each costs memory in a unit whose limit
-// may be tens of MB. Not per address: through Docker's port proxy every client may share one.
+// may be tens of MB. Not per address: through Docker's port proxy every client may share one;
+// a stranger's connection gives way to a new one when all are taken.
 let connections = ConnectionCap(limit: 128)
 let bootstrap = ServerBootstrap(group: group)
     .serverChannelOption(.backlog, value: 256)
@@ -59,7 +60,7 @@ let bootstrap = ServerBootstrap(group: group)
         }.flatMap {
             channel.pipeline.configureHTTPServerPipeline()
         }.flatMap {
-            channel.pipeline.addHandler(UnitHandler(state: state))
+            channel.pipeline.addHandler(UnitHandler(state: state, connections: connections))
         }
     }
 

@@ -173,6 +173,27 @@ final class CallTests {
         #expect(answers[1].hasPrefix("HTTP/1.1 400") && answers[1].contains("a health check takes no body"), "\(answers[1])")
     }
 
+    /// Anyone who reaches a unit's port may open connections, and through Docker's port proxy
+    /// all of them come from one address: strangers holding every place the unit takes do not
+    /// keep its owner out, since a stranger's connection gives way to a new one.
+    @Test func strangersHoldingEveryConnectionDoNotKeepTheOwnerOut() async throws {
+        let unit = cluster.units["aaa"]![0]
+        var held: [Int32] = []
+        defer { for fd in held { close(fd) } }
+        for _ in 0..<160 {
+            guard let fd = TestSocket.open(host: unit.host, port: unit.port, connect: true) else { break }
+            held.append(fd)
+        }
+        #expect(held.count == 160)
+        // Long enough for the port proxy to pass every connection on, well within the 10 s a
+        // connection may wait for its request.
+        try await Task.sleep(for: .seconds(1))
+        for _ in 0..<3 {
+            let call = try await cluster.berth(["call", "--unit", unit.description, "Employee.sh", "Texas"], user: "aaa")
+            #expect(call.status == 0, "\(call.stderr)")
+        }
+    }
+
     /// Connections that send nothing, or a head one byte at a time, are closed after 10 s.
     @Test func slowSendersAreCutOff() async throws {
         let unit = cluster.units["aaa"]![0]
