@@ -154,7 +154,7 @@ struct AgentController: Sendable {
     /// An exec with stdin (and a terminal with `tty`): the request's frames go to the process as
     /// they come over the engine's taken-over connection, its output comes back as for any exec.
     func interactiveExec(_ request: Request, _ context: BerthRequestContext) async throws -> Response {
-        let (exec, input) = try await FramedInput.open(request, as: ExecRequest.self, context: context)
+        let (exec, input) = try await FramedInput.open(request, as: ExecRequest.self, maxRequestFrame: AgentRoutes.exec.maxBody, context: context)
         let terminal = exec.terminal ?? ExecTerminal(tty: false)
         let attached = try await engineCall(refusal: .notFound) { try await service.attachExec(exec, terminal: terminal) }
         let docker = service.docker

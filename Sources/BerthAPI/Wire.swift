@@ -352,8 +352,12 @@ public enum ExecInput: Sendable, Equatable {
 /// Reassembles `ExecInput` frames from a body arriving in any pieces.
 public struct ExecInputDecoder: Sendable {
     private var buffer = Data()
+    /// The most a request frame (kind 0) may hold: the route's cap on a body, not a stdin frame's.
+    public let maxRequestFrame: Int
 
-    public init() {}
+    public init(maxRequestFrame: Int = ExecInput.maxFrame) {
+        self.maxRequestFrame = maxRequestFrame
+    }
 
     /// The frames `bytes` completes; throws on a frame that is too large or of an unknown kind.
     public mutating func feed(_ bytes: some Sequence<UInt8>) throws(RequestBodyError) -> [ExecInput] {
@@ -363,6 +367,9 @@ public struct ExecInputDecoder: Sendable {
         while buffer.endIndex - offset >= 8 {
             let size = buffer[(offset + 4)..<(offset + 8)].reduce(0) { $0 << 8 | Int($1) }
             guard size <= ExecInput.maxFrame else { throw RequestBodyError("an exec input frame of \(size) bytes is over the \(ExecInput.maxFrame >> 20) MiB a frame may hold") }
+            guard buffer[offset] != 0 || size <= maxRequestFrame else {
+                throw RequestBodyError("an exec's request frame of \(size) bytes is over the \(maxRequestFrame >> 10) KB a request may hold")
+            }
             guard buffer.endIndex - offset - 8 >= size else { break }
             let payload = Data(buffer[(offset + 8)..<(offset + 8 + size)])
             switch buffer[offset] {

@@ -12,19 +12,21 @@ import Logging
 /// stdin, sizes and the end of input as the client sends them. One reader.
 public final class FramedInput: @unchecked Sendable {
     private var body: RequestBody.AsyncIterator
-    private var decoder = ExecInputDecoder()
+    private var decoder: ExecInputDecoder
     private var pending: [ExecInput] = []
 
-    private init(_ body: RequestBody) {
+    private init(_ body: RequestBody, maxRequestFrame: Int) {
         self.body = body.makeAsyncIterator()
+        decoder = ExecInputDecoder(maxRequestFrame: maxRequestFrame)
     }
 
     /// Reads the opening frame, still within the request deadline, checks it against the signed
     /// digest if any, and decodes it as `T`; only then may the request last as long as its body.
+    /// `maxRequestFrame`: the route's cap on a body, which the opening frame stands for.
     public static func open<T: Decodable>(
-        _ request: Request, as type: T.Type, context: BerthRequestContext
+        _ request: Request, as type: T.Type, maxRequestFrame: Int, context: BerthRequestContext
     ) async throws -> (T, FramedInput) {
-        let input = FramedInput(request.body)
+        let input = FramedInput(request.body, maxRequestFrame: maxRequestFrame)
         guard case .request(let json)? = try await input.next() else {
             throw APIError(.badRequest, "an interactive request begins with its request frame (kind 0)", closing: true)
         }

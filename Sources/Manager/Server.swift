@@ -94,7 +94,14 @@ struct ManagerController: Sendable {
     /// `berth exec -i` and `-it`: the client's frames go up to the agent as they come, the
     /// output comes down. The audit records the command, never what is typed.
     private func interactiveExec(_ request: Request, _ session: Session, _ context: BerthRequestContext) async throws -> Response {
-        let (exec, input) = try await FramedInput.open(request, as: ClientExecRequest.self, context: context)
+        // The slot first: a user's requests waiting for their opening frame hold memory too.
+        let streams = coordinator.streams
+        guard streams.take(session.user) else {
+            throw APIError(.tooManyRequests, "you have \(streams.perUser) logs, execs or copies open already; end one (Ctrl-C) and try again", closing: true)
+        }
+        var slotHandedOver = false
+        defer { if !slotHandedOver { streams.give(session.user) } }
+        let (exec, input) = try await FramedInput.open(request, as: ClientExecRequest.self, maxRequestFrame: ManagerRoutes.exec.maxBody, context: context)
         guard session.units.contains(exec.unit) else {
             throw APIError(.forbidden, "unit \(exec.unit) is not one of your units (\(session.units.map(\.description).joined(separator: ", ")))", closing: true)
         }
@@ -110,7 +117,8 @@ struct ManagerController: Sendable {
                 try await upload.write(frame.encoded)
             }
         }
-        return try await relayStream(of: session.user, contentType: OutputStream.contentType, context, alongside: forward) {
+        slotHandedOver = true
+        return try await relayStream(of: session.user, holdingSlot: true, contentType: OutputStream.contentType, context, alongside: forward) {
             try await agent.execInteractive(ExecRequest(user: session.user, unit: exec.unit, command: exec.command, terminal: terminal), input: upload)
         }
     }
@@ -193,12 +201,14 @@ struct ManagerController: Sendable {
     /// Passes an agent's stream on to the user as it comes, holding one of the user's stream
     /// slots until it ends; a client that hangs up ends the agent's stream too. `alongside` runs
     /// while it lasts (an interactive exec's input on its way up).
+    /// `holdingSlot`: the caller took the user's stream slot already; it is this call's to give
+    /// back from here on, as when it takes it.
     private func relayStream(
-        of user: String, contentType: String, _ context: BerthRequestContext,
+        of user: String, holdingSlot: Bool = false, contentType: String, _ context: BerthRequestContext,
         alongside: (@Sendable () async throws -> Void)? = nil, _ open: () async throws -> HTTPStreamingResponse
     ) async throws -> Response {
         let streams = coordinator.streams
-        guard streams.take(user) else {
+        guard holdingSlot || streams.take(user) else {
             throw APIError(.tooManyRequests, "you have \(streams.perUser) logs, execs or copies open already; end one (Ctrl-C) and try again")
         }
         let upstream: HTTPStreamingResponse

@@ -22,6 +22,14 @@ import Testing
     func withManager(
         _ users: [(String, [Int])], failing: Set<Int> = [], policy: Auth.Policy = Auth.Policy(), _ body: @escaping @Sendable (any TestClientProtocol, FakeAgent) async throws -> Void
     ) async throws {
+        try await withManager(users, failing: failing, policy: policy) { client, agent, _ in try await body(client, agent) }
+    }
+
+    /// The same, with the manager's coordinator at hand.
+    func withManager(
+        _ users: [(String, [Int])], failing: Set<Int> = [], policy: Auth.Policy = Auth.Policy(),
+        _ body: @escaping @Sendable (any TestClientProtocol, FakeAgent, Coordinator) async throws -> Void
+    ) async throws {
         let agent = try await FakeAgent.shared()
         await agent.units.reset(failing: failing)
         let state = NSTemporaryDirectory() + "berth-manager-tests-\(UUID().uuidString.prefix(8))"
@@ -39,7 +47,7 @@ import Testing
             users: userList, planner: planner, sessions: try SessionStore(stateDirectory: state), auth: Auth(users: userList, policy: policy),
             audit: Audit(stateDirectory: state), logger: Logger(label: "manager-tests"))
         let app = Application(router: ManagerController.router(coordinator: coordinator, verifier: RequestVerifier(secret: Self.secret, audience: "127.0.0.1:9000")))
-        try await app.test(.router) { client in try await body(client, agent) }
+        try await app.test(.router) { client in try await body(client, agent, coordinator) }
     }
 
     /// The login's JSON lines.
@@ -255,6 +263,32 @@ import Testing
             #expect(try await call(client, .get, "/v1/files?\(theirs)", token: token).status == 403)
             #expect(try await call(client, .get, "/v1/files?unit=\(FakeAgent.host):8281&path=/app", token: nil).status == 401)
             #expect(try await call(client, .get, "/v1/files?path=/app", token: token).status == 400)
+        }
+    }
+
+    /// An interactive exec holds one of its user's stream slots from its head on, before its
+    /// opening frame is read, so a user's connections sending that frame slowly hold no more than
+    /// the slots allow; and an opening frame larger than the route's body cap is refused on its
+    /// announced size.
+    @Test func anInteractiveExecTakesItsSlotBeforeItsFrameWhoseSizeIsCapped() async throws {
+        try await withManager([("aaa", [8281])]) { client, _, coordinator in
+            let token = try #require(try await login(client, "aaa").last?.token)
+            func framedExec(_ body: [UInt8]) async throws -> (status: Int, text: String) {
+                let response = try await client.execute(
+                    uri: "/v1/exec", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: OutputStream.contentType],
+                    body: ByteBuffer(bytes: body))
+                return (Int(response.status.code), String(buffer: response.body))
+            }
+            // A request frame announcing 600 KB, over the 512 KB an exec's body may hold.
+            let oversized: [UInt8] = [0, 0, 0, 0] + withUnsafeBytes(of: UInt32(600 * 1024).bigEndian, Array.init) + [UInt8](repeating: 0x20, count: 1024)
+            let refused = try await framedExec(oversized)
+            #expect(refused.status == 400 && refused.text.contains("over the 512 KB a request may hold"), "\(refused)")
+            // Every slot taken: the next is refused before its frame (here not even JSON) is read.
+            let streams = coordinator.streams
+            for _ in 0..<streams.perUser { #expect(streams.take("aaa")) }
+            defer { for _ in 0..<streams.perUser { streams.give("aaa") } }
+            let busy = try await framedExec([0, 0, 0, 0, 0, 0, 0, 3] + Array("{x}".utf8))
+            #expect(busy.status == 429, "\(busy)")
         }
     }
 
