@@ -22,42 +22,75 @@ public struct ConnectionLimits: Sendable {
     public init() {}
 }
 
-/// Counts connections, in total and per address until they authenticate; one past a limit is
-/// closed unread.
+/// Counts connections, in total and per address until they authenticate. When a limit is reached,
+/// a new connection takes the place of the oldest one not yet authenticated (of its address, when
+/// the address is at its limit): strangers cannot keep out a client that authenticates at once,
+/// such as the manager reaching an agent from an address a hostile unit's traffic shares. Only
+/// when no stranger's connection is left to give way is the new one closed unread.
 final class ConnectionCounter: Sendable {
     let limits: ConnectionLimits
-    private let open = Mutex<(total: Int, strangers: [String: Int])>((0, [:]))
+    private struct State {
+        var total = 0
+        /// Connections not yet authenticated, by address, each with the order it came in.
+        var strangers: [String: [ObjectIdentifier: (order: Int, channel: any Channel)]] = [:]
+        /// Connections that gave their place to a newer one: their closing gives none back.
+        var evicted: Set<ObjectIdentifier> = []
+        var next = 0
+    }
+    private let state = Mutex(State())
 
     init(limits: ConnectionLimits) {
         self.limits = limits
     }
 
-    /// Counts a new connection from `address`; false when a limit is reached.
-    func admit(_ address: String) -> Bool {
-        open.withLock { open in
-            let strangers = open.strangers[address, default: 0]
-            guard open.total < limits.total, strangers < limits.perAddress else { return false }
-            open.total += 1
-            open.strangers[address] = strangers + 1
-            return true
+    /// Counts a new connection from `address`, making room as above; false when none can be made.
+    func admit(_ channel: any Channel, from address: String) -> Bool {
+        let id = ObjectIdentifier(channel)
+        let (admitted, evicted) = state.withLock { state -> (Bool, (any Channel)?) in
+            var evicted: (any Channel)?
+            let ofAddress = state.strangers[address, default: [:]]
+            if ofAddress.count >= limits.perAddress {
+                guard let oldest = ofAddress.min(by: { $0.value.order < $1.value.order }) else { return (false, nil) }
+                evicted = oldest.value.channel
+                state.strangers[address]?[oldest.key] = nil
+                state.evicted.insert(oldest.key)
+            } else if state.total >= limits.total {
+                let oldest = state.strangers.flatMap { entry in entry.value.map { (address: entry.key, id: $0.key, order: $0.value.order, channel: $0.value.channel) } }
+                    .min { $0.order < $1.order }
+                guard let oldest else { return (false, nil) }
+                evicted = oldest.channel
+                state.strangers[oldest.address]?[oldest.id] = nil
+                if state.strangers[oldest.address]?.isEmpty == true { state.strangers[oldest.address] = nil }
+                state.evicted.insert(oldest.id)
+            } else {
+                state.total += 1
+            }
+            state.strangers[address, default: [:]][id] = (state.next, channel)
+            state.next += 1
+            return (true, evicted)
+        }
+        evicted?.close(promise: nil)
+        return admitted
+    }
+
+    /// The connection from `address` has authenticated: it no longer counts against the address,
+    /// nor gives way to newer ones.
+    func trust(_ channel: any Channel, from address: String) {
+        let id = ObjectIdentifier(channel)
+        state.withLock { state in
+            state.strangers[address]?[id] = nil
+            if state.strangers[address]?.isEmpty == true { state.strangers[address] = nil }
         }
     }
 
-    /// The connection from `address` has authenticated: it no longer counts against the address.
-    func trust(_ address: String) {
-        open.withLock { $0.strangers[address] = Self.decrement($0.strangers[address]) }
-    }
-
-    func release(_ address: String, trusted: Bool) {
-        open.withLock { open in
-            open.total -= 1
-            if !trusted { open.strangers[address] = Self.decrement(open.strangers[address]) }
+    func release(_ channel: any Channel, from address: String) {
+        let id = ObjectIdentifier(channel)
+        state.withLock { state in
+            if state.evicted.remove(id) != nil { return }
+            state.total -= 1
+            state.strangers[address]?[id] = nil
+            if state.strangers[address]?.isEmpty == true { state.strangers[address] = nil }
         }
-    }
-
-    private static func decrement(_ count: Int?) -> Int? {
-        let left = (count ?? 1) - 1
-        return left > 0 ? left : nil
     }
 }
 
@@ -94,9 +127,9 @@ extension ConnectionCounter {
     /// first in the pipeline, so TLS records count as arriving too); throws past a limit.
     func guardConnection(_ channel: any Channel) throws {
         let address = channel.remoteAddress?.ipAddress ?? "unknown"
-        guard admit(address) else { throw ConnectionRefused() }
+        guard admit(channel, from: address) else { throw ConnectionRefused() }
         let clock = RequestClock(counter: self, address: address)
-        channel.closeFuture.whenComplete { [self] _ in release(address, trusted: clock.trusted) }
+        channel.closeFuture.whenComplete { [self] _ in release(channel, from: address) }
         try channel.pipeline.syncOperations.addHandler(clock)
     }
 }
@@ -165,7 +198,7 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
 
     func authenticated() {
         guard isTrusted.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
-        counter.trust(address)
+        if let channel = context?.channel { counter.trust(channel, from: address) }
         // A user's answer may stream for as long as it lasts (logs, exec).
         if phase == .processing { timer?.cancel() }
     }
