@@ -216,14 +216,14 @@ enum HomeArchive {
             pending += TarWriter.header(for: TarEntry(path: member, kind: .directory, mode: UInt32(mode & 0o7777), modified: modified))
             let entries: [(name: String, modified: Int)]
             do throws(SafeDirectory.Refusal) {
-                entries = try directory.entries(budget: memory.room(for: home))
+                // Taken from the home's share name by name, as they are read.
+                entries = try directory.entries(charging: memory, for: home)
             } catch where error.code == ENOBUFS {
                 throw AgentError("\(HomeArchive.shown(member)): \(memory.refusal)")
             } catch {
                 throw AgentError("\(HomeArchive.shown(member)): \(HomeArchive.reason(error))")
             }
             let held = entries.reduce(0) { $0 + CopyMemory.cost(ofName: $1.name) }
-            guard memory.take(held, for: home) else { throw AgentError("\(HomeArchive.shown(member)): \(memory.refusal)") }
             defer { memory.give(held, for: home) }
             depth += 1
             defer { depth -= 1 }
@@ -358,7 +358,10 @@ enum HomeArchive {
                 // A new name beside the old, renamed over it at the end: never a write through a
                 // link or into an inode another name shares.
                 let temporary = ".berth-cp-\(UInt64.random(in: 0...UInt64.max))"
-                let fd = openat(directory.fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+                // A new name grows its folder, whatever the file's size: an empty file needs room too.
+                guard let fd = try HomeRoom.ifRoom(for: HomeRoom.block(on: directory.fd), on: directory.fd, {
+                    openat(directory.fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+                }) else { throw noRoom(for: entry.path) }
                 guard fd >= 0 else { throw AgentError("\(shown): cannot create \(HomeArchive.shown(entry.path)): \(String(cString: strerror(errno)))") }
                 fchown(fd, account.uid, account.gid)
                 file = (directory, temporary, name, fd, entry)

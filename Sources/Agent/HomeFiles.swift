@@ -356,9 +356,10 @@ final class SafeDirectory: Sendable {
     static let maxEntries = 100_000
 
     /// The names in this directory with their last modification (nanoseconds since 1970), links
-    /// not followed; refused (`E2BIG`) past `maxEntries`, and (`ENOBUFS`) once their names cost
-    /// more than `budget` (`CopyMemory.cost(ofName:)`).
-    func entries(budget: Int = .max) throws(Refusal) -> [(name: String, modified: Int)] {
+    /// not followed; refused (`E2BIG`) past `maxEntries`, and (`ENOBUFS`) once the names taken
+    /// from `memory`'s share for `home` (`CopyMemory.cost(ofName:)`, as each is read) find it
+    /// spent. What was taken is the caller's to give back: each entry's cost.
+    func entries(charging memory: CopyMemory? = nil, for home: String = "") throws(Refusal) -> [(name: String, modified: Int)] {
         let copy = dup(fd)
         guard copy >= 0, let stream = fdopendir(copy) else {
             let code = errno
@@ -367,13 +368,20 @@ final class SafeDirectory: Sendable {
         }
         defer { closedir(stream) }
         var found: [(name: String, modified: Int)] = []
-        var cost = 0
+        var taken = 0
+        func refuse(_ code: Int32) -> Refusal {
+            memory?.give(taken, for: home)
+            return Refusal(path: path, code: code)
+        }
         while let entry = readdir(stream) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             guard name != ".", name != "..", let info = try? status(of: name) else { continue }
-            guard found.count < Self.maxEntries else { throw Refusal(path: path, code: E2BIG) }
-            cost += CopyMemory.cost(ofName: name)
-            guard cost <= budget else { throw Refusal(path: path, code: ENOBUFS) }
+            guard found.count < Self.maxEntries else { throw refuse(E2BIG) }
+            if let memory {
+                let cost = CopyMemory.cost(ofName: name)
+                guard memory.take(cost, for: home) else { throw refuse(ENOBUFS) }
+                taken += cost
+            }
             found.append((name, Int(info.st_mtim.tv_sec) * 1_000_000_000 + Int(info.st_mtim.tv_nsec)))
         }
         return found
@@ -542,18 +550,19 @@ struct CappedLog {
     /// ends with a line saying how many were not saved, if the disk filled (and the line fits).
     mutating func finish() throws {
         try writePending()
-        let total = dropped + max(0, length - cap)
-        if total > 0 {
-            let marker = Data("[berth: \(total) earlier bytes dropped]\n".utf8)
-            try keepTail(min(length, cap), at: marker.count)
-            try file.write(marker, at: 0)
-        }
+        // The note goes at the end first, so the cut below keeps it with the newest bytes.
         if unsaved > 0 {
             let note = Data("\n[berth: the last \(unsaved) bytes were not saved: the disk has no room left for users]\n".utf8)
             let (file, length) = (self.file, self.length)
             if try HomeRoom.ifRoom(for: UInt64(note.count), on: file.fd, { try file.write(note, at: length) }) != nil {
                 self.length += note.count
             }
+        }
+        let total = dropped + max(0, length - cap)
+        if total > 0 {
+            let marker = Data("[berth: \(total) earlier bytes dropped]\n".utf8)
+            try keepTail(min(length, cap), at: marker.count)
+            try file.write(marker, at: 0)
         }
     }
 

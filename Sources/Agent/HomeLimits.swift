@@ -13,10 +13,22 @@ import Synchronization
 /// Root may write where users may not: into the blocks a disk keeps for root, which a full disk
 /// leaves to the host's own services. Every write the agent makes in a home (a copy's files,
 /// folders and links, a saved log) is done only when the disk still has room for users, checked
-/// and written under one lock, so copies running at once cannot all pass the same check.
+/// and written under its disk's lock, so copies running at once cannot all pass the same check;
+/// one lock per disk, so a slow or hung disk holds up only the writes to it.
 enum HomeRoom {
-    /// Held across a check and its write only, never across a suspension.
-    private static let lock = WriteLock()
+    /// Each held across a check and its write only, never across a suspension.
+    private static let locks = Mutex<[UInt64: WriteLock]>([:])
+
+    private static func lock(for fd: Int32) -> WriteLock {
+        var info = stat()
+        let device = fstat(fd, &info) == 0 ? UInt64(info.st_dev) : 0
+        return locks.withLock { locks in
+            if let lock = locks[device] { return lock }
+            let lock = WriteLock()
+            locks[device] = lock
+            return lock
+        }
+    }
 
     /// The bytes users may still write on the disk of `fd`; nil when the kernel cannot say.
     static func forUsers(on fd: Int32) -> UInt64? {
@@ -34,6 +46,7 @@ enum HomeRoom {
     /// What `write` returns if `bytes` fit in what users may still write on the disk of `fd`;
     /// nil, with nothing written, if they do not.
     static func ifRoom<T>(for bytes: UInt64, on fd: Int32, _ write: () throws -> T) throws -> T? {
+        let lock = lock(for: fd)
         lock.lock()
         defer { lock.unlock() }
         if let room = forUsers(on: fd), bytes > room { return nil }

@@ -40,8 +40,12 @@ public func terminalSafe(_ text: String) -> String {
 }
 
 private func isEscaped(_ scalar: Unicode.Scalar) -> Bool {
-    scalar != "\n" && scalar != "\t" && scalar.properties.generalCategory == .control
+    if scalar == "\n" || scalar == "\t" { return false }
+    // Controls, and the marks that reorder text around them (a message shown backwards).
+    return scalar.properties.generalCategory == .control || bidiControls.contains(scalar.value)
 }
+
+private let bidiControls: Set<UInt32> = [0x061C, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069]
 
 /// All of `text` to stderr, unbuffered.
 public func writeToStandardError(_ text: String) {

@@ -32,7 +32,7 @@ final class ConnectionCounter: Sendable {
     private struct State {
         var total = 0
         /// Connections not yet authenticated, by address, each with the order it came in.
-        var strangers: [String: [ObjectIdentifier: (order: Int, channel: any Channel)]] = [:]
+        var strangers: [String: [ObjectIdentifier: (order: Int, channel: any Channel, shielded: Bool)]] = [:]
         /// Connections that gave their place to a newer one: their closing gives none back.
         var evicted: Set<ObjectIdentifier> = []
         var next = 0
@@ -50,13 +50,14 @@ final class ConnectionCounter: Sendable {
             var evicted: (any Channel)?
             let ofAddress = state.strangers[address, default: [:]]
             if ofAddress.count >= limits.perAddress {
-                guard let oldest = ofAddress.min(by: { $0.value.order < $1.value.order }) else { return (false, nil) }
+                guard let oldest = ofAddress.filter({ !$0.value.shielded }).min(by: { $0.value.order < $1.value.order }) else { return (false, nil) }
                 evicted = oldest.value.channel
                 state.strangers[address]?[oldest.key] = nil
                 state.evicted.insert(oldest.key)
             } else if state.total >= limits.total {
-                let oldest = state.strangers.flatMap { entry in entry.value.map { (address: entry.key, id: $0.key, order: $0.value.order, channel: $0.value.channel) } }
-                    .min { $0.order < $1.order }
+                let oldest = state.strangers.flatMap { entry in
+                    entry.value.filter { !$0.value.shielded }.map { (address: entry.key, id: $0.key, order: $0.value.order, channel: $0.value.channel) }
+                }.min { $0.order < $1.order }
                 guard let oldest else { return (false, nil) }
                 evicted = oldest.channel
                 state.strangers[oldest.address]?[oldest.id] = nil
@@ -65,12 +66,19 @@ final class ConnectionCounter: Sendable {
             } else {
                 state.total += 1
             }
-            state.strangers[address, default: [:]][id] = (state.next, channel)
+            state.strangers[address, default: [:]][id] = (state.next, channel, false)
             state.next += 1
             return (true, evicted)
         }
         evicted?.close(promise: nil)
         return admitted
+    }
+
+    /// The connection's request is being answered and may take a while (a login waiting for its
+    /// password check): it still counts against its address, but gives way to no newer one.
+    func shield(_ channel: any Channel, from address: String) {
+        let id = ObjectIdentifier(channel)
+        state.withLock { state in state.strangers[address]?[id]?.shielded = true }
     }
 
     /// The connection from `address` has authenticated: it no longer counts against the address,
@@ -157,6 +165,15 @@ extension Channel {
         }
     }
 
+    /// The request read is let take longer to answer than a stranger's may (a login waiting its
+    /// turn for a password check), and its connection gives way to no newer one meanwhile.
+    public func answerMayTakeLong() {
+        let channel = self
+        eventLoop.execute {
+            (try? channel.pipeline.syncOperations.handler(type: RequestClock.self))?.answerMayTakeLong()
+        }
+    }
+
     /// Marks the connection as authenticated, so it no longer counts against its address's
     /// limit of strangers' connections.
     public func markAuthenticated() {
@@ -194,6 +211,12 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
     init(counter: ConnectionCounter, address: String) {
         self.counter = counter
         self.address = address
+    }
+
+    func answerMayTakeLong() {
+        guard phase == .processing, let channel = context?.channel else { return }
+        timer?.cancel()
+        counter.shield(channel, from: address)
     }
 
     func authenticated() {

@@ -203,8 +203,15 @@ enum LocalArchive {
         /// The stream comes from the manager, which must not name where files land here.
         let expected: String?
 
+        /// What the user's umask takes off modes, as for any file they make: the stream's modes
+        /// come from the manager.
+        private let masked: mode_t
+
         init(into destination: String, expecting expected: String? = nil) throws {
             self.expected = expected
+            let current = umask(0o022)
+            umask(current)
+            masked = current
             var isDirectory = false
             if FileManager.default.fileExists(atPath: destination, isDirectory: &isDirectory), isDirectory {
                 (base, rename) = (destination, nil)
@@ -262,7 +269,7 @@ enum LocalArchive {
                 guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { throw failure("\(path) is not a folder here") }
                 // A folder that was here keeps its mode and times: the copy fills it, nothing more.
                 if made {
-                    chmod(path, mode_t(entry.mode & 0o777))
+                    chmod(path, mode_t(entry.mode & 0o777) & ~masked)
                     directoryTimes.append((path, entry.modified))
                 }
             case .file:
@@ -274,7 +281,7 @@ enum LocalArchive {
                 unlink(path)
                 guard symlink(target, path) == 0 else { throw failure("cannot make the link \(path): \(String(cString: strerror(errno)))") }
             case .other:
-                writeToStandardError("berth: \(entry.path) is not a file, folder or link; left out\n")
+                note("berth: \(entry.path) is not a file, folder or link; left out")
             }
         }
 
@@ -282,7 +289,7 @@ enum LocalArchive {
             guard let current = file else { return }
             file = nil
             var times = [timespec(tv_sec: Int(current.entry.modified), tv_nsec: 0), timespec(tv_sec: Int(current.entry.modified), tv_nsec: 0)]
-            fchmod(current.fd, mode_t(current.entry.mode & 0o777))
+            fchmod(current.fd, mode_t(current.entry.mode & 0o777) & ~masked)
             futimens(current.fd, &times)
             close(current.fd)
         }

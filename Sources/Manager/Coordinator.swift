@@ -42,8 +42,9 @@ final class Coordinator: Sendable {
 
     typealias Emit = @Sendable (LoginEvent) async throws -> Void
 
-    /// `checked` runs once the password is right, before any unit starts.
-    func login(_ request: LoginRequest, from address: String, checked passed: @Sendable () -> Void = {}, emit: @escaping Emit) async throws {
+    /// `checked` runs once the password is right, before any unit starts: false when the client
+    /// has gone, and the login stops there.
+    func login(_ request: LoginRequest, from address: String, checked passed: @Sendable () -> Bool = { true }, emit: @escaping Emit) async throws {
         let user: UserConfig
         let clock = ContinuousClock()
         let received = clock.now
@@ -57,7 +58,10 @@ final class Coordinator: Sendable {
             try await emit(LoginEvent(kind: .failed, message: "\(error)"))
             return
         }
-        passed()
+        guard passed() else {
+            logger.notice("login abandoned: its client went away during the password check", metadata: ["user": "\(user.name)", "from": "\(address)"])
+            return
+        }
         // The outcome goes out once the claim is released: a client that logs out as soon as it
         // reads `done` must find the user free.
         let checked = clock.now - received

@@ -11,6 +11,7 @@ import Foundation
 import Hummingbird
 import Logging
 import Prometheus
+import Synchronization
 
 /// The manager's HTTP API, `ManagerRoutes`, one method per route: `login` for anyone with a
 /// password, the user's routes for a session's token, `admin` for holders of the cluster secret.
@@ -49,9 +50,18 @@ struct ManagerController: Sendable {
     @Sendable func login(
         _ login: LoginRequest, _ request: Request, _ context: BerthRequestContext, emit: @escaping @Sendable (LoginEvent) async throws -> Void
     ) async throws {
-        // From here the connection is the user's: its units may take a while to start.
+        // Past the throttle, a login may wait its turn for a password check: no stranger's
+        // deadline for its answer, and its connection is not given to a newer one meanwhile.
         let channel = context.channel
-        try await coordinator.login(login, from: context.clientAddress, checked: { channel.markAuthenticated() }, emit: emit)
+        channel.answerMayTakeLong()
+        // Once the password is right the connection is the user's; a login whose client has
+        // gone by then starts nothing.
+        let gone = HangUp()
+        channel.whenClientHangsUp { gone.happened.store(true, ordering: .relaxed) }
+        try await coordinator.login(login, from: context.clientAddress, checked: {
+            channel.markAuthenticated()
+            return !gone.happened.load(ordering: .relaxed)
+        }, emit: emit)
     }
 
     /// No user name is longer: refused before any work, which reveals nothing a name's rules do not.
@@ -293,4 +303,9 @@ struct LoginThrottle: RouterMiddleware {
         }
         return try await next(request, context)
     }
+}
+
+/// Set once a client has hung up.
+final class HangUp: Sendable {
+    let happened = Atomic<Bool>(false)
 }

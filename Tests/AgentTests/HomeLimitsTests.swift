@@ -37,6 +37,21 @@ import Testing
         #expect(disk.reservedForRootIsFree)
     }
 
+    /// Empty files take no data block but grow their folder: many of them with long names need
+    /// room too.
+    @Test(.enabled(if: getuid() == 0)) func aCopyOfEmptyFilesStopsWhereTheUsersRoomEnds() async throws {
+        let disk = try SmallDisk()
+        let box = try Sandbox(under: disk.mountPoint)
+        try disk.leaveUsers(16 * 1024)
+        let name = String(repeating: "n", count: 240)
+        let files = [(TarEntry(path: "many", kind: .directory, mode: 0o755, modified: 1_700_000_000), [UInt8]())]
+            + (0..<3000).map { (TarEntry(path: "many/\(name)\($0)", kind: .file, mode: 0o644, size: 0, modified: 1_700_000_000), [UInt8]()) }
+        await #expect {
+            try await HomeArchive.unpack(HomeArchiveTests.archive(files).async, to: "/app", home: try SafeDirectory.trusted(box.home), account: HomeFilesTests.user)
+        } throws: { "\($0)".contains("no room left for many/") }
+        #expect(disk.reservedForRootIsFree)
+    }
+
     /// Two copies whose files each fit when they begin, written piece by piece in turn: together
     /// they do not get past the room left to users.
     @Test(.enabled(if: getuid() == 0)) func copiesAtOnceCannotBothSpendTheSameRoom() throws {

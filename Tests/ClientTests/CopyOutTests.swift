@@ -74,5 +74,6 @@ import Testing
         #expect(!shown.unicodeScalars.contains { (0x7F...0x9F).contains($0.value) })
         #expect(shown.contains("\\u{1B}[2J") && shown.contains("\nnext\tline"))
         #expect(terminalSafe("plain text, ünïcödé") == "plain text, ünïcödé")
+        #expect(!terminalSafe("file\u{202E}txt.exe").unicodeScalars.contains("\u{202E}"))
     }
 }
