@@ -143,7 +143,7 @@ let package = Package(
         .target(name: "BerthConfig", dependencies: ["BerthAPI", "BerthCore", "BerthTLS", "HTTPClient", "CLibXML2"], swiftSettings: essentialsOnly),
         /// What both daemons share: loading their configuration, and HTTP serving with signed
         /// requests, bounded bodies, one-line JSON errors and /metrics.
-        .target(name: "BerthServer", dependencies: ["BerthAPI", "BerthCore", "BerthConfig", "BerthCLI", "BerthTLS", "BerthVersion", argumentParser, nioSSL, .product(name: "HummingbirdCore", package: "hummingbird"), hummingbird, logging, prometheus, .product(name: "NIOCore", package: "swift-nio")], swiftSettings: essentialsOnly),
+        .target(name: "BerthServer", dependencies: ["BerthAPI", "BerthCore", "HTTPWire", "BerthConfig", "BerthCLI", "BerthTLS", "BerthVersion", argumentParser, nioSSL, .product(name: "HummingbirdCore", package: "hummingbird"), hummingbird, logging, prometheus, .product(name: "NIOCore", package: "swift-nio")], swiftSettings: essentialsOnly),
         /// What the three command-line tools share: one-line errors, tables, JSON output.
         .target(name: "BerthCLI", dependencies: ["BerthAPI", "BerthCore", "CMalloc", argumentParser], swiftSettings: essentialsOnly),
         .executableTarget(name: "Agent", dependencies: ["EngineAPI", "HTTPClient", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion", "BerthConfig", "BerthServer", "BerthCLI", "BerthTar", argumentParser, hummingbird, logging, prometheus], swiftSettings: essentialsOnly, linkerSettings: releaseLinking("berth-agent")),
@@ -153,7 +153,7 @@ let package = Package(
         .target(name: "UnitProtocol"),
         /// `berth-unit`: small, static, no Foundation beyond FoundationEssentials.
         .executableTarget(name: "Unit", dependencies: [
-            "UnitProtocol", "BerthVersion",
+            "UnitProtocol", "BerthVersion", "HTTPWire",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -270,25 +270,20 @@ enum HomeArchive {
         /// into one changes its time). Names, not open descriptors: a stream of a million
         /// folders must not hold a million descriptors.
         private var directoryTimes: [[String]: Int64] = [:]
-        /// What those names take, bounded: past `timesBudget` bytes, later folders keep the time
-        /// of their making. Root's memory is not the user's to fill with a stream of folders.
+        /// What those names take, held in the home's share of root's memory (`CopyMemory`): once
+        /// it is spent, later folders keep the time of their making. Root's memory is not the
+        /// user's to fill with a stream of folders.
         private var timesBytes = 0
-        /// Folders made once the budget was spent, counted as written all the same.
+        /// Folders made once the share was spent, counted as written all the same.
         private var foldersPastBudget = 0
-        let timesBudget: Int
-        /// The times are held in the home's share of the agent's memory too (`CopyMemory`).
         let memory: CopyMemory
         let home: String
 
-        init(
-            base: SafeDirectory, rename: String?, account: UnixAccount, shown: String, timesBudget: Int = 16 << 20,
-            memory: CopyMemory = .shared, home: String
-        ) {
+        init(base: SafeDirectory, rename: String?, account: UnixAccount, shown: String, memory: CopyMemory = .shared, home: String) {
             self.base = base
             self.rename = rename
             self.account = account
             self.shown = shown
-            self.timesBudget = timesBudget
             self.memory = memory
             self.home = home
         }
@@ -299,7 +294,7 @@ enum HomeArchive {
             case .data(let bytes):
                 guard let file else { return }
                 let shown = shown
-                let fitted = try HomeRoom.ifRoom(for: UInt64(bytes.count), on: file.fd) {
+                let fitted = try HomeRoom.ifRoom(for: .bytes(bytes.count), on: file.fd) {
                     var done = 0
                     while done < bytes.count {
                         let count = write(file.fd, bytes.baseAddress! + done, bytes.count - done)
@@ -343,30 +338,29 @@ enum HomeArchive {
                 let cost = names.reduce(64) { $0 + $1.utf8.count + 16 }
                 if directoryTimes[names] != nil {
                     directoryTimes[names] = entry.modified
-                } else if timesBytes + cost <= timesBudget, memory.take(cost, for: home) {
+                } else if memory.take(cost, for: home) {
                     directoryTimes[names] = entry.modified
                     timesBytes += cost
                 } else if isNew {
                     foldersPastBudget += 1
                 }
             case .file:
-                // Root may fill what users may not: the blocks kept for root stay free.
-                var disk = statvfs()
-                if fstatvfs(directory.fd, &disk) == 0, UInt64(entry.size) > UInt64(disk.f_bavail) * UInt64(disk.f_frsize) {
+                // Refused at once when the whole file cannot fit (each piece is checked as written).
+                guard try HomeRoom.ifRoom(for: .bytes(entry.size), on: directory.fd, {}) != nil else {
                     throw AgentError("\(shown): no room for \(HomeArchive.shown(entry.path)) (\(entry.size) bytes) on the disk of the home")
                 }
                 // A new name beside the old, renamed over it at the end: never a write through a
                 // link or into an inode another name shares.
                 let temporary = ".berth-cp-\(UInt64.random(in: 0...UInt64.max))"
                 // A new name grows its folder, whatever the file's size: an empty file needs room too.
-                guard let fd = try HomeRoom.ifRoom(for: HomeRoom.block(on: directory.fd), on: directory.fd, {
+                guard let fd = try HomeRoom.ifRoom(for: .block, on: directory.fd, {
                     openat(directory.fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
                 }) else { throw noRoom(for: entry.path) }
                 guard fd >= 0 else { throw AgentError("\(shown): cannot create \(HomeArchive.shown(entry.path)): \(String(cString: strerror(errno)))") }
                 fchown(fd, account.uid, account.gid)
                 file = (directory, temporary, name, fd, entry)
             case .symlink(let target):
-                let made = try HomeRoom.ifRoom(for: HomeRoom.block(on: directory.fd), on: directory.fd) { () -> Int32 in
+                let made = try HomeRoom.ifRoom(for: .block, on: directory.fd) { () -> Int32 in
                     unlinkat(directory.fd, name, 0)
                     return symlinkat(target, directory.fd, name)
                 }
@@ -442,7 +436,7 @@ enum HomeArchive {
             let account = account
             let made: SafeDirectory??
             do {
-                made = try HomeRoom.ifRoom(for: HomeRoom.block(on: directory.fd), on: directory.fd) { () throws(SafeDirectory.Refusal) in
+                made = try HomeRoom.ifRoom(for: .block, on: directory.fd) { () throws(SafeDirectory.Refusal) in
                     try directory.makeChild(name, mode: mode, owner: account)
                 }
             } catch let error as SafeDirectory.Refusal {

@@ -538,7 +538,7 @@ struct CappedLog {
         guard !pending.isEmpty else { return }
         let (file, length, bytes) = (self.file, self.length, pending)
         pending = Data()
-        guard try HomeRoom.ifRoom(for: UInt64(bytes.count), on: file.fd, { try file.write(bytes, at: length) }) != nil else {
+        guard try HomeRoom.ifRoom(for: .bytes(bytes.count), on: file.fd, { try file.write(bytes, at: length) }) != nil else {
             unsaved = bytes.count
             return
         }
@@ -554,7 +554,7 @@ struct CappedLog {
         if unsaved > 0 {
             let note = Data("\n[berth: the last \(unsaved) bytes were not saved: the disk has no room left for users]\n".utf8)
             let (file, length) = (self.file, self.length)
-            if try HomeRoom.ifRoom(for: UInt64(note.count), on: file.fd, { try file.write(note, at: length) }) != nil {
+            if try HomeRoom.ifRoom(for: .bytes(note.count), on: file.fd, { try file.write(note, at: length) }) != nil {
                 self.length += note.count
             }
         }

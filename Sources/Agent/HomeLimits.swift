@@ -30,26 +30,26 @@ enum HomeRoom {
         }
     }
 
-    /// The bytes users may still write on the disk of `fd`; nil when the kernel cannot say.
-    static func forUsers(on fd: Int32) -> UInt64? {
-        var disk = statvfs()
-        guard fstatvfs(fd, &disk) == 0 else { return nil }
-        return UInt64(disk.f_bavail) * UInt64(disk.f_frsize)
+    /// What a write needs: its bytes, or one block of the disk (a new folder, link or name).
+    enum Need {
+        case bytes(Int)
+        case block
     }
 
-    /// What a new folder or link takes at most: one block of the disk of `fd`.
-    static func block(on fd: Int32) -> UInt64 {
-        var disk = statvfs()
-        return fstatvfs(fd, &disk) == 0 ? UInt64(disk.f_bsize) : 4096
-    }
-
-    /// What `write` returns if `bytes` fit in what users may still write on the disk of `fd`;
-    /// nil, with nothing written, if they do not.
-    static func ifRoom<T>(for bytes: UInt64, on fd: Int32, _ write: () throws -> T) throws -> T? {
+    /// What `write` returns if `need` fits in what users may still write on the disk of `fd`
+    /// (`f_bavail`); nil, with nothing written, if it does not.
+    static func ifRoom<T>(for need: Need, on fd: Int32, _ write: () throws -> T) throws -> T? {
         let lock = lock(for: fd)
         lock.lock()
         defer { lock.unlock() }
-        if let room = forUsers(on: fd), bytes > room { return nil }
+        var disk = statvfs()
+        if fstatvfs(fd, &disk) == 0 {
+            let wanted = switch need {
+            case .bytes(let count): UInt64(count)
+            case .block: UInt64(disk.f_bsize)
+            }
+            guard wanted <= UInt64(disk.f_bavail) * UInt64(disk.f_frsize) else { return nil }
+        }
         return try write()
     }
 }

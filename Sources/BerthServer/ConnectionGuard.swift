@@ -1,3 +1,4 @@
+import HTTPWire
 import HummingbirdCore
 import Logging
 import NIOCore
@@ -22,83 +23,37 @@ public struct ConnectionLimits: Sendable {
     public init() {}
 }
 
-/// Counts connections, in total and per address until they authenticate. When a limit is reached,
-/// a new connection takes the place of the oldest one not yet authenticated (of its address, when
-/// the address is at its limit): strangers cannot keep out a client that authenticates at once,
-/// such as the manager reaching an agent from an address a hostile unit's traffic shares. Only
-/// when no stranger's connection is left to give way is the new one closed unread.
+/// Counts connections, in total and per address until they authenticate (`ConnectionPlaces`): at
+/// a limit the oldest stranger's connection gives way to the new one, so strangers cannot keep
+/// out a client that authenticates at once, such as the manager reaching an agent from an address
+/// a hostile unit's traffic shares.
 final class ConnectionCounter: Sendable {
     let limits: ConnectionLimits
-    private struct State {
-        var total = 0
-        /// Connections not yet authenticated, by address, each with the order it came in.
-        var strangers: [String: [ObjectIdentifier: (order: Int, channel: any Channel, shielded: Bool)]] = [:]
-        /// Connections that gave their place to a newer one: their closing gives none back.
-        var evicted: Set<ObjectIdentifier> = []
-        var next = 0
-    }
-    private let state = Mutex(State())
+    private let places: Mutex<ConnectionPlaces<ObjectIdentifier, any Channel>>
 
     init(limits: ConnectionLimits) {
         self.limits = limits
+        places = Mutex(ConnectionPlaces(total: limits.total, perGroup: limits.perAddress))
     }
 
-    /// Counts a new connection from `address`, making room as above; false when none can be made.
+    /// Counts a new connection from `address`, closing the one that gives way to it; false when
+    /// none can.
     func admit(_ channel: any Channel, from address: String) -> Bool {
-        let id = ObjectIdentifier(channel)
-        let (admitted, evicted) = state.withLock { state -> (Bool, (any Channel)?) in
-            var evicted: (any Channel)?
-            let ofAddress = state.strangers[address, default: [:]]
-            if ofAddress.count >= limits.perAddress {
-                guard let oldest = ofAddress.filter({ !$0.value.shielded }).min(by: { $0.value.order < $1.value.order }) else { return (false, nil) }
-                evicted = oldest.value.channel
-                state.strangers[address]?[oldest.key] = nil
-                state.evicted.insert(oldest.key)
-            } else if state.total >= limits.total {
-                let oldest = state.strangers.flatMap { entry in
-                    entry.value.filter { !$0.value.shielded }.map { (address: entry.key, id: $0.key, order: $0.value.order, channel: $0.value.channel) }
-                }.min { $0.order < $1.order }
-                guard let oldest else { return (false, nil) }
-                evicted = oldest.channel
-                state.strangers[oldest.address]?[oldest.id] = nil
-                if state.strangers[oldest.address]?.isEmpty == true { state.strangers[oldest.address] = nil }
-                state.evicted.insert(oldest.id)
-            } else {
-                state.total += 1
-            }
-            state.strangers[address, default: [:]][id] = (state.next, channel, false)
-            state.next += 1
-            return (true, evicted)
-        }
-        evicted?.close(promise: nil)
+        let (admitted, gaveWay) = places.withLock { $0.admit(ObjectIdentifier(channel), holder: channel, group: address) }
+        gaveWay?.close(promise: nil)
         return admitted
     }
 
-    /// The connection's request is being answered and may take a while (a login waiting for its
-    /// password check): it still counts against its address, but gives way to no newer one.
     func shield(_ channel: any Channel, from address: String) {
-        let id = ObjectIdentifier(channel)
-        state.withLock { state in state.strangers[address]?[id]?.shielded = true }
+        places.withLock { $0.shield(ObjectIdentifier(channel), group: address) }
     }
 
-    /// The connection from `address` has authenticated: it no longer counts against the address,
-    /// nor gives way to newer ones.
     func trust(_ channel: any Channel, from address: String) {
-        let id = ObjectIdentifier(channel)
-        state.withLock { state in
-            state.strangers[address]?[id] = nil
-            if state.strangers[address]?.isEmpty == true { state.strangers[address] = nil }
-        }
+        places.withLock { $0.trust(ObjectIdentifier(channel), group: address) }
     }
 
     func release(_ channel: any Channel, from address: String) {
-        let id = ObjectIdentifier(channel)
-        state.withLock { state in
-            if state.evicted.remove(id) != nil { return }
-            state.total -= 1
-            state.strangers[address]?[id] = nil
-            if state.strangers[address]?.isEmpty == true { state.strangers[address] = nil }
-        }
+        places.withLock { $0.release(ObjectIdentifier(channel), group: address) }
     }
 }
 
@@ -199,14 +154,20 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
     private let address: String
     private var limits: ConnectionLimits { counter.limits }
     private var phase = Phase.receiving
+    /// Requests read whole and not yet answered: a client may send the next before the answer
+    /// to the one before has gone out.
+    private var answersOwed = 0
+    /// Bytes of a next request came while this one was answered: its deadline runs from the
+    /// answer's end, not the idle timeout.
+    private var readWhileProcessing = false
     private var timer: Scheduled<Void>?
     private var context: ChannelHandlerContext?
-    /// Set once a request on this connection authenticated; read when it closes.
-    private let isTrusted = Atomic<Bool>(false)
+    /// Set once a request on this connection authenticated: its answers and idle spells then
+    /// take a user's time, not a stranger's.
+    private var trusted = false
     /// Completed when the client has gone: it closed its side (clients are let half-close, so
     /// this shows no other way while nothing is written to them) or the connection ended.
     private var hangUp: EventLoopPromise<Void>?
-    var trusted: Bool { isTrusted.load(ordering: .relaxed) }
 
     init(counter: ConnectionCounter, address: String) {
         self.counter = counter
@@ -220,7 +181,8 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
     }
 
     func authenticated() {
-        guard isTrusted.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        guard !trusted else { return }
+        trusted = true
         if let channel = context?.channel { counter.trust(channel, from: address) }
         // A user's answer may stream for as long as it lasts (logs, exec).
         if phase == .processing { timer?.cancel() }
@@ -266,10 +228,6 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
         context.fireChannelRead(data)
     }
 
-    /// Bytes of a next request came while this one was answered: its deadline runs from the
-    /// answer's end, not the idle timeout.
-    private var readWhileProcessing = false
-
     func requestStarted() {
         guard phase == .idle else { return }
         phase = .receiving
@@ -284,10 +242,6 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
         timer?.cancel()
         if !trusted { arm(limits.requestDeadline) }
     }
-
-    /// Requests read whole and not yet answered: a client may send the next before the answer
-    /// to the one before has gone out.
-    private var answersOwed = 0
 
     func requestMayLast() {
         guard phase == .receiving else { return }

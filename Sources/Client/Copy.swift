@@ -201,13 +201,13 @@ enum LocalArchive {
 
         /// What the copy holds is the one thing asked for: every member is `expected` or in it.
         /// The stream comes from the manager, which must not name where files land here.
-        let expected: String?
+        let expected: String
 
         /// What the user's umask takes off modes, as for any file they make: the stream's modes
         /// come from the manager.
         private let masked: mode_t
 
-        init(into destination: String, expecting expected: String? = nil) throws {
+        init(into destination: String, expecting expected: String) throws {
             self.expected = expected
             let current = umask(0o022)
             umask(current)
@@ -241,7 +241,7 @@ enum LocalArchive {
             guard !entry.path.hasPrefix("/"), !names.isEmpty, !names.contains(where: { $0 == "." || $0 == ".." || $0.contains("\0") }) else {
                 throw failure("the copy holds \"\(entry.path.prefix(200))\", which would land outside \(base); nothing past it was written")
             }
-            if let expected, names[0] != expected {
+            if names[0] != expected {
                 throw failure("the copy holds \"\(entry.path.prefix(200))\", which is not \(expected), the thing asked for; nothing past it was written")
             }
             if let rename {

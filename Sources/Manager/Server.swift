@@ -106,9 +106,7 @@ struct ManagerController: Sendable {
     private func interactiveExec(_ request: Request, _ session: Session, _ context: BerthRequestContext) async throws -> Response {
         // The slot first: a user's requests waiting for their opening frame hold memory too.
         let streams = coordinator.streams
-        guard streams.take(session.user) else {
-            throw APIError(.tooManyRequests, "you have \(streams.perUser) logs, execs or copies open already; end one (Ctrl-C) and try again", closing: true)
-        }
+        try takeStreamSlot(of: session.user, closing: true)
         var slotHandedOver = false
         defer { if !slotHandedOver { streams.give(session.user) } }
         let (exec, input) = try await FramedInput.open(request, as: ClientExecRequest.self, maxRequestFrame: ManagerRoutes.exec.maxBody, context: context)
@@ -139,9 +137,7 @@ struct ManagerController: Sendable {
         let session = try await authenticate(request, context)
         let (user, unit, path) = try copyTarget(request, session)
         let streams = coordinator.streams
-        guard streams.take(session.user) else {
-            throw APIError(.tooManyRequests, "you have \(streams.perUser) logs, execs or copies open already; end one (Ctrl-C) and try again", closing: true)
-        }
+        try takeStreamSlot(of: session.user, closing: true)
         defer { streams.give(session.user) }
         let agent = coordinator.planner.agent(for: unit.host)
         await coordinator.audit.record("cp", user: session.user, detail: "into \(unit) \(path)")
@@ -208,19 +204,25 @@ struct ManagerController: Sendable {
         }
     }
 
+    /// Takes one of the user's stream slots, or refuses with a 429; `closing` when the request's
+    /// body is left unread.
+    private func takeStreamSlot(of user: String, closing: Bool) throws {
+        let streams = coordinator.streams
+        guard streams.take(user) else {
+            throw APIError(.tooManyRequests, "you have \(streams.perUser) logs, execs or copies open already; end one (Ctrl-C) and try again", closing: closing)
+        }
+    }
+
     /// Passes an agent's stream on to the user as it comes, holding one of the user's stream
     /// slots until it ends; a client that hangs up ends the agent's stream too. `alongside` runs
-    /// while it lasts (an interactive exec's input on its way up).
-    /// `holdingSlot`: the caller took the user's stream slot already; it is this call's to give
-    /// back from here on, as when it takes it.
+    /// while it lasts (an interactive exec's input on its way up). `holdingSlot`: the caller took
+    /// the slot already; it is this call's to give back from here on, as when it takes it.
     private func relayStream(
         of user: String, holdingSlot: Bool = false, contentType: String, _ context: BerthRequestContext,
         alongside: (@Sendable () async throws -> Void)? = nil, _ open: () async throws -> HTTPStreamingResponse
     ) async throws -> Response {
         let streams = coordinator.streams
-        guard holdingSlot || streams.take(user) else {
-            throw APIError(.tooManyRequests, "you have \(streams.perUser) logs, execs or copies open already; end one (Ctrl-C) and try again")
-        }
+        if !holdingSlot { try takeStreamSlot(of: user, closing: false) }
         let upstream: HTTPStreamingResponse
         do {
             upstream = try await relay(open)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import FoundationEssentials
+import HTTPWire
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -86,58 +87,32 @@ final class UnitState: Sendable {
     func cancelAll() { active.withLock { for run in $0.values { run.cancel() } } }
 }
 
-/// Counts open connections. When all are taken, a new one takes the place of the oldest that has
-/// not shown the session's key (`owned`): anyone who reaches the unit's port can open connections,
-/// and through Docker's port proxy every client shares one address, so none can be told apart
-/// but by that key, and a stranger holding every place must not keep the owner's calls out.
-/// Only when every place is the owner's is a new connection closed unanswered.
+/// Counts open connections (`ConnectionPlaces`, one group): when all are taken, a new one takes
+/// the place of the oldest that has not shown the session's key. Anyone who reaches the unit's
+/// port can open connections, and through Docker's port proxy every client shares one address,
+/// so none can be told apart but by that key, and strangers holding every place must not keep the
+/// owner's calls out.
 final class ConnectionCap: Sendable {
     let limit: Int
-    private struct State {
-        var open = 0
-        /// Connections that have not shown the key yet, oldest first.
-        var strangers: [ObjectIdentifier: (order: Int, channel: any Channel)] = [:]
-        var owned: Set<ObjectIdentifier> = []
-        var next = 0
-    }
-    private let state = Mutex(State())
+    private let places: Mutex<ConnectionPlaces<ObjectIdentifier, any Channel>>
 
     init(limit: Int) {
         self.limit = limit
+        places = Mutex(ConnectionPlaces(total: limit, perGroup: limit))
     }
 
     func admit(_ channel: any Channel) -> Bool {
         let id = ObjectIdentifier(channel)
-        let (admitted, evicted) = state.withLock { state -> (Bool, (any Channel)?) in
-            var evicted: (any Channel)?
-            if state.open >= limit {
-                guard let oldest = state.strangers.min(by: { $0.value.order < $1.value.order }) else { return (false, nil) }
-                state.strangers[oldest.key] = nil
-                evicted = oldest.value.channel
-            } else {
-                state.open += 1
-            }
-            state.strangers[id] = (state.next, channel)
-            state.next += 1
-            return (true, evicted)
-        }
-        // The evicted connection's place passed to this one: its closing gives none back.
-        evicted?.close(promise: nil)
+        let (admitted, gaveWay) = places.withLock { $0.admit(id, holder: channel, group: "") }
+        gaveWay?.close(promise: nil)
         guard admitted else { return false }
-        channel.closeFuture.whenComplete { [self] _ in
-            state.withLock { state in
-                if state.strangers.removeValue(forKey: id) != nil || state.owned.remove(id) != nil { state.open -= 1 }
-            }
-        }
+        channel.closeFuture.whenComplete { [self] _ in places.withLock { $0.release(id, group: "") } }
         return true
     }
 
     /// The connection showed the session's key: it keeps its place.
     func owned(_ channel: any Channel) {
-        let id = ObjectIdentifier(channel)
-        state.withLock { state in
-            if state.strangers.removeValue(forKey: id) != nil { state.owned.insert(id) }
-        }
+        places.withLock { $0.trust(ObjectIdentifier(channel), group: "") }
     }
 }
 

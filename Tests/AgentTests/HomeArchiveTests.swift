@@ -260,7 +260,7 @@ extension Array where Element == Data {
     @Test func foldersPastTheTimesBudgetAreMadeWithoutTheirTimes() throws {
         let box = try Sandbox()
         let home = try SafeDirectory.trusted(box.home)
-        var writer = HomeArchive.Unpacker(base: home, rename: nil, account: HomeFilesTests.user, shown: "/app", timesBudget: 400, home: box.home)
+        var writer = HomeArchive.Unpacker(base: home, rename: nil, account: HomeFilesTests.user, shown: "/app", memory: CopyMemory(perHome: 400), home: box.home)
         var reader = TarReader()
         var stream: [UInt8] = []
         for index in 0..<10 { stream += TarWriter.header(for: TarEntry(path: "folder\(index)", kind: .directory, mode: 0o755, modified: 1_600_000_000)) }
