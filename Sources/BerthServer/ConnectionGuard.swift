@@ -44,8 +44,8 @@ final class ConnectionCounter: Sendable {
         return admitted
     }
 
-    func shield(_ channel: any Channel, from address: String) {
-        places.withLock { $0.shield(ObjectIdentifier(channel), group: address) }
+    func shield(_ channel: any Channel, from address: String, _ shielded: Bool = true) {
+        places.withLock { $0.shield(ObjectIdentifier(channel), group: address, shielded) }
     }
 
     func trust(_ channel: any Channel, from address: String) {
@@ -174,9 +174,14 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
         self.address = address
     }
 
+    /// Whether this request's answer may take longer than a stranger's: its route said so, maybe
+    /// before the request's end was read.
+    private var answerMayLast = false
+
     func answerMayTakeLong() {
-        guard phase == .processing, let channel = context?.channel else { return }
-        timer?.cancel()
+        guard let channel = context?.channel else { return }
+        answerMayLast = true
+        if phase == .processing { timer?.cancel() }
         counter.shield(channel, from: address)
     }
 
@@ -240,7 +245,7 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
         phase = .processing
         answersOwed += 1
         timer?.cancel()
-        if !trusted { arm(limits.requestDeadline) }
+        if !trusted && !answerMayLast { arm(limits.requestDeadline) }
     }
 
     func requestMayLast() {
@@ -264,6 +269,10 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
             return
         }
         phase = .idle
+        if answerMayLast, let channel = context?.channel {
+            answerMayLast = false
+            counter.shield(channel, from: address, false)
+        }
         // A stranger keeps no connection idle longer than a request may take: nothing Berth's
         // clients do needs it, and the start of a next request sent behind the last one, held
         // by the decoder unseen here, is cut at that deadline too.

@@ -37,9 +37,9 @@ public struct ConnectionPlaces<Key: Hashable, Holder> {
     }
 
     /// The connection's answer may take a while (a login waiting for its password check): it
-    /// still counts against its group, but gives way to no newer one.
-    public mutating func shield(_ key: Key, group: String) {
-        untrusted[group]?[key]?.shielded = true
+    /// still counts against its group, but gives way to no newer one until `shielded` is false.
+    public mutating func shield(_ key: Key, group: String, _ shielded: Bool = true) {
+        untrusted[group]?[key]?.shielded = shielded
     }
 
     /// The connection proved itself: it no longer counts against its group, nor gives way.

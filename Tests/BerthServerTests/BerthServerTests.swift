@@ -22,8 +22,6 @@ import Testing
         let router = Router(context: BerthRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.on(Route<NoBody, UnitList>(.get, "/v1/open/plain")) { _, _ in UnitList(units: []) }
-        // An answer larger than any socket's buffers.
-        router.get("/v1/open/large") { _, _ in String(repeating: "x", count: 1 << 20) }
         router.on(Route<EndSessionRequest, EndSessionRequest>(.post, "/v1/open/echo")) { end, _, _ in end }
         router.on(Route<EndSessionRequest, JSONLines<ErrorBody>>(.post, "/v1/open/lines")) { end, _, _, emit in
             for index in 1...3 { try await emit(ErrorBody(error: "\(end.user) \(index)")) }
@@ -106,6 +104,13 @@ import Testing
         router.on(Route<NoBody, UnitList>(.get, "/v1/open/plain")) { _, _ in UnitList(units: []) }
         // An answer larger than any socket's buffers.
         router.get("/v1/open/large") { _, _ in String(repeating: "x", count: 1 << 20) }
+        // An answer that waits its turn past the request deadline, as a login behind other
+        // logins' password checks does.
+        router.get("/v1/open/queued") { _, context -> String in
+            context.channel.answerMayTakeLong()
+            try await Task.sleep(for: .milliseconds(2500))
+            return "served"
+        }
         // Each piece of the body back as it comes: the answer runs beside the request.
         router.post("/v1/open/duplex") { request, context -> Response in
             context.channel.requestMayLast()
@@ -230,6 +235,25 @@ import Testing
             }
             upload.finish()
             #expect(try await answers.next() == nil)
+        }
+    }
+
+    /// A stranger's answer that may take long (a login waiting for its password check) is
+    /// neither cut at the request deadline nor made to give way to a newer connection: with one
+    /// place per address, the newer one is refused instead.
+    @Test func anAnswerThatMayTakeLongIsNeitherCutNorGivenAway() async throws {
+        var limits = ConnectionLimits()
+        limits.requestDeadline = .milliseconds(1500)
+        limits.perAddress = 1
+        try await withLiveServer(limits) { port in
+            let queued = try RawSocket(port: port)
+            try queued.send("GET /v1/open/queued HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            try await Task.sleep(for: .milliseconds(500))
+            let newer = try RawSocket(port: port)
+            _ = await newer.readAll(timeout: 10)
+            #expect(newer.closedByPeer, "the newer connection was let in")
+            let answer = await queued.readAll(timeout: 20)
+            #expect(answer.hasPrefix("HTTP/1.1 200") && answer.hasSuffix("served"), "\(answer)")
         }
     }
 
