@@ -353,14 +353,14 @@ enum HomeArchive {
                 // link or into an inode another name shares.
                 let temporary = ".berth-cp-\(UInt64.random(in: 0...UInt64.max))"
                 // A new name grows its folder, whatever the file's size: an empty file needs room too.
-                guard let fd = try HomeRoom.ifRoom(for: .block, on: directory.fd, {
+                guard let fd = try HomeRoom.ifRoom(for: .name, on: directory.fd, {
                     openat(directory.fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
                 }) else { throw noRoom(for: entry.path) }
                 guard fd >= 0 else { throw AgentError("\(shown): cannot create \(HomeArchive.shown(entry.path)): \(String(cString: strerror(errno)))") }
                 fchown(fd, account.uid, account.gid)
                 file = (directory, temporary, name, fd, entry)
             case .symlink(let target):
-                let made = try HomeRoom.ifRoom(for: .block, on: directory.fd) { () -> Int32 in
+                let made = try HomeRoom.ifRoom(for: .name, on: directory.fd) { () -> Int32 in
                     unlinkat(directory.fd, name, 0)
                     return symlinkat(target, directory.fd, name)
                 }
@@ -391,10 +391,14 @@ enum HomeArchive {
             var times = [timespec(tv_sec: Int(current.entry.modified), tv_nsec: 0), timespec(tv_sec: Int(current.entry.modified), tv_nsec: 0)]
             fchmod(current.fd, mode_t(current.entry.mode & 0o777))
             futimens(current.fd, &times)
-            guard renameat(current.directory.fd, current.temporary, current.directory.fd, current.name) == 0 else {
-                let reason = String(cString: strerror(errno))
+            // The final name may grow the folder where the temporary one did not.
+            let code = try HomeRoom.ifRoom(for: .name, on: current.directory.fd) {
+                renameat(current.directory.fd, current.temporary, current.directory.fd, current.name) == 0 ? 0 : errno
+            }
+            guard code == 0 else {
                 unlinkat(current.directory.fd, current.temporary, 0)
-                throw AgentError("\(shown): cannot put \(HomeArchive.shown(current.entry.path)) in place: \(reason)")
+                guard let code else { throw noRoom(for: current.entry.path) }
+                throw AgentError("\(shown): cannot put \(HomeArchive.shown(current.entry.path)) in place: \(String(cString: strerror(code)))")
             }
             written += 1
         }
@@ -436,7 +440,7 @@ enum HomeArchive {
             let account = account
             let made: SafeDirectory??
             do {
-                made = try HomeRoom.ifRoom(for: .block, on: directory.fd) { () throws(SafeDirectory.Refusal) in
+                made = try HomeRoom.ifRoom(for: .name, on: directory.fd) { () throws(SafeDirectory.Refusal) in
                     try directory.makeChild(name, mode: mode, owner: account)
                 }
             } catch let error as SafeDirectory.Refusal {

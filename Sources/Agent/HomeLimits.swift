@@ -25,10 +25,11 @@ enum HomeRoom {
         }
     }
 
-    /// What a write needs: its bytes, or one block of the disk (a new folder, link or name).
+    /// What a write needs: its bytes, or what a new name may take (a folder, a link, a file's
+    /// name, a rename): a block for its folder to grow and one for what it holds.
     enum Need {
         case bytes(Int)
-        case block
+        case name
     }
 
     /// What `write` returns if `need` fits in what users may still write on the disk of `fd`
@@ -41,7 +42,7 @@ enum HomeRoom {
         if fstatvfs(fd, &disk) == 0 {
             let wanted = switch need {
             case .bytes(let count): UInt64(count)
-            case .block: UInt64(disk.f_bsize)
+            case .name: 2 * UInt64(disk.f_bsize)
             }
             guard wanted <= UInt64(disk.f_bavail) * UInt64(disk.f_frsize) else { return nil }
         }

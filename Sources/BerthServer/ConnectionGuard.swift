@@ -122,11 +122,12 @@ extension Channel {
 
     /// The request read is let take longer to answer than a stranger's may (a login waiting its
     /// turn for a password check), and its connection gives way to no newer one meanwhile.
-    public func answerMayTakeLong() {
+    /// Returns once the connection knows.
+    public func answerMayTakeLong() async {
         let channel = self
-        eventLoop.execute {
+        try? await eventLoop.submit {
             (try? channel.pipeline.syncOperations.handler(type: RequestClock.self))?.answerMayTakeLong()
-        }
+        }.get()
     }
 
     /// Marks the connection as authenticated, so it no longer counts against its address's

@@ -53,7 +53,7 @@ struct ManagerController: Sendable {
         // Past the throttle, a login may wait its turn for a password check: no stranger's
         // deadline for its answer, and its connection is not given to a newer one meanwhile.
         let channel = context.channel
-        channel.answerMayTakeLong()
+        await channel.answerMayTakeLong()
         // Once the password is right the connection is the user's; a login whose client has
         // gone by then starts nothing.
         let gone = HangUp()

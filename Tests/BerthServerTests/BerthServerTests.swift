@@ -5,6 +5,7 @@ import Foundation
 import HTTPClient
 import Hummingbird
 import HummingbirdTesting
+import Synchronization
 import Testing
 
 /// What both daemons' servers share, in-process: the route helpers, one-line JSON errors, bounded
@@ -107,8 +108,9 @@ import Testing
         // An answer that waits its turn past the request deadline, as a login behind other
         // logins' password checks does.
         router.get("/v1/open/queued") { _, context -> String in
-            context.channel.answerMayTakeLong()
-            try await Task.sleep(for: .milliseconds(2500))
+            await context.channel.answerMayTakeLong()
+            Self.queuedStarted.store(true, ordering: .relaxed)
+            try await Task.sleep(for: .milliseconds(3500))
             return "served"
         }
         // Each piece of the body back as it comes: the answer runs beside the request.
@@ -238,17 +240,22 @@ import Testing
         }
     }
 
+    /// Set by the `/v1/open/queued` route as it starts.
+    static let queuedStarted = Atomic<Bool>(false)
+
     /// A stranger's answer that may take long (a login waiting for its password check) is
     /// neither cut at the request deadline nor made to give way to a newer connection: with one
     /// place per address, the newer one is refused instead.
     @Test func anAnswerThatMayTakeLongIsNeitherCutNorGivenAway() async throws {
         var limits = ConnectionLimits()
-        limits.requestDeadline = .milliseconds(1500)
+        limits.requestDeadline = .seconds(2)
         limits.perAddress = 1
+        Self.queuedStarted.store(false, ordering: .relaxed)
         try await withLiveServer(limits) { port in
             let queued = try RawSocket(port: port)
             try queued.send("GET /v1/open/queued HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            try await Task.sleep(for: .milliseconds(500))
+            // Once its route has said so (a busy machine may take a while to get there).
+            for _ in 0..<500 where !Self.queuedStarted.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(10)) }
             let newer = try RawSocket(port: port)
             _ = await newer.readAll(timeout: 10)
             #expect(newer.closedByPeer, "the newer connection was let in")
