@@ -278,8 +278,8 @@ final class UnitHandler: ChannelInboundHandler, @unchecked Sendable {
         let started = monotonicSeconds()
         startThread {
             let sender = FrameSender(channel: channel)
-            let status = run.pump(timeoutSeconds: settings.callTimeoutSeconds) { frame in
-                sender.send(frame)
+            let status = run.pump(timeoutSeconds: settings.callTimeoutSeconds) { stream, fd in
+                sender.forward(stream, readingFrom: fd)
             }
             if status == 124 && !run.isCancelled {
                 _ = sender.send(.stderr(Array("berth-unit: \(request.script) timed out after \(settings.callTimeoutSeconds) s\n".utf8)))
@@ -370,19 +370,52 @@ func logLine(_ text: String) {
 
 /// Writes a call's frames from the thread that reads the script's output, one frame in flight
 /// behind the one being written: the next chunk is read while the last is encrypted and sent,
-/// and a slow reader still slows the script.
+/// and a slow reader still slows the script. A pipe is read straight into the frame after its
+/// header, in two buffers taken in turn, so output is copied once on its way to the socket.
 final class FrameSender {
+    /// The most one read of a pipe takes into a frame.
+    static let chunk = 256 << 10
     private let channel: any Channel
     private var previous: EventLoopFuture<Void>?
+    private var buffers: [ByteBuffer]
+    private var next = 0
 
     init(channel: any Channel) {
         self.channel = channel
+        buffers = []
+    }
+
+    /// Reads once from `fd`, sends what came as one frame of `stream`, and waits until the frame
+    /// before it is on its way.
+    func forward(_ stream: UnitStream, readingFrom fd: Int32) -> PumpStep {
+        if buffers.count < 2 { buffers.append(channel.allocator.buffer(capacity: 8 + Self.chunk)) }
+        let index = next
+        next = 1 - next
+        // The buffer's last frame went out before the frame after it was queued; a buffer still
+        // referenced by the channel would be copied here, never overwritten.
+        buffers[index].clear()
+        buffers[index].writeBytes(UnitFrame.header(kind: stream.rawValue, size: 0))
+        var count = 0
+        var failure: Int32 = 0
+        buffers[index].writeWithUnsafeMutableBytes(minimumWritableBytes: Self.chunk) { space in
+            count = read(fd, space.baseAddress, Self.chunk)
+            failure = errno
+            return max(count, 0)
+        }
+        if count < 0 && (failure == EINTR || failure == EAGAIN) { return .sent }
+        guard count > 0 else { return .ended }
+        buffers[index].setBytes(UnitFrame.header(kind: stream.rawValue, size: count), at: buffers[index].readerIndex)
+        return send(buffers[index]) ? .sent : .gone
     }
 
     /// Queues `frame` and waits until the one before it is on its way; false once the
     /// connection is gone.
     func send(_ frame: UnitFrame) -> Bool {
-        let written = channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(bytes: frame.encoded()))))
+        send(channel.allocator.buffer(bytes: frame.encoded()))
+    }
+
+    private func send(_ bytes: ByteBuffer) -> Bool {
+        let written = channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(bytes)))
         defer { previous = written }
         return drain()
     }

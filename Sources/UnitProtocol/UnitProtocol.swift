@@ -52,8 +52,13 @@ public enum UnitFrame: Sendable, Equatable {
         case .stderr(let bytes): kind = 2; payload = bytes
         case .exit(let status): kind = 3; payload = Array(String(status).utf8)
         }
-        let size = UInt32(payload.count)
-        return [kind, 0, 0, 0, UInt8(size >> 24), UInt8((size >> 16) & 0xFF), UInt8((size >> 8) & 0xFF), UInt8(size & 0xFF)] + payload
+        return Self.header(kind: kind, size: payload.count) + payload
+    }
+
+    /// The 8 bytes before a payload of `size` bytes: stdout is kind 1, stderr 2, the exit 3.
+    public static func header(kind: UInt8, size: Int) -> [UInt8] {
+        let size = UInt32(size)
+        return [kind, 0, 0, 0, UInt8(size >> 24), UInt8((size >> 16) & 0xFF), UInt8((size >> 8) & 0xFF), UInt8(size & 0xFF)]
     }
 }
 
@@ -79,7 +84,7 @@ public struct UnitFrameDecoder: Sendable {
     /// The start of a frame that the next chunk continues.
     private var partial: [UInt8] = []
     /// The largest payload a frame may announce: a sender cannot make the reader gather
-    /// gigabytes for one frame. Units send what one read of a pipe gives, 64 KiB at most.
+    /// gigabytes for one frame. Units send what one read of a pipe gives, 256 KiB at most.
     public let maxFrame: Int
 
     public init(maxFrame: Int = 8 << 20) {

@@ -28,6 +28,9 @@ final class CallTests {
               NR == 1 { print; next }
               (NR - 2) % parts == part - 1 && $5 == state' /app/data/EMPLOYEE.txt
             """#)
+        try Self.write(home + "/script/lines.sh", #"""
+            awk -v part="$BERTH_PART" 'BEGIN { for (i = 1; i <= 400000; i++) { print part, i; if (i == 200000) print "half", part > "/dev/stderr" } }'
+            """#)
         try Self.write(home + "/script/fail.sh", "echo partial\necho 'no such table' >&2\nexit 3")
         try Self.write(home + "/script/slow.sh", "echo started; sleep 30; echo never")
         try Self.write(home + "/script/header.sh", #"echo "H$BERTH_PART"; echo row"#)
@@ -94,6 +97,17 @@ final class CallTests {
         let all = Self.employees().split(separator: "\n").dropFirst().map(String.init)
         let firstPart = all.enumerated().filter { $0.offset % 2 == 0 }.map(\.element).filter { Self.newYorkRows().contains($0) }
         #expect(Array(lines.dropFirst().prefix(firstPart.count)) == firstPart)
+    }
+
+    /// Megabytes from each unit, in frames as large as the unit reads from its pipe, with a line
+    /// of stderr in the middle: every byte arrives once, in unit order.
+    @Test func megabytesOfOutputArriveWholeAndInUnitOrder() async throws {
+        let result = try await cluster.berth(["call", "lines.sh", "--split"], user: "aaa")
+        #expect(result.status == 0, "\(result.stderr)")
+        let expected = (1...2).flatMap { part in (1...400_000).map { "\(part) \($0)\n" } }.joined()
+        #expect(result.stdout.utf8.count == expected.utf8.count)
+        #expect(result.stdout == expected)
+        #expect(result.stderr.contains("half 1") && result.stderr.contains("half 2"), "\(result.stderr)")
     }
 
     @Test func differingHeadersAreAnError() async throws {

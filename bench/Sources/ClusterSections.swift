@@ -433,12 +433,17 @@ struct ClusterSections {
         // round's ratio is taken, as for logins: seven runs in a fixed order gave 0.77 to 0.92×
         // over TLS within minutes.
         let callRuns = 21
-        func berthCall(_ session: String, _ what: String) throws -> Duration {
-            let run = try spawnMeasured(binaries + "/berth", ["call", "big.sh", "--split"], environment: ["BERTH_SESSION=\(session)"])
+        func berthCall(_ session: String, _ what: String, watchingMemory: Bool = false) throws -> Duration {
+            let run = try spawnMeasured(binaries + "/berth", ["call", "big.sh", "--split"], environment: ["BERTH_SESSION=\(session)"], watchingMemory: watchingMemory)
             guard run.status == 0 else { throw BenchError("\(what) failed with status \(run.status)") }
             peakKB = max(peakKB, run.maxRSSKB)
             peakAnonKB = max(peakAnonKB, run.maxAnonKB)
             return run.elapsed
+        }
+        // The peak memory from runs of their own, untimed.
+        for _ in 0..<3 {
+            _ = try berthCall(sessionFile, "berth call", watchingMemory: true)
+            _ = try berthCall(tlsSessionFile, "berth call over TLS", watchingMemory: true)
         }
         for round in 0...callRuns {
             var floorTime = Duration.zero, berthTime = Duration.zero, tlsTime = Duration.zero
@@ -482,7 +487,7 @@ struct ClusterSections {
         // Each round's floor time over the way's: its throughput as a share of the floor's.
         table.row(["berth call big.sh --split > /dev/null", berth.medianText, throughput(berth), pairedRatio(floorTimes, over: berthTimes), "\(peakKB / 1024) MB (own \(peakAnonKB / 1024) MB)"])
         table.row(["the same over TLS to units with session keys", overTLS.medianText, throughput(overTLS), pairedRatio(floorTimes, over: tlsTimes), "—"])
-        report.section(table, note: "\(callRuns) runs each after a warm-up round, in rounds whose order turns; \"× floor throughput\" is the median of each round's floor time over the way's. The floor reads both units' answers in parallel over plain TCP and keeps nothing; berth merges them in unit order, writing to /dev/null; the second unit's output spools to a temporary file until its turn. Peak RSS is the larger berth process's maximum resident set (VmHWM), \"own\" its largest anonymous part (RssAnon): the rest is pages of the binary and libraries.")
+        report.section(table, note: "\(callRuns) runs each after a warm-up round, in rounds whose order turns; \"× floor throughput\" is the median of each round's floor time over the way's. The floor reads both units' answers in parallel over plain TCP and keeps nothing; berth merges them in unit order, writing to /dev/null; the second unit's output spools to a temporary file until its turn. Peak RSS is the largest berth process's maximum resident set (VmHWM) over three untimed runs each way, \"own\" its largest anonymous part (RssAnon): the rest is pages of the binary and libraries.")
     }
 
     /// `script/big.sh` printing `data/big.txt` of `callMegabytes / 2` MB, written a block at a time.
@@ -563,10 +568,12 @@ private func rawCall(_ unit: HostPort, secret: String) throws -> Int {
     return total
 }
 
-/// Runs a program and returns its status, wall time and peak RSS. The peak is the child's own
-/// `VmHWM`, polled while it runs: wait4's `ru_maxrss` would include this (much larger) benchmark
-/// process, whose memory a spawned child shares until it execs.
-func spawnMeasured(_ path: String, _ arguments: [String], environment extra: [String]) throws -> (status: Int32, elapsed: Duration, maxRSSKB: Int, maxAnonKB: Int) {
+/// Runs a program and returns its status, wall time and, when `watchingMemory`, peak RSS. The
+/// peak is the child's own `VmHWM`, polled every 2 ms while it runs: wait4's `ru_maxrss` would
+/// include this (much larger) benchmark process, whose memory a spawned child shares until it
+/// execs. Timed runs do not watch: the polls' wake-ups and reads of /proc took CPU from the
+/// process timed, and its end was seen up to 2 ms late.
+func spawnMeasured(_ path: String, _ arguments: [String], environment extra: [String], watchingMemory: Bool) throws -> (status: Int32, elapsed: Duration, maxRSSKB: Int, maxAnonKB: Int) {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
@@ -581,6 +588,10 @@ func spawnMeasured(_ path: String, _ arguments: [String], environment extra: [St
     var status: Int32 = 0
     var peakKB = 0
     var peakAnonKB = 0
+    if !watchingMemory {
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return ((status >> 8) & 0xFF, clock.now - start, 0, 0)
+    }
     while true {
         if let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) {
             func field(_ name: String) -> Int? {
