@@ -424,17 +424,14 @@ struct ClusterSections {
         let tlsSession = try await tlsCluster.login("benchtls")
         let tlsSessionFile = try writeSession(tlsCluster, user: "benchtls", tlsSession)
 
-        var floorTimes: [Duration] = []
-        var berthTimes: [Duration] = []
-        var tlsTimes: [Duration] = []
         var peakKB = 0
         var peakAnonKB = 0
         // A run lasts about 70 ms, so many are cheap; the order turns from round to round and each
         // round's ratio is taken, as for logins: seven runs in a fixed order gave 0.77 to 0.92×
         // over TLS within minutes.
         let callRuns = 21
-        func berthCall(_ session: String, _ what: String, watchingMemory: Bool = false) throws -> Duration {
-            let run = try spawnMeasured(binaries + "/berth", ["call", "big.sh", "--split"], environment: ["BERTH_SESSION=\(session)"], watchingMemory: watchingMemory)
+        func berthCall(_ script: String, _ session: String, _ what: String, watchingMemory: Bool = false) throws -> Duration {
+            let run = try spawnMeasured(binaries + "/berth", ["call", script, "--split"], environment: ["BERTH_SESSION=\(session)"], watchingMemory: watchingMemory)
             guard run.status == 0 else { throw BenchError("\(what) failed with status \(run.status)") }
             peakKB = max(peakKB, run.maxRSSKB)
             peakAnonKB = max(peakAnonKB, run.maxAnonKB)
@@ -442,52 +439,70 @@ struct ClusterSections {
         }
         // The peak memory from runs of their own, untimed.
         for _ in 0..<3 {
-            _ = try berthCall(sessionFile, "berth call", watchingMemory: true)
-            _ = try berthCall(tlsSessionFile, "berth call over TLS", watchingMemory: true)
+            _ = try berthCall("big.sh", sessionFile, "berth call", watchingMemory: true)
+            _ = try berthCall("big.sh", tlsSessionFile, "berth call over TLS", watchingMemory: true)
         }
-        for round in 0...callRuns {
-            var floorTime = Duration.zero, berthTime = Duration.zero, tlsTime = Duration.zero
-            for way in turnedOrder(3, round: round) {
-                switch way {
-                case 0:
-                    let clock = ContinuousClock()
-                    let start = clock.now
-                    let secret = session.unitSecret
-                    let bytes = try await withThrowingTaskGroup(of: Int.self) { group in
-                        for unit in units {
-                            group.addTask { try rawCall(unit, secret: secret) }
+        /// Each way's times over the rounds: the floor, berth, berth over TLS.
+        func rounds(_ script: String, expecting least: Int) async throws -> (floor: [Duration], berth: [Duration], tls: [Duration]) {
+            var times: ([Duration], [Duration], [Duration]) = ([], [], [])
+            for round in 0...callRuns {
+                var floorTime = Duration.zero, berthTime = Duration.zero, tlsTime = Duration.zero
+                for way in turnedOrder(3, round: round) {
+                    switch way {
+                    case 0:
+                        let clock = ContinuousClock()
+                        let start = clock.now
+                        let secret = session.unitSecret
+                        let bytes = try await withThrowingTaskGroup(of: Int.self) { group in
+                            for unit in units {
+                                group.addTask { try rawCall(unit, script: script, secret: secret) }
+                            }
+                            var total = 0
+                            for try await count in group { total += count }
+                            return total
                         }
-                        var total = 0
-                        for try await count in group { total += count }
-                        return total
+                        floorTime = clock.now - start
+                        guard bytes >= least else { throw BenchError("floor read \(bytes) bytes, expected \(least)") }
+                    case 1:
+                        berthTime = try berthCall(script, sessionFile, "berth call")
+                    default:
+                        tlsTime = try berthCall(script, tlsSessionFile, "berth call over TLS")
                     }
-                    floorTime = clock.now - start
-                    guard bytes >= 2 * perUnit else { throw BenchError("floor read \(bytes) bytes, expected \(2 * perUnit)") }
-                case 1:
-                    berthTime = try berthCall(sessionFile, "berth call")
-                default:
-                    tlsTime = try berthCall(tlsSessionFile, "berth call over TLS")
+                }
+                if round > 0 {
+                    times.0.append(floorTime)
+                    times.1.append(berthTime)
+                    times.2.append(tlsTime)
                 }
             }
-            if round > 0 {
-                floorTimes.append(floorTime)
-                berthTimes.append(berthTime)
-                tlsTimes.append(tlsTime)
-            }
+            return times
         }
+        let big = try await rounds("big.sh", expecting: 2 * perUnit)
+        let line = try await rounds("line.sh", expecting: 2)
         let megabytes = Double(2 * perUnit) / 1_048_576
         func throughput(_ stats: Stats) -> String {
             String(format: "%.0f MB/s", megabytes / (Double(stats.median.nanoseconds) / 1e9))
         }
         try await cluster.logout(token: session.token)
         try await tlsCluster.logout(token: tlsSession.token)
-        let floor = Stats(floorTimes), berth = Stats(berthTimes), overTLS = Stats(tlsTimes)
+        let floor = Stats(big.floor), berth = Stats(big.berth), overTLS = Stats(big.tls)
         var table = Table(columns: ["\(Int(megabytes)) MB of script output from 2 units", "median", "throughput", "× floor throughput", "peak RSS"])
         table.row(["raw HTTP: POST /call on both units, frames read and dropped (floor)", floor.medianText, throughput(floor), "1.00", "—"])
         // Each round's floor time over the way's: its throughput as a share of the floor's.
-        table.row(["berth call big.sh --split > /dev/null", berth.medianText, throughput(berth), pairedRatio(floorTimes, over: berthTimes), "\(peakKB / 1024) MB (own \(peakAnonKB / 1024) MB)"])
-        table.row(["the same over TLS to units with session keys", overTLS.medianText, throughput(overTLS), pairedRatio(floorTimes, over: tlsTimes), "—"])
+        table.row(["berth call big.sh --split > /dev/null", berth.medianText, throughput(berth), pairedRatio(big.floor, over: big.berth), "\(peakKB / 1024) MB (own \(peakAnonKB / 1024) MB)"])
+        table.row(["the same over TLS to units with session keys", overTLS.medianText, throughput(overTLS), pairedRatio(big.floor, over: big.tls), "—"])
         report.section(table, note: "\(callRuns) runs each after a warm-up round, in rounds whose order turns; \"× floor throughput\" is the median of each round's floor time over the way's. The floor reads both units' answers in parallel over plain TCP and keeps nothing; berth merges them in unit order, writing to /dev/null; the second unit's output spools to a temporary file until its turn. Peak RSS is the largest berth process's maximum resident set (VmHWM) over three untimed runs each way, \"own\" its largest anonymous part (RssAnon): the rest is pages of the binary and libraries.")
+
+        // What a call costs whatever its output: starting `berth`, reading the session, connecting.
+        var fixed = Table(columns: ["a script printing one line, on 2 units", "median", "more than the floor (median of each round's difference)"])
+        func more(_ times: [Duration]) -> String {
+            let differences = zip(times, line.floor).map { $0 - $1 }
+            return Stats(differences).medianText
+        }
+        fixed.row(["raw HTTP: POST /call on both units (floor)", Stats(line.floor).medianText, "—"])
+        fixed.row(["berth call line.sh --split > /dev/null", Stats(line.berth).medianText, more(line.berth)])
+        fixed.row(["the same over TLS", Stats(line.tls).medianText, more(line.tls)])
+        report.section(fixed, note: "\(callRuns) rounds after a warm-up round, as above: what a call costs beyond the floor whatever the size of its output (the berth process's start and exit, its session, the connections and TLS handshakes), to set beside the rows above.")
     }
 
     /// `script/big.sh` printing `data/big.txt` of `callMegabytes / 2` MB, written a block at a time.
@@ -507,6 +522,7 @@ struct ClusterSections {
         }
         try file.close()
         try "cat /app/data/big.txt\n".write(toFile: home + "/script/big.sh", atomically: true, encoding: .utf8)
+        try "echo one line\n".write(toFile: home + "/script/line.sh", atomically: true, encoding: .utf8)
         chown(home + "/data", BenchCluster.account.uid, BenchCluster.account.gid)
     }
 
@@ -552,10 +568,10 @@ struct ClusterSections {
 }
 
 /// POST /call with a raw socket; returns the bytes received.
-private func rawCall(_ unit: HostPort, secret: String) throws -> Int {
+private func rawCall(_ unit: HostPort, script: String, secret: String) throws -> Int {
     guard let fd = connectTCP(host: unit.host, port: unit.port) else { throw BenchError("cannot connect to \(unit)") }
     defer { close(fd) }
-    let body = #"{"script":"big.sh","arguments":[]}"#
+    let body = #"{"script":"\#(script)","arguments":[]}"#
     let request = "POST \(UnitPath.call) HTTP/1.1\r\nHost: unit\r\nAuthorization: Bearer \(secret)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
     _ = request.withCString { write(fd, $0, strlen($0)) }
     var buffer = [UInt8](repeating: 0, count: 1 << 16)
