@@ -304,8 +304,9 @@ struct BenchUnit: Sendable {
 }
 
 /// The floor for a login: the same unit containers as Berth's (image, command, limits, mounts,
-/// port binding, the user's network, PIDs limit, no-new-privileges) created, started and waited
-/// for in parallel with hand-written HTTP, no Berth in between. Each unit has a thread of its
+/// port binding, the user's network, PIDs limit, no-new-privileges, no capabilities, the user's
+/// account) created, started and waited for in parallel with hand-written HTTP, no Berth in
+/// between. Each unit has a thread of its
 /// own, so twenty starts really are twenty at once, whatever the number of cores.
 struct RawUnitStarter {
     let socketPath: String
@@ -355,11 +356,14 @@ struct RawUnitStarter {
             memory: memoryBytes, cpuShares: 1024, binds: ["\(share):/share:ro", "\(unit.home):/app"],
             portBindings: [spec: [PortBinding(hostIp: unit.unit.host, hostPort: String(port))]], init: true)
         if !bare { host.networkMode = unit.network }
+        // The same isolation as Berth's units: no capabilities, no new privileges, the PIDs
+        // limit, the user's account.
         host.pidsLimit = 1024
         host.securityOpt = ["no-new-privileges"]
+        host.capDrop = ["ALL"]
         let config = ContainerConfig(
             image: image, cmd: ["/bin/berth-unit", "serve", "--port", String(port)],
-            env: ["BERTH_UNIT_SECRET=floor"], user: "0:0", workingDir: "/app",
+            env: ["BERTH_UNIT_SECRET=floor"], user: BenchCluster.account.description, workingDir: "/app",
             labels: [BenchContainers.label: "floor"], exposedPorts: [spec: EmptyObject()], hostConfig: host)
         let clock = ContinuousClock()
         let creating = clock.now

@@ -308,7 +308,7 @@ struct ClusterSections {
             the rounds drawn again with replacement 2,000 times, the 5th and 95th percentiles of the share so made. Berth's time runs from the login request to the manager's `done`: password check, \
             home folders, port checks, create, start, and the agents' readiness probes, for all units in parallel. \
             The floor and the docker CLI create the same containers as Berth (image, command, limits, mounts, port \
-            binding, the user's network, PIDs limit, no-new-privileges); the floor waits for each unit's health \
+            binding, the user's network, PIDs limit, no-new-privileges, no capabilities, the user's account); the floor waits for each unit's health \
             answer. The bare floor is the same on the engine's default bridge, shared by every container: what \
             the user's own network costs the engine. The CLI is `docker run -d --init -m 128m --cpu-shares 1024 -v share:/share:ro -v home:/app \
             -p ip:port:port --network … …` per unit, one after another as the esProc design's raq_start.sh is run, then a \
