@@ -213,7 +213,6 @@ public final class NIOTransport: HTTPTransport {
         let handshakeTimeout = connectTimeout
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(.nanoseconds(connectTimeout.nanoseconds))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let operations = channel.pipeline.syncOperations

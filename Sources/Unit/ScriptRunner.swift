@@ -20,6 +20,13 @@ final class ScriptRun: @unchecked Sendable {
         self.stderrFD = stderrFD
     }
 
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), which Swift's Glibc
+    /// module does not declare.
+    private static let closeFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+    }()
+
     /// Starts `/bin/sh` running the script with `arguments` in `workingDirectory`. A script without
     /// its executable bit runs under `sh` anyway: users copy files in and forget `chmod`.
     static func start(script: String, arguments: [String], environment: [String], workingDirectory: String) throws(UnitError) -> ScriptRun {
@@ -35,7 +42,12 @@ final class ScriptRun: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
-        for fd in outPipe + errPipe { posix_spawn_file_actions_addclose(&actions, fd) }
+        // Nothing else of berth-unit's reaches the script: not the listening socket, not other
+        // connections, not the pipes of the owner's other calls running at the same time.
+        guard let closeFrom = Self.closeFrom, closeFrom(&actions, 3) == 0 else {
+            for fd in outPipe + errPipe { close(fd) }
+            throw UnitError(500, "cannot keep berth-unit's descriptors from the script (glibc 2.34 or later is needed)")
+        }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -31,6 +31,9 @@ final class CallTests {
         try Self.write(home + "/script/lines.sh", #"""
             awk -v part="$BERTH_PART" 'BEGIN { for (i = 1; i <= 400000; i++) { print part, i; if (i == 200000) print "half", part > "/dev/stderr" } }'
             """#)
+        try Self.write(home + "/script/pause.sh", "echo begun; sleep 3; echo done")
+        // The shell's own descriptors, listed by a child so that listing them opens none.
+        try Self.write(home + "/script/fds.sh", #"ls -l /proc/$$/fd | sed -n 's/.* \([0-9][0-9]*\) -> \(.*\)/\1 \2/p'"#)
         try Self.write(home + "/script/fail.sh", "echo partial\necho 'no such table' >&2\nexit 3")
         try Self.write(home + "/script/slow.sh", "echo started; sleep 30; echo never")
         try Self.write(home + "/script/header.sh", #"echo "H$BERTH_PART"; echo row"#)
@@ -108,6 +111,45 @@ final class CallTests {
         #expect(result.stdout.utf8.count == expected.utf8.count)
         #expect(result.stdout == expected)
         #expect(result.stderr.contains("half 1") && result.stderr.contains("half 2"), "\(result.stderr)")
+    }
+
+    /// A script sees its own stdin, stdout and stderr and nothing else of berth-unit's: not its
+    /// listening socket or connections, not the pipes of another call running at the same time
+    /// (a script could read that call's output away from it).
+    @Test func aScriptInheritsNoOtherDescriptor() async throws {
+        let unit = cluster.units["aaa"]![0].description
+        let cluster = cluster
+        let other = Task { try await cluster.berth(["call", "pause.sh", "--unit", unit], user: "aaa") }
+        try await Task.sleep(for: .milliseconds(500))
+        let result = try await cluster.berth(["call", "fds.sh", "--unit", unit], user: "aaa")
+        #expect(try await other.value.stdout == "begun\ndone\n")
+        #expect(result.status == 0, "\(result.stderr)")
+        let open = result.stdout.split(separator: "\n").map { $0.split(separator: " ", maxSplits: 1).map(String.init) }
+        #expect(!open.isEmpty)
+        for entry in open where entry.count == 2 {
+            #expect(!entry[1].hasPrefix("socket:") && !entry[1].hasPrefix("anon_inode:"), "descriptor \(entry[0]) is \(entry[1])")
+            if entry[1].hasPrefix("pipe:") { #expect(entry[0] == "1" || entry[0] == "2", "descriptor \(entry[0]) is \(entry[1])") }
+        }
+    }
+
+    /// Every command works for a user who is not root: `berth` once asked the kernel for a
+    /// socket option only root may set (SO_DEBUG, for TCP_NODELAY at the wrong level), so no
+    /// one else could reach the manager or a unit.
+    @Test(.enabled(if: getuid() == 0, "runs berth as another account"))
+    func aUserWhoIsNotRootLogsInCallsAndLogsOut() async throws {
+        let login = try await cluster.berth(
+            asAccountOf: "bbb", ["login", "--server", cluster.managerAddress.description, "--user", "bbb", "--password-stdin"],
+            stdin: ClusterFixture.password + "\n")
+        #expect(login.status == 0, "\(login.stderr)")
+        try Self.write(cluster.home("bbb") + "/script/hello.sh", "echo hello from $BERTH_USER")
+        try cluster.handHomeToUser("bbb")
+        let call = try await cluster.berth(asAccountOf: "bbb", ["call", "hello.sh"])
+        #expect(call.status == 0, "\(call.stderr)")
+        #expect(call.stdout == "hello from bbb\n")
+        let status = try await cluster.berth(asAccountOf: "bbb", ["status"])
+        #expect(status.status == 0, "\(status.stderr)")
+        let logout = try await cluster.berth(asAccountOf: "bbb", ["logout"])
+        #expect(logout.status == 0, "\(logout.stderr)")
     }
 
     @Test func differingHeadersAreAnError() async throws {

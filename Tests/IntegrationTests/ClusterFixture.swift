@@ -320,7 +320,28 @@ final class ClusterFixture: @unchecked Sendable {
             in: directory)
     }
 
-    /// Runs one of the built binaries and collects what it prints. The wait happens on a thread of
+    /// Runs `berth` as the user's own account, as every real user runs it: a copy of the binary
+    /// (the build folder may lie where others cannot reach), with HOME and the session in a
+    /// folder of the account's own, and the cluster's CA where the account can read it.
+    func berth(asAccountOf user: String, _ arguments: [String], stdin: String? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let account = Self.account(user)
+        let place = root + "/as-\(account.uid)"
+        let home = place + "/home"
+        if !FileManager.default.fileExists(atPath: home) {
+            try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+            chmod(place, 0o755)
+            try FileManager.default.copyItem(atPath: Self.binaries + "/berth", toPath: place + "/berth")
+            if tls { try FileManager.default.copyItem(atPath: caFile, toPath: place + "/ca.crt") }
+            try DockerTestSupport.run("/bin/chown", ["-R", account.description, home])
+            chmod(home, 0o700)
+        }
+        let ca = tls && arguments.first == "login" ? ["--ca", place + "/ca.crt"] : []
+        return try await Self.run(
+            "/usr/bin/setpriv", ["--reuid=\(account.uid)", "--regid=\(account.gid)", "--clear-groups", place + "/berth"] + arguments + ca,
+            environment: ["HOME": home, "BERTH_SESSION": home + "/session.json"], stdin: stdin)
+    }
+
+    /// Runs one of the built binaries (or a program by its full path) and collects what it prints. The wait happens on a thread of
     /// its own: Swift's pool has one thread per core, and tests that block them stall every other
     /// test's tasks (and their timing) until they are done.
     static func run(
@@ -333,7 +354,7 @@ final class ClusterFixture: @unchecked Sendable {
         _ binary: String, _ arguments: [String], environment extra: [String: String], stdin: String?, in directory: String?
     ) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: binaries + "/" + binary)
+        process.executableURL = URL(fileURLWithPath: binary.hasPrefix("/") ? binary : binaries + "/" + binary)
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(extra) { _, new in new }
