@@ -174,14 +174,14 @@ let package = Package(
         .testTarget(name: "BerthTLSTests", dependencies: ["BerthTLS", "BerthAPI"]),
         .testTarget(name: "BerthConfigTests", dependencies: ["BerthAPI", "BerthCore", "BerthConfig", "BerthTLS", "TestSupport"]),
         .testTarget(name: "BerthServerTests", dependencies: [
-            "BerthServer", "BerthAPI", "BerthCore", "HTTPClient", hummingbird, .product(name: "HummingbirdTesting", package: "hummingbird"),
+            "BerthServer", "BerthAPI", "BerthCore", "HTTPClient", "TestSupport", hummingbird, .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "UnitTests", dependencies: ["UnitProtocol"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "BerthAPI", "BerthCore", "BerthConfig", "EngineAPI", "HTTPClient", "BerthTar"]),
         .testTarget(name: "ClientTests", dependencies: ["Client", "BerthAPI", "BerthCLI", "BerthCore", "UnitProtocol"]),
         /// The manager's routes in-process against a fake agent: no Docker engine.
         .testTarget(name: "ManagerTests", dependencies: [
-            "Manager", "BerthPasswords", "BerthAPI", "BerthCore", "BerthConfig", "BerthServer", hummingbird, logging,
+            "Manager", "BerthPasswords", "BerthAPI", "BerthCore", "BerthConfig", "BerthServer", "TestSupport", hummingbird, logging,
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "IntegrationTests", dependencies: ["BerthPasswords", "EngineAPI", "HTTPClient", "NIOTransport", "BerthAPI", "BerthCore", "BerthTLS", "BerthVersion", "TestSupport", "BerthTar"]),

@@ -9,6 +9,7 @@ import Foundation
 #endif
 import Logging
 import Prometheus
+import NIOCore
 import Synchronization
 
 /// Logs users in and out across the agents: all of a user's units start in parallel, and a login
@@ -103,6 +104,7 @@ final class Coordinator: Sendable {
             try await emit(LoginEvent(kind: .notice, message: "ending the session since \(existing.since.iso8601) from \(existing.from)"))
             try await stopUnits(of: existing)
             try await sessions.remove(user: user.name)
+            streams.end(session: existing.id)
             logger.notice("session ended by --force", metadata: ["user": "\(user.name)", "from": "\(address)"])
             await audit.record("session.forced_end", user: user.name, from: address, detail: "session since \(existing.since) from \(existing.from)")
         }
@@ -262,6 +264,7 @@ final class Coordinator: Sendable {
         let removed = try await holdingClaim(on: session.user) {
             let removed = try await stopUnits(of: session)
             try await sessions.remove(user: session.user)
+            streams.end(session: session.id)
             return removed
         }
         guard let removed else {
@@ -299,32 +302,47 @@ final class Coordinator: Sendable {
     }
 }
 
-/// How many streams (logs, execs) each user has open through the manager: one user's hundreds
-/// cannot take the manager's or the agents' capacity from the others.
+/// How many streams (logs, execs, copies) each user has open through the manager: one user's
+/// hundreds cannot take the manager's or the agents' capacity from the others. Each stream's
+/// connection is tied to its session, and closes when the session ends: a token taken from the
+/// user stops working on its streams too, not only on new requests.
 final class StreamSlots: Sendable {
     let perUser: Int
-    private let open = Mutex<[String: Int]>([:])
+    private struct State {
+        var open: [String: Int] = [:]
+        var carrying: [String: [ObjectIdentifier: any Channel]] = [:]
+    }
+    private let state = Mutex(State())
 
     init(perUser: Int = 16) {
         self.perUser = perUser
     }
 
-    /// Takes a slot of `user`'s; false when all are in use.
-    func take(_ user: String) -> Bool {
-        open.withLock { open in
-            guard open[user, default: 0] < perUser else { return false }
-            open[user, default: 0] += 1
+    /// Takes a slot of the session's user for a stream on `channel`; false when all are in use.
+    func take(_ session: Session, on channel: (any Channel)?) -> Bool {
+        state.withLock { state in
+            guard state.open[session.user, default: 0] < perUser else { return false }
+            state.open[session.user, default: 0] += 1
+            if let channel { state.carrying[session.id, default: [:]][ObjectIdentifier(channel)] = channel }
             return true
         }
     }
 
-    func give(_ user: String) {
-        open.withLock { open in
-            let left = open[user, default: 1] - 1
-            open[user] = left > 0 ? left : nil
+    func give(_ session: Session, on channel: (any Channel)?) {
+        state.withLock { state in
+            let left = state.open[session.user, default: 1] - 1
+            state.open[session.user] = left > 0 ? left : nil
+            if let channel { state.carrying[session.id]?[ObjectIdentifier(channel)] = nil }
+            if state.carrying[session.id]?.isEmpty == true { state.carrying[session.id] = nil }
         }
     }
 
+    /// The session has ended: every connection carrying one of its streams closes.
+    func end(session: String) {
+        let channels = state.withLock { $0.carrying.removeValue(forKey: session) } ?? [:]
+        for channel in channels.values { channel.close(promise: nil) }
+    }
+
     /// Streams open now, all users together.
-    var total: Int { open.withLock { $0.values.reduce(0, +) } }
+    var total: Int { state.withLock { $0.open.values.reduce(0, +) } }
 }

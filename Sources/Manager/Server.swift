@@ -89,14 +89,20 @@ struct ManagerController: Sendable {
     @Sendable func exec(_ request: Request, _ context: BerthRequestContext) async throws -> Response {
         let session = try await authenticate(request, context)
         if request.isFramed { return try await interactiveExec(request, session, context) }
+        // The slot first: a user's requests sending their bodies hold memory too.
+        try takeStreamSlot(of: session, context, closing: true)
+        var slotHandedOver = false
+        defer { if !slotHandedOver { giveStreamSlot(of: session, context) } }
         let exec = try await request.decodeJSON(ClientExecRequest.self, limit: ManagerRoutes.exec.maxBody, context: context)
+        try await stillCurrent(session)
         guard session.units.contains(exec.unit) else {
             throw APIError(.forbidden, "unit \(exec.unit) is not one of your units (\(session.units.map(\.description).joined(separator: ", ")))")
         }
         let agent = coordinator.planner.agent(for: exec.unit.host)
         await coordinator.audit.record("exec", user: session.user, detail: "\(exec.unit) \(exec.command)")
         ManagerMetrics.shared.execs.increment()
-        return try await relayStream(of: session.user, contentType: OutputStream.contentType, context) {
+        slotHandedOver = true
+        return try await relayStream(of: session, holdingSlot: true, contentType: OutputStream.contentType, context) {
             try await agent.exec(ExecRequest(user: session.user, unit: exec.unit, command: exec.command))
         }
     }
@@ -105,11 +111,11 @@ struct ManagerController: Sendable {
     /// output comes down. The audit records the command, never what is typed.
     private func interactiveExec(_ request: Request, _ session: Session, _ context: BerthRequestContext) async throws -> Response {
         // The slot first: a user's requests waiting for their opening frame hold memory too.
-        let streams = coordinator.streams
-        try takeStreamSlot(of: session.user, closing: true)
+        try takeStreamSlot(of: session, context, closing: true)
         var slotHandedOver = false
-        defer { if !slotHandedOver { streams.give(session.user) } }
+        defer { if !slotHandedOver { giveStreamSlot(of: session, context) } }
         let (exec, input) = try await FramedInput.open(request, as: ClientExecRequest.self, maxRequestFrame: ManagerRoutes.exec.maxBody, context: context)
+        try await stillCurrent(session, closing: true)
         guard session.units.contains(exec.unit) else {
             throw APIError(.forbidden, "unit \(exec.unit) is not one of your units (\(session.units.map(\.description).joined(separator: ", ")))", closing: true)
         }
@@ -126,7 +132,7 @@ struct ManagerController: Sendable {
             }
         }
         slotHandedOver = true
-        return try await relayStream(of: session.user, holdingSlot: true, contentType: OutputStream.contentType, context, alongside: forward) {
+        return try await relayStream(of: session, holdingSlot: true, contentType: OutputStream.contentType, context, alongside: forward) {
             try await agent.execInteractive(ExecRequest(user: session.user, unit: exec.unit, command: exec.command, terminal: terminal), input: upload)
         }
     }
@@ -136,9 +142,9 @@ struct ManagerController: Sendable {
     @Sendable func copyIn(_ request: Request, _ context: BerthRequestContext) async throws -> Response {
         let session = try await authenticate(request, context)
         let (user, unit, path) = try copyTarget(request, session)
-        let streams = coordinator.streams
-        try takeStreamSlot(of: session.user, closing: true)
-        defer { streams.give(session.user) }
+        try takeStreamSlot(of: session, context, closing: true)
+        defer { giveStreamSlot(of: session, context) }
+        try await stillCurrent(session, closing: true)
         let agent = coordinator.planner.agent(for: unit.host)
         await coordinator.audit.record("cp", user: session.user, detail: "into \(unit) \(path)")
         context.channel.requestMayLast()
@@ -171,7 +177,7 @@ struct ManagerController: Sendable {
         let (user, unit, path) = try copyTarget(request, session)
         let agent = coordinator.planner.agent(for: unit.host)
         await coordinator.audit.record("cp", user: session.user, detail: "out of \(unit) \(path)")
-        return try await relayStream(of: session.user, contentType: TarStream.contentType, context) {
+        return try await relayStream(of: session, contentType: TarStream.contentType, context) {
             try await agent.copyOut(user, path: path)
         }
     }
@@ -199,17 +205,30 @@ struct ManagerController: Sendable {
         }
         let forwarded = ManagerRoutes.logOptions.compactMap { name in query[name[...]].map { (name: name, value: String($0)) } }
         let agent = coordinator.planner.agent(for: unit.host)
-        return try await relayStream(of: session.user, contentType: MultiplexedStream.contentType, context) {
+        return try await relayStream(of: session, contentType: MultiplexedStream.contentType, context) {
             try await agent.logs(user: session.user, unit: unit, query: forwarded)
         }
     }
 
-    /// Takes one of the user's stream slots, or refuses with a 429; `closing` when the request's
-    /// body is left unread.
-    private func takeStreamSlot(of user: String, closing: Bool) throws {
+    /// Takes one of the user's stream slots for this connection, which closes if the session
+    /// ends meanwhile; or refuses with a 429. `closing` when the request's body is left unread.
+    private func takeStreamSlot(of session: Session, _ context: BerthRequestContext, closing: Bool) throws {
         let streams = coordinator.streams
-        guard streams.take(user) else {
+        guard streams.take(session, on: context.channel) else {
             throw APIError(.tooManyRequests, "you have \(streams.perUser) logs, execs or copies open already; end one (Ctrl-C) and try again", closing: closing)
+        }
+    }
+
+    private func giveStreamSlot(of session: Session, _ context: BerthRequestContext) {
+        coordinator.streams.give(session, on: context.channel)
+    }
+
+    /// Refuses a stream whose session ended after its request's head was let in: a logout or a
+    /// forced login while its body came, or before its slot was taken (the slot's connection
+    /// would not have been closed with the session).
+    private func stillCurrent(_ session: Session, closing: Bool = false) async throws {
+        guard await coordinator.sessions.isCurrent(session) else {
+            throw APIError(.unauthorized, "your session has ended; run berth login again", closing: closing)
         }
     }
 
@@ -218,19 +237,28 @@ struct ManagerController: Sendable {
     /// while it lasts (an interactive exec's input on its way up). `holdingSlot`: the caller took
     /// the slot already; it is this call's to give back from here on, as when it takes it.
     private func relayStream(
-        of user: String, holdingSlot: Bool = false, contentType: String, _ context: BerthRequestContext,
+        of session: Session, holdingSlot: Bool = false, contentType: String, _ context: BerthRequestContext,
         alongside: (@Sendable () async throws -> Void)? = nil, _ open: () async throws -> HTTPStreamingResponse
     ) async throws -> Response {
         let streams = coordinator.streams
-        if !holdingSlot { try takeStreamSlot(of: user, closing: false) }
+        let channel = context.channel
+        if !holdingSlot {
+            try takeStreamSlot(of: session, context, closing: false)
+            do {
+                try await stillCurrent(session)
+            } catch {
+                streams.give(session, on: channel)
+                throw error
+            }
+        }
         let upstream: HTTPStreamingResponse
         do {
             upstream = try await relay(open)
         } catch {
-            streams.give(user)
+            streams.give(session, on: channel)
             throw error
         }
-        return streamingResponse(contentType: contentType, channel: context.channel, ended: { streams.give(user) }) { send in
+        return streamingResponse(contentType: contentType, channel: channel, ended: { streams.give(session, on: channel) }) { send in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 if let alongside { group.addTask(operation: alongside) }
                 for try await chunk in upstream.body { try await send(ByteBuffer(bytes: chunk)) }

@@ -68,6 +68,9 @@ actor SessionStore {
 
     func session(user: String) -> Session? { sessions[user] }
 
+    /// Whether `session` is still its user's session: not ended by a logout or a forced login.
+    func isCurrent(_ session: Session) -> Bool { sessions[session.user]?.id == session.id }
+
     /// The session a bearer token belongs to; marks it seen.
     func session(token: String) throws -> Session? {
         let hash = Session.hash(token: token)

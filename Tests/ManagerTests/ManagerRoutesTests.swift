@@ -7,6 +7,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import TestSupport
 import Testing
 
 @testable import Manager
@@ -27,7 +28,7 @@ import Testing
 
     /// The same, with the manager's coordinator at hand.
     func withManager(
-        _ users: [(String, [Int])], failing: Set<Int> = [], policy: Auth.Policy = Auth.Policy(),
+        _ users: [(String, [Int])], failing: Set<Int> = [], policy: Auth.Policy = Auth.Policy(), live: Bool = false,
         _ body: @escaping @Sendable (any TestClientProtocol, FakeAgent, Coordinator) async throws -> Void
     ) async throws {
         let agent = try await FakeAgent.shared()
@@ -47,7 +48,7 @@ import Testing
             users: userList, planner: planner, sessions: try SessionStore(stateDirectory: state), auth: Auth(users: userList, policy: policy),
             audit: Audit(stateDirectory: state), logger: Logger(label: "manager-tests"))
         let app = Application(router: ManagerController.router(coordinator: coordinator, verifier: RequestVerifier(secret: Self.secret, audience: "127.0.0.1:9000")))
-        try await app.test(.router) { client in try await body(client, agent, coordinator) }
+        try await app.test(live ? .live : .router) { client in try await body(client, agent, coordinator) }
     }
 
     /// The login's JSON lines.
@@ -285,10 +286,55 @@ import Testing
             #expect(refused.status == 400 && refused.text.contains("over the 512 KB a request may hold"), "\(refused)")
             // Every slot taken: the next is refused before its frame (here not even JSON) is read.
             let streams = coordinator.streams
-            for _ in 0..<streams.perUser { #expect(streams.take("aaa")) }
-            defer { for _ in 0..<streams.perUser { streams.give("aaa") } }
+            let session = try #require(await coordinator.sessions.session(user: "aaa"))
+            for _ in 0..<streams.perUser { #expect(streams.take(session, on: nil)) }
+            defer { for _ in 0..<streams.perUser { streams.give(session, on: nil) } }
             let busy = try await framedExec([0, 0, 0, 0, 0, 0, 0, 3] + Array("{x}".utf8))
             #expect(busy.status == 429, "\(busy)")
+            // So does a plain exec, whose body (here not JSON) is left unread.
+            let plain = try await client.execute(
+                uri: "/v1/exec", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: "application/json"],
+                body: ByteBuffer(string: "{x}"))
+            #expect(plain.status == .tooManyRequests, "\(String(buffer: plain.body))")
+        }
+    }
+
+    /// A token taken from the user stops working when the session ends, on requests already let
+    /// in too: an exec whose head came before a forced login and whose body comes after never
+    /// reaches the agent (it would have run in the new session's container).
+    @Test func anExecWhoseSessionEndsWhileItsBodyComesIsRefused() async throws {
+        try await withManager([("aaa", [8281])], live: true) { client, agent, _ in
+            let stolen = try #require(try await login(client, "aaa").last?.token)
+            let execsBefore = await agent.units.execs
+            let body = String(decoding: try BerthJSON.encoder.encode(ClientExecRequest(unit: HostPort(host: FakeAgent.host, port: 8281), command: ["id"])), as: UTF8.self)
+            let socket = try RawSocket(port: try #require(client.port))
+            try socket.send("POST /v1/exec HTTP/1.1\r\nHost: m\r\nAuthorization: Bearer \(stolen)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await login(client, "aaa", force: true).last?.kind == .done)
+            try socket.send(body)
+            // Its connection closed with the session, or its body was refused after it.
+            let answer = await socket.readAll(timeout: 5)
+            #expect(answer.isEmpty ? socket.closedByPeer : answer.hasPrefix("HTTP/1.1 401"), "\(answer)")
+            #expect(await agent.units.execs == execsBefore)
+        }
+    }
+
+    /// A copy into the home that is under way when its session ends is cut there: its
+    /// connection closes and the agent never sees its end, so nothing is written after a logout.
+    @Test func aCopyUnderWayWhenItsSessionEndsIsCutOff() async throws {
+        try await withManager([("aaa", [8281])], live: true) { client, agent, _ in
+            let token = try #require(try await login(client, "aaa").last?.token)
+            let copiesBefore = await agent.units.copies
+            let socket = try RawSocket(port: try #require(client.port))
+            try socket.send(
+                "PUT /v1/files?unit=\(FakeAgent.host):8281&path=/app/late HTTP/1.1\r\nHost: m\r\nAuthorization: Bearer \(token)\r\n"
+                    + "Content-Type: \(TarStream.contentType)\r\nContent-Length: 1048576\r\n\r\n" + String(repeating: "x", count: 4096))
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await call(client, .post, "/v1/logout", token: token).status == 200)
+            _ = await socket.readAll(timeout: 5)
+            #expect(socket.closedByPeer)
+            try? socket.send(String(repeating: "y", count: 4096))
+            #expect(await agent.units.copies == copiesBefore)
         }
     }
 
@@ -327,6 +373,11 @@ final class FakeAgent: Sendable {
             return removed.sorted()
         }
         func list() -> [UnitStatus] { running.values.sorted { $0.unit < $1.unit } }
+        /// Execs the agent was asked to run, and copies whose tar stream came whole.
+        var execs = 0
+        var copies = 0
+        func execed() { execs += 1 }
+        func copied() { copies += 1 }
     }
 
     var running: [Int] { get async { await units.list().map(\.unit.port) } }
@@ -370,6 +421,17 @@ final class FakeAgent: Sendable {
         }
         router.get("v1/units") { _, _ in
             try jsonResponse(UnitList(units: await units.list()))
+        }
+        router.post("v1/units/exec") { request, context in
+            _ = try await request.decodeJSON(ExecRequest.self, limit: AgentRoutes.exec.maxBody, context: context)
+            await units.execed()
+            return Response(status: .ok, headers: [.contentType: OutputStream.contentType], body: .init(byteBuffer: ByteBuffer(bytes: [1, 0, 0, 0, 0, 0, 0, 3] + Array("ran".utf8))))
+        }
+        router.put("v1/units/files") { request, _ in
+            var written = 0
+            for try await piece in request.body { written += piece.readableBytes }
+            await units.copied()
+            return try jsonResponse(CopyResult(written: written))
         }
         let app = Application(router: router, configuration: .init(address: .hostname(host, port: port)))
         let task = Task { try await app.runService(gracefulShutdownSignals: []) }
