@@ -253,11 +253,13 @@ import Testing
         limits.perAddress = 1
         Self.queuedStarted.store(false, ordering: .relaxed)
         try await withLiveServer(limits) { port in
-            let queued = try RawSocket(port: port)
+            // From an address of their own: the test client's own connection, made as it likes,
+            // would otherwise take the one place.
+            let queued = try RawSocket(port: port, from: "127.0.0.5")
             try queued.send("GET /v1/open/queued HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             // Once its route has said so (a busy machine may take a while to get there).
             for _ in 0..<500 where !Self.queuedStarted.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(10)) }
-            let newer = try RawSocket(port: port)
+            let newer = try RawSocket(port: port, from: "127.0.0.5")
             _ = await newer.readAll(timeout: 10)
             #expect(newer.closedByPeer, "the newer connection was let in")
             let answer = await queued.readAll(timeout: 20)

@@ -9,10 +9,20 @@ public final class RawSocket: @unchecked Sendable {
     private var descriptor: Int32
     public private(set) var closedByPeer = false
 
-    /// `receiveBuffer`: a small one makes a client that stops reading felt at once.
-    public init(port: Int, receiveBuffer: Int32? = nil) throws {
+    /// `receiveBuffer`: a small one makes a client that stops reading felt at once. `from`: a
+    /// loopback address of its own, so that the server counts it apart from other clients.
+    public init(port: Int, receiveBuffer: Int32? = nil, from source: String? = nil) throws {
         descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         if var size = receiveBuffer { setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else { throw POSIXError(.EADDRNOTAVAIL) }
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
