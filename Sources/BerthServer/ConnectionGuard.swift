@@ -19,6 +19,9 @@ public struct ConnectionLimits: Sendable {
     public var requestDeadline: TimeAmount = .seconds(10)
     /// How long a kept-alive connection may wait for its next request.
     public var idleTimeout: TimeAmount = .seconds(60)
+    /// Connections one user's token or password makes trusted; past that a user's connection
+    /// is treated as a stranger's, so one user cannot hold every place that never gives way.
+    public var perUser = 64
 
     public init() {}
 }
@@ -27,13 +30,24 @@ public struct ConnectionLimits: Sendable {
 /// a limit the oldest stranger's connection gives way to the new one, so strangers cannot keep
 /// out a client that authenticates at once, such as the manager reaching an agent from an address
 /// a hostile unit's traffic shares.
-final class ConnectionCounter: Sendable {
+public final class ConnectionCounter: Sendable {
     let limits: ConnectionLimits
     private let places: Mutex<ConnectionPlaces<ObjectIdentifier, any Channel>>
 
-    init(limits: ConnectionLimits) {
+    public init(limits: ConnectionLimits = ConnectionLimits()) {
         self.limits = limits
-        places = Mutex(ConnectionPlaces(total: limits.total, perGroup: limits.perAddress))
+        places = Mutex(ConnectionPlaces(total: limits.total, perGroup: limits.perAddress, perOwner: limits.perUser))
+    }
+
+    /// `owner`'s connections are strangers' again, from their next request on: its session ended,
+    /// and a taken token must not keep the places it won.
+    public func distrust(owner: String) {
+        let channels = places.withLock { $0.distrust(owner) }
+        for channel in channels {
+            channel.eventLoop.execute {
+                (try? channel.pipeline.syncOperations.handler(type: RequestClock.self))?.distrusted()
+            }
+        }
     }
 
     /// Counts a new connection from `address`, closing the one that gives way to it; false when
@@ -48,8 +62,8 @@ final class ConnectionCounter: Sendable {
         places.withLock { $0.shield(ObjectIdentifier(channel), group: address, shielded) }
     }
 
-    func trust(_ channel: any Channel, from address: String) {
-        places.withLock { $0.trust(ObjectIdentifier(channel), group: address) }
+    func trust(_ channel: any Channel, from address: String, owner: String?) -> Bool {
+        places.withLock { $0.trust(ObjectIdentifier(channel), group: address, owner: owner) }
     }
 
     func release(_ channel: any Channel, from address: String) {
@@ -131,11 +145,12 @@ extension Channel {
     }
 
     /// Marks the connection as authenticated, so it no longer counts against its address's
-    /// limit of strangers' connections.
-    public func markAuthenticated() {
+    /// limit of strangers' connections; for a user (`owner`), within the user's share of such
+    /// connections.
+    public func markAuthenticated(owner: String? = nil) {
         let channel = self
         eventLoop.execute {
-            (try? channel.pipeline.syncOperations.handler(type: RequestClock.self))?.authenticated()
+            (try? channel.pipeline.syncOperations.handler(type: RequestClock.self))?.authenticated(owner: owner)
         }
     }
 }
@@ -186,12 +201,18 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
         counter.shield(channel, from: address)
     }
 
-    func authenticated() {
-        guard !trusted else { return }
+    func authenticated(owner: String?) {
+        guard !trusted, let channel = context?.channel, counter.trust(channel, from: address, owner: owner) else { return }
         trusted = true
-        if let channel = context?.channel { counter.trust(channel, from: address) }
         // A user's answer may stream for as long as it lasts (logs, exec).
         if phase == .processing { timer?.cancel() }
+    }
+
+    /// The owner's session ended: a stranger's deadlines from here on.
+    func distrusted() {
+        guard trusted else { return }
+        trusted = false
+        if phase == .idle { arm(limits.requestDeadline) }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {

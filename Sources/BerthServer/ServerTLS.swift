@@ -88,10 +88,15 @@ public final class ServerTLS: Sendable {
     }
 }
 
-/// Both daemons' HTTP/1.1 server: over TLS when they have it, its connections held to `limits`.
+/// Both daemons' HTTP/1.1 server: over TLS when they have it, its connections held to the
+/// counter's limits (the manager keeps the counter, to end a user's trust at logout).
 public func daemonServer(tls: ServerTLS?, limits: ConnectionLimits = ConnectionLimits()) -> HTTPServerBuilder {
+    daemonServer(tls: tls, counter: ConnectionCounter(limits: limits))
+}
+
+public func daemonServer(tls: ServerTLS?, counter: ConnectionCounter) -> HTTPServerBuilder {
+    let limits = counter.limits
     let configuration = HTTP1Channel.Configuration(additionalChannelHandlers: [RequestEnds(), OutboundWindow()], idleTimeout: limits.idleTimeout)
-    let counter = ConnectionCounter(limits: limits)
     return HTTPServerBuilder { responder in
         PreparedChannel(base: HTTP1Channel(responder: responder, configuration: configuration)) { channel in
             try counter.guardConnection(channel)

@@ -7,15 +7,21 @@
 public struct ConnectionPlaces<Key: Hashable, Holder> {
     public let total: Int
     public let perGroup: Int
+    /// Trusted connections of one owner (a user): one user's valid token must not buy every
+    /// place that no longer gives way.
+    public let perOwner: Int
     private var used = 0
+    private var owned: [String: [Key: (group: String, holder: Holder)]] = [:]
+    private var ownerOf: [Key: String] = [:]
     private var untrusted: [String: [Key: (order: Int, holder: Holder, shielded: Bool)]] = [:]
     /// Connections that gave their place to a newer one: their release gives none back.
     private var gaveWay: Set<Key> = []
     private var next = 0
 
-    public init(total: Int, perGroup: Int) {
+    public init(total: Int, perGroup: Int, perOwner: Int = .max) {
         self.total = total
         self.perGroup = perGroup
+        self.perOwner = perOwner
     }
 
     /// Takes a place for `key`, untrusted, in `group`: whether it got one, and the holder of the
@@ -42,13 +48,39 @@ public struct ConnectionPlaces<Key: Hashable, Holder> {
         untrusted[group]?[key]?.shielded = shielded
     }
 
-    /// The connection proved itself: it no longer counts against its group, nor gives way.
-    public mutating func trust(_ key: Key, group: String) {
+    /// The connection proved itself: it no longer counts against its group, nor gives way. For
+    /// an `owner`, only while the owner holds fewer than `perOwner` such connections; false when
+    /// it stays a stranger's.
+    @discardableResult
+    public mutating func trust(_ key: Key, group: String, owner: String? = nil) -> Bool {
+        guard let place = untrusted[group]?[key] else { return true }
+        if let owner {
+            guard owned[owner, default: [:]].count < perOwner else { return false }
+            owned[owner, default: [:]][key] = (group, place.holder)
+            ownerOf[key] = owner
+        }
         forget(key, group: group)
+        return true
+    }
+
+    /// The owner's trust is over (the user's session ended): its connections are strangers' again,
+    /// the newest of their groups. Returns their holders, for the caller to tell.
+    public mutating func distrust(_ owner: String) -> [Holder] {
+        guard let connections = owned.removeValue(forKey: owner) else { return [] }
+        for (key, place) in connections {
+            ownerOf[key] = nil
+            untrusted[place.group, default: [:]][key] = (next, place.holder, false)
+            next += 1
+        }
+        return connections.values.map(\.holder)
     }
 
     /// The connection closed.
     public mutating func release(_ key: Key, group: String) {
+        if let owner = ownerOf.removeValue(forKey: key) {
+            owned[owner]?[key] = nil
+            if owned[owner]?.isEmpty == true { owned[owner] = nil }
+        }
         if gaveWay.remove(key) != nil { return }
         used -= 1
         forget(key, group: group)

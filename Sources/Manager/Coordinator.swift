@@ -1,6 +1,7 @@
 import BerthConfig
 import BerthAPI
 import BerthCore
+import BerthServer
 import HTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -22,15 +23,27 @@ final class Coordinator: Sendable {
     let planner: Planner
     /// Each user's open logs and execs, capped.
     let streams = StreamSlots()
+    /// The server's connections, whose trust in a user ends with the user's session.
+    let connections: ConnectionCounter?
     private let currentUsers: Mutex<UsersConfig>
 
-    init(users: UsersConfig, planner: Planner, sessions: SessionStore, auth: Auth, audit: Audit, logger: Logger) {
+    init(
+        users: UsersConfig, planner: Planner, sessions: SessionStore, auth: Auth, audit: Audit, logger: Logger,
+        connections: ConnectionCounter? = nil
+    ) {
         self.sessions = sessions
         self.auth = auth
         self.audit = audit
         self.logger = logger
         self.planner = planner
+        self.connections = connections
         currentUsers = Mutex(users)
+    }
+
+    /// What ends with a session besides its units: its streams, and the trust its token won.
+    private func ended(_ session: Session) {
+        streams.end(session: session.id)
+        connections?.distrust(owner: session.user)
     }
 
     var users: UsersConfig { currentUsers.withLock { $0 } }
@@ -104,7 +117,7 @@ final class Coordinator: Sendable {
             try await emit(LoginEvent(kind: .notice, message: "ending the session since \(existing.since.iso8601) from \(existing.from)"))
             try await stopUnits(of: existing)
             try await sessions.remove(user: user.name)
-            streams.end(session: existing.id)
+            ended(existing)
             logger.notice("session ended by --force", metadata: ["user": "\(user.name)", "from": "\(address)"])
             await audit.record("session.forced_end", user: user.name, from: address, detail: "session since \(existing.since) from \(existing.from)")
         }
@@ -264,7 +277,7 @@ final class Coordinator: Sendable {
         let removed = try await holdingClaim(on: session.user) {
             let removed = try await stopUnits(of: session)
             try await sessions.remove(user: session.user)
-            streams.end(session: session.id)
+            ended(session)
             return removed
         }
         guard let removed else {

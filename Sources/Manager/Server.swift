@@ -59,7 +59,7 @@ struct ManagerController: Sendable {
         let gone = HangUp()
         channel.whenClientHangsUp { gone.happened.store(true, ordering: .relaxed) }
         try await coordinator.login(login, from: context.clientAddress, checked: {
-            channel.markAuthenticated()
+            channel.markAuthenticated(owner: login.user)
             return !gone.happened.load(ordering: .relaxed)
         }, emit: emit)
     }
@@ -286,7 +286,7 @@ struct ManagerController: Sendable {
         guard let session = try await coordinator.sessions.session(token: String(header.dropFirst(7))) else {
             throw APIError(.unauthorized, "your session has ended; run berth login again")
         }
-        context.channel.markAuthenticated()
+        context.channel.markAuthenticated(owner: session.user)
         return session
     }
 

@@ -101,9 +101,19 @@ import Testing
 
     /// A live server with small limits, and its port.
     func withLiveServer(_ limits: ConnectionLimits, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {
+        try await withLiveServer(limits) { port, _ in try await body(port) }
+    }
+
+    /// The same, with its connection counter at hand.
+    func withLiveServer(_ limits: ConnectionLimits, _ body: @escaping @Sendable (Int, ConnectionCounter) async throws -> Void) async throws {
         let router = Router(context: BerthRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.on(Route<NoBody, UnitList>(.get, "/v1/open/plain")) { _, _ in UnitList(units: []) }
+        // A request a user's token authenticates, as the manager's routes do.
+        router.get("/v1/open/owned") { _, context -> String in
+            context.channel.markAuthenticated(owner: "someone")
+            return "yours"
+        }
         // An answer larger than any socket's buffers.
         router.get("/v1/open/large") { _, _ in String(repeating: "x", count: 1 << 20) }
         // An answer that waits its turn past the request deadline, as a login behind other
@@ -124,8 +134,9 @@ import Testing
         }
         let signed = router.group().add(middleware: SignatureMiddleware(verifier: RequestVerifier(secret: Self.secret, audience: "127.0.0.1:9000")))
         signed.on(Self.echo) { end, _, _ in end }
-        let app = Application(router: router, server: daemonServer(tls: nil, limits: limits), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
-        try await app.test(.live) { client in try await body(client.port!) }
+        let counter = ConnectionCounter(limits: limits)
+        let app = Application(router: router, server: daemonServer(tls: nil, counter: counter), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in try await body(client.port!, counter) }
     }
 
     /// A stranger's request is refused on its head: the server answers without waiting for the
@@ -264,6 +275,40 @@ import Testing
             #expect(newer.closedByPeer, "the newer connection was let in")
             let answer = await queued.readAll(timeout: 20)
             #expect(answer.hasPrefix("HTTP/1.1 200") && answer.hasSuffix("served"), "\(answer)")
+        }
+    }
+
+    /// One user's token buys a few trusted places, not every one: past the user's share its
+    /// connections are strangers' and give way to newcomers, so one user cannot keep every other
+    /// out of the manager; and once the user's session ends, the places it won are strangers'
+    /// again and go at the stranger's idle deadline.
+    @Test func oneUsersConnectionsHoldOnlyTheirShareAndLoseItWithTheSession() async throws {
+        var limits = ConnectionLimits()
+        limits.total = 6
+        limits.perUser = 2
+        limits.requestDeadline = .seconds(3)
+        try await withLiveServer(limits) { port, counter in
+            var held: [RawSocket] = []
+            for _ in 0..<6 {
+                let socket = try RawSocket(port: port, from: "127.0.0.6")
+                try socket.send("GET /v1/open/owned HTTP/1.1\r\nHost: x\r\n\r\n")
+                _ = await socket.readAll(timeout: 0.05)
+                held.append(socket)
+            }
+            // Every place is taken; a newcomer still gets in, in the place of one beyond the share.
+            let newcomer = try RawSocket(port: port, from: "127.0.0.7")
+            try newcomer.send("GET /v1/open/plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            let answer = await newcomer.readAll(timeout: 10)
+            #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
+            // The two trusted ones are still open past the stranger's deadline; the session's
+            // end makes them strangers', and they go at the next.
+            _ = await held[0].readAll(timeout: 3.5)
+            _ = await held[1].readAll(timeout: 0.1)
+            #expect(!held[0].closedByPeer && !held[1].closedByPeer)
+            counter.distrust(owner: "someone")
+            _ = await held[0].readAll(timeout: 6)
+            _ = await held[1].readAll(timeout: 6)
+            #expect(held[0].closedByPeer && held[1].closedByPeer)
         }
     }
 

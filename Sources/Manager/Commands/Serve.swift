@@ -76,8 +76,10 @@ struct Serve: AsyncParsableCommand {
         let planner = Planner(
             communicationPort: server.communicationPort, signer: RequestSigner(secret: secret),
             readyTimeout: .seconds(server.readyTimeoutSeconds), tls: tls.map { agentTLS($0.material) })
+        let connections = ConnectionCounter()
         let coordinator = Coordinator(
-            users: userList, planner: planner, sessions: sessions, auth: Auth(users: userList), audit: Audit(stateDirectory: stateDir), logger: logger)
+            users: userList, planner: planner, sessions: sessions, auth: Auth(users: userList), audit: Audit(stateDirectory: stateDir), logger: logger,
+            connections: connections)
         let reconciler = Reconciler(
             coordinator: coordinator, interval: .milliseconds(Int(reconcileSeconds * 1000)), grace: reconcileSeconds,
             idleTimeout: idleTimeout * 3600, logger: logger)
@@ -88,7 +90,7 @@ struct Serve: AsyncParsableCommand {
 
         let app = Application(
             router: ManagerController.router(coordinator: coordinator, verifier: RequestVerifier(secret: secret, audience: server.manager.description)),
-            server: daemonServer(tls: tls),
+            server: daemonServer(tls: tls, counter: connections),
             configuration: .init(address: .hostname(server.manager.host, port: server.manager.port), serverName: "berth-manager"),
             onServerRunning: { _ in SystemdNotifier.ready(status: "serving on \(server.manager)") },
             logger: logger)
