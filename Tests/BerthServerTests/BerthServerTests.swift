@@ -109,6 +109,15 @@ import Testing
         let router = Router(context: BerthRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.on(Route<NoBody, UnitList>(.get, "/v1/open/plain")) { _, _ in UnitList(units: []) }
+        // A forced login: its answer may take long, its password makes it the user's, and the
+        // user's old session ends (its trust with it) while the answer is on its way.
+        router.get("/v1/open/forced") { _, context -> String in
+            await context.channel.answerMayTakeLong()
+            context.channel.markAuthenticated(owner: "someone")
+            Self.queuedStarted.store(true, ordering: .relaxed)
+            try await Task.sleep(for: .milliseconds(3500))
+            return "served"
+        }
         // A request a user's token authenticates, as the manager's routes do.
         router.get("/v1/open/owned") { _, context -> String in
             context.channel.markAuthenticated(owner: "someone")
@@ -309,6 +318,28 @@ import Testing
             _ = await held[0].readAll(timeout: 6)
             _ = await held[1].readAll(timeout: 6)
             #expect(held[0].closedByPeer && held[1].closedByPeer)
+        }
+    }
+
+    /// A forced login ends the user's old session, and with it the trust of the user's
+    /// connections, its own among them: its answer still gives way to no newer connection.
+    @Test func aForcedLoginsAnswerOutlivesTheEndOfTheUsersTrust() async throws {
+        var limits = ConnectionLimits()
+        limits.requestDeadline = .seconds(2)
+        limits.perAddress = 1
+        Self.queuedStarted.store(false, ordering: .relaxed)
+        try await withLiveServer(limits) { port, counter in
+            let login = try RawSocket(port: port, from: "127.0.0.8")
+            try login.send("GET /v1/open/forced HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            for _ in 0..<500 where !Self.queuedStarted.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(10)) }
+            try await Task.sleep(for: .milliseconds(100))
+            counter.distrust(owner: "someone")
+            try await Task.sleep(for: .milliseconds(100))
+            let newer = try RawSocket(port: port, from: "127.0.0.8")
+            _ = await newer.readAll(timeout: 10)
+            #expect(newer.closedByPeer, "the newer connection was let in")
+            let answer = await login.readAll(timeout: 20)
+            #expect(answer.hasPrefix("HTTP/1.1 200") && answer.hasSuffix("served"), "\(answer)")
         }
     }
 

@@ -32,8 +32,9 @@ final class CallTests {
             awk -v part="$BERTH_PART" 'BEGIN { for (i = 1; i <= 400000; i++) { print part, i; if (i == 200000) print "half", part > "/dev/stderr" } }'
             """#)
         try Self.write(home + "/script/pause.sh", "echo begun; sleep 3; echo done")
-        // The shell's own descriptors, listed by a child so that listing them opens none.
-        try Self.write(home + "/script/fds.sh", #"ls -l /proc/$$/fd | sed -n 's/.* \([0-9][0-9]*\) -> \(.*\)/\1 \2/p'"#)
+        // What the script was given, listed by the script's own process (ls in the shell's place:
+        // a pipeline would show the shell's pipe to it).
+        try Self.write(home + "/script/fds.sh", "exec ls -l /proc/self/fd")
         try Self.write(home + "/script/fail.sh", "echo partial\necho 'no such table' >&2\nexit 3")
         try Self.write(home + "/script/slow.sh", "echo started; sleep 30; echo never")
         try Self.write(home + "/script/header.sh", #"echo "H$BERTH_PART"; echo row"#)
@@ -124,8 +125,12 @@ final class CallTests {
         let result = try await cluster.berth(["call", "fds.sh", "--unit", unit], user: "aaa")
         #expect(try await other.value.stdout == "begun\ndone\n")
         #expect(result.status == 0, "\(result.stderr)")
-        let open = result.stdout.split(separator: "\n").map { $0.split(separator: " ", maxSplits: 1).map(String.init) }
-        #expect(!open.isEmpty)
+        // `lr-x------ 1 aaa aaa 64 Dec 6 06:40 0 -> /dev/null`: the descriptor and what it is.
+        let open = result.stdout.split(separator: "\n").compactMap { line -> [String]? in
+            guard let arrow = line.range(of: " -> ") else { return nil }
+            return [String(line[..<arrow.lowerBound].split(separator: " ").last ?? ""), String(line[arrow.upperBound...])]
+        }
+        #expect(open.count >= 3, "\(result.stdout)")
         for entry in open where entry.count == 2 {
             #expect(!entry[1].hasPrefix("socket:") && !entry[1].hasPrefix("anon_inode:"), "descriptor \(entry[0]) is \(entry[1])")
             if entry[1].hasPrefix("pipe:") { #expect(entry[0] == "1" || entry[0] == "2", "descriptor \(entry[0]) is \(entry[1])") }
