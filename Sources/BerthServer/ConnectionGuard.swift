@@ -208,12 +208,10 @@ final class RequestClock: ChannelInboundHandler, RemovableChannelHandler, @unche
         if phase == .processing { timer?.cancel() }
     }
 
-    /// The owner's session ended: a stranger's deadlines from here on. An answer that may take
-    /// long (a forced login, which ends the session before it) still gives way to no one.
+    /// The owner's session ended: a stranger's deadlines from here on.
     func distrusted() {
         guard trusted else { return }
         trusted = false
-        if answerMayLast, let channel = context?.channel { counter.shield(channel, from: address) }
         if phase == .idle { arm(limits.requestDeadline) }
     }
 

@@ -11,7 +11,7 @@ public struct ConnectionPlaces<Key: Hashable, Holder> {
     /// place that no longer gives way.
     public let perOwner: Int
     private var used = 0
-    private var owned: [String: [Key: (group: String, holder: Holder)]] = [:]
+    private var owned: [String: [Key: (group: String, holder: Holder, shielded: Bool)]] = [:]
     private var ownerOf: [Key: String] = [:]
     private var untrusted: [String: [Key: (order: Int, holder: Holder, shielded: Bool)]] = [:]
     /// Connections that gave their place to a newer one: their release gives none back.
@@ -43,9 +43,11 @@ public struct ConnectionPlaces<Key: Hashable, Holder> {
     }
 
     /// The connection's answer may take a while (a login waiting for its password check): it
-    /// still counts against its group, but gives way to no newer one until `shielded` is false.
+    /// still counts against its group, but gives way to no newer one until `shielded` is false;
+    /// an owner's connection keeps the mark for when its trust ends.
     public mutating func shield(_ key: Key, group: String, _ shielded: Bool = true) {
         untrusted[group]?[key]?.shielded = shielded
+        if let owner = ownerOf[key] { owned[owner]?[key]?.shielded = shielded }
     }
 
     /// The connection proved itself: it no longer counts against its group, nor gives way. For
@@ -56,7 +58,7 @@ public struct ConnectionPlaces<Key: Hashable, Holder> {
         guard let place = untrusted[group]?[key] else { return true }
         if let owner {
             guard owned[owner, default: [:]].count < perOwner else { return false }
-            owned[owner, default: [:]][key] = (group, place.holder)
+            owned[owner, default: [:]][key] = (group, place.holder, place.shielded)
             ownerOf[key] = owner
         }
         forget(key, group: group)
@@ -69,7 +71,7 @@ public struct ConnectionPlaces<Key: Hashable, Holder> {
         guard let connections = owned.removeValue(forKey: owner) else { return [] }
         for (key, place) in connections {
             ownerOf[key] = nil
-            untrusted[place.group, default: [:]][key] = (next, place.holder, false)
+            untrusted[place.group, default: [:]][key] = (next, place.holder, place.shielded)
             next += 1
         }
         return connections.values.map(\.holder)
