@@ -62,8 +62,8 @@ public enum UnitFrame: Sendable, Equatable {
     }
 }
 
-/// A frame as the decoder shows it: the payload points into the bytes being fed (or into the
-/// decoder's buffer, for a frame split between chunks) and is valid only while it is shown.
+/// A piece of a frame as the decoder shows it: an output payload points into the bytes being fed
+/// and is valid only while it is shown.
 public enum UnitFrameView {
     case stdout(UnsafeRawBufferPointer)
     case stderr(UnsafeRawBufferPointer)
@@ -78,70 +78,104 @@ public struct UnitFrameTooLarge: Error, CustomStringConvertible {
     public var description: String { "a frame of \(size) bytes, more than the \(limit) a frame may hold" }
 }
 
-/// Reassembles frames from bytes arriving in any chunks. Frames are read straight from each
-/// chunk; only a frame split between chunks is gathered in a buffer.
+/// Reassembles frames from bytes arriving in any chunks. Output passes on in place, a piece at a
+/// time as it arrives: a frame of 256 KiB read 64 KiB at a time shows as four pieces and is never
+/// gathered. Only a header split between chunks and the few bytes of an exit status are.
 public struct UnitFrameDecoder: Sendable {
-    /// The start of a frame that the next chunk continues.
+    /// A header split between chunks, or the exit status being read.
     private var partial: [UInt8] = []
-    /// The largest payload a frame may announce: a sender cannot make the reader gather
-    /// gigabytes for one frame. Units send what one read of a pipe gives, 256 KiB at most.
+    /// The kind and the bytes left of the frame whose payload is being read; nil between frames.
+    private var payload: (kind: UInt8, remaining: Int)?
+    /// The pieces of an output frame not yet whole, for the caller that wants whole frames.
+    private var gathered: [UInt8] = []
+    /// The largest payload a frame may announce: a sender cannot have the reader take gigabytes
+    /// for one frame. Units send what one read of a pipe gives, 256 KiB at most.
     public let maxFrame: Int
+    /// An exit status is a decimal number.
+    static let longestExit = 16
 
     public init(maxFrame: Int = 8 << 20) {
         self.maxFrame = maxFrame
     }
 
-    /// The frames completed by `bytes`, each payload copied into its frame.
+    /// The frames completed by `bytes`, each whole, its payload copied.
     public mutating func feed(_ bytes: some Sequence<UInt8>) throws -> [UnitFrame] {
         var frames: [UnitFrame] = []
-        func collect(_ view: UnitFrameView) {
+        var gathered = self.gathered
+        self.gathered = []
+        func collect(_ view: UnitFrameView, ends: Bool) {
             switch view {
-            case .stdout(let payload): frames.append(.stdout(Array(payload)))
-            case .stderr(let payload): frames.append(.stderr(Array(payload)))
+            case .stdout(let piece), .stderr(let piece): gathered += piece
+            case .exit: break
+            }
+            guard ends else { return }
+            switch view {
+            case .stdout: frames.append(.stdout(gathered))
+            case .stderr: frames.append(.stderr(gathered))
             case .exit(let status): frames.append(.exit(status))
             }
+            gathered = []
         }
-        if try bytes.withContiguousStorageIfAvailable({ try feed(UnsafeRawBufferPointer($0), collect) }) == nil {
-            try Array(bytes).withUnsafeBytes { try feed($0, collect) }
+        if try bytes.withContiguousStorageIfAvailable({ try decode(UnsafeRawBufferPointer($0), collect) }) == nil {
+            try Array(bytes).withUnsafeBytes { try decode($0, collect) }
         }
+        self.gathered = gathered
         return frames
     }
 
-    /// Shows `visit` each frame that `input` completes, in order, without copying its payload:
-    /// a reader that writes each payload somewhere at once touches every byte once. When `visit`
-    /// throws, the rest of `input` is dropped and the error passes on.
+    /// Shows `visit` each piece of output that `input` holds, in order, without copying it: a
+    /// reader that writes each piece somewhere at once touches every byte once. A frame split
+    /// between chunks shows as several pieces of its kind. When `visit` throws, the rest of
+    /// `input` is dropped and the error passes on.
     public mutating func feed(_ input: UnsafeRawBufferPointer, _ visit: (UnitFrameView) throws -> Void) throws {
+        try decode(input) { view, _ in try visit(view) }
+    }
+
+    /// The pieces of `input`, each with whether it ends its frame.
+    private mutating func decode(_ input: UnsafeRawBufferPointer, _ visit: (UnitFrameView, _ ends: Bool) throws -> Void) throws {
         var offset = 0
-        if !partial.isEmpty {
-            // Complete the split frame with just the bytes it still lacks.
-            if partial.count < 8 {
-                let take = min(8 - partial.count, input.count)
-                partial += input[0..<take]
-                offset = take
-                if partial.count < 8 { return }
+        while true {
+            if let (kind, remaining) = payload {
+                if kind == 3 {
+                    let take = min(remaining, input.count - offset)
+                    partial += input[offset..<(offset + take)]
+                    offset += take
+                    guard take == remaining else { payload = (kind, remaining - take); return }
+                    let status = Int32(String(decoding: partial, as: UTF8.self)) ?? -1
+                    partial = []
+                    payload = nil
+                    try visit(.exit(status), true)
+                    continue
+                }
+                let take = min(remaining, input.count - offset)
+                // An empty frame still shows, as one empty piece.
+                guard take > 0 || remaining == 0 else { return }
+                let piece = UnsafeRawBufferPointer(rebasing: input[offset..<(offset + take)])
+                offset += take
+                payload = take == remaining ? nil : (kind, remaining - take)
+                try visit(kind == 2 ? .stderr(piece) : .stdout(piece), payload == nil)
+                continue
             }
-            let size = partial.withUnsafeBytes { Self.size($0, at: 0) }
-            guard size <= maxFrame else { throw UnitFrameTooLarge(size: size, limit: maxFrame) }
-            let take = min(8 + size - partial.count, input.count - offset)
-            partial += input[offset..<(offset + take)]
-            offset += take
-            if partial.count < 8 + size { return }
-            let completed = partial
-            partial = []
-            try completed.withUnsafeBytes { frame in
-                try visit(Self.view(kind: frame[0], payload: UnsafeRawBufferPointer(rebasing: frame[8...])))
+            // A header: straight from the input when it is whole there, gathered when split.
+            let size: Int, kind: UInt8
+            if partial.isEmpty && input.count - offset >= 8 {
+                kind = input[offset]
+                size = Self.size(input, at: offset)
+                offset += 8
+            } else {
+                let take = min(8 - partial.count, input.count - offset)
+                partial += input[offset..<(offset + take)]
+                offset += take
+                guard partial.count == 8 else { return }
+                kind = partial[0]
+                size = partial.withUnsafeBytes { Self.size($0, at: 0) }
+                partial = []
             }
+            guard size <= (kind == 3 ? Self.longestExit : maxFrame) else {
+                throw UnitFrameTooLarge(size: size, limit: kind == 3 ? Self.longestExit : maxFrame)
+            }
+            payload = (kind, size)
         }
-        while input.count - offset >= 8 {
-            let size = Self.size(input, at: offset)
-            guard size <= maxFrame else { throw UnitFrameTooLarge(size: size, limit: maxFrame) }
-            guard input.count - offset - 8 >= size else { break }
-            let kind = input[offset]
-            let payload = UnsafeRawBufferPointer(rebasing: input[(offset + 8)..<(offset + 8 + size)])
-            offset += 8 + size
-            try visit(Self.view(kind: kind, payload: payload))
-        }
-        partial += input[offset...]
     }
 
     /// The payload size in the frame header at `index`.
@@ -149,16 +183,9 @@ public struct UnitFrameDecoder: Sendable {
         Int(bytes[index + 4]) << 24 | Int(bytes[index + 5]) << 16 | Int(bytes[index + 6]) << 8 | Int(bytes[index + 7])
     }
 
-    private static func view(kind: UInt8, payload: UnsafeRawBufferPointer) -> UnitFrameView {
-        switch kind {
-        case 2: .stderr(payload)
-        case 3: .exit(Int32(String(decoding: payload, as: UTF8.self)) ?? -1)
-        default: .stdout(payload)
-        }
-    }
-
-    /// Bytes of an unfinished frame.
-    public var pendingByteCount: Int { partial.count }
+    /// Bytes of an unfinished frame held here: a split header or exit status, or for whole
+    /// frames the output gathered so far.
+    public var pendingByteCount: Int { partial.count + gathered.count }
 }
 
 /// Script names are relative paths inside `/app/script`; this rejects the ones that can never be.

@@ -16,11 +16,46 @@ import UnitProtocol
         var failure: String?
     }
 
-    func merge(_ answers: [Answer], header: Bool = false) async throws -> String {
+    /// Where the merged output goes: each takes the spool back its own way (the kernel's copy,
+    /// or read and written when the output refuses it, as a file opened for appending does).
+    enum Destination: CaseIterable { case file, appendedFile, pipe }
+
+    func merge(_ answers: [Answer], header: Bool = false, into destination: Destination = .file) async throws -> String {
+        if destination == .pipe {
+            var ends: [Int32] = [0, 0]
+            #expect(pipe(&ends) == 0)
+            let readEnd = ends[0]
+            // Drained meanwhile, so the merge never waits on a full pipe.
+            let reader = Task.detached { () -> Data in
+                var data = Data()
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let count = read(readEnd, &buffer, buffer.count)
+                    if count <= 0 { break }
+                    data.append(contentsOf: buffer[..<count])
+                }
+                close(readEnd)
+                return data
+            }
+            do {
+                try await merge(answers, header: header, output: ends[1])
+            } catch {
+                close(ends[1])
+                _ = await reader.value
+                throw error
+            }
+            close(ends[1])
+            return String(decoding: await reader.value, as: UTF8.self)
+        }
         let path = NSTemporaryDirectory() + "berth-merge-\(UUID().uuidString)"
-        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
+        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | (destination == .appendedFile ? O_APPEND : 0), 0o600)
         #expect(fd >= 0)
         defer { close(fd); unlink(path) }
+        try await merge(answers, header: header, output: fd)
+        return try String(contentsOfFile: path, encoding: .utf8)
+    }
+
+    private func merge(_ answers: [Answer], header: Bool, output fd: Int32) async throws {
         let byUnit = Dictionary(uniqueKeysWithValues: zip(units, answers))
         let merger = CallMerger(units: Array(units.prefix(answers.count)), header: header, output: fd) { unit, _, receive in
             let answer = byUnit[unit]!
@@ -34,7 +69,6 @@ import UnitProtocol
             if let failure = answer.failure { throw CallError(message: failure) }
         }
         try await merger.run(script: "q.sh", arguments: [], split: true)
-        return try String(contentsOfFile: path, encoding: .utf8)
     }
 
     func lines(_ prefix: String, _ count: Int) -> [UnitFrame] {
@@ -47,6 +81,17 @@ import UnitProtocol
         let second = Answer(frames: lines("b", 2000) + [.exit(0)])
         let text = try await merge([first, second])
         let expected = (1...20).map { "a \($0)\n" }.joined() + (1...2000).map { "b \($0)\n" }.joined()
+        #expect(text == expected)
+    }
+
+    /// The second unit's output, spooled while the first prints, comes out whole and in order
+    /// into a file, a file opened with `>>`, and a pipe.
+    @Test(arguments: Destination.allCases)
+    func spooledOutputArrivesWholeWhereverTheOutputGoes(destination: Destination) async throws {
+        let first = Answer(frames: lines("a", 10) + [.exit(0)], delay: .milliseconds(5))
+        let second = Answer(frames: lines("b", 20_000) + [.exit(0)])
+        let text = try await merge([first, second], into: destination)
+        let expected = (1...10).map { "a \($0)\n" }.joined() + (1...20_000).map { "b \($0)\n" }.joined()
         #expect(text == expected)
     }
 

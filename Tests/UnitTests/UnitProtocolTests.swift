@@ -66,6 +66,41 @@ import UnitProtocol
         #expect(seen == ["one\n"])
     }
 
+    /// A frame larger than the pieces the network gives passes on piece by piece, each in place:
+    /// the reader holds none of it, however large the frames.
+    @Test func aFrameSplitBetweenChunksPassesOnAsItArrivesWithoutBeingGathered() throws {
+        let big = (0..<(256 << 10)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let wire = [UnitFrame.stdout(big), .stderr(Array("late\n".utf8)), .exit(0)].flatMap { $0.encoded() }
+        var decoder = UnitFrameDecoder()
+        var out: [UInt8] = [], err: [UInt8] = [], status: Int32?
+        var pieces = 0
+        for start in stride(from: 0, to: wire.count, by: 65_536) {
+            try wire[start..<min(wire.count, start + 65_536)].withUnsafeBytes { chunk in
+                try decoder.feed(chunk) { view in
+                    switch view {
+                    case .stdout(let piece):
+                        #expect(piece.baseAddress! >= chunk.baseAddress! && piece.baseAddress! + piece.count <= chunk.baseAddress! + chunk.count)
+                        out += piece
+                        pieces += 1
+                    case .stderr(let piece): err += piece
+                    case .exit(let code): status = code
+                    }
+                }
+            }
+            #expect(decoder.pendingByteCount <= 8)
+        }
+        #expect(out == big && String(decoding: err, as: UTF8.self) == "late\n" && status == 0)
+        #expect(pieces == 5)
+    }
+
+    /// An exit status is a number: a frame announcing a long one is refused, not gathered.
+    @Test func anExitFrameLongerThanAStatusIsRefused() throws {
+        var decoder = UnitFrameDecoder()
+        #expect(throws: UnitFrameTooLarge.self) { try decoder.feed([3, 0, 0, 0, 0, 0x10, 0, 0]) }
+        var fresh = UnitFrameDecoder()
+        #expect(try fresh.feed(UnitFrame.exit(-2147483648).encoded()) == [.exit(-2147483648)])
+    }
+
     @Test(arguments: ["Emp.sh", "sub/report.sh", "a.b-c_d"])
     func namesInsideTheScriptDirectoryAreAccepted(name: String) {
         #expect(ScriptName.problem(with: name) == nil)
