@@ -430,52 +430,61 @@ struct ClusterSections {
         // round's ratio is taken, as for logins: seven runs in a fixed order gave 0.77 to 0.92×
         // over TLS within minutes.
         let callRuns = 21
-        func berthCall(_ script: String, _ session: String, _ what: String, watchingMemory: Bool = false) throws -> Duration {
+        /// The call's time and the CPU the `berth` process used.
+        func berthCall(_ script: String, _ session: String, _ what: String, watchingMemory: Bool = false) throws -> (time: Duration, cpu: Duration) {
             let run = try spawnMeasured(binaries + "/berth", ["call", script, "--split"], environment: ["BERTH_SESSION=\(session)"], watchingMemory: watchingMemory)
             guard run.status == 0 else { throw BenchError("\(what) failed with status \(run.status)") }
             peakKB = max(peakKB, run.maxRSSKB)
             peakAnonKB = max(peakAnonKB, run.maxAnonKB)
-            return run.elapsed
+            return (run.elapsed, run.cpu)
         }
         // The peak memory from runs of their own, untimed.
         for _ in 0..<3 {
             _ = try berthCall("big.sh", sessionFile, "berth call", watchingMemory: true)
             _ = try berthCall("big.sh", tlsSessionFile, "berth call over TLS", watchingMemory: true)
         }
-        /// Each way's times over the rounds: the floor, berth, berth over TLS.
-        func rounds(_ script: String, expecting least: Int) async throws -> (floor: [Duration], berth: [Duration], tls: [Duration]) {
-            var times: ([Duration], [Duration], [Duration]) = ([], [], [])
+        /// Each way's times over the rounds (the floor, berth, berth over TLS) and the CPU each
+        /// way's reader spent: the floor's two reading threads, the `berth` process.
+        struct Ways {
+            var floor: [Duration] = [], berth: [Duration] = [], tls: [Duration] = []
+            var floorCPU: [Duration] = [], berthCPU: [Duration] = [], tlsCPU: [Duration] = []
+        }
+        func rounds(_ script: String, expecting least: Int) async throws -> Ways {
+            var ways = Ways()
             for round in 0...callRuns {
-                var floorTime = Duration.zero, berthTime = Duration.zero, tlsTime = Duration.zero
+                var floor = (Duration.zero, Duration.zero), berth = floor, tls = floor
                 for way in turnedOrder(3, round: round) {
                     switch way {
                     case 0:
                         let clock = ContinuousClock()
                         let start = clock.now
                         let secret = session.unitSecret
-                        let bytes = try await withThrowingTaskGroup(of: Int.self) { group in
+                        let (bytes, cpu) = try await withThrowingTaskGroup(of: (bytes: Int, cpu: Duration).self) { group in
                             for unit in units {
                                 group.addTask { try rawCall(unit, script: script, secret: secret) }
                             }
-                            var total = 0
-                            for try await count in group { total += count }
+                            var total = (0, Duration.zero)
+                            for try await read in group { total = (total.0 + read.bytes, total.1 + read.cpu) }
                             return total
                         }
-                        floorTime = clock.now - start
+                        floor = (clock.now - start, cpu)
                         guard bytes >= least else { throw BenchError("floor read \(bytes) bytes, expected \(least)") }
                     case 1:
-                        berthTime = try berthCall(script, sessionFile, "berth call")
+                        berth = try berthCall(script, sessionFile, "berth call")
                     default:
-                        tlsTime = try berthCall(script, tlsSessionFile, "berth call over TLS")
+                        tls = try berthCall(script, tlsSessionFile, "berth call over TLS")
                     }
                 }
                 if round > 0 {
-                    times.0.append(floorTime)
-                    times.1.append(berthTime)
-                    times.2.append(tlsTime)
+                    ways.floor.append(floor.0)
+                    ways.berth.append(berth.0)
+                    ways.tls.append(tls.0)
+                    ways.floorCPU.append(floor.1)
+                    ways.berthCPU.append(berth.1)
+                    ways.tlsCPU.append(tls.1)
                 }
             }
-            return times
+            return ways
         }
         let big = try await rounds("big.sh", expecting: 2 * perUnit)
         let line = try await rounds("line.sh", expecting: 2)
@@ -486,22 +495,22 @@ struct ClusterSections {
         try await cluster.logout(token: session.token)
         try await tlsCluster.logout(token: tlsSession.token)
         let floor = Stats(big.floor), berth = Stats(big.berth), overTLS = Stats(big.tls)
-        var table = Table(columns: ["\(Int(megabytes)) MB of script output from 2 units", "median", "throughput", "× floor throughput", "peak RSS"])
-        table.row(["raw HTTP: POST /call on both units, frames read and dropped (floor)", floor.medianText, throughput(floor), "1.00", "—"])
+        var table = Table(columns: ["\(Int(megabytes)) MB of script output from 2 units", "median", "throughput", "× floor throughput", "reader's CPU", "peak RSS"])
+        table.row(["raw HTTP: POST /call on both units, frames read and dropped (floor)", floor.medianText, throughput(floor), "1.00", Stats(big.floorCPU).medianText, "—"])
         // Each round's floor time over the way's: its throughput as a share of the floor's.
-        table.row(["berth call big.sh --split > /dev/null", berth.medianText, throughput(berth), pairedRatio(big.floor, over: big.berth), "\(peakKB / 1024) MB (own \(peakAnonKB / 1024) MB)"])
-        table.row(["the same over TLS to units with session keys", overTLS.medianText, throughput(overTLS), pairedRatio(big.floor, over: big.tls), "—"])
-        report.section(table, note: "\(callRuns) runs each after a warm-up round, in rounds whose order turns; \"× floor throughput\" is the median of each round's floor time over the way's. The floor reads both units' answers in parallel over plain TCP and keeps nothing; berth merges them in unit order, writing to /dev/null; the second unit's output spools to a temporary file until its turn. Peak RSS is the largest berth process's maximum resident set (VmHWM) over three untimed runs each way, \"own\" its largest anonymous part (RssAnon): the rest is pages of the binary and libraries.")
+        table.row(["berth call big.sh --split > /dev/null", berth.medianText, throughput(berth), pairedRatio(big.floor, over: big.berth), Stats(big.berthCPU).medianText, "\(peakKB / 1024) MB (own \(peakAnonKB / 1024) MB)"])
+        table.row(["the same over TLS to units with session keys", overTLS.medianText, throughput(overTLS), pairedRatio(big.floor, over: big.tls), Stats(big.tlsCPU).medianText, "—"])
+        report.section(table, note: "\(callRuns) runs each after a warm-up round, in rounds whose order turns; \"× floor throughput\" is the median of each round's floor time over the way's. The floor reads both units' answers in parallel over plain TCP and keeps nothing; berth merges them in unit order, writing to /dev/null; the second unit's output spools to a temporary file until its turn. The reader's CPU is what the floor's two reading threads used (CLOCK_THREAD_CPUTIME_ID) and what the berth process used, start to exit (wait4's user and system time): the units and the engine's port proxy share the same two cores. Peak RSS is the largest berth process's maximum resident set (VmHWM) over three untimed runs each way, \"own\" its largest anonymous part (RssAnon): the rest is pages of the binary and libraries.")
 
         // What a call costs whatever its output: starting `berth`, reading the session, connecting.
-        var fixed = Table(columns: ["a script printing one line, on 2 units", "median", "more than the floor (median of each round's difference)"])
+        var fixed = Table(columns: ["a script printing one line, on 2 units", "median", "more than the floor (median of each round's difference)", "reader's CPU"])
         func more(_ times: [Duration]) -> String {
             let differences = zip(times, line.floor).map { $0 - $1 }
             return Stats(differences).medianText
         }
-        fixed.row(["raw HTTP: POST /call on both units (floor)", Stats(line.floor).medianText, "—"])
-        fixed.row(["berth call line.sh --split > /dev/null", Stats(line.berth).medianText, more(line.berth)])
-        fixed.row(["the same over TLS", Stats(line.tls).medianText, more(line.tls)])
+        fixed.row(["raw HTTP: POST /call on both units (floor)", Stats(line.floor).medianText, "—", Stats(line.floorCPU).medianText])
+        fixed.row(["berth call line.sh --split > /dev/null", Stats(line.berth).medianText, more(line.berth), Stats(line.berthCPU).medianText])
+        fixed.row(["the same over TLS", Stats(line.tls).medianText, more(line.tls), Stats(line.tlsCPU).medianText])
         report.section(fixed, note: "\(callRuns) rounds after a warm-up round, as above: what a call costs beyond the floor whatever the size of its output (the berth process's start and exit, its session, the connections and TLS handshakes), to set beside the rows above.")
     }
 
@@ -567,8 +576,10 @@ struct ClusterSections {
     }
 }
 
-/// POST /call with a raw socket; returns the bytes received.
-private func rawCall(_ unit: HostPort, script: String, secret: String) throws -> Int {
+/// POST /call with a raw socket; returns the bytes received and the CPU time the reading thread
+/// spent, which blocks in its reads and so runs nothing else meanwhile.
+private func rawCall(_ unit: HostPort, script: String, secret: String) throws -> (bytes: Int, cpu: Duration) {
+    let cpuAtStart = threadCPUTime()
     guard let fd = connectTCP(host: unit.host, port: unit.port) else { throw BenchError("cannot connect to \(unit)") }
     defer { close(fd) }
     let body = #"{"script":"\#(script)","arguments":[]}"#
@@ -581,7 +592,7 @@ private func rawCall(_ unit: HostPort, script: String, secret: String) throws ->
         if count <= 0 { break }
         total += count
     }
-    return total
+    return (total, threadCPUTime() - cpuAtStart)
 }
 
 /// Runs a program and returns its status, wall time and, when `watchingMemory`, peak RSS. The
@@ -589,7 +600,8 @@ private func rawCall(_ unit: HostPort, script: String, secret: String) throws ->
 /// include this (much larger) benchmark process, whose memory a spawned child shares until it
 /// execs. Timed runs do not watch: the polls' wake-ups and reads of /proc took CPU from the
 /// process timed, and its end was seen up to 2 ms late.
-func spawnMeasured(_ path: String, _ arguments: [String], environment extra: [String], watchingMemory: Bool) throws -> (status: Int32, elapsed: Duration, maxRSSKB: Int, maxAnonKB: Int) {
+/// `cpu` is the child's user and system time, from `wait4` (zero when watching).
+func spawnMeasured(_ path: String, _ arguments: [String], environment extra: [String], watchingMemory: Bool) throws -> (status: Int32, elapsed: Duration, cpu: Duration, maxRSSKB: Int, maxAnonKB: Int) {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
@@ -605,8 +617,10 @@ func spawnMeasured(_ path: String, _ arguments: [String], environment extra: [St
     var peakKB = 0
     var peakAnonKB = 0
     if !watchingMemory {
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return ((status >> 8) & 0xFF, clock.now - start, 0, 0)
+        var usage = rusage()
+        while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+        let elapsed = clock.now - start
+        return ((status >> 8) & 0xFF, elapsed, usage.ru_utime.duration + usage.ru_stime.duration, 0, 0)
     }
     while true {
         if let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) {
@@ -620,5 +634,16 @@ func spawnMeasured(_ path: String, _ arguments: [String], environment extra: [St
         if done == pid || (done < 0 && errno != EINTR) { break }
         usleep(2000)
     }
-    return ((status >> 8) & 0xFF, clock.now - start, peakKB, peakAnonKB)
+    return ((status >> 8) & 0xFF, clock.now - start, .zero, peakKB, peakAnonKB)
+}
+
+extension timeval {
+    var duration: Duration { .seconds(Int64(tv_sec)) + .microseconds(Int64(tv_usec)) }
+}
+
+/// The CPU time the calling thread has used.
+func threadCPUTime() -> Duration {
+    var now = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+    return .seconds(Int64(now.tv_sec)) + .nanoseconds(Int64(now.tv_nsec))
 }
