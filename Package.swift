@@ -176,7 +176,7 @@ let package = Package(
         .testTarget(name: "BerthServerTests", dependencies: [
             "BerthServer", "BerthAPI", "BerthCore", "HTTPClient", "TestSupport", hummingbird, .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
-        .testTarget(name: "UnitTests", dependencies: ["UnitProtocol"]),
+        .testTarget(name: "UnitTests", dependencies: ["UnitProtocol", "TestSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "BerthAPI", "BerthCore", "BerthConfig", "EngineAPI", "HTTPClient", "BerthTar"]),
         .testTarget(name: "ClientTests", dependencies: ["Client", "BerthAPI", "BerthCLI", "BerthCore", "UnitProtocol"]),
         /// The manager's routes in-process against a fake agent: no Docker engine.

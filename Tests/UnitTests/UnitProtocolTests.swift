@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 import UnitProtocol
 
 @Suite struct UnitProtocolTests {
@@ -93,6 +94,50 @@ import UnitProtocol
         #expect(pieces == 5)
     }
 
+    /// Streams of random frames cut at random places: the pieces of each kind, joined, are that
+    /// kind's output, and the exit status comes once, last. (Seeded, so a failure repeats.)
+    @Test func randomFramesCutAtRandomPlacesComeOutWhole() throws {
+        var random = SeededGenerator(seed: 0x5EED)
+        for _ in 0..<50 {
+            var frames: [UnitFrame] = []
+            for _ in 0..<Int.random(in: 0...12, using: &random) {
+                // Each payload its own pattern, so bytes out of place show.
+                let step = Int.random(in: 1...255, using: &random), base = Int.random(in: 0...255, using: &random)
+                let payload = (0..<Int.random(in: 0...40_000, using: &random)).map { UInt8(truncatingIfNeeded: $0 &* step &+ base) }
+                frames.append(Bool.random(using: &random) ? .stdout(payload) : .stderr(payload))
+            }
+            frames.append(.exit(Int32.random(in: -1000...1000, using: &random)))
+            let wire = frames.flatMap { $0.encoded() }
+            var decoder = UnitFrameDecoder()
+            var out: [UInt8] = [], err: [UInt8] = [], statuses: [Int32] = []
+            var index = 0
+            while index < wire.count {
+                let end = min(wire.count, index + Int.random(in: 1...100_000, using: &random))
+                try wire[index..<end].withUnsafeBytes { chunk in
+                    try decoder.feed(chunk) { view in
+                        #expect(statuses.isEmpty, "output after the exit status")
+                        switch view {
+                        case .stdout(let piece): out += piece
+                        case .stderr(let piece): err += piece
+                        case .exit(let status): statuses.append(status)
+                        }
+                    }
+                }
+                index = end
+            }
+            var expectedOut: [UInt8] = [], expectedErr: [UInt8] = [], expectedStatus: Int32?
+            for frame in frames {
+                switch frame {
+                case .stdout(let bytes): expectedOut += bytes
+                case .stderr(let bytes): expectedErr += bytes
+                case .exit(let status): expectedStatus = status
+                }
+            }
+            #expect(out == expectedOut && err == expectedErr && statuses == [expectedStatus!])
+            #expect(decoder.pendingByteCount == 0)
+        }
+    }
+
     /// An exit status is a number: a frame announcing a long one is refused, not gathered.
     @Test func anExitFrameLongerThanAStatusIsRefused() throws {
         var decoder = UnitFrameDecoder()
@@ -111,3 +156,4 @@ import UnitProtocol
         #expect(ScriptName.problem(with: name) != nil)
     }
 }
+
