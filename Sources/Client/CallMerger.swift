@@ -296,8 +296,8 @@ final class UnitOutput: @unchecked Sendable {
     }
 
     /// Whether the spool may still go out with `sendfile`: the kernel moves its pages to a file,
-    /// a pipe or /dev/null without copying them through this process. A terminal takes no
-    /// `sendfile`, and then every later piece goes the plain way.
+    /// a pipe or /dev/null without copying them through this process. An output that takes none
+    /// (a file opened with `>>`) has every later piece go the plain way.
     private var kernelCopies = true
 
     /// Sends up to `count` spooled bytes from `offset` with `sendfile`; false when the output
