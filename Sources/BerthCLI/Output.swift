@@ -69,16 +69,27 @@ public func writeUnbuffered(_ data: Data, to descriptor: Int32) {
 }
 
 /// Writes every byte of `buffer`, retrying short and interrupted writes; nil when all went out,
-/// else why not.
+/// else why not. A pipe whose reader has gone ends the process as it ends any writer in a
+/// pipeline (`berth call … | head`).
 public func writeEvery(byteOf buffer: UnsafeRawBufferPointer, to descriptor: Int32) -> String? {
     var done = 0
     while done < buffer.count {
         let written = write(descriptor, buffer.baseAddress! + done, buffer.count - done)
         if written < 0 && errno == EINTR { continue }
+        if written < 0 && errno == EPIPE { endAsAClosedPipeEnds() }
         guard written > 0 else { return written < 0 ? String(cString: strerror(errno)) : "nothing written" }
         done += written
     }
     return nil
+}
+
+/// Ends the process by SIGPIPE, quietly, as a writer to a pipe whose reader has gone ends. SwiftNIO
+/// ignores the signal for its sockets' sake, so a write to such a pipe fails with EPIPE instead,
+/// which a command would otherwise report as an error the user did not make.
+public func endAsAClosedPipeEnds() -> Never {
+    signal(SIGPIPE, SIG_DFL)
+    raise(SIGPIPE)
+    _exit(128 + SIGPIPE)
 }
 
 /// Output that `print` buffered and could not write (a full disk, a closed descriptor) turns

@@ -23,13 +23,17 @@ struct CallMerger {
     let units: [HostPort]
     let header: Bool
     let source: Source
-    /// Where merged output goes; standard output but in tests.
+    /// Where merged output and the units' errors go; standard output and error but in tests.
     var output: Int32 = STDOUT_FILENO
+    var errors: Int32 = STDERR_FILENO
+    /// How many units waiting their turn may stage their output in memory (`StageBudget`).
+    var stages = 16
 
-    init(units: [HostPort], header: Bool, output: Int32 = STDOUT_FILENO, source: @escaping Source) {
+    init(units: [HostPort], header: Bool, output: Int32 = STDOUT_FILENO, errors: Int32 = STDERR_FILENO, source: @escaping Source) {
         self.units = units
         self.header = header
         self.output = output
+        self.errors = errors
         self.source = source
     }
 
@@ -42,7 +46,8 @@ struct CallMerger {
     }
 
     func run(script: String, arguments: [String], split: Bool) async throws {
-        let outputs = units.map { _ in UnitOutput(destination: output, wantsHeader: header) }
+        let budget = StageBudget(stages: stages)
+        let outputs = units.map { _ in UnitOutput(destination: output, errors: errors, wantsHeader: header, stages: budget) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (index, unit) in units.enumerated() {
                 let request = CallRequest(
@@ -122,6 +127,7 @@ final class UnitOutput: @unchecked Sendable {
     }
 
     private let destination: Int32
+    private let errors: Int32
     private let lock = ThreadLock()
     private var waiters: [CheckedContinuation<Void, Never>] = []
     /// The first line so far, while it is being read; nil when complete or not wanted.
@@ -139,14 +145,16 @@ final class UnitOutput: @unchecked Sendable {
     private(set) var outcome = Outcome.running
     private(set) var stderrTail: [UInt8] = []
 
-    init(destination: Int32, wantsHeader: Bool) {
+    init(destination: Int32, errors: Int32 = STDERR_FILENO, wantsHeader: Bool, stages: StageBudget = StageBudget()) {
         self.destination = destination
+        self.errors = errors
+        self.stages = stages
         partialHeader = wantsHeader ? [] : nil
     }
 
     deinit {
         if spool >= 0 { close(spool) }
-        staged.deallocate()
+        staged?.deallocate()
     }
 
     // MARK: The reading side
@@ -161,23 +169,38 @@ final class UnitOutput: @unchecked Sendable {
         } catch {
             end(error)
         }
+        // What came of a stderr frame the stream cut.
+        if !stderrFrame.isEmpty { try? writeAll(errors, stderrFrame) }
     }
 
     private func receive(_ bytes: UnsafeRawBufferPointer) throws {
-        try decoder.feed(bytes) { frame in
+        try decoder.feed(bytes, pieces: { frame, endsFrame in
+            // The exit status is the last frame: what comes after it is neither printed nor
+            // allowed to change the status.
+            guard !exitSeen else { throw CallError(message: "it sent more after the script's exit status") }
             switch frame {
             case .stdout(let payload):
                 try take(payload)
             case .stderr(let payload):
-                // Errors show at once, whoever's turn it is.
-                try? writeAll(STDERR_FILENO, payload)
                 stderrTail.append(contentsOf: payload)
                 if stderrTail.count > 4096 { stderrTail.removeFirst(stderrTail.count - 4096) }
+                // Errors show at once, whoever's turn it is, each frame in one write (up to
+                // 64 KiB), so that two units' lines do not mix mid-line.
+                stderrFrame.append(contentsOf: payload)
+                if endsFrame || stderrFrame.count >= 64 << 10 {
+                    try? writeAll(errors, stderrFrame)
+                    stderrFrame.removeAll(keepingCapacity: true)
+                }
             case .exit(let status):
+                exitSeen = true
                 exited(status)
             }
-        }
+        })
     }
+
+    /// Touched only by the thread handing over the answer, as the decoder is.
+    private var exitSeen = false
+    private var stderrFrame: [UInt8] = []
 
     private func take(_ bytes: UnsafeRawBufferPointer) throws {
         var rest = bytes[...]
@@ -212,35 +235,46 @@ final class UnitOutput: @unchecked Sendable {
             return
         }
         defer { lock.unlock() }
+        if staged == nil && stages.take() {
+            staged = UnsafeMutableRawBufferPointer.allocate(byteCount: StageBudget.stageSize, alignment: 64)
+        }
+        guard let stage = staged else {
+            // Every stage is taken by units waiting their turn: to the spool straight.
+            return try spool(UnsafeRawBufferPointer(rebasing: rest))
+        }
         var piece = UnsafeRawBufferPointer(rebasing: rest)
         while !piece.isEmpty {
-            let taken = min(piece.count, staged.count - stagedCount)
-            UnsafeMutableRawBufferPointer(rebasing: staged[stagedCount...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: piece[..<taken]))
+            let taken = min(piece.count, stage.count - stagedCount)
+            UnsafeMutableRawBufferPointer(rebasing: stage[stagedCount...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: piece[..<taken]))
             stagedCount += taken
             piece = UnsafeRawBufferPointer(rebasing: piece[taken...])
-            if stagedCount == staged.count { try spoolStaged() }
+            if stagedCount == stage.count {
+                try spool(UnsafeRawBufferPointer(stage))
+                stagedCount = 0
+            }
         }
     }
 
     /// Output waiting its turn gathers here and goes to the spool a quarter megabyte at a time:
-    /// writing to a file costs about as much for a piece of 64 KiB as for one of 256 KiB.
-    private let staged = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 64)
+    /// writing to a file costs about as much for a piece of 64 KiB as for one of 256 KiB. Taken
+    /// from the call's budget when the unit first waits, given back when its turn comes.
+    private var staged: UnsafeMutableRawBufferPointer?
     private var stagedCount = 0
+    private let stages: StageBudget
 
-    /// Called with the lock held.
-    private func spoolStaged() throws {
+    /// Appends `bytes` to the spool; called with the lock held.
+    private func spool(_ bytes: UnsafeRawBufferPointer) throws {
         if spool < 0 { spool = try Self.makeSpool() }
         var done = 0
-        while done < stagedCount {
-            let n = pwrite(spool, staged.baseAddress! + done, stagedCount - done, off_t(spooled + done))
+        while done < bytes.count {
+            let n = pwrite(spool, bytes.baseAddress! + done, bytes.count - done, off_t(spooled + done))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw CallError(message: "cannot spool its output while an earlier unit prints: \(String(cString: strerror(errno)))")
             }
             done += n
         }
-        spooled += stagedCount
-        stagedCount = 0
+        spooled += bytes.count
     }
 
     private func exited(_ status: Int32) {
@@ -266,25 +300,31 @@ final class UnitOutput: @unchecked Sendable {
         await wait { $0.partialHeader == nil || $0.ended }
     }
 
-    /// Copies what was spooled, in order, then lets the reader print straight out.
+    /// Copies what was spooled, in order, then what is staged, and lets the reader print
+    /// straight out.
     func printSpoolThenGoLive() async throws {
         var offset = 0
-        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+        var buffer: [UInt8] = []
         while true {
             let caughtUp = offset
             let spooledSoFar: Int? = try lock.withLock {
-                if caughtUp == spooled {
-                    guard stagedCount > 0 else {
-                        live = true
-                        return nil
-                    }
-                    try spoolStaged()
+                guard caughtUp == spooled else { return spooled }
+                // The spool is out: what is staged follows it straight, the reader waiting on
+                // the lock meanwhile, and from then on the reader prints.
+                if let stage = staged {
+                    try writeAll(destination, UnsafeRawBufferPointer(rebasing: stage[..<stagedCount]))
+                    stage.deallocate()
+                    staged = nil
+                    stagedCount = 0
+                    stages.give()
                 }
-                return spooled
+                live = true
+                return nil
             }
             guard let available = spooledSoFar else { return }
             while offset < available {
                 if kernelCopies, try copyInKernel(from: offset, count: available - offset, advancing: &offset) { continue }
+                if buffer.isEmpty { buffer = [UInt8](repeating: 0, count: StageBudget.stageSize) }
                 let n = buffer.withUnsafeMutableBytes { pread(spool, $0.baseAddress!, min($0.count, available - offset), off_t(offset)) }
                 if n < 0 && errno == EINTR { continue }
                 guard n > 0 else { throw CallError(message: "cannot read back its spooled output: \(String(cString: strerror(errno)))") }
@@ -301,7 +341,7 @@ final class UnitOutput: @unchecked Sendable {
     private var kernelCopies = true
 
     /// Sends up to `count` spooled bytes from `offset` with `sendfile`; false when the output
-    /// takes none, before any byte went out that way.
+    /// refuses it, and the caller reads and writes from `offset` on.
     private func copyInKernel(from offset: Int, count: Int, advancing position: inout Int) throws -> Bool {
         var from = off_t(offset)
         let sent = sendfile(destination, spool, &from, min(count, 1 << 30))
@@ -310,7 +350,8 @@ final class UnitOutput: @unchecked Sendable {
             return true
         }
         if sent < 0 && errno == EINTR { return true }
-        if sent < 0 && (errno == EINVAL || errno == ENOSYS) {
+        if sent < 0 && errno == EPIPE { endAsAClosedPipeEnds() }
+        if sent < 0 && [EINVAL, ENOSYS, EOPNOTSUPP].contains(errno) {
             kernelCopies = false
             return false
         }
@@ -358,7 +399,32 @@ final class UnitOutput: @unchecked Sendable {
     }
 }
 
-/// Writes every byte, retrying short writes; a closed pipe ends the process as usual (SIGPIPE).
+/// The staging buffers of one call's units waiting their turn: a few, so that a call on many
+/// units holds a few megabytes at most while they wait.
+final class StageBudget: @unchecked Sendable {
+    static let stageSize = 256 << 10
+    private let lock = ThreadLock()
+    private var left: Int
+
+    init(stages: Int = 16) {
+        left = stages
+    }
+
+    /// Whether a stage may be made.
+    func take() -> Bool {
+        lock.withLock {
+            guard left > 0 else { return false }
+            left -= 1
+            return true
+        }
+    }
+
+    func give() {
+        lock.withLock { left += 1 }
+    }
+}
+
+/// Writes every byte, retrying short writes; a pipe whose reader has gone ends the process.
 func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws {
     if let reason = writeEvery(byteOf: buffer, to: fd) { throw CallError(message: "cannot write the output: \(reason)") }
 }

@@ -74,8 +74,14 @@ public enum UnitFrameView {
 public struct UnitFrameTooLarge: Error, CustomStringConvertible {
     public let size: Int
     public let limit: Int
+    /// An exit status's frame, which holds a number.
+    public var isExitStatus = false
 
-    public var description: String { "a frame of \(size) bytes, more than the \(limit) a frame may hold" }
+    public var description: String {
+        isExitStatus
+            ? "an exit status of \(size) bytes, more than the \(limit) a status takes"
+            : "a frame of \(size) bytes, more than the \(limit) a frame may hold"
+    }
 }
 
 /// Reassembles frames from bytes arriving in any chunks. Output passes on in place, a piece at a
@@ -131,6 +137,11 @@ public struct UnitFrameDecoder: Sendable {
         try decode(input) { view, _ in try visit(view) }
     }
 
+    /// As `feed(_:_:)`, telling each piece whether it ends its frame.
+    public mutating func feed(_ input: UnsafeRawBufferPointer, pieces visit: (UnitFrameView, _ endsFrame: Bool) throws -> Void) throws {
+        try decode(input, visit)
+    }
+
     /// The pieces of `input`, each with whether it ends its frame.
     private mutating func decode(_ input: UnsafeRawBufferPointer, _ visit: (UnitFrameView, _ ends: Bool) throws -> Void) throws {
         var offset = 0
@@ -172,7 +183,7 @@ public struct UnitFrameDecoder: Sendable {
                 partial = []
             }
             guard size <= (kind == 3 ? Self.longestExit : maxFrame) else {
-                throw UnitFrameTooLarge(size: size, limit: kind == 3 ? Self.longestExit : maxFrame)
+                throw UnitFrameTooLarge(size: size, limit: kind == 3 ? Self.longestExit : maxFrame, isExitStatus: kind == 3)
             }
             payload = (kind, size)
         }

@@ -7,13 +7,17 @@ import UnitProtocol
 
 /// The merge of `berth call` without a network: each unit's answer is a scripted stream of frames.
 @Suite struct CallMergerTests {
-    let units = [HostPort(host: "127.0.0.2", port: 8281), HostPort(host: "127.0.0.3", port: 8282)]
+    let units = [HostPort(host: "127.0.0.2", port: 8281), HostPort(host: "127.0.0.3", port: 8282), HostPort(host: "127.0.0.4", port: 8283)]
 
     /// One unit's answer: frames, sent in pieces, after an optional delay before each.
     struct Answer: Sendable {
         var frames: [UnitFrame]
         var delay: Duration = .zero
         var failure: String?
+        /// A pause between the two halves of each frame, so that the units' halves interleave.
+        var pauseInsideFrames: Duration = .zero
+        /// The connection ends halfway through the last frame.
+        var cutInLastFrame = false
     }
 
     /// Where the merged output goes: each takes the spool back its own way (the kernel's copy,
@@ -55,19 +59,22 @@ import UnitProtocol
         return try String(contentsOfFile: path, encoding: .utf8)
     }
 
-    private func merge(_ answers: [Answer], header: Bool, output fd: Int32) async throws {
+    private func merge(_ answers: [Answer], header: Bool, output fd: Int32, errors: Int32 = STDERR_FILENO, stages: Int = 16) async throws {
         let byUnit = Dictionary(uniqueKeysWithValues: zip(units, answers))
-        let merger = CallMerger(units: Array(units.prefix(answers.count)), header: header, output: fd) { unit, _, receive in
+        var merger = CallMerger(units: Array(units.prefix(answers.count)), header: header, output: fd, errors: errors) { unit, _, receive in
             let answer = byUnit[unit]!
-            for frame in answer.frames {
+            for (index, frame) in answer.frames.enumerated() {
                 if answer.delay > .zero { try await Task.sleep(for: answer.delay) }
                 // Split every frame in two to cross piece boundaries.
                 let bytes = frame.encoded()
                 try bytes[..<(bytes.count / 2)].withUnsafeBytes { try receive($0) }
+                if answer.cutInLastFrame && index == answer.frames.count - 1 { return }
+                if answer.pauseInsideFrames > .zero { try await Task.sleep(for: answer.pauseInsideFrames) }
                 try bytes[(bytes.count / 2)...].withUnsafeBytes { try receive($0) }
             }
             if let failure = answer.failure { throw CallError(message: failure) }
         }
+        merger.stages = stages
         try await merger.run(script: "q.sh", arguments: [], split: true)
     }
 
@@ -93,6 +100,61 @@ import UnitProtocol
         let text = try await merge([first, second], into: destination)
         let expected = (1...10).map { "a \($0)\n" }.joined() + (1...20_000).map { "b \($0)\n" }.joined()
         #expect(text == expected)
+    }
+
+    /// Units waiting their turn beyond the call's staging buffers spool straight; all come out
+    /// in order.
+    @Test func unitsWaitingBeyondTheStagingBuffersSpoolStraight() async throws {
+        let path = NSTemporaryDirectory() + "berth-merge-\(UUID().uuidString)"
+        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
+        defer { close(fd); unlink(path) }
+        let first = Answer(frames: lines("a", 10) + [.exit(0)], delay: .milliseconds(5))
+        try await merge([first, Answer(frames: lines("b", 30_000) + [.exit(0)]), Answer(frames: lines("c", 30_000) + [.exit(0)])], header: false, output: fd, stages: 1)
+        let expected = ["a", "b", "c"].map { letter in (1...(letter == "a" ? 10 : 30_000)).map { "\(letter) \($0)\n" }.joined() }.joined()
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == expected)
+    }
+
+    /// Each unit's stderr frame goes out in one write, whoever else writes meanwhile: two
+    /// units' lines never mix mid-line.
+    @Test func stderrLinesOfTwoUnitsDoNotMix() async throws {
+        let path = NSTemporaryDirectory() + "berth-merge-errors-\(UUID().uuidString)"
+        let errors = open(path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND, 0o600)
+        #expect(errors >= 0)
+        defer { close(errors); unlink(path) }
+        func noisy(_ letter: String) -> Answer {
+            let line = UnitFrame.stderr(Array((String(repeating: letter, count: 40) + "\n").utf8))
+            return Answer(frames: Array(repeating: line, count: 20) + [.exit(0)], pauseInsideFrames: .milliseconds(1))
+        }
+        let out = NSTemporaryDirectory() + "berth-merge-\(UUID().uuidString)"
+        let fd = open(out, O_RDWR | O_CREAT | O_TRUNC, 0o600)
+        defer { close(fd); unlink(out) }
+        try await merge([noisy("a"), noisy("b")], header: false, output: fd, errors: errors)
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 40)
+        for line in lines { #expect(line == String(repeating: "a", count: 40) || line == String(repeating: "b", count: 40), "\(line)") }
+    }
+
+    /// What came of a frame the connection cut is printed, as it came, and the call fails
+    /// naming the unit.
+    @Test func aFrameCutByTheConnectionEndsTheCallWithItsUnitNamed() async throws {
+        let path = NSTemporaryDirectory() + "berth-merge-\(UUID().uuidString)"
+        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
+        defer { close(fd); unlink(path) }
+        do {
+            try await merge([Answer(frames: lines("a", 2) + [.stdout(Array("partial line\n".utf8))], cutInLastFrame: true)], header: false, output: fd)
+            Issue.record("the call succeeded")
+        } catch let error as CallError {
+            #expect(error.message == "unit 127.0.0.2:8281: the connection ended before q.sh finished")
+        }
+        // The last frame is cut after 10 of its 21 bytes: its header and "pa".
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "a 1\na 2\npa")
+    }
+
+    /// The exit status is the last frame: what a unit sends after it is not printed and does
+    /// not change the status.
+    @Test func framesAfterTheExitStatusAreNotPrintedNorCounted() async throws {
+        let text = try await merge([Answer(frames: lines("a", 2) + [.exit(0), .stdout(Array("late\n".utf8)), .exit(7)])])
+        #expect(text == "a 1\na 2\n")
     }
 
     @Test func theHeaderIsPrintedOnceWhenTheUnitsAgree() async throws {

@@ -114,6 +114,16 @@ final class CallTests {
         #expect(result.stderr.contains("half 1") && result.stderr.contains("half 2"), "\(result.stderr)")
     }
 
+    /// `berth call … | head -1` ends as any writer in a pipeline does when its reader goes: by
+    /// SIGPIPE, with no error of its own (SwiftNIO ignores the signal, so the write fails instead).
+    @Test func aCallPipedIntoHeadEndsQuietlyWhenHeadHasItsLine() async throws {
+        let result = try await ClusterFixture.run(
+            "/bin/bash", ["-c", "\"$0\" call lines.sh --split | head -1; echo \"status ${PIPESTATUS[0]}\" >&2", ClusterFixture.binaries + "/berth"],
+            environment: ["BERTH_SESSION": cluster.root + "/session-aaa.json"])
+        #expect(result.stdout == "1 1\n")
+        #expect(result.stderr == "status \(128 + SIGPIPE)\n", "\(result.stderr)")
+    }
+
     /// A script sees its own stdin, stdout and stderr and nothing else of berth-unit's: not its
     /// listening socket or connections, not the pipes of another call running at the same time
     /// (a script could read that call's output away from it).
