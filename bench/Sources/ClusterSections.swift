@@ -1,4 +1,5 @@
 import BerthAPI
+import CCurl
 import BerthCore
 import BerthPasswords
 import HTTPClient
@@ -446,42 +447,52 @@ struct ClusterSections {
         /// Each way's times over the rounds (the floor, berth, berth over TLS) and the CPU each
         /// way's reader spent: the floor's two reading threads, the `berth` process.
         struct Ways {
-            var floor: [Duration] = [], berth: [Duration] = [], tls: [Duration] = []
-            var floorCPU: [Duration] = [], berthCPU: [Duration] = [], tlsCPU: [Duration] = []
+            var floor: [Duration] = [], berth: [Duration] = [], tls: [Duration] = [], tlsFloor: [Duration] = []
+            var floorCPU: [Duration] = [], berthCPU: [Duration] = [], tlsCPU: [Duration] = [], tlsFloorCPU: [Duration] = []
+        }
+        let tlsUnits = tlsCluster.units["benchtls"]!
+        curl_global_init(Int(CURL_GLOBAL_ALL))
+        /// Both units' answers read in parallel, by `read`; the time and the readers' CPU.
+        func rawRead(
+            _ units: [HostPort], least: Int, _ what: String, _ read: @escaping @Sendable (HostPort) throws -> (bytes: Int, cpu: Duration)
+        ) async throws -> (Duration, Duration) {
+            let clock = ContinuousClock()
+            let start = clock.now
+            let (bytes, cpu) = try await withThrowingTaskGroup(of: (bytes: Int, cpu: Duration).self) { group in
+                for unit in units { group.addTask { try read(unit) } }
+                var total = (0, Duration.zero)
+                for try await answer in group { total = (total.0 + answer.bytes, total.1 + answer.cpu) }
+                return total
+            }
+            guard bytes >= least else { throw BenchError("\(what) read \(bytes) bytes, expected \(least)") }
+            return (clock.now - start, cpu)
         }
         func rounds(_ script: String, expecting least: Int) async throws -> Ways {
             var ways = Ways()
+            let secret = session.unitSecret, tlsSecret = tlsSession.unitSecret
             for round in 0...callRuns {
-                var floor = (Duration.zero, Duration.zero), berth = floor, tls = floor
-                for way in turnedOrder(3, round: round) {
+                var floor = (Duration.zero, Duration.zero), berth = floor, tls = floor, tlsFloor = floor
+                for way in turnedOrder(4, round: round) {
                     switch way {
                     case 0:
-                        let clock = ContinuousClock()
-                        let start = clock.now
-                        let secret = session.unitSecret
-                        let (bytes, cpu) = try await withThrowingTaskGroup(of: (bytes: Int, cpu: Duration).self) { group in
-                            for unit in units {
-                                group.addTask { try rawCall(unit, script: script, secret: secret) }
-                            }
-                            var total = (0, Duration.zero)
-                            for try await read in group { total = (total.0 + read.bytes, total.1 + read.cpu) }
-                            return total
-                        }
-                        floor = (clock.now - start, cpu)
-                        guard bytes >= least else { throw BenchError("floor read \(bytes) bytes, expected \(least)") }
+                        floor = try await rawRead(units, least: least, "the floor") { try rawCall($0, script: script, secret: secret) }
                     case 1:
                         berth = try berthCall(script, sessionFile, "berth call")
-                    default:
+                    case 2:
                         tls = try berthCall(script, tlsSessionFile, "berth call over TLS")
+                    default:
+                        tlsFloor = try await rawRead(tlsUnits, least: least, "the TLS floor") { try rawTLSCall($0, script: script, secret: tlsSecret) }
                     }
                 }
                 if round > 0 {
                     ways.floor.append(floor.0)
                     ways.berth.append(berth.0)
                     ways.tls.append(tls.0)
+                    ways.tlsFloor.append(tlsFloor.0)
                     ways.floorCPU.append(floor.1)
                     ways.berthCPU.append(berth.1)
                     ways.tlsCPU.append(tls.1)
+                    ways.tlsFloorCPU.append(tlsFloor.1)
                 }
             }
             return ways
@@ -500,7 +511,9 @@ struct ClusterSections {
         // Each round's floor time over the way's: its throughput as a share of the floor's.
         table.row(["berth call big.sh --split > /dev/null", berth.medianText, throughput(berth), pairedRatio(big.floor, over: big.berth), Stats(big.berthCPU).medianText, "\(peakKB / 1024) MB (own \(peakAnonKB / 1024) MB)"])
         table.row(["the same over TLS to units with session keys", overTLS.medianText, throughput(overTLS), pairedRatio(big.floor, over: big.tls), Stats(big.tlsCPU).medianText, "—"])
-        report.section(table, note: "\(callRuns) runs each after a warm-up round, in rounds whose order turns; \"× floor throughput\" is the median of each round's floor time over the way's. The floor reads both units' answers in parallel over plain TCP and keeps nothing; berth merges them in unit order, writing to /dev/null; the second unit's output spools to a temporary file until its turn. The reader's CPU is what the floor's two reading threads used (CLOCK_THREAD_CPUTIME_ID) and what the berth process used, start to exit (wait4's user and system time): the units and the engine's port proxy share the same two cores. Peak RSS is the largest berth process's maximum resident set (VmHWM) over three untimed runs each way, \"own\" its largest anonymous part (RssAnon): the rest is pages of the binary and libraries.")
+        let tlsFloor = Stats(big.tlsFloor)
+        table.row(["raw HTTPS: POST /call on both TLS units with libcurl (OpenSSL, AES-128-GCM, no certificate check), frames read and dropped (a floor that decrypts)", tlsFloor.medianText, throughput(tlsFloor), pairedRatio(big.floor, over: big.tlsFloor), Stats(big.tlsFloorCPU).medianText, "—"])
+        report.section(table, note: "\(callRuns) runs each after a warm-up round, in rounds whose order turns; \"× floor throughput\" is the median of each round's floor time over the way's. The floor reads both units' answers in parallel over plain TCP and keeps nothing; berth merges them in unit order, writing to /dev/null; the second unit's output spools to a temporary file until its turn. \"berth call\" over TLS is \(pairedRatio(big.tlsFloor, over: big.tls))× the throughput of the floor that decrypts, round by round. The reader's CPU is what the floors' two reading threads used (CLOCK_THREAD_CPUTIME_ID) and what the berth process used, start to exit (wait4's user and system time): the units and the engine's port proxy share the same two cores. Peak RSS is the largest berth process's maximum resident set (VmHWM) over three untimed runs each way, \"own\" its largest anonymous part (RssAnon): the rest is pages of the binary and libraries.")
 
         // What a call costs whatever its output: starting `berth`, reading the session, connecting.
         var fixed = Table(columns: ["a script printing one line, on 2 units", "median", "more than the floor (median of each round's difference)", "reader's CPU"])
@@ -511,6 +524,7 @@ struct ClusterSections {
         fixed.row(["raw HTTP: POST /call on both units (floor)", Stats(line.floor).medianText, "—", Stats(line.floorCPU).medianText])
         fixed.row(["berth call line.sh --split > /dev/null", Stats(line.berth).medianText, more(line.berth), Stats(line.berthCPU).medianText])
         fixed.row(["the same over TLS", Stats(line.tls).medianText, more(line.tls), Stats(line.tlsCPU).medianText])
+        fixed.row(["raw HTTPS with libcurl on both TLS units (the floor that decrypts)", Stats(line.tlsFloor).medianText, more(line.tlsFloor), Stats(line.tlsFloorCPU).medianText])
         report.section(fixed, note: "\(callRuns) rounds after a warm-up round, as above: what a call costs beyond the floor whatever the size of its output (the berth process's start and exit, its session, the connections and TLS handshakes), to set beside the rows above.")
     }
 
@@ -574,6 +588,40 @@ struct ClusterSections {
         chmod(file, 0o600)
         return file
     }
+}
+
+/// POST /call over TLS with libcurl, its body counted and dropped: a floor that decrypts, as
+/// `berth call` over TLS must, with the cipher `berth` and the unit agree on. It checks no
+/// certificate (the least a TLS client can do); a new handle per call, as `berth` is a new process.
+private func rawTLSCall(_ unit: HostPort, script: String, secret: String) throws -> (bytes: Int, cpu: Duration) {
+    let cpuAtStart = threadCPUTime()
+    guard let handle = curl_easy_init() else { throw BenchError("curl_easy_init failed") }
+    defer { curl_easy_cleanup(handle) }
+    berth_setopt_string(handle, CURLOPT_URL, "https://\(unit.host):\(unit.port)\(UnitPath.call)")
+    berth_setopt_string(handle, CURLOPT_PROXY, "")
+    berth_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+    // Reads as large as libcurl takes: fewer calls than its 16 KiB.
+    berth_setopt_long(handle, CURLOPT_BUFFERSIZE, 512 << 10)
+    berth_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 0)
+    berth_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 0)
+    berth_setopt_long(handle, CURLOPT_SSLVERSION, Int(CURL_SSLVERSION_TLSv1_3))
+    berth_setopt_string(handle, CURLOPT_TLS13_CIPHERS, "TLS_AES_128_GCM_SHA256")
+    berth_setopt_string(handle, CURLOPT_COPYPOSTFIELDS, #"{"script":"\#(script)","arguments":[]}"#)
+    var headers = curl_slist_append(nil, "Authorization: Bearer \(secret)")
+    headers = curl_slist_append(headers, "Content-Type: application/json")
+    defer { curl_slist_free_all(headers) }
+    berth_setopt_slist(handle, CURLOPT_HTTPHEADER, headers)
+    var total = 0
+    let code = withUnsafeMutablePointer(to: &total) { counter in
+        berth_setopt_pointer(handle, CURLOPT_WRITEDATA, counter)
+        berth_setopt_data_callback(handle, CURLOPT_WRITEFUNCTION) { _, size, count, data in
+            data!.assumingMemoryBound(to: Int.self).pointee += size * count
+            return size * count
+        }
+        return curl_easy_perform(handle)
+    }
+    guard code == CURLE_OK else { throw BenchError("libcurl to \(unit): \(String(cString: curl_easy_strerror(code)))") }
+    return (total, threadCPUTime() - cpuAtStart)
 }
 
 /// POST /call with a raw socket; returns the bytes received and the CPU time the reading thread
