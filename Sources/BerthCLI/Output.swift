@@ -70,17 +70,29 @@ public func writeUnbuffered(_ data: Data, to descriptor: Int32) {
 
 /// Writes every byte of `buffer`, retrying short and interrupted writes; nil when all went out,
 /// else why not. A pipe whose reader has gone ends the process as it ends any writer in a
-/// pipeline (`berth call … | head`).
+/// pipeline (`berth call … | head`); an output left non-blocking by whoever started the command
+/// is waited for when full.
 public func writeEvery(byteOf buffer: UnsafeRawBufferPointer, to descriptor: Int32) -> String? {
     var done = 0
     while done < buffer.count {
         let written = write(descriptor, buffer.baseAddress! + done, buffer.count - done)
         if written < 0 && errno == EINTR { continue }
         if written < 0 && errno == EPIPE { endAsAClosedPipeEnds() }
+        if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+            waitUntilWritable(descriptor)
+            continue
+        }
         guard written > 0 else { return written < 0 ? String(cString: strerror(errno)) : "nothing written" }
         done += written
     }
     return nil
+}
+
+/// Waits until `descriptor` takes more output: a non-blocking pipe or terminal that is full.
+/// As long as it takes, as a blocking write would wait.
+public func waitUntilWritable(_ descriptor: Int32) {
+    var entry = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+    while poll(&entry, 1, -1) < 0 && errno == EINTR {}
 }
 
 /// Ends the process by SIGPIPE, quietly, as a writer to a pipe whose reader has gone ends. SwiftNIO

@@ -351,6 +351,10 @@ final class UnitOutput: @unchecked Sendable {
         }
         if sent < 0 && errno == EINTR { return true }
         if sent < 0 && errno == EPIPE { endAsAClosedPipeEnds() }
+        if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+            waitUntilWritable(destination)
+            return true
+        }
         if sent < 0 && [EINVAL, ENOSYS, EOPNOTSUPP].contains(errno) {
             kernelCopies = false
             return false

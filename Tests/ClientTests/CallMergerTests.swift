@@ -22,34 +22,30 @@ import UnitProtocol
 
     /// Where the merged output goes: each takes the spool back its own way (the kernel's copy,
     /// or read and written when the output refuses it, as a file opened for appending does).
-    enum Destination: CaseIterable { case file, appendedFile, pipe }
+    enum Destination: CaseIterable { case file, appendedFile, pipe, nonBlockingPipe }
 
     func merge(_ answers: [Answer], header: Bool = false, into destination: Destination = .file) async throws -> String {
-        if destination == .pipe {
+        if destination == .pipe || destination == .nonBlockingPipe {
             var ends: [Int32] = [0, 0]
             #expect(pipe(&ends) == 0)
             let readEnd = ends[0]
-            // Drained meanwhile, so the merge never waits on a full pipe.
-            let reader = Task.detached { () -> Data in
-                var data = Data()
-                var buffer = [UInt8](repeating: 0, count: 65536)
-                while true {
-                    let count = read(readEnd, &buffer, buffer.count)
-                    if count <= 0 { break }
-                    data.append(contentsOf: buffer[..<count])
-                }
-                close(readEnd)
-                return data
-            }
+            // Left non-blocking by whoever started the command: a full pipe refuses a write
+            // (EAGAIN) rather than wait.
+            if destination == .nonBlockingPipe { _ = fcntl(ends[1], F_SETFL, fcntl(ends[1], F_GETFL) | O_NONBLOCK) }
+            let slowly = destination == .nonBlockingPipe
+            // Drained meanwhile (after a pause that lets the pipe fill, when non-blocking), on a
+            // thread of its own: blocking reads on Swift's pool, one thread per core, could hold
+            // the thread the merge needs to go on.
+            let drained = PipeDrain(readEnd, pausingFirst: slowly)
             do {
                 try await merge(answers, header: header, output: ends[1])
             } catch {
                 close(ends[1])
-                _ = await reader.value
+                _ = drained.wait()
                 throw error
             }
             close(ends[1])
-            return String(decoding: await reader.value, as: UTF8.self)
+            return String(decoding: drained.wait(), as: UTF8.self)
         }
         let path = NSTemporaryDirectory() + "berth-merge-\(UUID().uuidString)"
         let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | (destination == .appendedFile ? O_APPEND : 0), 0o600)
@@ -237,5 +233,32 @@ import UnitProtocol
         } catch let error as CallError {
             #expect(error.message == "unit 127.0.0.3:8282: connection reset")
         }
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own.
+final class PipeDrain: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var data = Data()
+
+    init(_ descriptor: Int32, pausingFirst: Bool) {
+        let thread = Thread { [self] in
+            if pausingFirst { usleep(100_000) }
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let count = read(descriptor, &buffer, buffer.count)
+                if count <= 0 { break }
+                data.append(contentsOf: buffer[..<count])
+            }
+            close(descriptor)
+            done.signal()
+        }
+        thread.start()
+    }
+
+    /// All that was read, once the pipe's writer has closed it.
+    func wait() -> Data {
+        done.wait()
+        return data
     }
 }
