@@ -69,36 +69,47 @@ public func writeUnbuffered(_ data: Data, to descriptor: Int32) {
 }
 
 /// Writes every byte of `buffer`, retrying short and interrupted writes; nil when all went out,
-/// else why not. A pipe whose reader has gone ends the process as it ends any writer in a
-/// pipeline (`berth call … | head`); an output left non-blocking by whoever started the command
-/// is waited for when full.
+/// else why not (see `writeMayGoOn` for the failures it gets past).
 public func writeEvery(byteOf buffer: UnsafeRawBufferPointer, to descriptor: Int32) -> String? {
     var done = 0
     while done < buffer.count {
         let written = write(descriptor, buffer.baseAddress! + done, buffer.count - done)
-        if written < 0 && errno == EINTR { continue }
-        if written < 0 && errno == EPIPE { endAsAClosedPipeEnds() }
-        if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-            waitUntilWritable(descriptor)
-            continue
+        if written < 0 {
+            let error = errno
+            if writeMayGoOn(to: descriptor, after: error) { continue }
+            return String(cString: strerror(error))
         }
-        guard written > 0 else { return written < 0 ? String(cString: strerror(errno)) : "nothing written" }
+        guard written > 0 else { return "nothing written" }
         done += written
     }
     return nil
 }
 
-/// Waits until `descriptor` takes more output: a non-blocking pipe or terminal that is full.
-/// As long as it takes, as a blocking write would wait.
-public func waitUntilWritable(_ descriptor: Int32) {
-    var entry = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
-    while poll(&entry, 1, -1) < 0 && errno == EINTR {}
+/// What a write of output (`write`, `sendfile`) that failed with `error` calls for: true to try
+/// again, after an interruption or once an output left non-blocking by whoever started the
+/// command has room (as a blocking write would wait, as long as it takes); false for a failure
+/// to report. A pipe whose reader has gone ends the process as it ends any writer in a pipeline
+/// (`berth call … | head`), but for stderr, whose failing is left unsaid: a daemon's stderr is
+/// the journal's stream, which a restart of the journal breaks.
+public func writeMayGoOn(to descriptor: Int32, after error: Int32) -> Bool {
+    switch error {
+    case EINTR:
+        return true
+    case EAGAIN, EWOULDBLOCK:
+        var entry = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+        while poll(&entry, 1, -1) < 0 && errno == EINTR {}
+        return true
+    case EPIPE where descriptor != STDERR_FILENO:
+        endAsAClosedPipeEnds()
+    default:
+        return false
+    }
 }
 
 /// Ends the process by SIGPIPE, quietly, as a writer to a pipe whose reader has gone ends. SwiftNIO
 /// ignores the signal for its sockets' sake, so a write to such a pipe fails with EPIPE instead,
 /// which a command would otherwise report as an error the user did not make.
-public func endAsAClosedPipeEnds() -> Never {
+func endAsAClosedPipeEnds() -> Never {
     signal(SIGPIPE, SIG_DFL)
     raise(SIGPIPE)
     _exit(128 + SIGPIPE)

@@ -9,6 +9,7 @@ import Glibc
 #else
 import Foundation
 #endif
+import Synchronization
 import UnitProtocol
 
 /// Starts the call on every unit at once and prints the outputs in unit order. The unit whose turn
@@ -145,7 +146,7 @@ final class UnitOutput: @unchecked Sendable {
     private(set) var outcome = Outcome.running
     private(set) var stderrTail: [UInt8] = []
 
-    init(destination: Int32, errors: Int32 = STDERR_FILENO, wantsHeader: Bool, stages: StageBudget = StageBudget()) {
+    init(destination: Int32, errors: Int32, wantsHeader: Bool, stages: StageBudget) {
         self.destination = destination
         self.errors = errors
         self.stages = stages
@@ -349,18 +350,14 @@ final class UnitOutput: @unchecked Sendable {
             position = Int(from)
             return true
         }
-        if sent < 0 && errno == EINTR { return true }
-        if sent < 0 && errno == EPIPE { endAsAClosedPipeEnds() }
-        if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-            waitUntilWritable(destination)
-            return true
-        }
-        if sent < 0 && [EINVAL, ENOSYS, EOPNOTSUPP].contains(errno) {
-            kernelCopies = false
-            return false
-        }
         guard sent < 0 else { throw CallError(message: "cannot read back its spooled output: it ended early") }
-        throw CallError(message: "cannot write the output: \(String(cString: strerror(errno)))")
+        let error = errno
+        if writeMayGoOn(to: destination, after: error) { return true }
+        guard [EINVAL, ENOSYS, EOPNOTSUPP].contains(error) else {
+            throw CallError(message: "cannot write the output: \(String(cString: strerror(error)))")
+        }
+        kernelCopies = false
+        return false
     }
 
     func waitForEnd() async {
@@ -405,18 +402,17 @@ final class UnitOutput: @unchecked Sendable {
 
 /// The staging buffers of one call's units waiting their turn: a few, so that a call on many
 /// units holds a few megabytes at most while they wait.
-final class StageBudget: @unchecked Sendable {
+final class StageBudget: Sendable {
     static let stageSize = 256 << 10
-    private let lock = ThreadLock()
-    private var left: Int
+    private let left: Mutex<Int>
 
-    init(stages: Int = 16) {
-        left = stages
+    init(stages: Int) {
+        left = Mutex(stages)
     }
 
     /// Whether a stage may be made.
     func take() -> Bool {
-        lock.withLock {
+        left.withLock { left in
             guard left > 0 else { return false }
             left -= 1
             return true
@@ -424,7 +420,7 @@ final class StageBudget: @unchecked Sendable {
     }
 
     func give() {
-        lock.withLock { left += 1 }
+        left.withLock { $0 += 1 }
     }
 }
 
