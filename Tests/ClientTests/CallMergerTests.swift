@@ -244,13 +244,7 @@ final class PipeDrain: @unchecked Sendable {
     init(_ descriptor: Int32, pausingFirst: Bool) {
         let thread = Thread { [self] in
             if pausingFirst { usleep(100_000) }
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let count = read(descriptor, &buffer, buffer.count)
-                if count <= 0 { break }
-                data.append(contentsOf: buffer[..<count])
-            }
-            close(descriptor)
+            data = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true).readDataToEndOfFile()
             done.signal()
         }
         thread.start()

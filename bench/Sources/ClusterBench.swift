@@ -306,8 +306,8 @@ struct BenchUnit: Sendable {
 /// The floor for a login: the same unit containers as Berth's (image, command, limits, mounts,
 /// port binding, the user's network, PIDs limit, no-new-privileges, no capabilities, the user's
 /// account) created, started and waited for in parallel with hand-written HTTP, no Berth in
-/// between. Each unit has a thread of its
-/// own, so twenty starts really are twenty at once, whatever the number of cores.
+/// between. Each unit has a thread of its own, so twenty starts really are twenty at once,
+/// whatever the number of cores.
 struct RawUnitStarter {
     let socketPath: String
     let version: APIVersion
